@@ -1,0 +1,66 @@
+// swift-tools-version: 6.1
+// Flint: T5 / FLAN-T5 checkpoints → memory-mapped .flint files with int8 weights, run and verified.
+//
+// Modules, with dependencies pointing one way:
+//   FlintFormat → FlintCheckpoint → FlintQuant → FlintConvert / FlintPack
+//   FlintFormat → FlintKernels → FlintT5 (+ FlintTokenizer) → FlintVerify → flint (CLI)
+import PackageDescription
+
+let package = Package(
+    name: "Flint",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Flint", targets: [
+            "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack",
+            "FlintTokenizer", "FlintKernels", "FlintT5", "FlintVerify",
+        ]),
+        .executable(name: "flint", targets: ["flint"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The .flint container: header, metadata, tensor table, reader (mmap) and atomic writer.
+        .target(name: "FlintFormat"),
+        // Hugging Face checkpoint readers (safetensors, config.json, sharded indexes).
+        .target(name: "FlintCheckpoint", dependencies: ["FlintFormat"]),
+        // Int8 per-row / per-group quantizers, half-precision conversion, error measures.
+        .target(name: "FlintQuant", dependencies: ["FlintFormat"]),
+        // Checkpoint folder → .flint file, with the quantization plan and keep-list.
+        .target(name: "FlintConvert", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintQuant"]),
+        // libzstd through a system library target.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // .flint.zst distribution packing.
+        .target(name: "FlintPack", dependencies: ["FlintFormat", "CZstd"]),
+        // A plain C interface over libsentencepiece (C++).
+        .target(name: "CSentencePiece", linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]),
+        // T5Tokenizer-compatible tokenizer (sentinels, </s>, decode).
+        .target(name: "FlintTokenizer", dependencies: ["CSentencePiece"]),
+        // Float and int8 matrix kernels, thread pool.
+        .target(name: "FlintKernels", dependencies: ["FlintFormat", "FlintQuant"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        // The T5 model and decoding (greedy, beam, sampling).
+        .target(name: "FlintT5", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintKernels", "FlintTokenizer"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        // Quantized-vs-float comparison.
+        .target(name: "FlintVerify", dependencies: ["FlintT5"]),
+        // The commands of the command-line tool (a library, so tests can run them in-process).
+        .target(name: "FlintCLI", dependencies: [
+            "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack",
+            "FlintTokenizer", "FlintT5", "FlintVerify",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // The `flint` executable: only the entry point.
+        .executableTarget(name: "flint", dependencies: ["FlintCLI"]),
+
+        .testTarget(name: "FlintFormatTests", dependencies: ["FlintFormat"]),
+        .testTarget(name: "FlintCheckpointTests", dependencies: ["FlintCheckpoint"]),
+        .testTarget(name: "FlintQuantTests", dependencies: ["FlintQuant"]),
+        .testTarget(name: "FlintConvertTests", dependencies: ["FlintConvert", "FlintCheckpoint"]),
+        .testTarget(name: "FlintPackTests", dependencies: ["FlintPack"]),
+        .testTarget(name: "FlintTokenizerTests", dependencies: ["FlintTokenizer"]),
+        .testTarget(name: "FlintT5Tests", dependencies: ["FlintT5"]),
+        .testTarget(name: "FlintCLITests", dependencies: ["FlintCLI"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

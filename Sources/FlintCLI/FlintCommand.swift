@@ -1,0 +1,9 @@
+import ArgumentParser
+
+public struct FlintCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "flint",
+        abstract: "Convert, quantize, run and verify T5 / FLAN-T5 models in single memory-mapped .flint files.",
+        subcommands: [])
+    public init() {}
+}

@@ -1,0 +1,1 @@
+// FlintCheckpoint: work in progress.

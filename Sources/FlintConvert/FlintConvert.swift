@@ -1,0 +1,1 @@
+// FlintConvert: work in progress.

@@ -1,0 +1,134 @@
+// The vocabulary every Flint module shares: how a tensor's bytes are stored and how to view them in place.
+
+/// How the elements of a stored tensor are encoded. The raw values are the codes written in the `.flint`
+/// tensor table (Formats/FLINT.md, "Storage types"); they never change meaning.
+public enum StorageType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case f32 = 0
+    case f16 = 1
+    case bf16 = 2
+    case i8 = 3
+
+    /// Bytes per element.
+    public var byteSize: Int {
+        switch self {
+        case .f32: return 4
+        case .f16, .bf16: return 2
+        case .i8: return 1
+        }
+    }
+
+    /// The name used in the spec, the CLI and JSON output.
+    public var name: String {
+        switch self {
+        case .f32: return "f32"
+        case .f16: return "f16"
+        case .bf16: return "bf16"
+        case .i8: return "i8"
+        }
+    }
+
+    public init?(name: String) {
+        guard let match = StorageType.allCases.first(where: { $0.name == name.lowercased() }) else { return nil }
+        self = match
+    }
+
+    public var isFloat: Bool { self != .i8 }
+    public var description: String { name }
+}
+
+/// How a stored tensor maps back to real numbers.
+public enum QuantScheme: Sendable, Equatable, CustomStringConvertible {
+    /// Stored as a float type; the values are the values.
+    case none
+    /// Symmetric int8, one float32 scale per output row (the first dimension): `x ≈ q × scale[row]`.
+    case int8Row
+    /// Symmetric int8, one float32 scale per `groupSize` consecutive elements of a row (along the input
+    /// dimension); the last group of a row may be shorter.
+    case int8Group(Int)
+
+    /// Scheme code as stored in the tensor table.
+    public var code: UInt8 {
+        switch self {
+        case .none: return 0
+        case .int8Row: return 1
+        case .int8Group: return 2
+        }
+    }
+
+    /// The group size (0 when not grouped).
+    public var groupSize: Int {
+        if case .int8Group(let g) = self { return g }
+        return 0
+    }
+
+    /// The CLI / JSON name: `float`, `int8`, `int8-g32`, …
+    public var name: String {
+        switch self {
+        case .none: return "float"
+        case .int8Row: return "int8"
+        case .int8Group(let g): return "int8-g\(g)"
+        }
+    }
+
+    public var description: String { name }
+
+    /// Number of float32 scales a tensor of `shape` carries under this scheme.
+    public func scaleCount(shape: [Int]) -> Int {
+        switch self {
+        case .none:
+            return 0
+        case .int8Row:
+            let (rows, _) = QuantScheme.matrixShape(shape)
+            return rows
+        case .int8Group(let g):
+            let (rows, cols) = QuantScheme.matrixShape(shape)
+            return rows * ((cols + g - 1) / g)
+        }
+    }
+
+    /// A tensor viewed as a matrix: the first dimension is rows, the rest is flattened into columns.
+    /// A 1-D tensor is one row.
+    public static func matrixShape(_ shape: [Int]) -> (rows: Int, cols: Int) {
+        if shape.isEmpty { return (1, 1) }
+        if shape.count == 1 { return (1, shape[0]) }
+        return (shape[0], shape.dropFirst().reduce(1, *))
+    }
+}
+
+/// A read-only view of one tensor's stored bytes, normally pointing into a memory-mapped file.
+/// It is valid only while the object that produced it (the file) is alive; `owner` keeps it so.
+public struct TensorView: @unchecked Sendable {
+    public let name: String
+    public let storage: StorageType
+    public let shape: [Int]
+    public let scheme: QuantScheme
+    /// The element bytes, row-major (C order).
+    public let data: UnsafeRawBufferPointer
+    /// Float32 scales for int8 schemes (row-major `[rows, groupsPerRow]`), empty otherwise.
+    public let scales: UnsafeBufferPointer<Float>
+    /// Keeps the memory behind `data` and `scales` alive.
+    public let owner: AnyObject?
+
+    public init(name: String, storage: StorageType, shape: [Int], scheme: QuantScheme = .none,
+                data: UnsafeRawBufferPointer, scales: UnsafeBufferPointer<Float> = UnsafeBufferPointer(start: nil, count: 0),
+                owner: AnyObject?) {
+        self.name = name
+        self.storage = storage
+        self.shape = shape
+        self.scheme = scheme
+        self.data = data
+        self.scales = scales
+        self.owner = owner
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    public var rows: Int { QuantScheme.matrixShape(shape).rows }
+    public var cols: Int { QuantScheme.matrixShape(shape).cols }
+}
+
+/// An error about bad input, always naming where (file, tensor, offset) and what was expected.
+public struct FlintError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,21 @@
+// What the engine reads weights from: a .flint file (FlintFile) or a Hugging Face model folder
+// (FlintCheckpoint.HFModelFolder). Both hand out TensorViews under Hugging Face tensor names.
+
+public protocol WeightSource: AnyObject, Sendable {
+    /// The model's configuration.
+    var config: T5Config { get }
+    /// Every tensor name available, in a stable order.
+    var tensorNames: [String] { get }
+    /// The tensor under its Hugging Face name (e.g. `encoder.block.0.layer.0.SelfAttention.q.weight`).
+    /// Tied aliases (`encoder.embed_tokens.weight` → `shared.weight`, and `lm_head.weight` for tied models) resolve.
+    /// Throws a FlintError naming the tensor and the source when it is missing.
+    func tensor(_ name: String) throws -> TensorView
+    /// The sentencepiece model bytes (`spiece.model`), if the source carries one.
+    var tokenizerModel: [UInt8]? { get }
+    /// A short description of where the weights come from, for messages (a path).
+    var sourceDescription: String { get }
+}
+
+extension WeightSource {
+    public func hasTensor(_ name: String) -> Bool { (try? tensor(name)) != nil }
+}

@@ -1,0 +1,1 @@
+// FlintKernels: work in progress.

@@ -1,0 +1,1 @@
+// FlintPack: work in progress.

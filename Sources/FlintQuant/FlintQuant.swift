@@ -1,0 +1,1 @@
+// FlintQuant: work in progress.

@@ -1,0 +1,1 @@
+// FlintT5: work in progress.

@@ -1,0 +1,1 @@
+// FlintTokenizer: work in progress.

@@ -1,0 +1,1 @@
+// FlintVerify: work in progress.

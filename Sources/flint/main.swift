@@ -1,0 +1,2 @@
+import FlintCLI
+FlintCommand.main()
