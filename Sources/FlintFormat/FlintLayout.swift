@@ -1,0 +1,207 @@
+// Byte layout constants and the metadata JSON of the .flint format (Formats/FLINT.md).
+
+public enum FlintLayout {
+    public static let magic: [UInt8] = [0x89, 0x46, 0x4C, 0x49, 0x4E, 0x54, 0x0D, 0x0A]  // "\x89FLINT\r\n"
+    public static let formatVersion: UInt32 = 1
+    public static let byteOrderMark: UInt32 = 0x0A0B_0C0D
+    public static let headerSize = 128
+    public static let alignment = 64
+    public static let maxNameLength = 1024
+    public static let maxDims = 8
+    /// Features this reader implements (see `required_features` in the spec). Version 1 defines none.
+    public static let knownFeatures: Set<String> = []
+
+    /// Rounds `offset` up to the format's alignment.
+    @inline(__always) public static func aligned(_ offset: Int) -> Int {
+        (offset + alignment - 1) / alignment * alignment
+    }
+}
+
+/// The tokenizer descriptor stored in metadata.
+public struct TokenizerInfo: Codable, Sendable, Equatable {
+    public var type: String
+    public var extraIds: Int
+
+    public init(type: String = "sentencepiece", extraIds: Int = 100) {
+        self.type = type
+        self.extraIds = extraIds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case extraIds = "extra_ids"
+    }
+}
+
+/// One source file a model was converted from.
+public struct SourceFile: Codable, Sendable, Equatable {
+    public var name: String
+    public var bytes: Int64
+    public init(name: String, bytes: Int64) {
+        self.name = name
+        self.bytes = bytes
+    }
+}
+
+/// The quantization recipe a file was made with.
+public struct QuantizationRecipe: Codable, Sendable, Equatable {
+    public var scheme: String
+    public var keep: [String]
+    public var defaultKeep: Bool
+
+    public init(scheme: String, keep: [String], defaultKeep: Bool) {
+        self.scheme = scheme
+        self.keep = keep
+        self.defaultKeep = defaultKeep
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case scheme, keep
+        case defaultKeep = "default_keep"
+    }
+}
+
+/// Where a file came from.
+public struct Provenance: Codable, Sendable, Equatable {
+    public var tool: String
+    public var sourceFormat: String
+    public var sourceFiles: [SourceFile]
+    public var quantization: QuantizationRecipe
+
+    public init(tool: String = FlintVersion.toolName, sourceFormat: String, sourceFiles: [SourceFile],
+                quantization: QuantizationRecipe) {
+        self.tool = tool
+        self.sourceFormat = sourceFormat
+        self.sourceFiles = sourceFiles
+        self.quantization = quantization
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tool
+        case sourceFormat = "source_format"
+        case sourceFiles = "source_files"
+        case quantization
+    }
+}
+
+public enum FlintVersion {
+    public static let version = "0.1.0"
+    public static let toolName = "flint \(version)"
+}
+
+/// The metadata JSON object.
+public struct FlintMetadata: Codable, Sendable, Equatable {
+    public var requiredFeatures: [String]
+    public var config: T5Config
+    public var tokenizer: TokenizerInfo?
+    public var provenance: Provenance
+    public var aliases: [String: String]
+    /// SNR in dB of each quantized tensor against its float original; nil when exact.
+    public var quantizationError: [String: Double?]
+
+    public init(config: T5Config, tokenizer: TokenizerInfo?, provenance: Provenance,
+                aliases: [String: String] = [:], quantizationError: [String: Double?] = [:],
+                requiredFeatures: [String] = []) {
+        self.requiredFeatures = requiredFeatures
+        self.config = config
+        self.tokenizer = tokenizer
+        self.provenance = provenance
+        self.aliases = aliases
+        self.quantizationError = quantizationError
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case requiredFeatures = "required_features"
+        case config, tokenizer, provenance, aliases
+        case quantizationError = "quantization_error"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(requiredFeatures, forKey: .requiredFeatures)
+        try c.encode(config, forKey: .config)
+        // `tokenizer: null` is written explicitly, as the spec says.
+        if let tokenizer { try c.encode(tokenizer, forKey: .tokenizer) } else { try c.encodeNil(forKey: .tokenizer) }
+        try c.encode(provenance, forKey: .provenance)
+        try c.encode(aliases, forKey: .aliases)
+        var errors = c.nestedContainer(keyedBy: AnyKey.self, forKey: .quantizationError)
+        for (name, snr) in quantizationError {
+            if let snr, snr.isFinite { try errors.encode(snr, forKey: AnyKey(name)) } else { try errors.encodeNil(forKey: AnyKey(name)) }
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        requiredFeatures = try c.decodeIfPresent([String].self, forKey: .requiredFeatures) ?? []
+        config = try c.decode(T5Config.self, forKey: .config)
+        tokenizer = try c.decodeIfPresent(TokenizerInfo.self, forKey: .tokenizer)
+        provenance = try c.decode(Provenance.self, forKey: .provenance)
+        aliases = try c.decodeIfPresent([String: String].self, forKey: .aliases) ?? [:]
+        quantizationError = try c.decodeIfPresent([String: Double?].self, forKey: .quantizationError) ?? [:]
+    }
+}
+
+struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ s: String) { stringValue = s }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { return nil }
+}
+
+/// One record of the tensor table.
+public struct TensorRecord: Sendable, Equatable {
+    public var name: String
+    public var storage: StorageType
+    public var scheme: QuantScheme
+    public var shape: [Int]
+    public var dataOffset: Int
+    public var dataSize: Int
+    public var scaleOffset: Int
+    public var scaleSize: Int
+    public var checksum: UInt64
+
+    public init(name: String, storage: StorageType, scheme: QuantScheme, shape: [Int], dataOffset: Int,
+                dataSize: Int, scaleOffset: Int, scaleSize: Int, checksum: UInt64) {
+        self.name = name
+        self.storage = storage
+        self.scheme = scheme
+        self.shape = shape
+        self.dataOffset = dataOffset
+        self.dataSize = dataSize
+        self.scaleOffset = scaleOffset
+        self.scaleSize = scaleSize
+        self.checksum = checksum
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    /// The record's serialized bytes (Formats/FLINT.md, "Tensor table").
+    func serialized() -> [UInt8] {
+        var out: [UInt8] = []
+        let nameBytes = Array(name.utf8)
+        let size = 4 + 2 + nameBytes.count + 1 + 1 + 2 + 4 + 4 + 8 * shape.count + 40
+        out.reserveCapacity(size)
+        out.appendLE(UInt32(size))
+        out.appendLE(UInt16(nameBytes.count))
+        out += nameBytes
+        out.append(storage.rawValue)
+        out.append(scheme.code)
+        out.appendLE(UInt16(0))
+        out.appendLE(UInt32(scheme.groupSize))
+        out.appendLE(UInt32(shape.count))
+        for d in shape { out.appendLE(UInt64(d)) }
+        out.appendLE(UInt64(dataOffset))
+        out.appendLE(UInt64(dataSize))
+        out.appendLE(UInt64(scaleOffset))
+        out.appendLE(UInt64(scaleSize))
+        out.appendLE(checksum)
+        return out
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendLE<T: FixedWidthInteger>(_ v: T) {
+        Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) }
+    }
+}

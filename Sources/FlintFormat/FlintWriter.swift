@@ -1,0 +1,191 @@
+// Writes a .flint file by streaming tensors one at a time into a temporary file beside the destination, then
+// the table, metadata and tokenizer, then the header; fsync, and rename over the destination. A reader never
+// sees a partial file under the final name, and an abandoned writer removes its temporary file.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public final class FlintWriter {
+    public let path: String
+    public let temporaryPath: String
+    private var fd: Int32
+    private var offset: Int
+    private var records: [TensorRecord] = []
+    private var names: Set<String> = []
+    private var finished = false
+
+    /// Creates the temporary file next to `path` (same directory, so the final rename is atomic).
+    public init(path: String) throws {
+        self.path = path
+        temporaryPath = FlintWriter.temporaryName(for: path)
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw FlintError("\(path): cannot create \(temporaryPath) (\(String(cString: strerror(errno))))")
+        }
+        offset = 0
+        do {
+            // The header is written last; reserve its bytes.
+            try writeBytes([UInt8](repeating: 0, count: FlintLayout.headerSize))
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
+    deinit { if !finished { abandon() } }
+
+    /// A unique temporary name beside `path`: `.<name>.tmp-<pid>-<random>`.
+    public static func temporaryName(for path: String) -> String {
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[...$0]) } ?? ""
+        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        return "\(dir).\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// Appends one tensor: its element bytes, then (int8 schemes) its float32 scales, each aligned to 64.
+    public func addTensor(name: String, storage: StorageType, shape: [Int], scheme: QuantScheme,
+                          data: UnsafeRawBufferPointer, scales: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) throws {
+        precondition(!finished, "FlintWriter used after finish()")
+        let nameBytes = name.utf8.count
+        guard nameBytes >= 1, nameBytes <= FlintLayout.maxNameLength else {
+            throw FlintError("\(path): tensor name \"\(name.prefix(80))\" must be 1…\(FlintLayout.maxNameLength) UTF-8 bytes")
+        }
+        guard names.insert(name).inserted else { throw FlintError("\(path): tensor \"\(name)\" written twice") }
+        guard shape.count <= FlintLayout.maxDims, shape.allSatisfy({ $0 >= 1 }) else {
+            throw FlintError("\(path): tensor \"\(name)\": shape \(shape) is not storable (1…\(FlintLayout.maxDims) dims, each ≥ 1)")
+        }
+        let count = shape.reduce(1, *)
+        guard data.count == count * storage.byteSize else {
+            throw FlintError("\(path): tensor \"\(name)\": \(data.count) bytes given, shape \(shape) of \(storage) needs \(count * storage.byteSize)")
+        }
+        switch scheme {
+        case .none: guard storage.isFloat else { throw FlintError("\(path): tensor \"\(name)\": i8 storage needs an int8 scheme") }
+        case .int8Row, .int8Group: guard storage == .i8 else { throw FlintError("\(path): tensor \"\(name)\": scheme \(scheme) needs i8 storage") }
+        }
+        let scaleBytes = scheme.scaleCount(shape: shape) * 4
+        guard scales.count == scaleBytes else {
+            throw FlintError("\(path): tensor \"\(name)\": \(scales.count) scale bytes given, scheme \(scheme) on \(shape) needs \(scaleBytes)")
+        }
+        var checksum = XXH64()
+        try pad()
+        let dataOffset = offset
+        try writeBytes(data)
+        checksum.update(data)
+        var scaleOffset = 0
+        if scaleBytes > 0 {
+            try pad()
+            scaleOffset = offset
+            try writeBytes(scales)
+            checksum.update(scales)
+        }
+        records.append(TensorRecord(name: name, storage: storage, scheme: scheme, shape: shape,
+                                    dataOffset: dataOffset, dataSize: data.count,
+                                    scaleOffset: scaleOffset, scaleSize: scaleBytes, checksum: checksum.finalize()))
+    }
+
+    public var tensorCount: Int { records.count }
+    public var bytesWritten: Int { offset }
+
+    /// Writes table, metadata and tokenizer, then the header; syncs and renames onto `path`.
+    public func finish(metadata: FlintMetadata, tokenizer: [UInt8]?) throws {
+        precondition(!finished, "FlintWriter.finish() called twice")
+        do {
+            for (alias, target) in metadata.aliases {
+                guard !names.contains(alias) else { throw FlintError("\(path): alias \"\(alias)\" is also a stored tensor") }
+                guard names.contains(target) else { throw FlintError("\(path): alias \"\(alias)\" points to \"\(target)\", which was not written") }
+            }
+            let dataOffset = FlintLayout.headerSize
+            let dataSize = offset - dataOffset
+            var table: [UInt8] = []
+            for r in records { table += r.serialized() }
+            let encoder = JSONEncoderForMetadata.make()
+            let json = try encoder(metadata)
+            let tok = tokenizer ?? []
+
+            let tableOffset = offset
+            try writeBytes(table)
+            let metadataOffset = offset
+            try writeBytes(json)
+            let tokenizerOffset = offset
+            try writeBytes(tok)
+            let fileSize = offset
+
+            var sum = XXH64()
+            table.withUnsafeBytes { sum.update($0) }
+            json.withUnsafeBytes { sum.update($0) }
+            tok.withUnsafeBytes { sum.update($0) }
+
+            var header: [UInt8] = FlintLayout.magic
+            header.appendLE(FlintLayout.formatVersion)
+            header.appendLE(FlintLayout.byteOrderMark)
+            header.appendLE(UInt32(FlintLayout.headerSize))
+            header.appendLE(UInt32(records.count))
+            for v in [dataOffset, dataSize, tableOffset, table.count, metadataOffset, json.count,
+                      tokenizerOffset, tok.count, fileSize] { header.appendLE(UInt64(v)) }
+            header.appendLE(sum.finalize())
+            header += [UInt8](repeating: 0, count: FlintLayout.headerSize - header.count)
+            try header.withUnsafeBytes { h in
+                guard pwrite(fd, h.baseAddress, h.count, 0) == h.count else {
+                    throw FlintError("\(temporaryPath): cannot write the header (\(String(cString: strerror(errno))))")
+                }
+            }
+            guard fsync(fd) == 0 else { throw FlintError("\(temporaryPath): fsync failed (\(String(cString: strerror(errno))))") }
+            close(fd)
+            fd = -1
+            guard rename(temporaryPath, path) == 0 else {
+                throw FlintError("\(path): cannot rename \(temporaryPath) into place (\(String(cString: strerror(errno))))")
+            }
+            finished = true
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
+    /// Closes and removes the temporary file. Safe to call more than once.
+    public func abandon() {
+        if fd >= 0 { close(fd); fd = -1 }
+        if !finished { unlink(temporaryPath) }
+        finished = true
+    }
+
+    // MARK: Low-level writing
+
+    private func pad() throws {
+        let target = FlintLayout.aligned(offset)
+        if target > offset { try writeBytes([UInt8](repeating: 0, count: target - offset)) }
+    }
+
+    private func writeBytes(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try writeBytes($0) }
+    }
+
+    private func writeBytes(_ bytes: UnsafeRawBufferPointer) throws {
+        guard var p = bytes.baseAddress else { return }
+        var left = bytes.count
+        while left > 0 {
+            let n = write(fd, p, min(left, 1 << 30))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FlintError("\(temporaryPath): write failed at offset \(offset) (\(String(cString: strerror(errno))))")
+            }
+            p += n
+            left -= n
+            offset += n
+        }
+    }
+}
+
+import Foundation
+
+enum JSONEncoderForMetadata {
+    /// Sorted keys, so the same model gives the same bytes.
+    static func make() -> (FlintMetadata) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return { Array(try encoder.encode($0)) }
+    }
+}
