@@ -1,1 +1,0 @@
-// FlintPack: work in progress.

@@ -1,1 +1,0 @@
-// FlintQuant: work in progress.
