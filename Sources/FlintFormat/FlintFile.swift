@@ -373,3 +373,14 @@ func describe(_ e: DecodingError) -> String {
 }
 
 public func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16, uppercase: true) }
+
+/// Tells the kernel the pages under `buffer` (part of a read-only file mapping) are not needed any more, so they
+/// stop counting as resident; they are read again from the file if touched. Streaming conversion calls this
+/// after each tensor, which keeps its resident memory near one tensor instead of the whole checkpoint.
+public func releaseMappedPages(_ buffer: UnsafeRawBufferPointer) {
+    guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = Int(bitPattern: base) / page * page
+    let end = (Int(bitPattern: base) + buffer.count + page - 1) / page * page
+    _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, Int32(MADV_DONTNEED))
+}

@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import FlintConvert
+import FlintFormat
+import FlintQuant
+
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Convert a Hugging Face T5 checkpoint into one .flint file (int8 by default).",
+        discussion: """
+        SOURCE is a model folder (config.json, spiece.model, model.safetensors or a sharded
+        model.safetensors.index.json) or a weights file with config.json beside it.
+
+        Layer norms and relative_attention_bias always stay float. For gated-GELU models (T5 v1.1,
+        FLAN-T5) the FFN output projections (*.DenseReluDense.wo.weight) also stay float32 by default,
+        because their inputs reach magnitudes that int8 cannot carry; --no-default-keep drops that.
+
+        Examples:
+          flint convert ./flan-t5-base -o flan-t5-base.flint
+          flint convert ./flan-t5-base -o base-g64.flint --quant int8-g64 --keep 'shared.weight=f16'
+          flint convert ./t5-small/model.safetensors -o t5-small-f32.flint --quant f32 --json
+        """)
+
+    @Argument(help: "Model folder, or a weights file with config.json beside it.")
+    var source: String
+
+    @Option(name: .shortAndLong, help: "Output .flint file.")
+    var output: String
+
+    @Option(help: "Storage scheme: \(QuantRequest.validNames.joined(separator: ", ")).")
+    var quant: String = "int8"
+
+    @Option(name: .customLong("keep"), help: ArgumentHelp(
+        "Keep matching tensors float: GLOB[=f32|f16|bf16] (repeatable; later rules win).", valueName: "glob[=dtype]"))
+    var keep: [String] = []
+
+    @Flag(help: "Do not keep the gated-GELU FFN output projections (wo) float by default.")
+    var noDefaultKeep = false
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        do { _ = try QuantRequest(cliName: quant) } catch let e as FlintError { throw ValidationError(e.message) }
+        for rule in keep {
+            do { _ = try KeepRule(parsing: rule) } catch let e as FlintError { throw ValidationError(e.message) }
+        }
+        guard FileManager.default.fileExists(atPath: source) else {
+            throw ValidationError("source \(source) does not exist")
+        }
+        guard !output.isEmpty, !output.hasSuffix("/") else { throw ValidationError("--output must name a file") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let options = ConvertOptions(quant: try QuantRequest(cliName: quant),
+                                         keepRules: try keep.map { try KeepRule(parsing: $0) },
+                                         useDefaultKeep: !noDefaultKeep)
+            let started = Date()
+            let bar = ProgressBar("converting")
+            let report = try Converter.convert(source: source, output: output, options: options) { done, total, name in
+                bar.update(done: done, total: total, detail: name)
+            }
+            bar.finish()
+            for rule in report.unmatchedKeepRules { warn("keep rule \(rule) matched no tensor") }
+            for (name, why) in report.ignored.sorted(by: { $0.key < $1.key }) { warn("left out \(name): \(why)") }
+            let seconds = Date().timeIntervalSince(started)
+            if json {
+                try printJSON(ConvertJSON(report))
+            } else {
+                printSummary(report, seconds: seconds)
+            }
+        }
+    }
+
+    private func printSummary(_ r: ConvertReport, seconds: Double) {
+        let quantized = r.tensors.filter { $0.scheme.hasPrefix("int8") }
+        let qIn = quantized.reduce(0) { $0 + $1.bytesIn }, qOut = quantized.reduce(0) { $0 + $1.bytesOut }
+        print("wrote \(r.output)")
+        print("  source       \(r.sourceFormat), \(formatBytes(r.bytesIn))")
+        print("  quant        \(r.quant): \(quantized.count) tensors quantized, \(r.keptFloat.count) kept float, \(r.tensors.count) stored"
+              + (r.aliases.isEmpty ? "" : ", \(r.aliases.count) tied aliases"))
+        print("  size         \(formatBytes(r.bytesOut)) (\(String(format: "%.1f", Double(r.bytesOut) * 100 / Double(max(r.bytesIn, 1))))% of the source)")
+        if qIn > 0 {
+            print("  int8 share   \(formatBytes(Int64(qOut))) for \(formatBytes(Int64(qIn))) of source tensors (\(String(format: "%.1f", Double(qOut) * 100 / Double(qIn)))%)")
+        }
+        if let w = r.worst, let snr = w.snrDB {
+            print("  worst SNR    \(String(format: "%.1f", snr)) dB (\(w.name))")
+        }
+        print("  time         \(String(format: "%.2f", seconds)) s")
+    }
+}
+
+/// `flint convert --json` output.
+struct ConvertJSON: Encodable {
+    struct PerTensor: Encodable {
+        var name: String
+        var scheme: String
+        var snr_db: Double?
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(scheme, forKey: .scheme)
+            if let snr_db { try c.encode(snr_db, forKey: .snr_db) } else { try c.encodeNil(forKey: .snr_db) }
+        }
+        enum CodingKeys: String, CodingKey { case name, scheme, snr_db }
+    }
+    var output: String
+    var source_format: String
+    var quant: String
+    var tensors: Int
+    var bytes_in: Int64
+    var bytes_out: Int64
+    var kept_float: [String]
+    var per_tensor: [PerTensor]
+
+    init(_ r: ConvertReport) {
+        output = r.output
+        source_format = r.sourceFormat
+        quant = r.quant
+        tensors = r.tensors.count
+        bytes_in = r.bytesIn
+        bytes_out = r.bytesOut
+        kept_float = r.keptFloat
+        per_tensor = r.tensors.map { PerTensor(name: $0.name, scheme: $0.scheme, snr_db: finiteOrNil($0.snrDB)) }
+    }
+}

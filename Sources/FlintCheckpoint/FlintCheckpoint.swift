@@ -1,1 +1,0 @@
-// FlintCheckpoint: work in progress.

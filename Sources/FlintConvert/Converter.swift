@@ -1,0 +1,157 @@
+// `flint convert`: a Hugging Face model folder → one .flint file. Tensors are read, converted and written one
+// at a time (bounded memory); each quantized tensor's error against the float original is measured on the way.
+
+import Foundation
+import FlintCheckpoint
+import FlintFormat
+import FlintQuant
+
+public struct ConvertOptions: Sendable {
+    public var quant: QuantRequest
+    public var keepRules: [KeepRule]
+    public var useDefaultKeep: Bool
+
+    public init(quant: QuantRequest = .int8(.int8Row), keepRules: [KeepRule] = [], useDefaultKeep: Bool = true) {
+        self.quant = quant
+        self.keepRules = keepRules
+        self.useDefaultKeep = useDefaultKeep
+    }
+}
+
+public struct ConvertedTensor: Sendable, Equatable {
+    public var name: String
+    /// `f32`, `f16`, `bf16`, `int8`, `int8-g64`, …
+    public var scheme: String
+    /// SNR of the stored form against the float original; nil when exact (float kept at source precision).
+    public var snrDB: Double?
+    /// Why the tensor stayed float when the request asked for int8 (nil otherwise).
+    public var keptBecause: String?
+    public var bytesIn: Int
+    public var bytesOut: Int
+}
+
+public struct ConvertReport: Sendable {
+    public var output: String
+    public var sourceFormat: String
+    public var quant: String
+    public var tensors: [ConvertedTensor]
+    public var aliases: [String: String]
+    /// Total size of the source weight files (and config) read.
+    public var bytesIn: Int64
+    /// Size of the written .flint file.
+    public var bytesOut: Int64
+    /// Keep rules that matched no tensor (a misspelt rule keeps nothing).
+    public var unmatchedKeepRules: [String]
+    /// Stored tensors left out because transformers ignores them, with the reason.
+    public var ignored: [String: String]
+
+    public var keptFloat: [String] { tensors.filter { $0.keptBecause != nil }.map(\.name) }
+    public var worst: ConvertedTensor? {
+        tensors.filter { $0.snrDB != nil }.min { $0.snrDB! < $1.snrDB! }
+    }
+}
+
+public enum Converter {
+    /// Converts the model at `source` (a folder, or a weights file with config.json beside it) into `output`.
+    /// `progress(done, total, name)` is called after each tensor.
+    public static func convert(source: String, output: String, options: ConvertOptions,
+                               progress: ((Int, Int, String) -> Void)? = nil) throws -> ConvertReport {
+        let folder = try HFModelFolder(path: source)
+        return try convert(folder, output: output, options: options, progress: progress)
+    }
+
+    public static func convert(_ folder: HFModelFolder, output: String, options: ConvertOptions,
+                               progress: ((Int, Int, String) -> Void)? = nil) throws -> ConvertReport {
+        let config = folder.config
+        let plan = QuantPlan(request: options.quant, keepRules: options.keepRules,
+                             useDefaultKeep: options.useDefaultKeep, config: config)
+        let aliases = folder.aliases
+        // Tied copies become aliases; tensors transformers itself ignores (a stray cross-attention position
+        // bias, a stale lm_head in a tied model) are left out, as loading the model in transformers would.
+        let stored = folder.tensorInfos.filter { aliases[$0.name] == nil && folder.ignoredTensors[$0.name] == nil }
+
+        let writer = try FlintWriter(path: output)
+        var converted: [ConvertedTensor] = []
+        var errors: [String: Double?] = [:]
+        var source: [Float] = []
+        var restored: [Float] = []
+        var encoded: [UInt8] = []
+        for (i, info) in stored.enumerated() {
+            let view = try folder.tensor(info.name)
+            let decision = plan.decide(name: info.name, shape: info.shape)
+            var record = ConvertedTensor(name: info.name, scheme: decision.form.description, snrDB: nil,
+                                         keptBecause: decision.reason?.description, bytesIn: view.data.count, bytesOut: 0)
+            switch decision.form {
+            case .float(let target) where target == view.storage:
+                // Same float type: copy the bytes untouched (bit-identical round trips).
+                try writer.addTensor(name: info.name, storage: target, shape: info.shape, scheme: .none, data: view.data)
+                record.bytesOut = view.data.count
+            case .float(let target):
+                try TensorDecoding.floats(view, into: &source)
+                try checkFinite(source, tensor: info.name, source: folder.sourceDescription)
+                encoded = [UInt8](repeating: 0, count: source.count * target.byteSize)
+                try source.withUnsafeBufferPointer { src in
+                    try encoded.withUnsafeMutableBytes { try HalfConversion.encode(src, storage: target, into: $0) }
+                }
+                try encoded.withUnsafeBytes {
+                    try writer.addTensor(name: info.name, storage: target, shape: info.shape, scheme: .none, data: $0)
+                }
+                if target != .f32 {
+                    // Narrowing loses precision: measure it like a quantization.
+                    try encoded.withUnsafeBytes { bytes in
+                        restored = [Float](repeating: 0, count: source.count)
+                        try restored.withUnsafeMutableBufferPointer { try HalfConversion.decode(bytes, storage: target, into: $0) }
+                    }
+                    let snr = QuantError.snrDB(original: source, reconstructed: restored)
+                    record.snrDB = snr.isFinite ? snr : nil
+                    errors[info.name] = record.snrDB
+                }
+                record.bytesOut = encoded.count
+            case .int8(let scheme):
+                try TensorDecoding.floats(view, into: &source)
+                let (rows, cols) = QuantScheme.matrixShape(info.shape)
+                let quantizer = try makeInt8Quantizer(for: scheme)
+                let q = try source.withUnsafeBufferPointer {
+                    try quantizer.quantize($0, rows: rows, cols: cols, tensorName: info.name)
+                }
+                try q.values.withUnsafeBytes { d in
+                    try q.scales.withUnsafeBytes { s in
+                        try writer.addTensor(name: info.name, storage: .i8, shape: info.shape, scheme: scheme, data: d, scales: s)
+                    }
+                }
+                restored = try quantizer.dequantize(q, tensorName: info.name)
+                let snr = QuantError.snrDB(original: source, reconstructed: restored)
+                record.snrDB = snr.isFinite ? snr : nil
+                errors[info.name] = record.snrDB
+                record.bytesOut = q.values.count + q.scales.count * 4
+            }
+            // The source bytes are done with: drop them from resident memory (bounded-memory conversion).
+            releaseMappedPages(view.data)
+            converted.append(record)
+            progress?(i + 1, stored.count, info.name)
+        }
+        let unmatched = plan.unmatchedKeepRules(tensorNames: folder.tensorInfos.map(\.name)).map(\.text)
+        let recipe = QuantizationRecipe(scheme: options.quant.name, keep: options.keepRules.map(\.text),
+                                        defaultKeep: options.useDefaultKeep)
+        let provenance = Provenance(sourceFormat: folder.sourceFormat,
+                                    sourceFiles: folder.sourceFiles.map { SourceFile(name: $0.name, bytes: $0.bytes) },
+                                    quantization: recipe)
+        let tokenizer = folder.tokenizerModel
+        let metadata = FlintMetadata(config: config, tokenizer: tokenizer == nil ? nil : TokenizerInfo(),
+                                     provenance: provenance, aliases: aliases, quantizationError: errors)
+        try writer.finish(metadata: metadata, tokenizer: tokenizer)
+        let outSize = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int64) ?? nil
+        return ConvertReport(output: output, sourceFormat: folder.sourceFormat, quant: options.quant.name,
+                             tensors: converted, aliases: aliases,
+                             bytesIn: folder.sourceFiles.reduce(0) { $0 + $1.bytes },
+                             bytesOut: outSize ?? Int64(writer.bytesWritten), unmatchedKeepRules: unmatched,
+                             ignored: folder.ignoredTensors)
+    }
+
+    /// A NaN or infinite weight makes a model that cannot be trusted; say where instead of storing it.
+    static func checkFinite(_ values: [Float], tensor: String, source: String) throws {
+        if let i = values.firstIndex(where: { !$0.isFinite }) {
+            throw FlintError("\(source): tensor \"\(tensor)\" has a non-finite value (\(values[i])) at element \(i)")
+        }
+    }
+}

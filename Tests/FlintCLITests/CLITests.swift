@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+
+/// Runs the built `flint` executable (it sits next to the test bundle) and captures its output.
+struct CLIResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var json: Any? { try? JSONSerialization.jsonObject(with: Data(stdout.utf8)) }
+}
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+func flintBinary() -> String {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    // The test bundle is a directory on some platforms (…/FlintPackageTests.xctest/Contents/MacOS/…).
+    for _ in 0..<4 {
+        if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("flint").path) { break }
+        dir = dir.deletingLastPathComponent()
+    }
+    return dir.appendingPathComponent("flint").path
+}
+
+@discardableResult
+func flint(_ args: String...) throws -> CLIResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: flintBinary())
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    // Read before waiting so a large output cannot fill the pipe and block.
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return CLIResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+func scratch() -> String {
+    let dir = NSTemporaryDirectory() + "flint-cli-tests-\(UUID().uuidString)"
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+let flanTiny = packageRoot + "/Tests/Fixtures/models/flan-tiny"
+
+@Suite struct ConvertInspectExportCLITests {
+    @Test func convertJSONHasTheDocumentedFields() throws {
+        let dir = scratch()
+        let r = try flint("convert", flanTiny, "-o", dir + "/m.flint", "--json")
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try #require(r.json as? [String: Any])
+        for key in ["output", "source_format", "quant", "tensors", "bytes_in", "bytes_out", "kept_float", "per_tensor"] {
+            #expect(j[key] != nil, "missing \(key)")
+        }
+        #expect(j["quant"] as? String == "int8")
+        #expect(j["source_format"] as? String == "safetensors")
+        let per = try #require(j["per_tensor"] as? [[String: Any]])
+        #expect(per.count == j["tensors"] as? Int)
+        let q = try #require(per.first { $0["name"] as? String == "encoder.block.0.layer.0.SelfAttention.q.weight" })
+        #expect(q["scheme"] as? String == "int8")
+        #expect((q["snr_db"] as? Double ?? 0) > 30)
+        // Piped: no progress bar on stderr.
+        #expect(r.stderr.isEmpty, "\(r.stderr)")
+    }
+
+    @Test func inspectJSONListsEveryTensorWithSchemeAndChecksum() throws {
+        let dir = scratch()
+        #expect(try flint("convert", flanTiny, "-o", dir + "/m.flint", "--quant", "int8-g32").status == 0)
+        let r = try flint("inspect", dir + "/m.flint", "--json", "--verify")
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try #require(r.json as? [String: Any])
+        #expect(j["format_version"] as? Int == 1)
+        let config = try #require(j["config"] as? [String: Any])
+        #expect(config["d_model"] as? Int == 40)
+        let tok = try #require(j["tokenizer"] as? [String: Any])
+        #expect(tok["type"] as? String == "sentencepiece" && (tok["bytes"] as? Int ?? 0) > 1000)
+        let tensors = try #require(j["tensors"] as? [[String: Any]])
+        #expect(!tensors.isEmpty)
+        for t in tensors {
+            for key in ["name", "dtype", "shape", "offset", "bytes", "scheme", "group_size", "checksum"] {
+                #expect(t[key] != nil, "tensor lacks \(key)")
+            }
+            #expect((t["offset"] as? Int ?? 1) % 64 == 0)
+        }
+        #expect(tensors.contains { $0["scheme"] as? String == "int8-g32" && $0["group_size"] as? Int == 32 })
+        let text = try flint("inspect", dir + "/m.flint")
+        #expect(text.status == 0 && text.stdout.contains("shared.weight") && text.stdout.contains("int8-g32"))
+    }
+
+    @Test func exportWritesSafetensors() throws {
+        let dir = scratch()
+        #expect(try flint("convert", flanTiny, "-o", dir + "/m.flint", "--quant", "f32").status == 0)
+        let r = try flint("export", dir + "/m.flint", "-o", dir + "/m.safetensors", "--json")
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try #require(r.json as? [String: Any])
+        #expect(j["bytes_out"] as? Int == Int(try FileManager.default.attributesOfItem(atPath: dir + "/m.safetensors")[.size] as! NSNumber))
+    }
+
+    @Test func usageErrorsExit64() throws {
+        let r = try flint("convert", flanTiny, "-o", "/tmp/x.flint", "--quant", "int4")
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("int4"))
+        #expect(try flint("convert", "/nonexistent/model", "-o", "/tmp/x.flint").status == 64)
+        #expect(try flint("convert", flanTiny, "-o", "/tmp/x.flint", "--keep", "*.wo.weight=int8").status == 64)
+    }
+
+    @Test func badInputIsOneClearLineAndNoOutputLeft() throws {
+        let dir = scratch()
+        FileManager.default.createFile(atPath: dir + "/junk.flint", contents: Data(repeating: 7, count: 500))
+        let r = try flint("inspect", dir + "/junk.flint")
+        #expect(r.status == 1)
+        #expect(r.stderr.hasPrefix("flint: error: ") && r.stderr.contains("junk.flint") && r.stderr.contains("not a .flint file"))
+        #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        // A folder with a broken config: error, and no output file (not even a temporary one) left behind.
+        try FileManager.default.createDirectory(atPath: dir + "/broken", withIntermediateDirectories: true)
+        try Data("{\"model_type\": \"t5\"}".utf8).write(to: URL(fileURLWithPath: dir + "/broken/config.json"))
+        let c = try flint("convert", dir + "/broken", "-o", dir + "/out/b.flint")
+        #expect(c.status != 0)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out/b.flint"))
+    }
+
+    @Test func everyCommandHasHelpWithAnExample() throws {
+        for command in ["convert", "inspect", "export", "pack", "unpack"] {
+            let r = try flint(command, "--help")
+            #expect(r.status == 0)
+            #expect(r.stdout.contains("Examples:") && r.stdout.contains("flint \(command)"), "\(command) --help lacks an example")
+        }
+    }
+}
+
+@Suite struct PackCLITests {
+    @Test func packUnpackIsBitForBitAndModelsReadPackedFiles() throws {
+        let dir = scratch()
+        #expect(try flint("convert", flanTiny, "-o", dir + "/m.flint").status == 0)
+        let p = try flint("pack", dir + "/m.flint", "--json")
+        #expect(p.status == 0, "\(p.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/m.flint.zst"))
+        let u = try flint("unpack", dir + "/m.flint.zst", "-o", dir + "/again.flint")
+        #expect(u.status == 0, "\(u.stderr)")
+        #expect(FileManager.default.contents(atPath: dir + "/again.flint") == FileManager.default.contents(atPath: dir + "/m.flint"))
+        // A command that reads a model takes the .zst directly, through a cache file beside it.
+        let i = try flint("inspect", dir + "/m.flint.zst", "--json")
+        #expect(i.status == 0, "\(i.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/m.flint.zst.unpacked.flint"))
+    }
+
+    @Test func corruptPackIsRefusedAndLeavesNothing() throws {
+        let dir = scratch()
+        #expect(try flint("convert", flanTiny, "-o", dir + "/m.flint", "--quant", "f32").status == 0)
+        #expect(try flint("pack", dir + "/m.flint").status == 0)
+        var bytes = [UInt8](FileManager.default.contents(atPath: dir + "/m.flint.zst")!)
+        bytes.removeLast(bytes.count / 3)
+        FileManager.default.createFile(atPath: dir + "/cut.flint.zst", contents: Data(bytes))
+        let r = try flint("unpack", dir + "/cut.flint.zst")
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("cut.flint.zst"), "\(r.stderr)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("cut") || $0.hasPrefix(".cut") }
+        #expect(left == ["cut.flint.zst"], "left behind: \(left)")
+    }
+}
