@@ -35,7 +35,7 @@ let package = Package(
         // A plain C interface over libsentencepiece (C++).
         .target(name: "CSentencePiece", linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]),
         // T5Tokenizer-compatible tokenizer (sentinels, </s>, decode).
-        .target(name: "FlintTokenizer", dependencies: ["CSentencePiece"]),
+        .target(name: "FlintTokenizer", dependencies: ["FlintFormat", "CSentencePiece"]),
         // Float and int8 matrix kernels, thread pool.
         .target(name: "FlintKernels", dependencies: ["FlintFormat", "FlintQuant"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),

@@ -1,1 +1,0 @@
-// FlintTokenizer: work in progress.
