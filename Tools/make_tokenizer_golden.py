@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Writes tokenizer goldens with transformers' slow T5Tokenizer (sentencepiece based, default settings,
+legacy=True as from_pretrained gives for t5-small / flan-t5 without a `legacy` key):
+
+  Tests/Fixtures/tokenizer/small.json   for Tests/Fixtures/vocab/small/spiece.model
+  Tests/Fixtures/tokenizer/t5.json      for Tests/Fixtures/vocab/t5/spiece.model
+
+Each case: text, ids (= tokenizer(text).input_ids, with </s>), pieces (= tokenizer.tokenize(text)),
+decoded (= decode(ids)), decoded_skip_special (= decode(ids, skip_special_tokens=True)).
+decode_cases: random id lists (with sentinels, pad, eos, unk) and their two decodes.
+Run with Tools/.venv-hf/bin/python Tools/make_tokenizer_golden.py
+"""
+import json
+import random
+import warnings
+
+import transformers
+from transformers import T5Tokenizer
+
+from fixture_common import DEMO_WORDS, SMALL_SPIECE, T5_SPIECE, TOKENIZER_GOLDEN_DIR
+
+warnings.filterwarnings("ignore")
+transformers.logging.set_verbosity_error()
+
+
+def case_texts():
+    texts = [
+        "",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        " \n\t ",
+        "a",
+        "A",
+        ".",
+        "translate English to German: The house is wonderful.",
+        "summarize: studies have shown that owning a dog is good for you",
+        "The quick brown fox jumps over the lazy dog.",
+        "Hello, world!",
+        "Hello world",
+        "hello  world",
+        "hello   world",
+        "hello\tworld",
+        "hello\nworld",
+        "hello\r\nworld",
+        "hello \n world",
+        " leading space",
+        "   leading spaces",
+        "trailing space ",
+        "trailing spaces   ",
+        "  both sides  ",
+        "\tleading tab",
+        "trailing newline\n",
+        "reverse: red apple blue",
+        "reverse: one two three four five six",
+        "blue apple red",
+        "What is the capital of France?",
+        "Answer the following question. Who wrote Hamlet?",
+        "cola sentence: The course is jumping well.",
+        "stsb sentence1: The rhino grazed on the grass. sentence2: A rhino is grazing in a field.",
+        "question: What color is the sky? context: The sky is blue on a clear day.",
+        "It's a dog's life; isn't it?",
+        "\"Quoted text,\" she said.",
+        "(parentheses) [brackets] {braces} <angles>",
+        "a-b_c.d/e\\f|g",
+        "email@example.com https://example.org/path?q=1&r=2#frag",
+        "C++ and C# and F# are languages.",
+        "50% off!!! $9.99 only... #deal @shop",
+        "x = y + 2 * (z - 3) / 4",
+        "if (a < b && c > d) { return; }",
+        "~`!@#$%^&*()_+-={}[]|:;'<>,.?/",
+        "...",
+        "!!!",
+        "??",
+        "--",
+        "—",
+        "–",
+        "…",
+        "1",
+        "12",
+        "123",
+        "1234567890",
+        "3.14159",
+        "1,000,000",
+        "-42",
+        "1e-6",
+        "0.000001",
+        "2026-11-25",
+        "10:50 UTC",
+        "Call 555-1234 now",
+        "Version 4.57.6",
+        "Room 101, Floor 3",
+        "1st 2nd 3rd 4th",
+        "½ ¼ ¾",
+        "x² + y³",
+        "H₂O",
+        "①②③",
+        "™ © ®",
+        "ﬁ ﬂ ligatures",
+        "Ⅳ Ⅻ",
+        "℃ ℉",
+        "café",
+        "cafe\u0301",
+        "naïve",
+        "nai\u0308ve",
+        "résumé",
+        "re\u0301sume\u0301",
+        "Ångström",
+        "A\u030angstro\u0308m",
+        "Straße",
+        "Müller",
+        "Mu\u0308ller",
+        "façade",
+        "El niño",
+        "El nin\u0303o",
+        "São Paulo",
+        "Dvořák",
+        "Łódź",
+        "Ñandú",
+        "ÀÉÎÕÜ",
+        "àéîõü",
+        "Das Haus ist wunderbar.",
+        "La maison est merveilleuse.",
+        "Übersetze ins Deutsche: Guten Morgen!",
+        "translate English to French: Where is the train station?",
+        "translate English to Romanian: Thank you very much.",
+        "Mulțumesc foarte mult.",
+        "Привет, мир!",
+        "Москва — столица России.",
+        "Ёлка",
+        "Ελληνικά",
+        "αβγδε",
+        "مرحبا بالعالم",
+        "السلام عليكم",
+        "שלום עולם",
+        "नमस्ते दुनिया",
+        "สวัสดีครับ",
+        "日本語のテキスト",
+        "東京は日本の首都です。",
+        "中文测试",
+        "你好，世界！",
+        "한국어 텍스트",
+        "안녕하세요",
+        "ｆｕｌｌｗｉｄｔｈ",
+        "ＡＢＣ１２３",
+        "ＡＢＣ　１２３",
+        "Ｈｅｌｌｏ，　ｗｏｒｌｄ！",
+        "ｶﾀｶﾅ",
+        "カタカナ",
+        "　ideographic space",
+        "non\u00a0breaking space",
+        "zero\u200bwidth",
+        "soft\u00adhyphen",
+        "thin\u2009space",
+        "em\u2003space",
+        "line\u2028separator",
+        "\u00a0",
+        "\u3000",
+        "😀",
+        "😀😃😄",
+        "I love 🍕 and 🍣!",
+        "👍🏽",
+        "👨‍👩‍👧‍👦",
+        "🇩🇪 flag",
+        "emoji at end 🎉",
+        "❤️",
+        "★☆",
+        "→ ← ↑ ↓",
+        "∑∫√∞≠≤≥",
+        "€100 £50 ¥1000",
+        "\u0000null",
+        "control\u0007bell",
+        "\x7f",
+        "tab\tseparated\tvalues",
+        "multi\n\nline\n\ntext",
+        "\n\n\n",
+        "\t\t",
+        "a\tb\nc d",
+        "<extra_id_0>",
+        "<extra_id_99>",
+        "<extra_id_1>",
+        "<extra_id_50>",
+        "<extra_id_0><extra_id_1>",
+        "<extra_id_0> <extra_id_1>",
+        "The <extra_id_0> walks in <extra_id_1> park",
+        "The<extra_id_0>walks in<extra_id_1>park",
+        "The <extra_id_0>walks",
+        "The<extra_id_0> walks",
+        "<extra_id_0> cute dog <extra_id_1> the <extra_id_2>",
+        " <extra_id_0> ",
+        "  <extra_id_0>  ",
+        "<extra_id_0>.",
+        "end <extra_id_99>",
+        "end<extra_id_99>",
+        "<extra_id_99> start",
+        "<extra_id_99>start",
+        "<extra_id_100>",
+        "<extra_id_-1>",
+        "<extra_id_>",
+        "<extra_id_00>",
+        "<EXTRA_ID_0>",
+        "<extra_id_0",
+        "extra_id_0",
+        "</s>",
+        "<pad>",
+        "<unk>",
+        "hello </s>",
+        "hello</s>",
+        "</s> hello",
+        "</s>hello",
+        "a </s> b",
+        "a</s>b",
+        "<pad> padded <pad>",
+        "<pad><pad>",
+        "an <unk> token",
+        "an<unk>token",
+        "<s>",
+        "</S>",
+        "< /s>",
+        "<unk><extra_id_0></s><pad>",
+        "\u2581",
+        "\u2581\u2581",
+        "▁already▁escaped",
+        "▁ hello",
+        "under_score",
+        "CamelCaseWords",
+        "ALL CAPS SENTENCE",
+        "MiXeD cAsE",
+        "don't won't can't",
+        "rock'n'roll",
+        "e.g. i.e. etc.",
+        "U.S.A.",
+        "Mr. Smith went to Washington.",
+        "supercalifragilisticexpialidocious",
+        "antidisestablishmentarianism",
+        "pneumonoultramicroscopicsilicovolcanoconiosis",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "abababababababababab",
+        "xyzzy qwerty asdf",
+        "red red red red",
+        "one two three four five six seven eight nine ten",
+        "The cat sat on the mat.",
+        "A small dog runs fast in the park.",
+        "Every good boy does fine.",
+        "She sells sea shells by the sea shore.",
+        "I can't believe it's not butter!",
+        "Is this the real life? Is this just fantasy?",
+        "To be, or not to be, that is the question.",
+        "The year 1984 was 40 years before 2024.",
+        "Temperature: -3.5°C (26.7°F)",
+        "Price: $1,234.56 (incl. 19% VAT)",
+        "Score 3:2 after 90+4'",
+        "#hashtag @mention",
+        "<html><body>Hi</body></html>",
+        "{\"key\": [1, 2, 3]}",
+        "path/to/file.txt",
+        "C:\\Windows\\System32",
+        "SELECT * FROM t WHERE x = 'y';",
+        "def f(x): return x ** 2",
+        "α + β = γ",
+        "Ω ohm",
+        "µ micro",
+        "Å angstrom sign",
+        "K kelvin sign",
+        "ﬀ ﬃ",
+        "ǆ ǅ Ǆ",
+        "İstanbul",
+        "ı dotless",
+        "ς σ Σ",
+    ]
+    rng = random.Random(20261125)
+    for n in (3, 5, 8, 12):
+        texts.append("reverse: " + " ".join(rng.choice(DEMO_WORDS) for _ in range(n)))
+    for _ in range(6):
+        texts.append(" ".join(rng.choice(DEMO_WORDS) for _ in range(rng.randint(4, 15))))
+    long_sentence = "The quick brown fox jumps over the lazy dog near the river bank. "
+    texts.append((long_sentence * 40).strip())  # > 2000 chars
+    texts.append(" ".join(rng.choice(DEMO_WORDS) for _ in range(450)))  # > 2000 chars
+    mixed = "Hello Привет 你好 مرحبا 😀 <extra_id_5> café 123 ｆｕｌｌ \t\n "
+    texts.append(mixed * 50)
+    assert len(texts) == len(set(texts)), [t for t in texts if texts.count(t) > 1]
+    return texts
+
+
+def decode_id_lists(tokenizer, spiece_size):
+    rng = random.Random(99)
+    n = len(tokenizer)
+    lists = [
+        [],
+        [0],
+        [1],
+        [2],
+        [0, 1],
+        [0, 0, 1],
+        [n - 1],  # <extra_id_0>
+        [spiece_size],  # <extra_id_99>
+        [n - 1, n - 2, 1],
+    ]
+    while len(lists) < 22:
+        length = rng.randint(1, 25)
+        ids = []
+        for _ in range(length):
+            r = rng.random()
+            if r < 0.1:
+                ids.append(rng.choice([0, 1, 2]))
+            elif r < 0.2:
+                ids.append(rng.randint(spiece_size, n - 1))
+            else:
+                ids.append(rng.randint(3, spiece_size - 1))
+        lists.append(ids)
+    return lists
+
+
+def build(name, spiece_path):
+    tokenizer = T5Tokenizer(vocab_file=str(spiece_path))
+    assert tokenizer.legacy is True  # T5Tokenizer's default when `legacy` is not given
+    spiece_size = tokenizer.sp_model.get_piece_size()
+    cases = []
+    for text in case_texts():
+        ids = tokenizer(text).input_ids
+        cases.append({
+            "text": text,
+            "ids": ids,
+            "pieces": tokenizer.tokenize(text),
+            "decoded": tokenizer.decode(ids),
+            "decoded_skip_special": tokenizer.decode(ids, skip_special_tokens=True),
+        })
+    decode_cases = [{
+        "ids": ids,
+        "decoded": tokenizer.decode(ids),
+        "decoded_skip_special": tokenizer.decode(ids, skip_special_tokens=True),
+    } for ids in decode_id_lists(tokenizer, spiece_size)]
+    golden = {
+        "vocab": name,
+        "spiece_size": spiece_size,
+        "tokenizer_len": len(tokenizer),
+        "generator": {"transformers": transformers.__version__, "tokenizer": "T5Tokenizer (slow)",
+                      "legacy": tokenizer.legacy, "extra_ids": 100},
+        "cases": cases,
+        "decode_cases": decode_cases,
+    }
+    TOKENIZER_GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+    out = TOKENIZER_GOLDEN_DIR / f"{name}.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(golden, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    print(f"{name}: {len(cases)} cases, {len(decode_cases)} decode cases -> {out}")
+
+
+if __name__ == "__main__":
+    build("small", SMALL_SPIECE)
+    build("t5", T5_SPIECE)
