@@ -34,10 +34,42 @@ public final class MappedFile: @unchecked Sendable {
             throw FlintError("\(path): cannot map \(size) bytes (\(String(cString: strerror(errno))))")
         }
         bytes = UnsafeRawBufferPointer(start: p, count: size)
+        MappedFile.register(bytes)
     }
 
     deinit {
-        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+        if let base = bytes.baseAddress {
+            MappedFile.unregister(bytes)
+            munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
+        }
+    }
+
+    // Live read-only mappings (address ranges, page-rounded), so `releaseMappedPages` can tell file-backed memory
+    // from any other.
+    private static let registryLock = NSLock()
+    nonisolated(unsafe) private static var live: [Range<Int>] = []
+
+    private static func pageRounded(_ b: UnsafeRawBufferPointer) -> Range<Int> {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: b.baseAddress!)
+        return start..<(start + (b.count + page - 1) / page * page)
+    }
+
+    private static func register(_ b: UnsafeRawBufferPointer) {
+        registryLock.lock(); defer { registryLock.unlock() }
+        live.append(pageRounded(b))
+    }
+
+    private static func unregister(_ b: UnsafeRawBufferPointer) {
+        let r = pageRounded(b)
+        registryLock.lock(); defer { registryLock.unlock() }
+        if let i = live.firstIndex(of: r) { live.remove(at: i) }
+    }
+
+    /// The live mapping that holds all of `[start, end)`, if any.
+    static func liveMapping(containing start: Int, _ end: Int) -> Range<Int>? {
+        registryLock.lock(); defer { registryLock.unlock() }
+        return live.first { $0.lowerBound <= start && end <= $0.upperBound }
     }
 
     public var count: Int { bytes.count }
@@ -374,13 +406,18 @@ func describe(_ e: DecodingError) -> String {
 
 public func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16, uppercase: true) }
 
-/// Tells the kernel the pages under `buffer` (part of a read-only file mapping) are not needed any more, so they
-/// stop counting as resident; they are read again from the file if touched. Streaming conversion calls this
-/// after each tensor, which keeps its resident memory near one tensor instead of the whole checkpoint.
+/// Tells the kernel the pages under `buffer` are not needed any more, so they stop counting as resident; they are
+/// read again from the file if touched. Streaming conversion calls this after each tensor, which keeps its
+/// resident memory near one tensor instead of the whole checkpoint. Only memory inside a live read-only file
+/// mapping (a `MappedFile`) is released; for any other memory (a heap copy, a decoded buffer) this does nothing,
+/// since dropping such pages would destroy their contents.
 public func releaseMappedPages(_ buffer: UnsafeRawBufferPointer) {
     guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+    let start = Int(bitPattern: base), end = start + buffer.count
+    guard let mapping = MappedFile.liveMapping(containing: start, end) else { return }
     let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    let start = Int(bitPattern: base) / page * page
-    let end = (Int(bitPattern: base) + buffer.count + page - 1) / page * page
-    _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, Int32(MADV_DONTNEED))
+    let lower = max(mapping.lowerBound, start / page * page)
+    let upper = min(mapping.upperBound, (end + page - 1) / page * page)
+    guard upper > lower else { return }
+    _ = madvise(UnsafeMutableRawPointer(bitPattern: lower), upper - lower, Int32(MADV_DONTNEED))
 }

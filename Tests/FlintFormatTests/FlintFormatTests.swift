@@ -298,3 +298,25 @@ func expectError(_ path: String, contains fragment: String, sourceLocation: Sour
         expectError(path, contains: "not a .flint file")
     }
 }
+
+@Suite struct ReleaseMappedPagesTests {
+    @Test func heapMemoryIsLeftAlone() {
+        // A page-sized heap buffer: dropping its pages would zero it; the registry must refuse.
+        let count = 3 * 4096
+        let p = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 4096)
+        defer { p.deallocate() }
+        for i in 0..<count { p[i] = UInt8(truncatingIfNeeded: i % 251 + 1) }
+        releaseMappedPages(UnsafeRawBufferPointer(p))
+        #expect((0..<count).allSatisfy { p[$0] == UInt8(truncatingIfNeeded: $0 % 251 + 1) })
+    }
+
+    @Test func mappedPagesReadBackAfterRelease() throws {
+        let path = tempDir() + "/m.flint"
+        try writeSample(path)
+        let f = try FlintFile(path: path)
+        let before = Array(try f.tensor("b").data)
+        releaseMappedPages(try f.tensor("b").data)
+        #expect(Array(try f.tensor("b").data) == before)
+        try f.verifyChecksums()
+    }
+}
