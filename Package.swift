@@ -23,7 +23,9 @@ let package = Package(
         // The .flint container: header, metadata, tensor table, reader (mmap) and atomic writer.
         .target(name: "FlintFormat"),
         // Hugging Face checkpoint readers (safetensors, config.json, sharded indexes).
-        .target(name: "FlintCheckpoint", dependencies: ["FlintFormat"]),
+        .target(name: "FlintCheckpoint", dependencies: ["FlintFormat", "CHDF5"]),
+        // libhdf5 through a system library target (Keras tf_model.h5 checkpoints).
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"]), .brew(["hdf5"])]),
         // Int8 per-row / per-group quantizers, half-precision conversion, error measures.
         .target(name: "FlintQuant", dependencies: ["FlintFormat"]),
         // Checkpoint folder → .flint file, with the quantization plan and keep-list.

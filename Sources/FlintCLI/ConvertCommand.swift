@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FlintCheckpoint
 import FlintConvert
 import FlintFormat
 import FlintQuant
@@ -9,8 +10,11 @@ struct ConvertCommand: ParsableCommand {
         commandName: "convert",
         abstract: "Convert a Hugging Face T5 checkpoint into one .flint file (int8 by default).",
         discussion: """
-        SOURCE is a model folder (config.json, spiece.model, model.safetensors or a sharded
-        model.safetensors.index.json) or a weights file with config.json beside it.
+        SOURCE is a model folder (config.json, spiece.model and weights) or a weights file with config.json
+        beside it. Weights may be model.safetensors, pytorch_model.bin (zip or legacy torch format, read without
+        Python through a restricted unpickler), tf_model.h5 (Keras) or flax_model.msgpack, single or sharded
+        with an *.index.json. When a folder holds several formats, safetensors is preferred, then bin, h5,
+        msgpack; --from picks one.
 
         Layer norms and relative_attention_bias always stay float. For gated-GELU models (T5 v1.1,
         FLAN-T5) the FFN output projections (*.DenseReluDense.wo.weight) also stay float32 by default,
@@ -20,6 +24,7 @@ struct ConvertCommand: ParsableCommand {
           flint convert ./flan-t5-base -o flan-t5-base.flint
           flint convert ./flan-t5-base -o base-g64.flint --quant int8-g64 --keep 'shared.weight=f16'
           flint convert ./t5-small/model.safetensors -o t5-small-f32.flint --quant f32 --json
+          flint convert ./t5-base -o t5-base.flint --from pytorch
         """)
 
     @Argument(help: "Model folder, or a weights file with config.json beside it.")
@@ -35,6 +40,9 @@ struct ConvertCommand: ParsableCommand {
         "Keep matching tensors float: GLOB[=f32|f16|bf16] (repeatable; later rules win).", valueName: "glob[=dtype]"))
     var keep: [String] = []
 
+    @Option(name: .customLong("from"), help: "Read this weights format: safetensors, pytorch, h5 or msgpack (default: detect).")
+    var from: String?
+
     @Flag(help: "Do not keep the gated-GELU FFN output projections (wo) float by default.")
     var noDefaultKeep = false
 
@@ -45,6 +53,9 @@ struct ConvertCommand: ParsableCommand {
         do { _ = try QuantRequest(cliName: quant) } catch let e as FlintError { throw ValidationError(e.message) }
         for rule in keep {
             do { _ = try KeepRule(parsing: rule) } catch let e as FlintError { throw ValidationError(e.message) }
+        }
+        if let from, CheckpointFormat(rawValue: from) == nil {
+            throw ValidationError("--from must be one of safetensors, pytorch, h5, msgpack; got \(from)")
         }
         guard FileManager.default.fileExists(atPath: source) else {
             throw ValidationError("source \(source) does not exist")
@@ -59,7 +70,9 @@ struct ConvertCommand: ParsableCommand {
                                          useDefaultKeep: !noDefaultKeep)
             let started = Date()
             let bar = ProgressBar("converting")
-            let report = try Converter.convert(source: source, output: output, options: options) { done, total, name in
+            let folder = try HFModelFolder(path: source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
+            if let note = folder.formatChoice { warn(note) }
+            let report = try Converter.convert(folder, output: output, options: options) { done, total, name in
                 bar.update(done: done, total: total, detail: name)
             }
             bar.finish()

@@ -1,7 +1,49 @@
-// A Hugging Face model folder (config.json, safetensors weights single or sharded, optional spiece.model) as a
-// WeightSource, plus what the converter needs to describe and deduplicate it.
+// A Hugging Face model folder (config.json; weights as safetensors, PyTorch .bin, Keras .h5 or Flax msgpack,
+// single or sharded; optional spiece.model) as a WeightSource, plus what the converter needs to describe and
+// deduplicate it. Which format is read is decided here (CheckpointFormat); the readers do the rest.
 import Foundation
 import FlintFormat
+
+/// The checkpoint formats a model folder may hold, in the order of preference when it holds several.
+public enum CheckpointFormat: String, Sendable, CaseIterable {
+    case safetensors
+    case pytorch
+    case kerasH5 = "h5"
+    case flaxMsgpack = "msgpack"
+
+    /// The single-file name transformers' save_pretrained writes.
+    public var singleFile: String {
+        switch self {
+        case .safetensors: return "model.safetensors"
+        case .pytorch: return "pytorch_model.bin"
+        case .kerasH5: return "tf_model.h5"
+        case .flaxMsgpack: return "flax_model.msgpack"
+        }
+    }
+
+    /// The shard index name.
+    public var indexFile: String { singleFile + ".index.json" }
+
+    public var displayName: String {
+        switch self {
+        case .safetensors: return "safetensors"
+        case .pytorch: return "PyTorch .bin"
+        case .kerasH5: return "Keras .h5"
+        case .flaxMsgpack: return "Flax msgpack"
+        }
+    }
+
+    /// The format of a weights file or shard index by its name, and whether it is an index.
+    public static func of(fileName: String) -> (CheckpointFormat, isIndex: Bool)? {
+        let isIndex = fileName.hasSuffix(".index.json")
+        let base = isIndex ? String(fileName.dropLast(".index.json".count)) : fileName
+        let byExtension: [(String, CheckpointFormat)] = [
+            (".safetensors", .safetensors), (".bin", .pytorch), (".h5", .kerasH5), (".msgpack", .flaxMsgpack),
+        ]
+        guard let match = byExtension.first(where: { base.hasSuffix($0.0) }) else { return nil }
+        return (match.1, isIndex)
+    }
+}
 
 public final class HFModelFolder: WeightSource, @unchecked Sendable {
     /// The folder holding config.json (for a path to a .safetensors file, the file's folder).
@@ -11,15 +53,22 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
     public let config: T5Config
     /// Everything else config.json said.
     public let configDetails: HFConfigDetails
-    /// `safetensors` (later readers add `pytorch`, `keras-h5`, `flax-msgpack`).
+    /// The reader's format name: `safetensors`, `pytorch` (zip), `pytorch-legacy`, or the Keras / Flax readers' names.
     public let sourceFormat: String
+    /// The checkpoint format read.
+    public let format: CheckpointFormat
+    /// Other formats present in the folder and not read (a folder may carry the same weights several times).
+    public let otherFormatsFound: [CheckpointFormat]
+    /// When the folder held several formats: which files were found and which format is used, for the user.
+    public let formatChoice: String?
     /// The files read, by file name, with their sizes: config.json, the shard index if any, the weight files.
     public let sourceFiles: [(name: String, bytes: Int64)]
     /// Every stored tensor, shard by shard (shards in file-name order), each in the order of its data.
     public let tensorInfos: [CheckpointTensorInfo]
     /// Stored tensors that are byte-identical copies of another stored tensor (tied embeddings):
     /// `encoder.embed_tokens.weight`, `decoder.embed_tokens.weight` or `lm_head.weight` → `shared.weight`.
-    /// Only tensors with the same dtype and shape are compared.
+    /// Only tensors with the same dtype and shape are compared; in a PyTorch .bin, names that view the same
+    /// storage elements (torch.save stores tied weights once) are aliases without comparing bytes.
     public let aliases: [String: String]
     /// Stored tensors transformers does not use, with the reason (e.g. a tied model's stored `lm_head.weight`
     /// that differs from `shared.weight`: transformers ties it to `shared.weight` and ignores the copy).
@@ -34,15 +83,10 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
     /// The stored tensor names (tied aliases that are not stored resolve through `tensor(_:)` but are not listed).
     public var tensorNames: [String] { tensorInfos.map(\.name) }
 
-    /// File names of the formats other readers will handle, with how to recognise them.
-    static let otherFormats: [(file: String, format: String)] = [
-        ("pytorch_model.bin", "PyTorch .bin"), ("pytorch_model.bin.index.json", "PyTorch .bin (sharded)"),
-        ("tf_model.h5", "Keras .h5"), ("tf_model.h5.index.json", "Keras .h5 (sharded)"),
-        ("flax_model.msgpack", "Flax msgpack"), ("flax_model.msgpack.index.json", "Flax msgpack (sharded)"),
-    ]
-
-    /// Opens a model folder, or a `.safetensors` / `.safetensors.index.json` file with config.json beside it.
-    public init(path: String) throws {
+    /// Opens a model folder, or a weights file (`.safetensors`, `.bin`, `.h5`, `.msgpack`, or a `*.index.json` of
+    /// one of them) with config.json beside it. In a folder holding several formats the preference is safetensors > pytorch > h5 >
+    /// msgpack (`otherFormatsFound` lists the rest); `format` picks one explicitly.
+    public init(path: String, format requested: CheckpointFormat? = nil) throws {
         self.path = path
         let fm = FileManager.default
         var isDir: ObjCBool = false
@@ -50,24 +94,64 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
             throw FlintError("\(path): no such file or folder")
         }
         let folderURL: URL
+        let chosen: CheckpointFormat
         var weightsPath: String? = nil
         var indexPath: String? = nil
+        var others: [CheckpointFormat] = []
+        var choiceNote: String? = nil
         if isDir.boolValue {
             folderURL = URL(fileURLWithPath: path, isDirectory: true)
-            let single = folderURL.appendingPathComponent("model.safetensors").path
-            let index = folderURL.appendingPathComponent("model.safetensors.index.json").path
+            guard fm.fileExists(atPath: folderURL.appendingPathComponent("config.json").path) else {
+                throw FlintError("\(folderURL.path): no config.json (a Hugging Face model folder needs config.json "
+                    + "beside its weights)")
+            }
+            func has(_ file: String) -> Bool { fm.fileExists(atPath: folderURL.appendingPathComponent(file).path) }
+            let found = CheckpointFormat.allCases.filter { has($0.singleFile) || has($0.indexFile) }
+            let foundFiles = found.flatMap { f in [f.singleFile, f.indexFile].filter(has).map { "\($0) (\(f.displayName))" } }
+            if let requested {
+                guard found.contains(requested) else {
+                    throw FlintError("\(path): asked for \(requested.displayName) weights (\(requested.singleFile) or "
+                        + "\(requested.indexFile)), but the folder has "
+                        + (foundFiles.isEmpty ? "no checkpoint files" : foundFiles.joined(separator: ", ")))
+                }
+                chosen = requested
+            } else if let first = found.first {
+                chosen = first
+            } else {
+                let strays = ((try? fm.contentsOfDirectory(atPath: folderURL.path)) ?? [])
+                    .filter { $0.hasSuffix(".safetensors") || $0.hasSuffix(".bin") || $0.hasSuffix(".h5") || $0.hasSuffix(".msgpack") }
+                    .sorted()
+                var message = "\(folderURL.path): no checkpoint weights: expected one of "
+                    + CheckpointFormat.allCases.map { "\($0.singleFile) / \($0.indexFile)" }.joined(separator: ", ")
+                if !strays.isEmpty {
+                    message += "; other weight files here: " + strays.joined(separator: ", ")
+                        + " (pass one of them as the path, or add its *.index.json)"
+                }
+                throw FlintError(message)
+            }
+            others = found.filter { $0 != chosen }
+            if !others.isEmpty {
+                choiceNote = "\(folderURL.path) holds several checkpoint formats: " + foundFiles.joined(separator: ", ")
+                    + "; using \(chosen.displayName)" + (requested == nil
+                        ? " (preferred order: safetensors, pytorch, h5, msgpack; the format option picks another)"
+                        : " as asked")
+            }
             // transformers looks for the single file first, then the index.
-            if fm.fileExists(atPath: single) { weightsPath = single }
-            else if fm.fileExists(atPath: index) { indexPath = index }
+            if has(chosen.singleFile) { weightsPath = folderURL.appendingPathComponent(chosen.singleFile).path }
+            else { indexPath = folderURL.appendingPathComponent(chosen.indexFile).path }
         } else {
             let url = URL(fileURLWithPath: path)
             folderURL = url.deletingLastPathComponent()
-            if path.hasSuffix(".safetensors.index.json") { indexPath = path }
-            else if path.hasSuffix(".safetensors") { weightsPath = path }
-            else {
-                throw FlintError("\(path): expected a model folder, a .safetensors file or a "
-                    + ".safetensors.index.json file")
+            guard let (format, isIndex) = CheckpointFormat.of(fileName: url.lastPathComponent) else {
+                throw FlintError("\(path): expected a model folder, or a weights file ending in .safetensors, .bin, "
+                    + ".h5 or .msgpack (or such a name + .index.json)")
             }
+            if let requested, requested != format {
+                throw FlintError("\(path): asked for \(requested.displayName) weights, but this is a "
+                    + "\(format.displayName) file")
+            }
+            chosen = format
+            if isIndex { indexPath = path } else { weightsPath = path }
         }
         folder = folderURL.path
 
@@ -82,53 +166,63 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
         var readers: [CheckpointReader] = []
         var location: [String: Int] = [:]
         var infos: [CheckpointTensorInfo] = []
-        if let weightsPath {
-            let file = try SafetensorsFile(path: weightsPath)
-            readers = [file]
-            for info in file.tensorInfos { location[info.name] = 0 }
-            infos = file.tensorInfos
-            files.append((URL(fileURLWithPath: weightsPath).lastPathComponent, file.fileSize))
-        } else if let indexPath {
-            let index = try ShardIndex(path: indexPath)
-            files.append((URL(fileURLWithPath: indexPath).lastPathComponent, HFModelFolder.fileSize(indexPath)))
-            let shardNames = Array(Set(index.weightMap.map(\.file))).sorted()
-            var readerOf: [String: Int] = [:]
-            for name in shardNames {
-                let shardPath = folderURL.appendingPathComponent(name).path
-                guard fm.fileExists(atPath: shardPath) else {
-                    throw FlintError("\(indexPath): names shard \"\(name)\", which is not in \(folder)")
+        switch chosen {
+        case .safetensors, .pytorch:
+            let open: (String) throws -> CheckpointReader = chosen == .safetensors
+                ? { try SafetensorsFile(path: $0) } : { try PyTorchBinFile(path: $0) }
+            if let weightsPath {
+                let file = try open(weightsPath)
+                readers = [file]
+                for info in file.tensorInfos { location[info.name] = 0 }
+                infos = file.tensorInfos
+                files.append((URL(fileURLWithPath: weightsPath).lastPathComponent, file.fileSize))
+            } else if let indexPath {
+                let index = try ShardIndex(path: indexPath)
+                files.append((URL(fileURLWithPath: indexPath).lastPathComponent, HFModelFolder.fileSize(indexPath)))
+                let shardNames = Array(Set(index.weightMap.map(\.file))).sorted()
+                var readerOf: [String: Int] = [:]
+                for name in shardNames {
+                    let shardPath = folderURL.appendingPathComponent(name).path
+                    guard fm.fileExists(atPath: shardPath) else {
+                        throw FlintError("\(indexPath): names shard \"\(name)\", which is not in \(folder)")
+                    }
+                    readerOf[name] = readers.count
+                    let shard = try open(shardPath)
+                    readers.append(shard)
+                    files.append((name, shard.fileSize))
                 }
-                readerOf[name] = readers.count
-                let shard = try SafetensorsFile(path: shardPath)
-                readers.append(shard)
-                files.append((name, shard.fileSize))
-            }
-            var listed = Set<String>()
-            for (tensor, file) in index.weightMap {
-                let r = readerOf[file]!
-                guard readers[r].contains(tensor) else {
-                    throw FlintError("\(indexPath): maps tensor '\(tensor)' to shard \"\(file)\", but that shard has "
-                        + "no such tensor")
+                var listed = Set<String>()
+                for (tensor, file) in index.weightMap {
+                    let r = readerOf[file]!
+                    guard readers[r].contains(tensor) else {
+                        throw FlintError("\(indexPath): maps tensor '\(tensor)' to shard \"\(file)\", but that shard has "
+                            + "no such tensor")
+                    }
+                    location[tensor] = r
+                    listed.insert(tensor)
                 }
-                location[tensor] = r
-                listed.insert(tensor)
+                // The index is the authority: a shard's tensors that the index does not list are not part of the model.
+                for reader in readers { infos += reader.tensorInfos.filter { listed.contains($0.name) } }
             }
-            // The index is the authority: a shard's tensors that the index does not list are not part of the model.
-            for reader in readers { infos += reader.tensorInfos.filter { listed.contains($0.name) } }
-        } else {
-            let found = HFModelFolder.otherFormats.filter { fm.fileExists(atPath: folderURL.appendingPathComponent($0.file).path) }
-            let strays = ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".safetensors") }.sorted()
-            var message = "\(folder): no safetensors weights (model.safetensors or model.safetensors.index.json)"
-            if !found.isEmpty {
-                message += "; found " + found.map { "\($0.file) (\($0.format))" }.joined(separator: ", ")
-                    + ", but this reader handles safetensors only (transformers' save_pretrained(..., "
-                    + "safe_serialization=True) writes safetensors)"
+        case .kerasH5, .flaxMsgpack:
+            // These readers find their own shards from the index and name tensors the Hugging Face PyTorch way.
+            let target = (weightsPath ?? indexPath)!
+            readers = chosen == .kerasH5 ? try KerasH5Checkpoint.open(folder: target)
+                : try FlaxMsgpackCheckpoint.open(folder: target)
+            if let indexPath {
+                files.append((URL(fileURLWithPath: indexPath).lastPathComponent, HFModelFolder.fileSize(indexPath)))
             }
-            if !strays.isEmpty {
-                message += "; other .safetensors files here: " + strays.joined(separator: ", ")
-                    + " (pass one of them as the path, or add model.safetensors.index.json)"
+            for (r, reader) in readers.enumerated() {
+                files.append((URL(fileURLWithPath: reader.path).lastPathComponent, reader.fileSize))
+                for info in reader.tensorInfos {
+                    if let other = location[info.name] {
+                        throw FlintError("\(folder): tensor '\(info.name)' is stored in both \(readers[other].path) and "
+                            + "\(reader.path)")
+                    }
+                    location[info.name] = r
+                    infos.append(info)
+                }
             }
-            throw FlintError(message)
         }
 
         // Tied embeddings: which stored tensors duplicate the embedding table.
@@ -136,6 +230,9 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
             guard let ia = location[a], let ib = location[b],
                   let ta = readers[ia].tensorInfo(a), let tb = readers[ib].tensorInfo(b),
                   ta.dtype == tb.dtype, ta.shape == tb.shape else { return false }
+            // torch.save stores tied weights once: names viewing the same storage elements are one tensor.
+            if let file = readers[ia] as? PyTorchBinFile, file === readers[ib],
+               let la = file.layout(a), let lb = file.layout(b), la == lb { return true }
             let x = try readers[ia].rawBytes(a), y = try readers[ib].rawBytes(b)
             guard x.count == y.count else { return false }
             if x.count == 0 { return true }
@@ -177,7 +274,10 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
 
         self.config = config
         self.configDetails = details
-        self.sourceFormat = "safetensors"
+        self.sourceFormat = readers.first?.format ?? chosen.rawValue
+        self.format = chosen
+        self.otherFormatsFound = others
+        self.formatChoice = choiceNote
         self.sourceFiles = files
         self.tensorInfos = infos
         self.aliases = aliases
