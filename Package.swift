@@ -39,7 +39,9 @@ let package = Package(
         // T5Tokenizer-compatible tokenizer (sentinels, </s>, decode).
         .target(name: "FlintTokenizer", dependencies: ["FlintFormat", "CSentencePiece"]),
         // Float and int8 matrix kernels, thread pool.
-        .target(name: "FlintKernels", dependencies: ["FlintFormat", "FlintQuant"],
+        // AVX-512 VNNI int8 kernels (C: Swift on Linux cannot target AVX-512 per function), chosen at run time.
+        .target(name: "CFlintKernels"),
+        .target(name: "FlintKernels", dependencies: ["FlintFormat", "FlintQuant", "CFlintKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // The T5 model and decoding (greedy, beam, sampling).
         .target(name: "FlintT5", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintKernels", "FlintTokenizer"],
@@ -63,6 +65,7 @@ let package = Package(
         .testTarget(name: "FlintTokenizerTests", dependencies: ["FlintTokenizer"]),
         .testTarget(name: "FlintT5Tests", dependencies: ["FlintT5"]),
         .testTarget(name: "FlintCLITests", dependencies: ["FlintCLI"]),
+        .testTarget(name: "FlintKernelsTests", dependencies: ["FlintKernels"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -21,7 +21,14 @@ func loadTokenizer(modelPath: String) throws -> T5Tokenizer {
     if modelPath.hasSuffix(".model") {
         return try T5Tokenizer(contentsOf: modelPath)
     }
-    throw FlintError("\(modelPath): expected a model folder containing spiece.model, or a spiece.model file")
+    if modelPath.hasSuffix(".flint") || modelPath.hasSuffix(".zst") {
+        let file = try openFlintFile(modelPath)
+        guard let bytes = file.tokenizerModel else {
+            throw FlintError("\(modelPath): the file carries no tokenizer (it was converted from a folder without spiece.model)")
+        }
+        return try T5Tokenizer(modelBytes: bytes, extraIds: file.metadata.tokenizer?.extraIds ?? 100)
+    }
+    throw FlintError("\(modelPath): expected a .flint file, a model folder containing spiece.model, or a spiece.model file")
 }
 
 public struct TokenizeCommand: ParsableCommand {

@@ -1,1 +1,0 @@
-// FlintKernels: work in progress.

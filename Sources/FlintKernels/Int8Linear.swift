@@ -1,0 +1,458 @@
+// Int8 linear layers that read the quantized weights in place (straight from the memory-mapped .flint file).
+//
+// Two ways to multiply, chosen when the layer is built:
+//  - weight-only: each int8 weight is widened to float in registers and multiplied into float activations, with
+//    float accumulation. Same numbers as the dequantized float weight (up to summation order).
+//  - W8A8: the activations are quantized on the fly, symmetric int8 with one scale per x row (int8Row weights) or
+//    per block matching the weight groups (int8-gN weights); int8 × int8 products are accumulated in Int32 and
+//    rescaled once per group (or row): `y ≈ Σ_groups scale_w · scale_x · Σ q_w · q_x`.
+//
+// Decoding at batch 1 is a matrix-vector product whose speed is the weight bytes streamed per token, so the
+// kernels read each weight byte once per call; the encoder's matrix-matrix products reuse every loaded weight
+// chunk for several x rows. Output rows (weight rows) are split over the ThreadPool like the float kernel.
+//
+// On x86-64 CPUs with AVX-512 VNNI the inner loops run in C (target CFlintKernels, `vpdpbusd`): Swift on Linux
+// compiles for baseline x86-64 (SSE2) and cannot ask for wider vectors per function. Everywhere else (and when
+// `Int8KernelBackend.portable` is asked for) the Swift kernels below do the same arithmetic.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import FlintFormat
+internal import CFlintKernels
+
+/// How an `Int8Linear` multiplies.
+public enum Int8KernelMode: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// int8 weights, float activations, float accumulation.
+    case weightOnly = "weight-only"
+    /// int8 weights and on-the-fly int8 activations, Int32 accumulation.
+    case w8a8 = "w8a8"
+
+    /// Parses the command-line names `weight-only` and `w8a8`.
+    public init?(cliName: String) {
+        guard let mode = Int8KernelMode(rawValue: cliName.lowercased()) else { return nil }
+        self = mode
+    }
+
+    /// The command-line name: `weight-only` or `w8a8`.
+    public var cliName: String { rawValue }
+
+    public var description: String { rawValue }
+}
+
+/// Which implementation of the inner loops an `Int8Linear` uses.
+public enum Int8KernelBackend: Sendable {
+    /// The AVX-512 VNNI kernels when this CPU has them and the group size suits them, else the Swift ones.
+    case automatic
+    /// Always the portable Swift kernels (for comparisons and tests).
+    case portable
+
+    /// Whether this CPU can run the AVX-512 VNNI kernels.
+    public static let nativeAvailable: Bool = flint_int8_native_available() != 0
+}
+
+/// Scratch memory for the quantized activations of W8A8 layers. Layers that never run concurrently can share
+/// one (the model's layers run one after another), which keeps a single buffer sized for the largest batch.
+/// Access is serialized by a lock, so sharing is safe even when forward calls do overlap.
+public final class Int8Scratch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var bytes: UnsafeMutableRawPointer?
+    private var byteCapacity = 0
+
+    public init() {}
+
+    deinit { bytes?.deallocate() }
+
+    /// Runs `body` with at least `byteCount` bytes of 64-byte aligned scratch memory, growing it only when a
+    /// call needs more than any before (no allocation per call in steady state).
+    func withBytes<R>(_ byteCount: Int, _ body: (UnsafeMutableRawPointer) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        if byteCount > byteCapacity || bytes == nil {
+            bytes?.deallocate()
+            let capacity = max(byteCount, 64)
+            bytes = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 64)
+            byteCapacity = capacity
+        }
+        return body(bytes!)
+    }
+}
+
+/// `y = x · Wᵀ` with W an int8 tensor (`.int8Row` or `.int8Group(g)`) used in place.
+public final class Int8Linear: LinearWeight, @unchecked Sendable {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let scheme: QuantScheme
+    public let mode: Int8KernelMode
+    /// True when the AVX-512 VNNI kernels run this layer, false for the Swift kernels.
+    public let usesNativeKernels: Bool
+
+    /// The view whose bytes are read in place; kept so its owner (the mapped file) stays alive.
+    private let view: TensorView
+    private let weights: UnsafePointer<Int8>
+    private let scales: UnsafePointer<Float>
+    /// Elements per group along the input dimension (`inFeatures` for per-row scales) and groups per row.
+    private let groupSize: Int
+    private let groups: Int
+    /// W8A8 only: `128 × scale × Σ q` per (row, group), see CFlintKernels.h; nil for weight-only.
+    private let compensation: UnsafeMutablePointer<Float>?
+    private let scratch: Int8Scratch
+    /// Row stride of the quantized activations, a multiple of 64 bytes.
+    private let quantizedStride: Int
+
+    /// - Parameters:
+    ///   - view: an `i8` tensor `[out, in]` with `.int8Row` or `.int8Group(g)` scales; its bytes are used in place.
+    ///   - scratch: activation scratch for W8A8, shareable between layers; a private one by default.
+    /// - Throws: FlintError naming the tensor when the storage, shape, byte count or scales do not match.
+    public init(_ view: TensorView, mode: Int8KernelMode, backend: Int8KernelBackend = .automatic,
+                scratch: Int8Scratch? = nil) throws {
+        guard view.storage == .i8 else {
+            throw FlintError("tensor \(view.name): Int8Linear needs i8 storage, found \(view.storage)")
+        }
+        guard view.shape.count == 2, view.shape.allSatisfy({ $0 >= 0 }) else {
+            throw FlintError("tensor \(view.name): Int8Linear needs a 2-D shape [out, in], found \(view.shape)")
+        }
+        let (rows, cols) = (view.shape[0], view.shape[1])
+        guard view.data.count == rows * cols else {
+            throw FlintError("tensor \(view.name): i8 shape \(view.shape) needs \(rows * cols) bytes, found \(view.data.count)")
+        }
+        switch view.scheme {
+        case .none:
+            throw FlintError("tensor \(view.name): i8 storage needs a quantization scheme (int8 or int8-gN), found none")
+        case .int8Group(let g) where g <= 0:
+            throw FlintError("tensor \(view.name): int8 group size must be positive, found \(g)")
+        default:
+            break
+        }
+        let expectedScales = view.scheme.scaleCount(shape: view.shape)
+        guard view.scales.count == expectedScales else {
+            throw FlintError("tensor \(view.name): scheme \(view.scheme) with shape \(view.shape) needs \(expectedScales) scales, found \(view.scales.count)")
+        }
+        if let bad = view.scales.firstIndex(where: { !$0.isFinite }) {
+            throw FlintError("tensor \(view.name): scale \(bad) is \(view.scales[bad]); int8 scales must be finite")
+        }
+
+        self.view = view
+        self.mode = mode
+        scheme = view.scheme
+        outFeatures = rows
+        inFeatures = cols
+        if case .int8Group(let g) = view.scheme, g < cols {
+            groupSize = g
+            groups = (cols + g - 1) / g
+        } else {
+            // Per-row scales, or one group covering the whole row: one scale per row either way.
+            groupSize = max(cols, 1)
+            groups = view.scheme.groupSize > 0 ? (cols + view.scheme.groupSize - 1) / view.scheme.groupSize : 1
+        }
+        weights = view.data.baseAddress.map { $0.assumingMemoryBound(to: Int8.self) }
+            ?? UnsafePointer(bitPattern: 64)!
+        scales = view.scales.baseAddress ?? UnsafePointer(bitPattern: 64)!
+        self.scratch = scratch ?? Int8Scratch()
+        quantizedStride = (cols + 63) / 64 * 64
+
+        let nativeFits: Bool
+        switch mode {
+        case .w8a8: nativeFits = groups <= 1 || groupSize == 32 || groupSize % 64 == 0
+        case .weightOnly: nativeFits = groups <= 1 || groupSize % 16 == 0
+        }
+        usesNativeKernels = backend == .automatic && Int8KernelBackend.nativeAvailable && nativeFits
+
+        if mode == .w8a8 && rows * groups > 0 {
+            let comp = UnsafeMutablePointer<Float>.allocate(capacity: rows * groups)
+            for row in 0..<rows {
+                for group in 0..<groups {
+                    let start = group * groupSize
+                    let end = min(cols, start + groupSize)
+                    var sum: Int32 = 0
+                    let w = weights + row * cols
+                    for i in start..<end { sum &+= Int32(w[i]) }
+                    comp[row * groups + group] = 128 * scales[row * groups + group] * Float(sum)
+                }
+            }
+            compensation = comp
+        } else {
+            compensation = nil
+        }
+    }
+
+    deinit { compensation?.deallocate() }
+
+    public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
+        guard rows > 0, outFeatures > 0 else { return }
+        guard inFeatures > 0, groups > 0 else {
+            y.initialize(repeating: 0, count: rows * outFeatures)
+            return
+        }
+        switch mode {
+        case .weightOnly: forwardWeightOnly(x, rows: rows, y: y, pool: pool)
+        case .w8a8: forwardW8A8(x, rows: rows, y: y, pool: pool)
+        }
+    }
+
+    /// The C view of this weight.
+    private func matrix() -> flint_int8_matrix {
+        flint_int8_matrix(weights: weights, scales: scales, compensation: compensation.map { UnsafePointer($0) },
+                          k: Int64(inFeatures), group_size: Int64(groupSize), groups: Int64(groups))
+    }
+
+    /// Splits the output rows over the pool in multiples of 8 (the matrix-vector tile), skipping the wake-up
+    /// for jobs under about 128k multiply-adds per thread.
+    private func splitRows(rows: Int, pool: ThreadPool?, _ body: (Range<Int>) -> Void) {
+        guard let pool else { return body(0..<outFeatures) }
+        let minimumRows = max(8, 131_072 / max(1, rows * inFeatures))
+        pool.parallelFor(outFeatures, granularity: 8, minimumPerThread: minimumRows, body)
+    }
+
+    private func forwardWeightOnly(_ x: UnsafePointer<Float>, rows: Int, y: UnsafeMutablePointer<Float>,
+                                   pool: ThreadPool?) {
+        if usesNativeKernels {
+            // One pointer shared read-only by every thread (no inout access from concurrent closures).
+            withUnsafePointer(to: matrix()) { m in
+                splitRows(rows: rows, pool: pool) { range in
+                    flint_int8_weight_only(m, Int64(range.lowerBound), Int64(range.upperBound), x, Int64(inFeatures),
+                                           Int64(rows), y, Int64(outFeatures))
+                }
+            }
+        } else {
+            splitRows(rows: rows, pool: pool) { range in
+                Int8PortableKernels.weightOnly(weights: weights, scales: scales, k: inFeatures, groupSize: groupSize,
+                                               groups: groups, outputRows: range, x: x, rows: rows, y: y,
+                                               ldy: outFeatures)
+            }
+        }
+    }
+
+    private func forwardW8A8(_ x: UnsafePointer<Float>, rows: Int, y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
+        let ldq = quantizedStride
+        let quantizedBytes = rows * ldq
+        let scaleOffset = (quantizedBytes + 63) / 64 * 64
+        scratch.withBytes(scaleOffset + rows * groups * MemoryLayout<Float>.stride) { raw in
+            let xq = raw.assumingMemoryBound(to: UInt8.self)
+            let xs = (raw + scaleOffset).assumingMemoryBound(to: Float.self)
+            // The C quantizer is the same arithmetic as the Swift one (same codes, bit for bit), 3× faster.
+            if usesNativeKernels {
+                flint_int8_quantize_activations(x, Int64(rows), Int64(inFeatures), Int64(groupSize), Int64(groups),
+                                                xq, Int64(ldq), xs)
+            } else {
+                Int8ActivationQuantizer.quantize(x, rows: rows, k: inFeatures, groupSize: groupSize, groups: groups,
+                                                 into: xq, stride: ldq, scales: xs)
+            }
+            if usesNativeKernels {
+                withUnsafePointer(to: matrix()) { m in
+                    splitRows(rows: rows, pool: pool) { range in
+                        flint_int8_w8a8(m, Int64(range.lowerBound), Int64(range.upperBound), xq, Int64(ldq), xs,
+                                        Int64(rows), y, Int64(outFeatures))
+                    }
+                }
+            } else {
+                let comp = UnsafePointer(compensation!)
+                splitRows(rows: rows, pool: pool) { range in
+                    Int8PortableKernels.w8a8(weights: weights, scales: scales, compensation: comp, k: inFeatures,
+                                             groupSize: groupSize, groups: groups, outputRows: range,
+                                             xq: xq, ldq: ldq, xScales: xs, rows: rows, y: y, ldy: outFeatures)
+                }
+            }
+        }
+    }
+}
+
+/// Dynamic symmetric int8 quantization of activations, the W8A8 input side.
+///
+/// Per block (a whole x row, or `groupSize` elements matching the weight groups):
+///     scale = max|x| / 127,   q = roundHalfToEven(x · 127 / max|x|) ∈ [-127, 127],   stored as the byte q + 128
+/// (the unsigned operand of `vpdpbusd`). An all-zero block gets scale 0. A block holding NaN or ±∞ gets scale NaN,
+/// so the outputs it feeds become NaN as they would in float, instead of silently finite.
+public enum Int8ActivationQuantizer {
+    public static func quantize(_ x: UnsafePointer<Float>, rows: Int, k: Int, groupSize: Int, groups: Int,
+                                into xq: UnsafeMutablePointer<UInt8>, stride: Int,
+                                scales: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let xr = x + r * k
+            let qr = xq + r * stride
+            for g in 0..<groups {
+                let start = g * groupSize
+                let count = min(k, start + groupSize) - start
+                scales[r * groups + g] = quantizeBlock(xr + start, count: count, into: qr + start)
+            }
+        }
+    }
+
+    /// Quantizes `count` values into `out` (as `q + 128`) and returns their scale.
+    @inline(__always)
+    static func quantizeBlock(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<UInt8>) -> Float {
+        var maxVector = SIMD8<Float>()
+        // x·0 is 0 for finite x and NaN for NaN or ±∞, so one sum tells whether the block is finite.
+        var finiteCheck = SIMD8<Float>()
+        var i = 0
+        while i + 8 <= count {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+            // Comparisons and selects, not pointwiseMax: that one is scalarized (it orders NaNs element by element).
+            let magnitude = v.replacing(with: -v, where: v .< 0)
+            maxVector.replace(with: magnitude, where: magnitude .> maxVector)
+            finiteCheck += v * 0
+            i += 8
+        }
+        var amax = maxVector.max()
+        var check = finiteCheck.sum()
+        while i < count {
+            amax = Swift.max(amax, Swift.abs(x[i]))
+            check += x[i] * 0
+            i += 1
+        }
+        guard check == 0, amax.isFinite else {
+            out.initialize(repeating: 128, count: count)
+            return .nan
+        }
+        guard amax > 0 else {
+            out.initialize(repeating: 128, count: count)
+            return 0
+        }
+        let inverse = 127 / amax
+        // Adding 1.5·2²³ rounds a float of magnitude < 2²² to an integer, half to even, in the low mantissa bits;
+        // the low byte of that is q mod 256 and flipping its top bit gives q + 128.
+        let magic: Float = 12_582_912
+        for j in 0..<count {
+            var v = x[j] * inverse
+            v = v < -127 ? -127 : v
+            v = v > 127 ? 127 : v
+            out[j] = UInt8(truncatingIfNeeded: (v + magic).bitPattern) ^ 0x80
+        }
+        return amax / 127
+    }
+}
+
+/// The Swift kernels: used where the AVX-512 VNNI ones are not available (or not asked for). The inner loops are
+/// plain element loops that LLVM vectorizes for whatever the build targets (SSE2 `pmaddwd` by default).
+enum Int8PortableKernels {
+    static func weightOnly(weights: UnsafePointer<Int8>, scales: UnsafePointer<Float>, k: Int, groupSize: Int,
+                           groups: Int, outputRows: Range<Int>, x: UnsafePointer<Float>, rows: Int,
+                           y: UnsafeMutablePointer<Float>, ldy: Int) {
+        var block = outputRows.lowerBound
+        while block < outputRows.upperBound {
+            let blockEnd = min(outputRows.upperBound, block + 32)
+            for r in 0..<rows {
+                let xr = x + r * k
+                for n in block..<blockEnd {
+                    let w = weights + n * k
+                    var sum: Float = 0
+                    for g in 0..<groups {
+                        let start = g * groupSize
+                        let count = min(k, start + groupSize) - start
+                        sum += dotInt8Float(w + start, xr + start, count: count) * scales[n * groups + g]
+                    }
+                    y[r * ldy + n] = sum
+                }
+            }
+            block = blockEnd
+        }
+    }
+
+    static func w8a8(weights: UnsafePointer<Int8>, scales: UnsafePointer<Float>, compensation: UnsafePointer<Float>,
+                     k: Int, groupSize: Int, groups: Int, outputRows: Range<Int>,
+                     xq: UnsafePointer<UInt8>, ldq: Int, xScales: UnsafePointer<Float>, rows: Int,
+                     y: UnsafeMutablePointer<Float>, ldy: Int) {
+        var block = outputRows.lowerBound
+        while block < outputRows.upperBound {
+            let blockEnd = min(outputRows.upperBound, block + 32)
+            for r in 0..<rows {
+                let qr = xq + r * ldq
+                let sr = xScales + r * groups
+                for n in block..<blockEnd {
+                    let w = weights + n * k
+                    var sum: Float = 0
+                    var correction: Float = 0
+                    for g in 0..<groups {
+                        let start = g * groupSize
+                        let count = min(k, start + groupSize) - start
+                        let scale = scales[n * groups + g] * sr[g]
+                        sum += Float(dotUInt8Int8(qr + start, w + start, count: count)) * scale
+                        correction += compensation[n * groups + g] * sr[g]
+                    }
+                    y[r * ldy + n] = sum - correction
+                }
+            }
+            block = blockEnd
+        }
+    }
+
+    /// `Σ u[i]·w[i]` in Int32: an element loop the loop vectorizer turns into widening multiply-adds.
+    @inline(__always)
+    static func dotUInt8Int8(_ u: UnsafePointer<UInt8>, _ w: UnsafePointer<Int8>, count: Int) -> Int32 {
+        var acc: Int32 = 0
+        for i in 0..<count { acc &+= Int32(u[i]) &* Int32(w[i]) }
+        return acc
+    }
+
+    /// `Σ Float(w[i])·x[i]` with eight-lane float accumulators (a plain float loop would not vectorize: float
+    /// addition is not reassociated).
+    @inline(__always)
+    static func dotInt8Float(_ w: UnsafePointer<Int8>, _ x: UnsafePointer<Float>, count: Int) -> Float {
+        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+        var i = 0
+        while i + 16 <= count {
+            var w0 = SIMD8<Float>(), w1 = SIMD8<Float>()
+            for j in 0..<8 { w0[j] = Float(w[i + j]); w1[j] = Float(w[i + 8 + j]) }
+            acc0 += w0 * UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+            acc1 += w1 * UnsafeRawPointer(x + i + 8).loadUnaligned(as: SIMD8<Float>.self)
+            i += 16
+        }
+        var sum = (acc0 + acc1).sum()
+        while i < count { sum += Float(w[i]) * x[i]; i += 1 }
+        return sum
+    }
+}
+
+/// An int8 embedding table (`[vocab, dim]`, e.g. `shared.weight`) read in place: one row is dequantized per lookup.
+public final class Int8Embedding: @unchecked Sendable {
+    public let rows: Int
+    public let dimension: Int
+    private let view: TensorView
+    private let groupSize: Int
+    private let groups: Int
+
+    /// - Throws: FlintError naming the tensor when it is not a 2-D i8 tensor with matching scales.
+    public init(_ view: TensorView) throws {
+        guard view.storage == .i8, view.shape.count == 2, view.shape.allSatisfy({ $0 >= 0 }) else {
+            throw FlintError("tensor \(view.name): Int8Embedding needs a 2-D i8 tensor, found \(view.storage) \(view.shape)")
+        }
+        guard view.data.count == view.shape[0] * view.shape[1] else {
+            throw FlintError("tensor \(view.name): i8 shape \(view.shape) needs \(view.shape[0] * view.shape[1]) bytes, found \(view.data.count)")
+        }
+        if case .int8Group(let g) = view.scheme, g <= 0 {
+            throw FlintError("tensor \(view.name): int8 group size must be positive, found \(g)")
+        }
+        guard view.scheme != .none else {
+            throw FlintError("tensor \(view.name): i8 storage needs a quantization scheme (int8 or int8-gN), found none")
+        }
+        let expectedScales = view.scheme.scaleCount(shape: view.shape)
+        guard view.scales.count == expectedScales else {
+            throw FlintError("tensor \(view.name): scheme \(view.scheme) with shape \(view.shape) needs \(expectedScales) scales, found \(view.scales.count)")
+        }
+        self.view = view
+        rows = view.shape[0]
+        dimension = view.shape[1]
+        let g = view.scheme.groupSize
+        groupSize = g > 0 ? g : max(dimension, 1)
+        groups = g > 0 ? (dimension + g - 1) / g : 1
+    }
+
+    /// Writes `q × scale` of row `index` into `out` (`dimension` floats).
+    /// - Throws: FlintError naming the tensor when `index` is outside `0..<rows`.
+    public func dequantizeRow(_ index: Int, into out: UnsafeMutablePointer<Float>) throws {
+        guard index >= 0, index < rows else {
+            throw FlintError("tensor \(view.name): row \(index) is outside 0..<\(rows)")
+        }
+        guard dimension > 0 else { return }
+        let q = view.data.baseAddress!.assumingMemoryBound(to: Int8.self) + index * dimension
+        let scales = view.scales.baseAddress! + index * groups
+        for g in 0..<groups {
+            let start = g * groupSize
+            let end = min(dimension, start + groupSize)
+            let scale = scales[g]
+            for i in start..<end { out[i] = Float(q[i]) * scale }
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// FlintT5: work in progress.

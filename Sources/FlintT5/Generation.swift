@@ -1,0 +1,360 @@
+// Decoding: greedy, beam search with the exact rules of transformers 4.57's `GenerationMixin._beam_search`, and
+// seeded sampling (temperature, top-k, top-p). Sequences start with the decoder start token, like HF's output.
+import Foundation
+import FlintFormat
+
+/// Beam search settings, with the meaning of `generate(num_beams=, length_penalty=, early_stopping=)`.
+public struct BeamSearchOptions: Sendable, Equatable {
+    public var numBeams: Int
+    /// A finished hypothesis scores `sum of log-probs / generatedLength ** lengthPenalty`, where the generated
+    /// length counts the tokens after the decoder start token, the eos included.
+    /// A Double like Python's float, so `length ** lengthPenalty` is the number transformers computes.
+    public var lengthPenalty: Double
+    /// true: stop as soon as `numBeams` hypotheses are finished. false: stop when the best running beam,
+    /// normalized by its current length, cannot beat the worst finished one.
+    public var earlyStopping: Bool
+
+    public init(numBeams: Int, lengthPenalty: Double = 1.0, earlyStopping: Bool = false) {
+        self.numBeams = numBeams
+        self.lengthPenalty = lengthPenalty
+        self.earlyStopping = earlyStopping
+    }
+
+    /// A Float penalty is taken through its shortest decimal form, so `Float(0.6)` means Python's `0.6`.
+    public init(numBeams: Int, lengthPenalty: Float, earlyStopping: Bool = false) {
+        self.init(numBeams: numBeams, lengthPenalty: Double("\(lengthPenalty)") ?? Double(lengthPenalty),
+                  earlyStopping: earlyStopping)
+    }
+}
+
+/// Sampling settings; processors apply in HF's order: temperature, top-k, top-p.
+public struct SamplingOptions: Sendable, Equatable {
+    public var temperature: Float
+    /// Keep only the k most likely tokens (0 = no limit).
+    public var topK: Int
+    /// Keep the smallest set of most likely tokens whose probability reaches topP (1 = no limit).
+    public var topP: Float
+    /// The same seed gives the same tokens.
+    public var seed: UInt64
+
+    public init(temperature: Float = 1.0, topK: Int = 0, topP: Float = 1.0, seed: UInt64 = 0) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.seed = seed
+    }
+}
+
+public enum DecodingStrategy: Sendable, Equatable {
+    case greedy
+    case beamSearch(BeamSearchOptions)
+    case sampling(SamplingOptions)
+}
+
+public struct GenerationOptions: Sendable, Equatable {
+    /// At most this many tokens after the decoder start token (HF `max_new_tokens`; the eos counts).
+    public var maxNewTokens: Int
+    public var strategy: DecodingStrategy
+
+    public init(maxNewTokens: Int = 20, strategy: DecodingStrategy = .greedy) {
+        self.maxNewTokens = maxNewTokens
+        self.strategy = strategy
+    }
+
+    /// Checks the numbers; names the first bad option.
+    public func validate() throws {
+        guard maxNewTokens >= 1 else { throw FlintError("generation: max new tokens must be at least 1, got \(maxNewTokens)") }
+        switch strategy {
+        case .greedy:
+            break
+        case .beamSearch(let beam):
+            guard beam.numBeams >= 1 else { throw FlintError("generation: number of beams must be at least 1, got \(beam.numBeams)") }
+            guard beam.lengthPenalty.isFinite else { throw FlintError("generation: length penalty must be finite, got \(beam.lengthPenalty)") }
+        case .sampling(let sampling):
+            guard sampling.temperature > 0, sampling.temperature.isFinite else {
+                throw FlintError("generation: temperature must be a positive number, got \(sampling.temperature)")
+            }
+            guard sampling.topK >= 0 else { throw FlintError("generation: top-k must be 0 (off) or positive, got \(sampling.topK)") }
+            guard sampling.topP > 0, sampling.topP <= 1 else {
+                throw FlintError("generation: top-p must be in (0, 1], got \(sampling.topP)")
+            }
+        }
+    }
+}
+
+public struct GenerationResult: Sendable, Equatable {
+    /// The decoder start token, then the generated tokens (ending with eos unless the length limit came first).
+    public var sequence: [Int]
+    /// Beam search: the returned hypothesis' length-normalized score; nil for greedy and sampling.
+    public var score: Float?
+    /// Wall time of the encoder pass and of the decoding loop (the cross-attention set-up included).
+    public var encoderSeconds: Double = 0
+    public var decoderSeconds: Double = 0
+
+    /// The generated tokens without the decoder start token.
+    public var generatedIds: [Int] { Array(sequence.dropFirst()) }
+}
+
+extension T5ForConditionalGeneration {
+    /// Generates for one input. `onToken` receives each token as it is chosen (greedy and sampling); beam search
+    /// only knows its tokens at the end and reports them then.
+    public func generate(inputIds: [Int], options: GenerationOptions,
+                         onToken: ((Int) -> Void)? = nil) throws -> GenerationResult {
+        try options.validate()
+        let start = DispatchTime.now().uptimeNanoseconds
+        let encoded = try encode(inputIds)
+        let encodedAt = DispatchTime.now().uptimeNanoseconds
+        var result: GenerationResult
+        switch options.strategy {
+        case .greedy:
+            var noSampler: TokenSampler? = nil
+            result = try generateOneBeam(encoded, maxNewTokens: options.maxNewTokens, sampler: &noSampler, onToken: onToken)
+        case .sampling(let sampling):
+            var sampler: TokenSampler? = TokenSampler(options: sampling, vocabSize: config.vocabSize)
+            result = try generateOneBeam(encoded, maxNewTokens: options.maxNewTokens, sampler: &sampler, onToken: onToken)
+        case .beamSearch(let beam):
+            result = try beamSearch(encoded, maxNewTokens: options.maxNewTokens, options: beam)
+            if let onToken { result.sequence.dropFirst().forEach(onToken) }
+        }
+        let end = DispatchTime.now().uptimeNanoseconds
+        result.encoderSeconds = Double(encodedAt - start) / 1e9
+        result.decoderSeconds = Double(end - encodedAt) / 1e9
+        return result
+    }
+
+    /// Several inputs, one after another (each with its own caches).
+    public func generate(batch: [[Int]], options: GenerationOptions) throws -> [GenerationResult] {
+        try batch.map { try generate(inputIds: $0, options: options) }
+    }
+
+    /// Greedy (no sampler) or sampling, one sequence.
+    private func generateOneBeam(_ encoded: T5EncoderOutput, maxNewTokens: Int, sampler: inout TokenSampler?,
+                                 onToken: ((Int) -> Void)?) throws -> GenerationResult {
+        let state = try startDecoding(encoded, beams: 1, maxLength: maxNewTokens + 1)
+        var sequence = [config.decoderStartTokenId]
+        sequence.reserveCapacity(maxNewTokens + 1)
+        while sequence.count <= maxNewTokens {
+            let logits = try decodeStep(state, tokens: [sequence.last!])
+            let next = sampler != nil ? sampler!.sample(logits) : argmax(logits)
+            sequence.append(next)
+            onToken?(next)
+            if next == config.eosTokenId { break }
+        }
+        return GenerationResult(sequence: sequence, score: nil)
+    }
+
+    /// Beam search for one input, step for step as transformers 4.57 `_beam_search` with batch size 1,
+    /// one eos token and no logits processors (`decoder_prompt_len` = 1: the decoder start token).
+    /// Scores are float32 and the "impossible" marks are the same `-1e9` additions, so ties resolve alike.
+    func beamSearch(_ encoded: T5EncoderOutput, maxNewTokens: Int, options: BeamSearchOptions) throws -> GenerationResult {
+        let numBeams = options.numBeams, vocab = config.vocabSize
+        let maxLength = maxNewTokens + 1
+        let candidatesKept = 2 * numBeams  // HF: max(2, 1 + number of eos tokens) * num_beams
+        let impossible: Float = -1.0e9
+        let state = try startDecoding(encoded, beams: numBeams, maxLength: maxLength)
+
+        // Running beams: the first starts at 0, the others at -1e9 so step one only expands the first.
+        var running = [[Int]](repeating: [config.decoderStartTokenId], count: numBeams)
+        var runningScores = [Float](repeating: impossible, count: numBeams)
+        runningScores[0] = 0
+        // Finished hypotheses, kept sorted best first.
+        var finished = running
+        var finishedScores = [Float](repeating: impossible, count: numBeams)
+        var isFinished = [Bool](repeating: false, count: numBeams)
+        var improvementPossible = true
+        var currentLength = 1
+        var logProbs = [Float](repeating: 0, count: vocab)
+        var top = TopK(capacity: candidatesKept)
+
+        while true {
+            let logits = try decodeStep(state, tokens: running.map { $0.last! })
+            // Best `candidatesKept` of (beam score + log-softmax) over all beams × vocabulary.
+            top.reset()
+            for b in 0..<numBeams {
+                let row = UnsafeBufferPointer(rebasing: logits[(b * vocab)..<((b + 1) * vocab)])
+                logSoftmax(row, into: &logProbs)
+                let base = runningScores[b]
+                for t in 0..<vocab { top.offer(logProbs[t] + base, index: b * vocab + t) }
+            }
+            let candidates = top.sortedDescending()
+            let candidateBeam = candidates.map { $0.index / vocab }
+            let candidateToken = candidates.map { $0.index % vocab }
+            let hitsStop = candidateToken.map { $0 == config.eosTokenId || currentLength + 1 >= maxLength }
+
+            // Next running beams: the best candidates that did not stop.
+            let runningValue = (0..<candidates.count).map { candidates[$0].value + (hitsStop[$0] ? impossible : 0) }
+            let runningOrder = stableTopIndices(runningValue, count: numBeams)
+
+            // Finished hypotheses: only the first `numBeams` candidates may enter, scored by length.
+            let lengthDivisor = Float(pow(Double(currentLength), options.lengthPenalty))
+            let allFinished = isFinished.allSatisfy { $0 }
+            var newScores: [Float] = []
+            for c in 0..<candidates.count {
+                var score = candidates[c].value / lengthDivisor
+                if allFinished && options.earlyStopping { score += impossible }
+                if !improvementPossible { score += impossible }
+                if !(hitsStop[c] && c < numBeams) { score += impossible }
+                newScores.append(score)
+            }
+            let mergedScores = finishedScores + newScores
+            let mergedSequences = finished + (0..<candidates.count).map { running[candidateBeam[$0]] + [candidateToken[$0]] }
+            let mergedIsFinished = isFinished + (0..<candidates.count).map { hitsStop[$0] && $0 < numBeams }
+            let kept = stableTopIndices(mergedScores, count: numBeams)
+            finished = kept.map { mergedSequences[$0] }
+            finishedScores = kept.map { mergedScores[$0] }
+            isFinished = kept.map { mergedIsFinished[$0] }
+
+            let nextRunning = runningOrder.map { running[candidateBeam[$0]] + [candidateToken[$0]] }
+            runningScores = runningOrder.map { runningValue[$0] }
+            try state.reorderBeams(runningOrder.map { candidateBeam[$0] })
+            running = nextRunning
+            currentLength += 1
+
+            // HF `_check_early_stop_heuristic` (early_stopping True/False): the best running beam at its current
+            // length against the worst finished one; a beam slot not yet finished always allows improvement.
+            let bestPossible = runningScores[0] / Float(pow(Double(currentLength - 1), options.lengthPenalty))
+            let worstFinished = finishedScores.min()!
+            improvementPossible = improvementPossible
+                && isFinished.contains { bestPossible > ($0 ? worstFinished : impossible) }
+            let openBeamExists = !(isFinished.allSatisfy { $0 } && options.earlyStopping)
+            let continuationExists = !hitsStop.allSatisfy { $0 }
+            if !(improvementPossible && openBeamExists && continuationExists) { break }
+        }
+        return GenerationResult(sequence: finished[0], score: finishedScores[0])
+    }
+}
+
+// MARK: - Helpers
+
+/// Index of the largest value; the first one on ties (like torch.argmax).
+func argmax(_ values: UnsafeBufferPointer<Float>) -> Int {
+    var best = 0
+    for i in values.indices where values[i] > values[best] { best = i }
+    return best
+}
+
+/// `x - max - log(Σ exp(x - max))` in float32, like torch's log_softmax.
+func logSoftmax(_ logits: UnsafeBufferPointer<Float>, into out: inout [Float]) {
+    var maxValue = -Float.infinity
+    for v in logits { maxValue = max(maxValue, v) }
+    var total: Float = 0
+    for v in logits { total += expf(v - maxValue) }
+    let logTotal = logf(total)
+    for (i, v) in logits.enumerated() { out[i] = v - maxValue - logTotal }
+}
+
+/// The indices of the `count` largest values, largest first; equal values keep their original order.
+func stableTopIndices(_ values: [Float], count: Int) -> [Int] {
+    let order = values.indices.sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
+    return Array(order.prefix(count))
+}
+
+/// The k largest (value, index) pairs of a stream, without sorting the stream.
+struct TopK {
+    struct Entry { var value: Float; var index: Int }
+    let capacity: Int
+    private(set) var entries: [Entry] = []
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        entries.reserveCapacity(capacity + 1)
+    }
+
+    mutating func reset() { entries.removeAll(keepingCapacity: true) }
+
+    /// Keeps the entries sorted descending; on equal values the earlier index stays ahead.
+    mutating func offer(_ value: Float, index: Int) {
+        if entries.count == capacity {
+            guard value > entries[capacity - 1].value else { return }
+            entries.removeLast()
+        }
+        var position = entries.count
+        while position > 0 && entries[position - 1].value < value { position -= 1 }
+        entries.insert(Entry(value: value, index: index), at: position)
+    }
+
+    func sortedDescending() -> [Entry] { entries }
+}
+
+/// A small seeded generator (SplitMix64): the same seed gives the same stream on every platform.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1) from the top 53 bits.
+    mutating func nextUnit() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
+}
+
+/// Temperature, top-k, top-p, then a draw from the remaining distribution.
+struct TokenSampler {
+    let options: SamplingOptions
+    var generator: SplitMix64
+    private var probabilities: [Float]
+    private var order: [Int]
+
+    init(options: SamplingOptions, vocabSize: Int) {
+        self.options = options
+        generator = SplitMix64(seed: options.seed)
+        probabilities = [Float](repeating: 0, count: vocabSize)
+        order = Array(0..<vocabSize)
+    }
+
+    mutating func sample(_ logits: UnsafeBufferPointer<Float>) -> Int {
+        let n = logits.count
+        // Work in place in the buffer allocated once per request.
+        var scaled = probabilities
+        probabilities = []
+        defer { probabilities = scaled }
+        for i in 0..<n { scaled[i] = logits[i] / options.temperature }
+        // top-k (HF TopKLogitsWarper): drop everything below the k-th largest value (ties with it stay).
+        if options.topK > 0 && options.topK < n {
+            var top = TopK(capacity: options.topK)
+            for i in 0..<n { top.offer(scaled[i], index: i) }
+            let threshold = top.entries.last!.value
+            for i in 0..<n where scaled[i] < threshold { scaled[i] = -.infinity }
+        }
+        // Softmax over what is left.
+        var maxValue = -Float.infinity
+        for v in scaled { maxValue = max(maxValue, v) }
+        var total: Float = 0
+        for i in 0..<n {
+            let e = scaled[i] == -.infinity ? 0 : expf(scaled[i] - maxValue)
+            scaled[i] = e
+            total += e
+        }
+        for i in 0..<n { scaled[i] /= total }
+        // top-p (HF TopPLogitsWarper): in ascending order, drop tokens while the cumulative probability stays
+        // at or below 1 - topP; the most likely token always stays.
+        if options.topP < 1 {
+            order.sort { scaled[$0] < scaled[$1] || (scaled[$0] == scaled[$1] && $0 < $1) }
+            var cumulative: Float = 0
+            var removed: Float = 0
+            for (rank, i) in order.enumerated() where rank < n - 1 {
+                cumulative += scaled[i]
+                if cumulative <= 1 - options.topP {
+                    removed += scaled[i]
+                    scaled[i] = 0
+                } else {
+                    break
+                }
+            }
+            let kept = 1 - removed
+            if kept > 0 { for i in 0..<n { scaled[i] /= kept } }
+        }
+        let u = Float(generator.nextUnit())
+        var cumulative: Float = 0
+        var last = 0
+        for i in 0..<n where scaled[i] > 0 {
+            cumulative += scaled[i]
+            last = i
+            if u < cumulative { return i }
+        }
+        return last
+    }
+}
