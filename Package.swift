@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "FlintT5", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintKernels", "FlintTokenizer"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // Quantized-vs-float comparison.
-        .target(name: "FlintVerify", dependencies: ["FlintT5"]),
+        .target(name: "FlintVerify", dependencies: ["FlintFormat", "FlintKernels", "FlintT5", "FlintTokenizer"]),
         // The commands of the command-line tool (a library, so tests can run them in-process).
         .target(name: "FlintCLI", dependencies: [
             "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack",
@@ -65,6 +65,7 @@ let package = Package(
         .testTarget(name: "FlintTokenizerTests", dependencies: ["FlintTokenizer"]),
         .testTarget(name: "FlintT5Tests", dependencies: ["FlintT5"]),
         .testTarget(name: "FlintCLITests", dependencies: ["FlintCLI"]),
+        .testTarget(name: "FlintVerifyTests", dependencies: ["FlintVerify", "FlintConvert", "FlintCheckpoint"]),
         .testTarget(name: "FlintKernelsTests", dependencies: ["FlintKernels"]),
     ],
     swiftLanguageModes: [.v5]

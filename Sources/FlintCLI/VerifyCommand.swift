@@ -1,0 +1,193 @@
+import ArgumentParser
+import Foundation
+import FlintFormat
+import FlintKernels
+import FlintTokenizer
+import FlintVerify
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Prove a quantized model still answers like its float original, and say where it drifts.",
+        discussion: """
+        Both models run on the same prompts. Teacher-forced on the reference's greedy continuation: top-1
+        agreement and KL divergence of every next-token distribution. Free-running: exact match of greedy
+        generations, and the token similarity (1 − normalised edit distance) of those that differ. Block by
+        block: cosine and SNR of every encoder and decoder block's output against the reference's; the first
+        block below the SNR threshold is named — that is where the drift starts.
+
+        Default thresholds: --min-top1 0.95, --max-mean-kl 0.05, --min-exact 0.5, --min-layer-snr 15 (dB).
+        Exit status: 0 when every check passes, 1 when any fails, 2 on error (64 for usage errors).
+
+        With --golden, FILE is checked against outputs Hugging Face transformers produced (the golden.json the
+        Tools scripts write: prompts, input ids, first-step logits, greedy and beam-4 ids) instead.
+
+        Examples:
+          flint verify flan-t5-base.flint --reference ./flan-t5-base
+          flint verify base-int8.flint --reference base-f32.flint --prompts prompts.txt --json
+          flint verify base-int8.flint --reference ./flan-t5-base --report out/verify.md
+          flint verify ./flan-t5-base --golden golden.json
+        """)
+
+    @Argument(help: "The model to check: a .flint file (or a model folder with --golden).")
+    var file: String
+
+    @Option(help: "The float reference: the original model folder, or another .flint file.")
+    var reference: String?
+
+    @Option(help: "Prompts, one per line, or JSON lines with a \"prompt\" (or \"text\") field. Default: the built-in set.")
+    var prompts: String?
+
+    @Option(help: "Tokens generated per prompt.")
+    var maxTokens: Int = 32
+
+    @Option(help: "Minimum teacher-forced top-1 agreement.")
+    var minTop1: Double = VerifyThresholds().minTop1
+
+    @Option(help: "Maximum mean KL divergence (nats).")
+    var maxMeanKl: Double = VerifyThresholds().maxMeanKL
+
+    @Option(help: "Minimum fraction of exactly matching greedy generations.")
+    var minExact: Double = VerifyThresholds().minExact
+
+    @Option(help: "Minimum per-block output SNR in dB.")
+    var minLayerSnr: Double = VerifyThresholds().minLayerSNR
+
+    @Option(help: "Compare with a transformers golden file instead of a reference model.")
+    var golden: String?
+
+    @Option(help: "Relative tolerance of first-step logits in --golden mode.")
+    var tolerance: Double = 1e-4
+
+    @Option(help: "Write a Markdown report here, with an SVG chart of per-block SNR beside it.")
+    var report: String?
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) does not exist") }
+        if golden == nil && reference == nil { throw ValidationError("give --reference SOURCE (or --golden FILE)") }
+        if golden != nil && reference != nil { throw ValidationError("--golden and --reference are exclusive") }
+        if let reference, !FileManager.default.fileExists(atPath: reference) { throw ValidationError("\(reference) does not exist") }
+        if let prompts, !FileManager.default.fileExists(atPath: prompts) { throw ValidationError("\(prompts) does not exist") }
+        guard maxTokens >= 1, maxTokens <= 4096 else { throw ValidationError("--max-tokens must be 1…4096") }
+        guard (0...1).contains(minTop1), (0...1).contains(minExact), maxMeanKl >= 0 else {
+            throw ValidationError("--min-top1 and --min-exact are fractions in 0…1; --max-mean-kl is ≥ 0")
+        }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        do {
+            let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
+            if let golden {
+                try runGolden(golden, pool: pool)
+            } else {
+                try runComparison(pool: pool)
+            }
+        } catch let e as FlintError {
+            FileHandle.standardError.write(Data("flint: error: \(e.message)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    private func runComparison(pool: ThreadPool) throws {
+        let candidate = try openModel(file)
+        let ref = try openModel(reference!)
+        guard let tokBytes = candidate.tokenizerModel ?? ref.tokenizerModel else {
+            throw FlintError("\(file): no tokenizer in the candidate or the reference (spiece.model)")
+        }
+        let tokenizer = try T5Tokenizer(modelBytes: tokBytes)
+        let texts = try prompts.map(readPrompts) ?? DefaultPrompts.prompts
+        let inputs = texts.map { VerifyInput(prompt: $0, inputIds: Array(tokenizer.encode($0).prefix(512))) }
+        var thresholds = VerifyThresholds()
+        thresholds.minTop1 = minTop1
+        thresholds.maxMeanKL = maxMeanKl
+        thresholds.minExact = minExact
+        thresholds.minLayerSNR = minLayerSnr
+        let bar = ProgressBar("verifying")
+        let result = try Verifier.verify(candidate: candidate, reference: ref, inputs: inputs, maxNewTokens: maxTokens,
+                                         thresholds: thresholds, pool: pool) { bar.update(done: $0, total: $1) }
+        bar.finish()
+        if let report { try writeReport(result, to: report) }
+        if json {
+            try printJSON(result)
+        } else {
+            print(VerifyReportWriter.summary(result))
+        }
+        if !result.passed { throw ExitCode(1) }
+    }
+
+    private func runGolden(_ path: String, pool: ThreadPool) throws {
+        let model = try openModel(file)
+        let bar = ProgressBar("checking")
+        let result = try GoldenVerifier.verify(weights: model, goldenPath: path, tolerance: tolerance, pool: pool) {
+            bar.update(done: $0, total: $1)
+        }
+        bar.finish()
+        if json {
+            try printJSON(result)
+        } else {
+            print("model      \(result.model)")
+            print("golden     \(result.golden) (\(result.cases.count) cases)")
+            let tok = result.cases.compactMap(\.tokenizerMatches)
+            if !tok.isEmpty { print("tokenizer  \(tok.filter { $0 }.count)/\(tok.count) identical") }
+            print(String(format: "logits     max relative difference %.2e (tolerance %.0e)", result.maxFirstLogitsRelativeDiff, result.tolerance))
+            let greedy = result.cases.compactMap(\.greedyMatches), beam = result.cases.compactMap(\.beamMatches)
+            print("greedy     \(greedy.filter { $0 }.count)/\(greedy.count) identical")
+            if !beam.isEmpty { print("beam-4     \(beam.filter { $0 }.count)/\(beam.count) identical") }
+            print(result.passed ? "PASSED" : "FAILED: " + result.failures.joined(separator: "; "))
+        }
+        if !result.passed { throw ExitCode(1) }
+    }
+
+    /// One prompt per line, or JSON lines with "prompt" / "text".
+    private func readPrompts(_ path: String) throws -> [String] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw FlintError("\(path): cannot read the prompts file as UTF-8 text")
+        }
+        var result: [String] = []
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.hasPrefix("{") {
+                guard let obj = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any],
+                      let prompt = (obj["prompt"] ?? obj["text"]) as? String else {
+                    throw FlintError("\(path): line \(n + 1) looks like JSON but has no string \"prompt\" or \"text\" field")
+                }
+                result.append(prompt)
+            } else if !trimmed.isEmpty {
+                result.append(String(line))
+            }
+        }
+        guard !result.isEmpty else { throw FlintError("\(path): no prompts in the file") }
+        return result
+    }
+
+    private func writeReport(_ result: VerifyReport, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let chart = url.deletingPathExtension().lastPathComponent + "-layers.svg"
+        let chartURL = url.deletingLastPathComponent().appendingPathComponent(chart)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try atomicWrite(VerifyReportWriter.svgChart(result), to: chartURL.path)
+        try atomicWrite(VerifyReportWriter.markdown(result, chartFileName: chart), to: path)
+    }
+}
+
+/// Writes text through a temporary file and a rename, so a reader never sees half a report.
+func atomicWrite(_ text: String, to path: String) throws {
+    let temporary = FlintWriter.temporaryName(for: path)
+    do {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, path) == 0 else { throw FlintError("\(path): cannot rename \(temporary) into place") }
+    } catch let e as FlintError {
+        unlink(temporary)
+        throw e
+    } catch {
+        unlink(temporary)
+        throw FlintError("\(path): cannot write (\(error.localizedDescription))")
+    }
+}

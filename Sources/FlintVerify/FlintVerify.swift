@@ -1,1 +1,0 @@
-// FlintVerify: work in progress.
