@@ -32,14 +32,14 @@ release: deps
 test: deps
 	$(SWIFT) test
 
-# Converts the demo model (a small T5 trained to reverse word lists), inspects it, and runs it.
+# Converts the demo model (a small T5 trained to reverse word lists) to int8, inspects it, runs it, and verifies
+# it against its float original.
 demo: release
 	@mkdir -p $(DEMO_OUT)
 	$(RELEASE_BIN) convert $(DEMO_DIR) -o $(DEMO_OUT)/demo-int8.flint --quant int8
 	$(RELEASE_BIN) inspect $(DEMO_OUT)/demo-int8.flint
-	@if $(RELEASE_BIN) help run >/dev/null 2>&1; then \
-	  $(RELEASE_BIN) run $(DEMO_OUT)/demo-int8.flint "reverse: red apple blue" "reverse: one two three four"; \
-	fi
+	$(RELEASE_BIN) run $(DEMO_OUT)/demo-int8.flint "reverse: red apple blue" "reverse: one two three four five"
+	$(RELEASE_BIN) verify $(DEMO_OUT)/demo-int8.flint --reference $(DEMO_DIR) --prompts Tools/demo-prompts.txt --report $(DEMO_OUT)/verify.md
 
 # Regenerates the committed fixtures with the real Hugging Face libraries (needs PyPI; see Tools/README.md).
 fixtures:

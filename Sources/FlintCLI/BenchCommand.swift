@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+import FlintFormat
+import FlintKernels
+import FlintT5
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure load time, encoder and decoder speed, and peak memory of a model.",
+        discussion: """
+        The prompt is a synthetic sequence of --prompt-tokens ids (deterministic, no special tokens but the final
+        </s>). Decoding is greedy and forced to run all --new-tokens steps (an </s> does not stop it), so every
+        run does the same work. With --batch B, B sequences are decoded together against the same input. Each
+        measure is the median of --runs runs after one warm-up run.
+
+        load_ms is open-to-ready: mapping the file, validating it and building the model. peak_rss_mb is the
+        process's high-water resident memory (VmHWM).
+
+        Examples:
+          flint bench flan-t5-base.flint
+          flint bench flan-t5-small.flint --prompt-tokens 512 --new-tokens 1 --json
+          flint bench base.flint --kernels w8a8 --threads 2 --json
+        """)
+
+    @Argument(help: "A .flint file or a model folder.")
+    var model: String
+
+    @Option(help: "Input length in tokens.")
+    var promptTokens: Int = 64
+
+    @Option(help: "Tokens decoded per run.")
+    var newTokens: Int = 64
+
+    @Option(help: "Sequences decoded together.")
+    var batch: Int = 1
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Int8 kernels: weight-only (int8 weights, float math) or w8a8 (int8 activations too).")
+    var kernels: String = "weight-only"
+
+    @Option(help: "Measured runs (after one warm-up).")
+    var runs: Int = 3
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard FileManager.default.fileExists(atPath: model) else { throw ValidationError("\(model) does not exist") }
+        guard (1...4096).contains(promptTokens) else { throw ValidationError("--prompt-tokens must be 1…4096") }
+        guard (1...4096).contains(newTokens) else { throw ValidationError("--new-tokens must be 1…4096") }
+        guard (1...64).contains(batch) else { throw ValidationError("--batch must be 1…64") }
+        guard (1...100).contains(runs) else { throw ValidationError("--runs must be 1…100") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard Int8KernelMode(cliName: kernels) != nil else {
+            throw ValidationError("--kernels must be weight-only or w8a8, got \(kernels)")
+        }
+    }
+
+    struct Result: Encodable {
+        var model: String
+        var file_bytes: Int64
+        var kernels: String
+        var threads: Int
+        var prompt_tokens: Int
+        var new_tokens: Int
+        var batch: Int
+        var runs: Int
+        var load_ms: Double
+        var encoder_tokens_per_second: Double
+        var time_to_first_token_ms: Double
+        var decode_tokens_per_second: Double
+        var peak_rss_mb: Double
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
+            let mode = Int8KernelMode(cliName: kernels)!
+            let loadStart = DispatchTime.now().uptimeNanoseconds
+            let weights = try openModel(model)
+            let t5 = try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: mode)
+            let loadMs = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e6
+            let config = t5.config
+
+            // Deterministic ids spread over the ordinary vocabulary (3…), ending in </s>.
+            let ordinary = max(4, min(config.vocabSize, 32000)) - 3
+            var ids = (0..<(promptTokens - 1)).map { 3 + ($0 &* 7919 &+ 13) % ordinary }
+            ids.append(config.eosTokenId)
+
+            var encodeTimes: [Double] = [], firstTokenTimes: [Double] = [], decodeRates: [Double] = []
+            for run in 0...runs {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let encoded = try t5.encode(ids)
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                let state = try t5.startDecoding(encoded, beams: batch, maxLength: newTokens + 1)
+                var tokens = [Int](repeating: config.decoderStartTokenId, count: batch)
+                var logits = try t5.decodeStep(state, tokens: tokens)
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                for _ in 1..<max(1, newTokens) {
+                    for b in 0..<batch { tokens[b] = argmax(logits, row: b, vocab: config.vocabSize) }
+                    logits = try t5.decodeStep(state, tokens: tokens)
+                }
+                let t3 = DispatchTime.now().uptimeNanoseconds
+                guard run > 0 else { continue }  // the first run warms caches and pages
+                encodeTimes.append(Double(t1 - t0) / 1e9)
+                firstTokenTimes.append(Double(t2 - t0) / 1e9)
+                // Tokens after the first, over the time they took (the first is in time-to-first-token).
+                decodeRates.append(newTokens > 1 ? Double((newTokens - 1) * batch) / (Double(t3 - t2) / 1e9)
+                                                 : Double(batch) / (Double(t2 - t1) / 1e9))
+            }
+            let result = Result(model: model, file_bytes: fileSize(model), kernels: mode.cliName, threads: pool.threadCount,
+                                prompt_tokens: promptTokens, new_tokens: newTokens, batch: batch, runs: runs,
+                                load_ms: round2(loadMs),
+                                encoder_tokens_per_second: round2(Double(promptTokens) / median(encodeTimes)),
+                                time_to_first_token_ms: round2(median(firstTokenTimes) * 1000),
+                                decode_tokens_per_second: round2(median(decodeRates)),
+                                peak_rss_mb: round2(peakResidentMegabytes()))
+            if json {
+                try printJSON(result)
+            } else {
+                print("model            \(model) (\(formatBytes(result.file_bytes)))")
+                print("setup            \(result.threads) threads, \(result.kernels) kernels, batch \(batch), \(promptTokens) prompt tokens, \(newTokens) new tokens, median of \(runs)")
+                print(String(format: "load             %.1f ms", result.load_ms))
+                print(String(format: "encoder          %.1f tokens/s", result.encoder_tokens_per_second))
+                print(String(format: "first token      %.1f ms", result.time_to_first_token_ms))
+                print(String(format: "decode           %.1f tokens/s", result.decode_tokens_per_second))
+                print(String(format: "peak RSS         %.1f MB", result.peak_rss_mb))
+            }
+        }
+    }
+
+    private func argmax(_ logits: UnsafeBufferPointer<Float>, row: Int, vocab: Int) -> Int {
+        var best = row * vocab
+        for i in (row * vocab)..<((row + 1) * vocab) where logits[i] > logits[best] { best = i }
+        return best - row * vocab
+    }
+
+    private func median(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        return s.isEmpty ? 0 : s[s.count / 2]
+    }
+
+    private func round2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
+}
+
+/// The process's peak resident set size (VmHWM) in MB, from /proc/self/status.
+func peakResidentMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
+        return kb / 1024
+    }
+    return 0
+}
