@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "FlintTokenizerTests", dependencies: ["FlintTokenizer"]),
         .testTarget(name: "FlintT5Tests", dependencies: ["FlintT5"]),
         .testTarget(name: "FlintCLITests", dependencies: ["FlintCLI"]),
-        .testTarget(name: "FlintVerifyTests", dependencies: ["FlintVerify", "FlintConvert", "FlintCheckpoint"]),
+        .testTarget(name: "FlintVerifyTests", dependencies: ["FlintVerify", "FlintConvert", "FlintCheckpoint", "FlintKernels"]),
         .testTarget(name: "FlintKernelsTests", dependencies: ["FlintKernels"]),
     ],
     swiftLanguageModes: [.v5]

@@ -62,6 +62,9 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Write a Markdown report here, with an SVG chart of per-block SNR beside it.")
     var report: String?
 
+    @Option(help: "Int8 kernels for int8 weights: weight-only (float math, the accurate default) or w8a8 (int8 activations too, faster).")
+    var kernels: String = Int8KernelMode.weightOnly.cliName
+
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
 
@@ -69,6 +72,9 @@ struct VerifyCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        guard Int8KernelMode(cliName: kernels) != nil else {
+            throw ValidationError("--kernels must be weight-only or w8a8, got \(kernels)")
+        }
         guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) does not exist") }
         if golden == nil && reference == nil { throw ValidationError("give --reference SOURCE (or --golden FILE)") }
         if golden != nil && reference != nil { throw ValidationError("--golden and --reference are exclusive") }
@@ -111,7 +117,8 @@ struct VerifyCommand: ParsableCommand {
         thresholds.minLayerSNR = minLayerSnr
         let bar = ProgressBar("verifying")
         let result = try Verifier.verify(candidate: candidate, reference: ref, inputs: inputs, maxNewTokens: maxTokens,
-                                         thresholds: thresholds, pool: pool) { bar.update(done: $0, total: $1) }
+                                         thresholds: thresholds, pool: pool,
+                                         int8Kernels: Int8KernelMode(cliName: kernels)) { bar.update(done: $0, total: $1) }
         bar.finish()
         if let report { try writeReport(result, to: report) }
         if json {

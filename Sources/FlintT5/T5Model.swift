@@ -325,19 +325,38 @@ public final class T5Stack {
 
 /// The token embedding `shared.weight` `[vocab, dModel]`.
 final class T5Embedding {
-    let table: FloatStorage
+    /// Float rows (the table itself when stored as aligned float32), or nil when rows come from `int8Table`.
+    let table: FloatStorage?
+    /// An int8 `shared.weight` used in place from the mapped file when the model runs on int8 kernels: one row
+    /// is dequantized per token instead of expanding the whole (vocab × d_model) table to float32 at load.
+    let int8Table: Int8Embedding?
     let vocabSize: Int
     let dModel: Int
 
     init(_ loader: WeightLoader, config: T5Config) throws {
-        table = try loader.matrix("shared.weight", rows: config.vocabSize, cols: config.dModel)
+        let view = try loader.source.tensor("shared.weight")
+        guard view.shape == [config.vocabSize, config.dModel] else {
+            throw FlintError("tensor shared.weight in \(loader.source.sourceDescription): expected shape [\(config.vocabSize), \(config.dModel)], found \(view.shape)")
+        }
+        if view.storage == .i8, loader.int8Kernels != nil {
+            int8Table = try Int8Embedding(view)
+            table = nil
+        } else {
+            table = try TensorConversion.floatStorage(view)
+            int8Table = nil
+        }
         vocabSize = config.vocabSize
         dModel = config.dModel
     }
 
     func lookup(_ ids: [Int], into out: UnsafeMutablePointer<Float>) {
         for (r, id) in ids.enumerated() {
-            (out + r * dModel).update(from: table.pointer + id * dModel, count: dModel)
+            if let table {
+                (out + r * dModel).update(from: table.pointer + id * dModel, count: dModel)
+            } else {
+                // Ids were range-checked by the callers; the table's shape was checked at load.
+                try! int8Table!.dequantizeRow(id, into: out + r * dModel)
+            }
         }
     }
 }
@@ -485,7 +504,7 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
                                                 int8Kernels: int8Kernels, int8Scratch: loader.int8Scratch)
             } else {
                 // The output projection is `shared.weight` itself: reuse the embedding's floats.
-                lmHead = FloatLinear(weight: embedding.table, outFeatures: config.vocabSize, inFeatures: config.dModel)
+                lmHead = FloatLinear(weight: embedding.table!, outFeatures: config.vocabSize, inFeatures: config.dModel)
             }
         } else {
             lmHead = try loader.linear("lm_head.weight", out: config.vocabSize, in: config.dModel)

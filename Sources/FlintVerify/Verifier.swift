@@ -146,14 +146,16 @@ public enum Verifier {
     /// Compares `candidate` with `reference` on `inputs`. `progress(done, total)` after each prompt.
     public static func verify(candidate: WeightSource, reference: WeightSource, inputs: [VerifyInput],
                               maxNewTokens: Int, thresholds: VerifyThresholds, pool: ThreadPool? = .shared,
+                              int8Kernels: Int8KernelMode? = .weightOnly,
                               progress: ((Int, Int) -> Void)? = nil) throws -> VerifyReport {
         try checkComparable(candidate: candidate, reference: reference)
         guard !inputs.isEmpty else { throw FlintError("verify: no prompts") }
         guard !candidate.config.isEncoderOnly else {
             throw FlintError("\(candidate.sourceDescription): encoder-only models have no generation to verify; compare with flint embed")
         }
-        let ref = try T5ForConditionalGeneration(weights: reference, pool: pool)
-        let cand = try T5ForConditionalGeneration(weights: candidate, pool: pool)
+        // Int8 weights run on the int8 kernels, as `flint run` would run them.
+        let ref = try T5ForConditionalGeneration(weights: reference, pool: pool, int8Kernels: int8Kernels)
+        let cand = try T5ForConditionalGeneration(weights: candidate, pool: pool, int8Kernels: int8Kernels)
         let layers = LayerComparison(encoderBlocks: ref.config.numEncoderLayers, decoderBlocks: ref.config.numDecoderLayers)
         var kls: [Double] = []
         var top1Hits = 0, steps = 0, firstHits = 0

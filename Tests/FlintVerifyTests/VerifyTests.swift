@@ -3,6 +3,7 @@ import Testing
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat
+import FlintKernels
 import FlintQuant
 import FlintTokenizer
 import FlintVerify
@@ -77,6 +78,19 @@ final class DamagedWeights: WeightSource, @unchecked Sendable {
                                         inputs: try inputs(folder, demoPrompts), maxNewTokens: 12, thresholds: VerifyThresholds())
         #expect(exact.passed && exact.top1Agreement == 1 && exact.exactMatch == 1 && exact.maxKL < 1e-9)
         #expect(exact.layers.allSatisfy { $0.snrDB == nil })
+    }
+
+    /// Issue 4's faithfulness bar: on the trained fixture, int8 generations agree with the float engine on at least
+    /// 95 % of teacher-forced tokens, with either int8 kernel.
+    @Test(arguments: [Int8KernelMode.weightOnly, .w8a8], ["int8", "int8-g32", "int8-g64"])
+    func int8KernelsStayFaithful(mode: Int8KernelMode, scheme: String) throws {
+        let dir = scratch()
+        let folder = try HFModelFolder(path: fixture("demo"))
+        _ = try Converter.convert(folder, output: dir + "/q.flint", options: ConvertOptions(quant: try QuantRequest(cliName: scheme)))
+        let report = try Verifier.verify(candidate: try FlintFile(path: dir + "/q.flint"), reference: folder,
+                                         inputs: try inputs(folder, demoPrompts), maxNewTokens: 12,
+                                         thresholds: VerifyThresholds(), int8Kernels: mode)
+        #expect(report.top1Agreement >= 0.95, "\(mode) \(scheme): top-1 \(report.top1Agreement)")
     }
 
     @Test func damagedBlockFailsAndIsNamed() throws {
