@@ -31,6 +31,29 @@ final class TensorBuffer: @unchecked Sendable {
 }
 
 enum ConvertedTensors {
+    /// The readers for a folder's weights in one format: the single `fileName`, or else the shards its
+    /// `indexFileName` lists. A path to either file works too.
+    static func openWeights(folder: String, fileName: String, indexFileName: String, description: String,
+                            openFile: (String) throws -> CheckpointReader,
+                            openIndex: (String, String) throws -> [CheckpointReader]) throws -> [CheckpointReader] {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: folder, isDirectory: &isDir) else {
+            throw FlintError("\(folder): no such file or folder")
+        }
+        if !isDir.boolValue {
+            let dir = URL(fileURLWithPath: folder).deletingLastPathComponent().path
+            if folder.hasSuffix(".index.json") { return try openIndex(folder, dir) }
+            return [try openFile(folder)]
+        }
+        let dir = URL(fileURLWithPath: folder, isDirectory: true)
+        let single = dir.appendingPathComponent(fileName).path
+        if fm.fileExists(atPath: single) { return [try openFile(single)] }
+        let index = dir.appendingPathComponent(indexFileName).path
+        if fm.fileExists(atPath: index) { return try openIndex(index, dir.path) }
+        throw FlintError("\(folder): no \(description) weights (\(fileName) or \(indexFileName))")
+    }
+
     /// Element count of a shape, nil when it overflows.
     static func elementCount(_ shape: [Int]) -> Int? {
         var n = 1

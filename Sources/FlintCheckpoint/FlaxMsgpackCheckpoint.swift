@@ -20,22 +20,9 @@ public enum FlaxMsgpackCheckpoint {
     /// The readers for a model folder's Flax weights: `flax_model.msgpack`, or else the shards that
     /// `flax_model.msgpack.index.json` lists (each checked against the index). A path to either file works too.
     public static func open(folder: String) throws -> [CheckpointReader] {
-        let fm = FileManager.default
-        var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: folder, isDirectory: &isDir) else {
-            throw FlintError("\(folder): no such file or folder")
-        }
-        if !isDir.boolValue {
-            let dir = URL(fileURLWithPath: folder).deletingLastPathComponent().path
-            if folder.hasSuffix(".index.json") { return try openIndex(folder, in: dir) }
-            return [try FlaxMsgpackFile(path: folder)]
-        }
-        let dir = URL(fileURLWithPath: folder, isDirectory: true)
-        let single = dir.appendingPathComponent(fileName).path
-        if fm.fileExists(atPath: single) { return [try FlaxMsgpackFile(path: single)] }
-        let index = dir.appendingPathComponent(indexFileName).path
-        if fm.fileExists(atPath: index) { return try openIndex(index, in: dir.path) }
-        throw FlintError("\(folder): no Flax weights (\(fileName) or \(indexFileName))")
+        try ConvertedTensors.openWeights(folder: folder, fileName: fileName, indexFileName: indexFileName,
+                                         description: "Flax", openFile: { try FlaxMsgpackFile(path: $0) },
+                                         openIndex: openIndex)
     }
 
     private static func openIndex(_ index: String, in folder: String) throws -> [CheckpointReader] {

@@ -29,22 +29,9 @@ public enum KerasH5Checkpoint {
     /// The readers for a model folder's Keras weights: `tf_model.h5`, or else the shards that
     /// `tf_model.h5.index.json` lists (each checked against the index). A path to either file works too.
     public static func open(folder: String) throws -> [CheckpointReader] {
-        let fm = FileManager.default
-        var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: folder, isDirectory: &isDir) else {
-            throw FlintError("\(folder): no such file or folder")
-        }
-        if !isDir.boolValue {
-            let dir = URL(fileURLWithPath: folder).deletingLastPathComponent().path
-            if folder.hasSuffix(".index.json") { return try openIndex(folder, in: dir) }
-            return [try KerasH5File(path: folder)]
-        }
-        let dir = URL(fileURLWithPath: folder, isDirectory: true)
-        let single = dir.appendingPathComponent(fileName).path
-        if fm.fileExists(atPath: single) { return [try KerasH5File(path: single)] }
-        let index = dir.appendingPathComponent(indexFileName).path
-        if fm.fileExists(atPath: index) { return try openIndex(index, in: dir.path) }
-        throw FlintError("\(folder): no Keras weights (\(fileName) or \(indexFileName))")
+        try ConvertedTensors.openWeights(folder: folder, fileName: fileName, indexFileName: indexFileName,
+                                         description: "Keras", openFile: { try KerasH5File(path: $0) },
+                                         openIndex: openIndex)
     }
 
     private static func openIndex(_ index: String, in folder: String) throws -> [CheckpointReader] {
