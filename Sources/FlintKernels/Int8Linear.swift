@@ -108,28 +108,8 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
     /// - Throws: FlintError naming the tensor when the storage, shape, byte count or scales do not match.
     public init(_ view: TensorView, mode: Int8KernelMode, backend: Int8KernelBackend = .automatic,
                 scratch: Int8Scratch? = nil) throws {
-        guard view.storage == .i8 else {
-            throw FlintError("tensor \(view.name): Int8Linear needs i8 storage, found \(view.storage)")
-        }
-        guard view.shape.count == 2, view.shape.allSatisfy({ $0 >= 0 }) else {
-            throw FlintError("tensor \(view.name): Int8Linear needs a 2-D shape [out, in], found \(view.shape)")
-        }
+        try validateInt8Matrix(view, user: "Int8Linear")
         let (rows, cols) = (view.shape[0], view.shape[1])
-        guard view.data.count == rows * cols else {
-            throw FlintError("tensor \(view.name): i8 shape \(view.shape) needs \(rows * cols) bytes, found \(view.data.count)")
-        }
-        switch view.scheme {
-        case .none:
-            throw FlintError("tensor \(view.name): i8 storage needs a quantization scheme (int8 or int8-gN), found none")
-        case .int8Group(let g) where g <= 0:
-            throw FlintError("tensor \(view.name): int8 group size must be positive, found \(g)")
-        default:
-            break
-        }
-        let expectedScales = view.scheme.scaleCount(shape: view.shape)
-        guard view.scales.count == expectedScales else {
-            throw FlintError("tensor \(view.name): scheme \(view.scheme) with shape \(view.shape) needs \(expectedScales) scales, found \(view.scales.count)")
-        }
         if let bad = view.scales.firstIndex(where: { !$0.isFinite }) {
             throw FlintError("tensor \(view.name): scale \(bad) is \(view.scales[bad]); int8 scales must be finite")
         }
@@ -415,22 +395,7 @@ public final class Int8Embedding: @unchecked Sendable {
 
     /// - Throws: FlintError naming the tensor when it is not a 2-D i8 tensor with matching scales.
     public init(_ view: TensorView) throws {
-        guard view.storage == .i8, view.shape.count == 2, view.shape.allSatisfy({ $0 >= 0 }) else {
-            throw FlintError("tensor \(view.name): Int8Embedding needs a 2-D i8 tensor, found \(view.storage) \(view.shape)")
-        }
-        guard view.data.count == view.shape[0] * view.shape[1] else {
-            throw FlintError("tensor \(view.name): i8 shape \(view.shape) needs \(view.shape[0] * view.shape[1]) bytes, found \(view.data.count)")
-        }
-        if case .int8Group(let g) = view.scheme, g <= 0 {
-            throw FlintError("tensor \(view.name): int8 group size must be positive, found \(g)")
-        }
-        guard view.scheme != .none else {
-            throw FlintError("tensor \(view.name): i8 storage needs a quantization scheme (int8 or int8-gN), found none")
-        }
-        let expectedScales = view.scheme.scaleCount(shape: view.shape)
-        guard view.scales.count == expectedScales else {
-            throw FlintError("tensor \(view.name): scheme \(view.scheme) with shape \(view.shape) needs \(expectedScales) scales, found \(view.scales.count)")
-        }
+        try validateInt8Matrix(view, user: "Int8Embedding")
         self.view = view
         rows = view.shape[0]
         dimension = view.shape[1]
@@ -454,5 +419,28 @@ public final class Int8Embedding: @unchecked Sendable {
             let scale = scales[g]
             for i in start..<end { out[i] = Float(q[i]) * scale }
         }
+    }
+}
+
+/// Checks that `view` is a 2-D i8 tensor whose bytes, scheme and scales agree with its shape; every int8 consumer
+/// calls this before touching the bytes.
+public func validateInt8Matrix(_ view: TensorView, user: String) throws {
+    guard view.storage == .i8, view.shape.count == 2, view.shape.allSatisfy({ $0 >= 0 }) else {
+        throw FlintError("tensor \(view.name): \(user) needs a 2-D i8 tensor [out, in], found \(view.storage) \(view.shape)")
+    }
+    guard view.data.count == view.shape[0] * view.shape[1] else {
+        throw FlintError("tensor \(view.name): i8 shape \(view.shape) needs \(view.shape[0] * view.shape[1]) bytes, found \(view.data.count)")
+    }
+    switch view.scheme {
+    case .none:
+        throw FlintError("tensor \(view.name): i8 storage needs a quantization scheme (int8 or int8-gN), found none")
+    case .int8Group(let g) where g <= 0:
+        throw FlintError("tensor \(view.name): int8 group size must be positive, found \(g)")
+    default:
+        break
+    }
+    let expectedScales = view.scheme.scaleCount(shape: view.shape)
+    guard view.scales.count == expectedScales else {
+        throw FlintError("tensor \(view.name): scheme \(view.scheme) with shape \(view.shape) needs \(expectedScales) scales, found \(view.scales.count)")
     }
 }

@@ -170,18 +170,7 @@ public enum TensorConversion {
 
     static func dequantizeInt8(_ view: TensorView) throws -> FloatStorage {
         let (rows, cols) = (view.rows, view.cols)
-        let expectedScales = view.scheme.scaleCount(shape: view.shape)
-        switch view.scheme {
-        case .none:
-            throw FlintError("tensor \(view.name): i8 storage needs a quantization scheme (int8 or int8-gN), found none")
-        case .int8Group(let g) where g <= 0:
-            throw FlintError("tensor \(view.name): int8 group size must be positive, found \(g)")
-        default:
-            break
-        }
-        guard view.scales.count == expectedScales else {
-            throw FlintError("tensor \(view.name): scheme \(view.scheme) with shape \(view.shape) needs \(expectedScales) scales, found \(view.scales.count)")
-        }
+        try validateInt8Matrix(view, user: "dequantizing")
         let storage = FloatStorage(count: rows * cols)
         let out = storage.mutablePointer
         let q = view.data.bindMemory(to: Int8.self)
