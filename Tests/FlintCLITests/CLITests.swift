@@ -160,3 +160,77 @@ let flanTiny = packageRoot + "/Tests/Fixtures/models/flan-tiny"
         #expect(left == ["cut.flint.zst"], "left behind: \(left)")
     }
 }
+
+let demo = packageRoot + "/Tests/Fixtures/models/demo"
+
+@Suite struct RunVerifyBenchCLITests {
+    @Test func runsTheDemoModelFromAnInt8File() throws {
+        let dir = scratch()
+        #expect(try flint("convert", demo, "-o", dir + "/d.flint").status == 0)
+        let r = try flint("run", dir + "/d.flint", "reverse: red apple blue", "reverse: one two three four five")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.split(separator: "\n").map(String.init) == ["blue apple red", "five four three two one"])
+        let j = try flint("run", dir + "/d.flint", "reverse: cat dog", "--json", "--kernels", "w8a8")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [String: Any])
+        for key in ["prompt", "input_ids", "ids", "text", "tokens_per_second"] { #expect(obj[key] != nil, "missing \(key)") }
+        #expect(obj["text"] as? String == "dog cat")
+        #expect((obj["ids"] as? [Int])?.last == 1, "ids end with </s>")
+    }
+
+    @Test func verifyPassesOnInt8AndRefusesAnotherModel() throws {
+        let dir = scratch()
+        #expect(try flint("convert", demo, "-o", dir + "/d.flint").status == 0)
+        let prompts = dir + "/prompts.txt"
+        try "reverse: red apple blue\n{\"prompt\": \"reverse: one two three\"}\nreverse: cat dog\n".write(toFile: prompts, atomically: true, encoding: .utf8)
+        let r = try flint("verify", dir + "/d.flint", "--reference", demo, "--prompts", prompts, "--json",
+                          "--report", dir + "/report/verify.md")
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try #require(r.json as? [String: Any])
+        for key in ["passed", "prompts", "top1_agreement", "first_token_agreement", "mean_kl", "p99_kl", "max_kl",
+                    "exact_match", "similarity", "layers", "worst_layer", "thresholds"] {
+            #expect(j[key] != nil, "missing \(key)")
+        }
+        #expect(j["prompts"] as? Int == 3 && j["passed"] as? Bool == true)
+        #expect(FileManager.default.fileExists(atPath: dir + "/report/verify.md"))
+        #expect(FileManager.default.fileExists(atPath: dir + "/report/verify-layers.svg"))
+        // A per-block SNR bar int8 cannot reach: exit 1, and the first block is named.
+        let strict = try flint("verify", dir + "/d.flint", "--reference", demo, "--prompts", prompts, "--min-layer-snr", "200")
+        #expect(strict.status == 1, "\(strict.stderr)")
+        #expect(strict.stdout.contains("FAILED") && strict.stdout.contains("encoder.block.0"), "\(strict.stdout)")
+        // A different model is an error, not a score: exit 2.
+        let other = try flint("verify", dir + "/d.flint", "--reference", flanTiny, "--prompts", prompts)
+        #expect(other.status == 2)
+        #expect(other.stderr.contains("not the same model"))
+        // Golden mode against transformers' outputs.
+        let g = try flint("verify", demo, "--golden", demo + "/golden.json")
+        #expect(g.status == 0 && g.stdout.contains("PASSED"), "\(g.stdout)\(g.stderr)")
+    }
+
+    @Test func benchReportsItsFields() throws {
+        let dir = scratch()
+        #expect(try flint("convert", demo, "-o", dir + "/d.flint").status == 0)
+        let r = try flint("bench", dir + "/d.flint", "--prompt-tokens", "16", "--new-tokens", "8", "--runs", "1", "--json")
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try #require(r.json as? [String: Any])
+        for key in ["load_ms", "encoder_tokens_per_second", "time_to_first_token_ms", "decode_tokens_per_second", "peak_rss_mb", "kernels"] {
+            #expect(j[key] != nil, "missing \(key)")
+        }
+        #expect((j["decode_tokens_per_second"] as? Double ?? 0) > 0)
+    }
+
+    @Test func tokenizeReadsTheTokenizerInsideAFlintFile() throws {
+        let dir = scratch()
+        #expect(try flint("convert", demo, "-o", dir + "/d.flint").status == 0)
+        let a = try flint("tokenize", dir + "/d.flint", "reverse: red apple blue", "--json")
+        let b = try flint("tokenize", demo, "reverse: red apple blue", "--json")
+        #expect(a.status == 0 && a.stdout == b.stdout, "\(a.stderr)")
+    }
+
+    @Test func everyCommandHasHelpWithAnExample() throws {
+        for command in ["run", "embed", "tokenize", "verify", "bench"] {
+            let r = try flint(command, "--help")
+            #expect(r.status == 0)
+            #expect(r.stdout.contains("flint \(command) "), "\(command) --help lacks an example")
+        }
+    }
+}
