@@ -70,7 +70,7 @@ struct InspectCommand: ParsableCommand {
         }
         if verify { print("checksums  all \(f.records.count) tensors verified") }
         print("")
-        let nameWidth = min(64, f.records.map(\.name.count).max() ?? 10)
+        let nameWidth = min(96, f.records.map(\.name.count).max() ?? 10)
         print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  scheme    shape            bytes      SNR dB")
         for r in f.records {
             let snr = m.quantizationError[r.name].flatMap { $0 }.map { String(format: "%6.1f", $0) } ?? ""
