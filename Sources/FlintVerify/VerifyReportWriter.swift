@@ -8,7 +8,7 @@ public enum VerifyReportWriter {
         let t = r.thresholds
         /// One table row; `ok` nil for measures without a threshold.
         func row(_ name: String, _ value: String, _ limit: String = "", _ ok: Bool? = nil) -> String {
-            let line = name.padding(toLength: 28, withPad: " ", startingAt: 0) + value.padding(toLength: 18, withPad: " ", startingAt: 0)
+            let line = name.padding(toLength: 28, withPad: " ", startingAt: 0) + value.padding(toLength: 22, withPad: " ", startingAt: 0)
                 + limit.padding(toLength: 12, withPad: " ", startingAt: 0) + (ok.map { $0 ? "ok" : "FAIL" } ?? "")
             return String(line.reversed().drop(while: { $0 == " " }).reversed())
         }
