@@ -161,6 +161,43 @@ final class T5Attention {
     /// `context` point at the head's first column; their rows are `innerDim` apart. Query row i adds
     /// `bias[i * biasRowStride + j]` to its score for key j (no bias when nil); the stride may be negative.
     /// `scores` is scratch of `keyCount` floats.
+    /// Bidirectional self-attention of one head over a whole input (the encoder), as two matrix products so the
+    /// float GEMM kernel does the work: `S = Q·Kᵀ + bias`, row softmax, `context = S·V`. Query i and key j take
+    /// `bias[j - i]` (the head's relative-position bias, centred on position 0). The scratch buffers hold
+    /// `length × dKV` (twice) and `length × length` floats.
+    static func attendHeadAsMatrices(queries: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+                                     values: UnsafePointer<Float>, length: Int, stride: Int, dKV: Int,
+                                     bias: UnsafePointer<Float>, keyScratch: UnsafeMutablePointer<Float>,
+                                     valueScratch: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>,
+                                     context: UnsafeMutablePointer<Float>) {
+        for j in 0..<length {
+            (keyScratch + j * dKV).update(from: keys + j * stride, count: dKV)
+            for c in 0..<dKV { valueScratch[c * length + j] = values[j * stride + c] }
+        }
+        MatrixMultiply.multiplyTransposed(x: queries, rows: length, xStride: stride, w: keyScratch,
+                                          outFeatures: length, inFeatures: dKV, y: scores, pool: nil)
+        for i in 0..<length {
+            let row = scores + i * length
+            let biasRow = bias - i
+            var maxScore = -Float.infinity
+            for j in 0..<length {
+                let s = row[j] + biasRow[j]
+                row[j] = s
+                maxScore = max(maxScore, s)
+            }
+            var total: Float = 0
+            for j in 0..<length {
+                let e = expf(row[j] - maxScore)
+                row[j] = e
+                total += e
+            }
+            let inverse = 1 / total
+            for j in 0..<length { row[j] *= inverse }
+        }
+        MatrixMultiply.multiplyTransposed(x: scores, rows: length, w: valueScratch, outFeatures: dKV,
+                                          inFeatures: length, y: context, yStride: stride, pool: nil)
+    }
+
     static func attendHead(queries: UnsafePointer<Float>, queryCount: Int, keys: UnsafePointer<Float>,
                            values: UnsafePointer<Float>, keyCount: Int, stride: Int, dKV: Int,
                            bias: UnsafePointer<Float>?, biasRowStride: Int = 0, scores: UnsafeMutablePointer<Float>,
@@ -411,14 +448,17 @@ func runEncoder(_ stack: T5Stack, embedding: T5Embedding, inputIds: [Int], pool:
         attention.k.forward(work.normed.pointer, rows: length, into: work.keys.mutablePointer, pool: pool)
         attention.v.forward(work.normed.pointer, rows: length, into: work.values.mutablePointer, pool: pool)
         let forHeads: (Range<Int>) -> Void = { headRange in
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: length)
-            defer { scores.deallocate() }
+            // Per thread: one head's keys and transposed values made contiguous, and its score matrix.
+            let keys = UnsafeMutablePointer<Float>.allocate(capacity: length * dKV)
+            let valuesT = UnsafeMutablePointer<Float>.allocate(capacity: length * dKV)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: length * length)
+            defer { keys.deallocate(); valuesT.deallocate(); scores.deallocate() }
             for h in headRange {
-                T5Attention.attendHead(
-                    queries: work.queries.pointer + h * dKV, queryCount: length,
-                    keys: work.keys.pointer + h * dKV, values: work.values.pointer + h * dKV, keyCount: length,
-                    stride: inner, dKV: dKV, bias: bias.pointer + h * biasWidth + (length - 1), biasRowStride: -1,
-                    scores: scores,
+                T5Attention.attendHeadAsMatrices(
+                    queries: work.queries.pointer + h * dKV, keys: work.keys.pointer + h * dKV,
+                    values: work.values.pointer + h * dKV, length: length, stride: inner, dKV: dKV,
+                    bias: bias.pointer + h * biasWidth + (length - 1),
+                    keyScratch: keys, valueScratch: valuesT, scores: scores,
                     context: work.context.mutablePointer + h * dKV)
             }
         }
