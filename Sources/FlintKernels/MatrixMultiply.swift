@@ -1,3 +1,4 @@
+internal import CFlintKernels
 // Float32 matrix products in the layout Hugging Face stores linear weights: `y = x · Wᵀ` with W row-major
 // `[out, in]`. Every output element is a dot product of two contiguous rows, so the kernels stream W once per
 // tile of x rows, keep a few SIMD accumulators in registers and split the output columns (W rows) over threads.
@@ -15,6 +16,9 @@ func storeVector(_ v: FloatVector, _ p: UnsafeMutablePointer<Float>) {
 }
 
 public enum MatrixMultiply {
+    /// Whether the AVX-512 float kernel (C, chosen at run time) replaces the portable Swift one. Tests turn it off
+    /// to check both give the same products.
+    nonisolated(unsafe) public static var useNativeFloatKernels = flint_f32_native_available() != 0
     /// Output columns (W rows) handled together in the cache blocks each thread walks through.
     static let columnBlock = 64
 
@@ -35,6 +39,11 @@ public enum MatrixMultiply {
         let perColumn = max(1, rows * inFeatures)
         let minimumColumns = max(4, 65_536 / perColumn)
         let work: (Range<Int>) -> Void = { columns in
+            if MatrixMultiply.useNativeFloatKernels {
+                flint_f32_xwt(x, Int64(rows), Int64(ldx), w, Int64(inFeatures), Int64(columns.lowerBound),
+                              Int64(columns.upperBound), y, Int64(ldy))
+                return
+            }
             var start = columns.lowerBound
             while start < columns.upperBound {
                 let end = min(columns.upperBound, start + columnBlock)

@@ -179,20 +179,8 @@ final class T5Attention {
         for i in 0..<length {
             let row = scores + i * length
             let biasRow = bias - i
-            var maxScore = -Float.infinity
-            for j in 0..<length {
-                let s = row[j] + biasRow[j]
-                row[j] = s
-                maxScore = max(maxScore, s)
-            }
-            var total: Float = 0
-            for j in 0..<length {
-                let e = expf(row[j] - maxScore)
-                row[j] = e
-                total += e
-            }
-            let inverse = 1 / total
-            for j in 0..<length { row[j] *= inverse }
+            for j in 0..<length { row[j] += biasRow[j] }
+            VectorMath.softmax(row, count: length)
         }
         MatrixMultiply.multiplyTransposed(x: scores, rows: length, w: valueScratch, outFeatures: dKV,
                                           inFeatures: length, y: context, yStride: stride, pool: nil)
@@ -266,11 +254,7 @@ final class T5FeedForward {
             for i in 0..<count { values[i] = max(values[i], 0) }
         case .geluNew:
             // HF NewGELUActivation: 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))).
-            let c = Float((2.0 / Double.pi).squareRoot())
-            for i in 0..<count {
-                let x = values[i]
-                values[i] = 0.5 * x * (1 + tanhf(c * (x + 0.044715 * (x * x * x))))
-            }
+            VectorMath.geluNew(values, count: count)
         case .gelu:
             let invSqrt2 = Float(1 / 2.0.squareRoot())
             for i in 0..<count {

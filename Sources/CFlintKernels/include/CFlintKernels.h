@@ -47,6 +47,22 @@ void flint_int8_w8a8(const flint_int8_matrix *m, int64_t n_begin, int64_t n_end,
 void flint_int8_weight_only(const flint_int8_matrix *m, int64_t n_begin, int64_t n_end,
                             const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy);
 
+/// 1 when the CPU supports AVX-512 F/DQ (so `flint_f32_xwt` may be called), else 0.
+int flint_f32_native_available(void);
+
+/// Float32 `y[r, j] = Σ_i x[r, i] · w[j, i]` for `j ∈ [n_begin, n_end)`, `r < rows`: x row stride `ldx`, W
+/// row-major `[n, k]`, y row stride `ldy`.
+void flint_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k,
+                   int64_t n_begin, int64_t n_end, float *y, int64_t ldy);
+
+/// In place, `x ← 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))` (HF's gelu_new), tanh through a vectorised
+/// exp (relative error about 1e-7). Needs `flint_f32_native_available()`.
+void flint_f32_gelu_new(float *x, int64_t count);
+
+/// In place, `x[i] ← exp(x[i] − shift)`, and `*sum = Σ x[i]` afterwards (a softmax row). Needs
+/// `flint_f32_native_available()`.
+void flint_f32_exp_shifted(float *x, int64_t count, float shift, float *sum);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,151 @@
+// Float32 matrix products for x86-64 CPUs with AVX-512 F (and FMA), chosen at run time like the int8 kernels.
+// Swift compiles for baseline x86-64 (SSE2, no FMA), where the same loops run 4 lanes wide without fused
+// multiply-add; these run 16 lanes wide with FMA.
+
+#include "CFlintKernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define FLINT_F32_TARGET __attribute__((target("avx512f,avx512dq,fma")))
+
+int flint_f32_native_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+}
+
+// Four x rows against four W rows: 16 accumulators, each x and W chunk loaded once and used four times.
+FLINT_F32_TARGET static inline void tile4x4(const float *x, int64_t ldx, const float *w, int64_t k,
+                                            float *y, int64_t ldy) {
+    __m512 acc[4][4];
+    for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m512 wv[4], xv[4];
+        for (int b = 0; b < 4; b++) wv[b] = _mm512_loadu_ps(w + b * k + i);
+        for (int a = 0; a < 4; a++) xv[a] = _mm512_loadu_ps(x + a * ldx + i);
+        for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_fmadd_ps(xv[a], wv[b], acc[a][b]);
+    }
+    if (i < k) {
+        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
+        __m512 wv[4], xv[4];
+        for (int b = 0; b < 4; b++) wv[b] = _mm512_maskz_loadu_ps(m, w + b * k + i);
+        for (int a = 0; a < 4; a++) xv[a] = _mm512_maskz_loadu_ps(m, x + a * ldx + i);
+        for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_fmadd_ps(xv[a], wv[b], acc[a][b]);
+    }
+    for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) y[a * ldy + b] = _mm512_reduce_add_ps(acc[a][b]);
+}
+
+// One x row against four W rows (matrix-vector products and leftover rows): four independent W streams.
+FLINT_F32_TARGET static inline void tile1x4(const float *x, const float *w, int64_t k, float *y) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i);
+        for (int b = 0; b < 4; b++) acc[b] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w + b * k + i), acc[b]);
+    }
+    if (i < k) {
+        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+        for (int b = 0; b < 4; b++) acc[b] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w + b * k + i), acc[b]);
+    }
+    for (int b = 0; b < 4; b++) y[b] = _mm512_reduce_add_ps(acc[b]);
+}
+
+// One x row against one W row.
+FLINT_F32_TARGET static inline float dot1(const float *x, const float *w, int64_t k) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(w + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(w + i + 16), acc1);
+    }
+    for (; i + 16 <= k; i += 16) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(w + i), acc0);
+    if (i < k) {
+        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
+        acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, w + i), acc0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+FLINT_F32_TARGET void flint_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k,
+                                    int64_t n_begin, int64_t n_end, float *y, int64_t ldy) {
+    // Blocks of 64 W rows stay in cache while every x row passes over them.
+    for (int64_t nb = n_begin; nb < n_end; nb += 64) {
+        int64_t ne = nb + 64 < n_end ? nb + 64 : n_end;
+        int64_t r = 0;
+        for (; r + 4 <= rows; r += 4) {
+            int64_t j = nb;
+            for (; j + 4 <= ne; j += 4) tile4x4(x + r * ldx, ldx, w + j * k, k, y + r * ldy + j, ldy);
+            for (; j < ne; j++)
+                for (int a = 0; a < 4; a++) y[(r + a) * ldy + j] = dot1(x + (r + a) * ldx, w + j * k, k);
+        }
+        for (; r < rows; r++) {
+            int64_t j = nb;
+            for (; j + 4 <= ne; j += 4) tile1x4(x + r * ldx, w + j * k, k, y + r * ldy + j);
+            for (; j < ne; j++) y[r * ldy + j] = dot1(x + r * ldx, w + j * k, k);
+        }
+    }
+}
+
+// e^x for 16 lanes: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to degree 7 (relative error about
+// 1e-7 on that interval), then scaled by 2^n. Inputs are clamped to ±88 (float's range).
+FLINT_F32_TARGET static inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+FLINT_F32_TARGET void flint_f32_gelu_new(float *x, int64_t count) {
+    const __m512 c = _mm512_set1_ps(0.7978845608028654f), k = _mm512_set1_ps(0.044715f);
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+    const __m512 signMask = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
+    for (int64_t i = 0; i < count; i += 16) {
+        __mmask16 m = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        __m512 u = _mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_mul_ps(k, v), _mm512_mul_ps(v, v), v));
+        // tanh(u) = sign(u) · (1 − e) / (1 + e) with e = exp(−2|u|), which cannot overflow.
+        __m512 au = _mm512_andnot_ps(signMask, u);
+        __m512 e = exp16(_mm512_mul_ps(_mm512_set1_ps(-1.0f), _mm512_mul_ps(two, au)));
+        __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+        t = _mm512_or_ps(t, _mm512_and_ps(u, signMask));
+        __m512 y = _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, t));
+        _mm512_mask_storeu_ps(x + i, m, y);
+    }
+}
+
+FLINT_F32_TARGET void flint_f32_exp_shifted(float *x, int64_t count, float shift, float *sum) {
+    __m512 acc = _mm512_setzero_ps();
+    const __m512 s = _mm512_set1_ps(shift);
+    for (int64_t i = 0; i < count; i += 16) {
+        __mmask16 m = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s));
+        e = _mm512_maskz_mov_ps(m, e);
+        _mm512_mask_storeu_ps(x + i, m, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    *sum = _mm512_reduce_add_ps(acc);
+}
+
+#else
+
+int flint_f32_native_available(void) { return 0; }
+
+void flint_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k,
+                   int64_t n_begin, int64_t n_end, float *y, int64_t ldy) {
+    (void)x; (void)rows; (void)ldx; (void)w; (void)k; (void)n_begin; (void)n_end; (void)y; (void)ldy;
+}
+void flint_f32_gelu_new(float *x, int64_t count) { (void)x; (void)count; }
+void flint_f32_exp_shifted(float *x, int64_t count, float shift, float *sum) { (void)x; (void)count; (void)shift; *sum = 0; }
+
+#endif

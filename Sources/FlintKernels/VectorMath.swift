@@ -1,0 +1,42 @@
+// Element-wise math on float rows — the GELU of the feed-forward blocks and the softmax of attention — with an
+// AVX-512 path (C, chosen at run time) and the portable Swift loop elsewhere.
+
+internal import CFlintKernels
+import Foundation
+
+public enum VectorMath {
+    /// Whether the AVX-512 paths are used (the same switch as the float matrix kernels).
+    static var native: Bool { MatrixMultiply.useNativeFloatKernels }
+
+    /// In place, HF's `gelu_new`: `0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))`.
+    public static func geluNew(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        if native {
+            flint_f32_gelu_new(x, Int64(count))
+            return
+        }
+        let c = Float((2.0 / Double.pi).squareRoot())
+        for i in 0..<count {
+            let v = x[i]
+            x[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * (v * v * v))))
+        }
+    }
+
+    /// In place, a softmax of `count` floats: `x[i] ← exp(x[i] − max) / Σ exp(x[j] − max)`.
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        guard count > 0 else { return }
+        var maxValue = x[0]
+        for i in 1..<count { maxValue = max(maxValue, x[i]) }
+        var total: Float = 0
+        if native {
+            flint_f32_exp_shifted(x, Int64(count), maxValue, &total)
+        } else {
+            for i in 0..<count {
+                let e = expf(x[i] - maxValue)
+                x[i] = e
+                total += e
+            }
+        }
+        let inverse = 1 / total
+        for i in 0..<count { x[i] *= inverse }
+    }
+}
