@@ -7,7 +7,7 @@ RELEASE_BIN   = $(shell $(SWIFT) build -c release --show-bin-path)/flint
 DEMO_DIR     := Tests/Fixtures/models/demo
 DEMO_OUT     := out/demo
 
-.PHONY: all deps build release test demo clean fixtures
+.PHONY: all deps build release test demo clean fixtures peers
 
 all: build
 
@@ -43,11 +43,19 @@ demo: release
 
 # Regenerates the committed fixtures with the real Hugging Face libraries (needs PyPI; see Tools/README.md).
 fixtures:
-	bash Tools/setup_venvs.sh
+	bash Tools/setup_venvs.sh all
 	Tools/.venv-hf/bin/python Tools/make_vocab.py
 	Tools/.venv-hf/bin/python Tools/make_tokenizer_golden.py
 	Tools/.venv-hf/bin/python Tools/make_model_fixtures.py
+	Tools/.venv-hf/bin/python Tools/train_demo.py
 	Tools/.venv-hf/bin/python Tools/make_model_golden.py
+	Tools/.venv-hf/bin/python Tools/make_pytorch_fixtures.py
+	Tools/.venv-tf/bin/python Tools/make_format_fixtures.py
+	Tools/.venv-tf/bin/python Tools/make_tf_flax_fixtures.py
+
+# The peer benchmark (Flint vs CTranslate2 vs transformers; see Tools/bench/README.md).
+peers: release
+	Tools/.venv-hf/bin/python Tools/bench/run_peers.py
 
 clean:
 	rm -rf .build out
