@@ -6,6 +6,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Synchronization
 
 public final class ThreadPool: @unchecked Sendable {
     /// Number of threads that work on a job, the calling thread included.
@@ -76,6 +77,13 @@ private final class PoolState: @unchecked Sendable {
     private var job: ((Int) -> Void)?
     private var stopping = false
     private var running = 0
+    // Mirrors of `generation` and `pending` that spinning threads read without the mutex. A decode step hands
+    // out ~70 small jobs; waking a sleeping thread costs ~15 µs each, so both sides spin briefly (bounded) before
+    // they fall back to the condition variables, which remain the only way to sleep and to wake.
+    private let publishedGeneration = Atomic<Int>(0)
+    private let publishedPending = Atomic<Int>(0)
+    /// Spin iterations before sleeping (some tens of µs; measured: flan-t5-base int8 decode 104 → 123–135 tok/s).
+    private static let spinLimit = 20000
 
     init(workers: Int) {
         pthread_mutex_init(mutex, nil)
@@ -97,12 +105,16 @@ private final class PoolState: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         job = body
         pending = running
+        publishedPending.store(running, ordering: .releasing)
         generation &+= 1
+        publishedGeneration.store(generation, ordering: .releasing)
         pthread_cond_broadcast(workReady)
         pthread_mutex_unlock(mutex)
     }
 
     func waitForWorkers() {
+        var spins = 0
+        while publishedPending.load(ordering: .acquiring) > 0 && spins < PoolState.spinLimit { spins += 1 }
         pthread_mutex_lock(mutex)
         while pending > 0 { pthread_cond_wait(workDone, mutex) }
         job = nil
@@ -121,6 +133,13 @@ private final class PoolState: @unchecked Sendable {
         var seen = 0
         pthread_mutex_lock(mutex)
         while true {
+            if generation == seen && !stopping {
+                // Spin a little outside the lock: the next job usually follows within microseconds.
+                pthread_mutex_unlock(mutex)
+                var spins = 0
+                while publishedGeneration.load(ordering: .acquiring) == seen && spins < PoolState.spinLimit { spins += 1 }
+                pthread_mutex_lock(mutex)
+            }
             while generation == seen && !stopping { pthread_cond_wait(workReady, mutex) }
             if stopping { break }
             seen = generation
@@ -129,6 +148,7 @@ private final class PoolState: @unchecked Sendable {
             body?(index)
             pthread_mutex_lock(mutex)
             pending -= 1
+            publishedPending.store(pending, ordering: .releasing)
             if pending == 0 { pthread_cond_signal(workDone) }
         }
         running -= 1
