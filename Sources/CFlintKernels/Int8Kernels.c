@@ -156,12 +156,14 @@ FLINT_TARGET void flint_int8_w8a8(const flint_int8_matrix *m, int64_t n_begin, i
         for (int64_t block = n_begin; block < n_end; block += BLOCK_ROWS) {
             const int64_t block_end = block + BLOCK_ROWS < n_end ? block + BLOCK_ROWS : n_end;
             int64_t r = r_begin;
-            // Four x rows against two weight rows, then the leftover x rows one at a time against eight.
+            // Four x rows against four weight rows (16 accumulators: 8 loads feed 16 vpdpbusd), then the
+            // leftover x rows one at a time against eight.
             for (; r + 4 <= r_end; r += 4) {
                 const uint8_t *x = xq + r * ldxq;
                 const float *s = xscales + r * groups;
                 float *yr = y + r * ldy;
                 int64_t n = block;
+                for (; n + 4 <= block_end; n += 4) w8a8_tile(m, n, 4, x, ldxq, s, 4, yr, ldy);
                 for (; n + 2 <= block_end; n += 2) w8a8_tile(m, n, 2, x, ldxq, s, 4, yr, ldy);
                 for (; n < block_end; n++) w8a8_tile(m, n, 1, x, ldxq, s, 4, yr, ldy);
             }
