@@ -137,6 +137,43 @@ FLINT_F32_TARGET void flint_f32_exp_shifted(float *x, int64_t count, float shift
     *sum = _mm512_reduce_add_ps(acc);
 }
 
+// Attention of `query_count` queries over `key_count` keys for one head (see the header).
+FLINT_F32_TARGET void flint_f32_attend(const float *queries, int64_t query_count, const float *keys,
+                                       const float *values, int64_t key_count, int64_t stride, int64_t dkv,
+                                       const float *bias, int64_t bias_row_stride, float *scores, float *context) {
+    for (int64_t i = 0; i < query_count; i++) {
+        const float *q = queries + i * stride;
+        float max_score = -__builtin_inff();
+        for (int64_t j = 0; j < key_count; j++) {
+            float s = dot1(q, keys + j * stride, dkv);
+            if (bias) s += bias[i * bias_row_stride + j];
+            scores[j] = s;
+            if (s > max_score) max_score = s;
+        }
+        float total = 0;
+        flint_f32_exp_shifted(scores, key_count, max_score, &total);
+        const float inverse = 1.0f / total;
+        float *out = context + i * stride;
+        // dkv is small (64 for T5): accumulate the weighted values in up to four registers.
+        for (int64_t c = 0; c < dkv; c += 64) {
+            const int64_t width = dkv - c < 64 ? dkv - c : 64;
+            __mmask16 m[4];
+            for (int b = 0; b < 4; b++) {
+                int64_t left = width - 16 * b;
+                m[b] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+            }
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int64_t j = 0; j < key_count; j++) {
+                const __m512 p = _mm512_set1_ps(scores[j] * inverse);
+                const float *v = values + j * stride + c;
+                for (int b = 0; b < 4; b++)
+                    if (m[b]) acc[b] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(m[b], v + 16 * b), acc[b]);
+            }
+            for (int b = 0; b < 4; b++) if (m[b]) _mm512_mask_storeu_ps(out + c + 16 * b, m[b], acc[b]);
+        }
+    }
+}
+
 #else
 
 int flint_f32_native_available(void) { return 0; }
@@ -146,6 +183,12 @@ void flint_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, in
     (void)x; (void)rows; (void)ldx; (void)w; (void)k; (void)n_begin; (void)n_end; (void)y; (void)ldy;
 }
 void flint_f32_gelu_new(float *x, int64_t count) { (void)x; (void)count; }
+void flint_f32_attend(const float *queries, int64_t query_count, const float *keys, const float *values,
+                      int64_t key_count, int64_t stride, int64_t dkv, const float *bias, int64_t bias_row_stride,
+                      float *scores, float *context) {
+    (void)queries; (void)query_count; (void)keys; (void)values; (void)key_count; (void)stride; (void)dkv;
+    (void)bias; (void)bias_row_stride; (void)scores; (void)context;
+}
 void flint_f32_exp_shifted(float *x, int64_t count, float shift, float *sum) { (void)x; (void)count; (void)shift; *sum = 0; }
 
 #endif

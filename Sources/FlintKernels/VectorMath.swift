@@ -40,3 +40,34 @@ public enum VectorMath {
         for i in 0..<count { x[i] *= inverse }
     }
 }
+
+extension VectorMath {
+    /// One attention head: for each query i, scores over every key (`q_i · k_j`, plus `bias[i · biasRowStride + j]`
+    /// when a bias is given), softmax, and `context_i = Σ_j p_j · v_j`. Rows are `dKV` floats with row stride
+    /// `stride`; `scores` holds `keyCount` floats.
+    public static func attend(queries: UnsafePointer<Float>, queryCount: Int, keys: UnsafePointer<Float>,
+                              values: UnsafePointer<Float>, keyCount: Int, stride: Int, dKV: Int,
+                              bias: UnsafePointer<Float>?, biasRowStride: Int, scores: UnsafeMutablePointer<Float>,
+                              context: UnsafeMutablePointer<Float>) {
+        if native {
+            flint_f32_attend(queries, Int64(queryCount), keys, values, Int64(keyCount), Int64(stride), Int64(dKV),
+                             bias, Int64(biasRowStride), scores, context)
+            return
+        }
+        for i in 0..<queryCount {
+            let query = queries + i * stride
+            let biasRow = bias.map { $0 + i * biasRowStride }
+            for j in 0..<keyCount {
+                var s = dot(query, keys + j * stride, count: dKV)
+                if let biasRow { s += biasRow[j] }
+                scores[j] = s
+            }
+            softmax(scores, count: keyCount)
+            let out = context + i * stride
+            for c in 0..<dKV { out[c] = 0 }
+            for j in 0..<keyCount {
+                addScaled(values + j * stride, scale: scores[j], into: out, count: dKV)
+            }
+        }
+    }
+}

@@ -190,28 +190,9 @@ final class T5Attention {
                            values: UnsafePointer<Float>, keyCount: Int, stride: Int, dKV: Int,
                            bias: UnsafePointer<Float>?, biasRowStride: Int = 0, scores: UnsafeMutablePointer<Float>,
                            context: UnsafeMutablePointer<Float>) {
-        for i in 0..<queryCount {
-            let query = queries + i * stride
-            let biasRow = bias.map { $0 + i * biasRowStride }
-            var maxScore = -Float.infinity
-            for j in 0..<keyCount {
-                var s = dot(query, keys + j * stride, count: dKV)
-                if let biasRow { s += biasRow[j] }
-                scores[j] = s
-                maxScore = max(maxScore, s)
-            }
-            var total: Float = 0
-            for j in 0..<keyCount {
-                let e = expf(scores[j] - maxScore)
-                scores[j] = e
-                total += e
-            }
-            let out = context + i * stride
-            for c in 0..<dKV { out[c] = 0 }
-            for j in 0..<keyCount {
-                addScaled(values + j * stride, scale: scores[j] / total, into: out, count: dKV)
-            }
-        }
+        VectorMath.attend(queries: queries, queryCount: queryCount, keys: keys, values: values, keyCount: keyCount,
+                          stride: stride, dKV: dKV, bias: bias, biasRowStride: biasRowStride, scores: scores,
+                          context: context)
     }
 }
 

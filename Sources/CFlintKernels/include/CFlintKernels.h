@@ -63,6 +63,13 @@ void flint_f32_gelu_new(float *x, int64_t count);
 /// `flint_f32_native_available()`.
 void flint_f32_exp_shifted(float *x, int64_t count, float shift, float *sum);
 
+/// One attention head: for each query i, `scores[j] = q_i · k_j + bias[i · bias_row_stride + j]` (bias may be
+/// NULL), softmax over j, `context_i = Σ_j p_j · v_j`. Queries, keys, values and context rows are `dkv` floats
+/// with row stride `stride`; `scores` holds `key_count` floats. Needs `flint_f32_native_available()`.
+void flint_f32_attend(const float *queries, int64_t query_count, const float *keys, const float *values,
+                      int64_t key_count, int64_t stride, int64_t dkv, const float *bias, int64_t bias_row_stride,
+                      float *scores, float *context);
+
 #ifdef __cplusplus
 }
 #endif
