@@ -337,6 +337,8 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
 
     /// Joins the chunks (if any) and transposes (if a kernel) into a new buffer.
     private func materialize(_ e: Entry, byteCount: Int) throws -> TensorBuffer {
+        // The copy is all the caller sees; the file pages it was made from are not needed afterwards.
+        defer { for p in e.pieces { releaseMappedPages(file.slice(p.offset, p.count)) } }
         var gathered: UnsafeRawBufferPointer
         var gatherBuffer: TensorBuffer? = nil
         if e.pieces.count == 1 {

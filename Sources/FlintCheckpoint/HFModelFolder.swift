@@ -233,10 +233,20 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
             // torch.save stores tied weights once: names viewing the same storage elements are one tensor.
             if let file = readers[ia] as? PyTorchBinFile, file === readers[ib],
                let la = file.layout(a), let lb = file.layout(b), la == lb { return true }
-            let x = try readers[ia].rawBytes(a), y = try readers[ib].rawBytes(b)
-            guard x.count == y.count else { return false }
-            if x.count == 0 { return true }
-            return memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0
+            // Views, not rawBytes: a transposed (h5, msgpack) tensor's view owns its copy and frees it when the
+            // comparison is done, where rawBytes would keep it for the reader's lifetime. Hash one tensor at a time
+            // first, so two (vocab × d_model) copies are held together only when the tensors really are equal.
+            func digest(_ reader: CheckpointReader, _ name: String) throws -> UInt64 {
+                let view = try reader.tensor(name)
+                defer { releaseMappedPages(view.data) }
+                return XXH64.hash(view.data)
+            }
+            guard try digest(readers[ia], a) == digest(readers[ib], b) else { return false }
+            let x = try readers[ia].tensor(a), y = try readers[ib].tensor(b)
+            defer { releaseMappedPages(x.data); releaseMappedPages(y.data) }
+            guard x.data.count == y.data.count else { return false }
+            if x.data.count == 0 { return true }
+            return memcmp(x.data.baseAddress!, y.data.baseAddress!, x.data.count) == 0
         }
         let embedding = ["shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
             .first { location[$0] != nil }

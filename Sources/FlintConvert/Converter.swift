@@ -108,19 +108,18 @@ public enum Converter {
                 }
                 record.bytesOut = encoded.count
             case .int8(let scheme):
-                try TensorDecoding.floats(view, into: &source)
                 let (rows, cols) = QuantScheme.matrixShape(info.shape)
                 let quantizer = try makeInt8Quantizer(for: scheme)
-                let q = try source.withUnsafeBufferPointer {
-                    try quantizer.quantize($0, rows: rows, cols: cols, tensorName: info.name)
+                // Aligned float32 sources are quantized where they lie (no float copy of the tensor).
+                let (q, snr) = try withFloats(view, scratch: &source) { floats in
+                    let q = try quantizer.quantize(floats, rows: rows, cols: cols, tensorName: info.name)
+                    return (q, try measureQuantizationError(floats, q, quantizer: quantizer, tensor: info.name))
                 }
                 try q.values.withUnsafeBytes { d in
                     try q.scales.withUnsafeBytes { s in
                         try writer.addTensor(name: info.name, storage: .i8, shape: info.shape, scheme: scheme, data: d, scales: s)
                     }
                 }
-                restored = try quantizer.dequantize(q, tensorName: info.name)
-                let snr = QuantError.snrDB(original: source, reconstructed: restored)
                 record.snrDB = snr.isFinite ? snr : nil
                 errors[info.name] = record.snrDB
                 record.bytesOut = q.values.count + q.scales.count * 4
@@ -146,6 +145,47 @@ public enum Converter {
                              bytesIn: folder.sourceFiles.reduce(0) { $0 + $1.bytes },
                              bytesOut: outSize ?? Int64(writer.bytesWritten), unmatchedKeepRules: unmatched,
                              ignored: folder.ignoredTensors)
+    }
+
+    /// SNR of a quantized matrix against its float original, dequantizing a few rows at a time so no second
+    /// full-size float copy of the tensor is ever held (the largest tensors are the embedding and lm_head).
+    /// Calls `body` with the tensor's values as float32: the stored bytes themselves when they are aligned float32,
+    /// otherwise decoded into `scratch`.
+    static func withFloats<T>(_ view: TensorView, scratch: inout [Float],
+                              _ body: (UnsafeBufferPointer<Float>) throws -> T) throws -> T {
+        if view.storage == .f32, view.scheme == .none, let base = view.data.baseAddress,
+           Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
+            return try body(UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: view.elementCount))
+        }
+        try TensorDecoding.floats(view, into: &scratch)
+        return try scratch.withUnsafeBufferPointer { try body($0) }
+    }
+
+    static func measureQuantizationError(_ original: UnsafeBufferPointer<Float>, _ q: QuantizedMatrix,
+                                         quantizer: any Int8Quantizer, tensor: String) throws -> Double {
+        let cols = q.cols, groups = quantizer.groupsPerRow(cols: cols)
+        let chunkRows = max(1, 65_536 / max(1, cols))
+        var accumulator = QuantErrorAccumulator()
+        var scratch = [Float](repeating: 0, count: min(q.rows, chunkRows) * cols)
+        try q.values.withUnsafeBufferPointer { values in
+            try q.scales.withUnsafeBufferPointer { scales in
+                try scratch.withUnsafeMutableBufferPointer { out in
+                    var row = 0
+                    while row < q.rows {
+                        let n = min(chunkRows, q.rows - row)
+                        let range = (row * cols)..<((row + n) * cols)
+                        let part = UnsafeMutableBufferPointer(rebasing: out[0..<(n * cols)])
+                        try quantizer.dequantize(UnsafeBufferPointer(rebasing: values[range]),
+                                                 scales: UnsafeBufferPointer(rebasing: scales[(row * groups)..<((row + n) * groups)]),
+                                                 rows: n, cols: cols, tensorName: tensor, into: part)
+                        accumulator.add(original: UnsafeBufferPointer(rebasing: original[range]),
+                                        reconstructed: UnsafeBufferPointer(part))
+                        row += n
+                    }
+                }
+            }
+        }
+        return accumulator.snrDB
     }
 
     /// A NaN or infinite weight makes a model that cannot be trusted; say where instead of storing it.
