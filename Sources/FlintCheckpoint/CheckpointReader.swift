@@ -83,16 +83,3 @@ enum CheckpointDType {
     }
 }
 
-/// Memory that holds a copy of tensor bytes at a proper alignment, for the rare file whose data is not aligned
-/// to its element size (safetensors does not require alignment). Freed when the last TensorView goes.
-final class AlignedCopy: @unchecked Sendable {
-    let bytes: UnsafeRawBufferPointer
-
-    init(copying source: UnsafeRawBufferPointer) {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(source.count, 1), alignment: 64)
-        if source.count > 0 { buffer.copyMemory(from: source) }
-        bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<source.count])
-    }
-
-    deinit { UnsafeMutableRawPointer(mutating: bytes.baseAddress!).deallocate() }
-}

@@ -25,7 +25,25 @@ final class TensorBuffer: @unchecked Sendable {
         count = byteCount
     }
 
+    convenience init(copying source: UnsafeRawBufferPointer) throws {
+        try self.init(byteCount: source.count)
+        if source.count > 0 { bytes.copyMemory(from: source) }
+    }
+
     var readOnly: UnsafeRawBufferPointer { UnsafeRawBufferPointer(bytes) }
+
+    /// A view of `bytes` (a slice of a reader's mapped file) in place when its elements are aligned, else of an
+    /// aligned copy that the view owns; the file pages the copy was made from are released, so a streaming
+    /// conversion of an unaligned checkpoint does not keep the whole file resident.
+    static func view(name: String, storage: StorageType, shape: [Int], bytes: UnsafeRawBufferPointer,
+                     owner: AnyObject) throws -> TensorView {
+        guard let base = bytes.baseAddress, Int(bitPattern: base) % storage.byteSize != 0 else {
+            return TensorView(name: name, storage: storage, shape: shape, data: bytes, owner: owner)
+        }
+        let copy = try TensorBuffer(copying: bytes)
+        releaseMappedPages(bytes)
+        return TensorView(name: name, storage: storage, shape: shape, data: copy.readOnly, owner: copy)
+    }
 
     deinit { munmap(bytes.baseAddress, mapped) }
 }

@@ -304,7 +304,6 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
         defer { lock.unlock() }
         if let kept = rawCopies[name] { return kept.readOnly }
         let buffer = try materialize(e, byteCount: tensorInfos[i].byteCount)
-        for p in e.pieces { releaseMappedPages(file.slice(p.offset, p.count)) }
         rawCopies[name] = buffer
         return buffer.readOnly
     }
@@ -321,17 +320,10 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
         }
         let e = entries[i]
         if !e.transposed && e.pieces.count == 1 {
-            let bytes = file.slice(e.pieces[0].offset, e.pieces[0].count)
-            if let base = bytes.baseAddress, Int(bitPattern: base) % storage.byteSize != 0 {
-                let copy = try TensorBuffer(byteCount: bytes.count)
-                copy.bytes.copyMemory(from: bytes)
-                releaseMappedPages(bytes)
-                return TensorView(name: name, storage: storage, shape: info.shape, data: copy.readOnly, owner: copy)
-            }
-            return TensorView(name: name, storage: storage, shape: info.shape, data: bytes, owner: self)
+            return try TensorBuffer.view(name: name, storage: storage, shape: info.shape,
+                                         bytes: file.slice(e.pieces[0].offset, e.pieces[0].count), owner: self)
         }
         let buffer = try materialize(e, byteCount: info.byteCount)
-        for p in e.pieces { releaseMappedPages(file.slice(p.offset, p.count)) }
         return TensorView(name: name, storage: storage, shape: info.shape, data: buffer.readOnly, owner: buffer)
     }
 

@@ -446,14 +446,8 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
                 + "does not read (supported: float32, float16, bfloat16)")
         }
         if !e.transposed, let offset = e.inPlaceOffset {
-            let bytes = file.slice(offset, info.byteCount)
-            if let base = bytes.baseAddress, Int(bitPattern: base) % storage.byteSize != 0 {
-                let copy = try TensorBuffer(byteCount: bytes.count)
-                copy.bytes.copyMemory(from: bytes)
-                releaseMappedPages(bytes)
-                return TensorView(name: name, storage: storage, shape: info.shape, data: copy.readOnly, owner: copy)
-            }
-            return TensorView(name: name, storage: storage, shape: info.shape, data: bytes, owner: self)
+            return try TensorBuffer.view(name: name, storage: storage, shape: info.shape,
+                                         bytes: file.slice(offset, info.byteCount), owner: self)
         }
         let buffer = try materialize(e, info: info)
         if let offset = e.inPlaceOffset { releaseMappedPages(file.slice(offset, info.byteCount)) }

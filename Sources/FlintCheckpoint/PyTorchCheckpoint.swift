@@ -62,7 +62,7 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
     private let storages: [String: Storage]
     private let lock = NSLock()
     /// Contiguous copies of non-contiguous tensors handed out by `rawBytes` (kept while the file is open).
-    private var rawCopies: [String: PageAlignedBuffer] = [:]
+    private var rawCopies: [String: TensorBuffer] = [:]
 
     public init(path: String) throws {
         self.path = path
@@ -219,10 +219,10 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
         if layout.isContiguous { return file.slice(info.fileOffset, info.byteCount) }
         lock.lock()
         defer { lock.unlock() }
-        if let copy = rawCopies[name] { return copy.bytes }
+        if let copy = rawCopies[name] { return copy.readOnly }
         let copy = try gather(info, layout, storage)
         rawCopies[name] = copy
-        return copy.bytes
+        return copy.readOnly
     }
 
     /// A zero-copy view into the mapping when the tensor is contiguous and aligned to its element size; otherwise
@@ -234,20 +234,13 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
                 + "(supported: float32, float16, bfloat16)")
         }
         if layout.isContiguous {
-            let bytes = file.slice(info.fileOffset, info.byteCount)
-            if bytes.count == 0 || Int(bitPattern: bytes.baseAddress!) % type.byteSize == 0 {
-                return TensorView(name: name, storage: type, shape: info.shape, data: bytes, owner: self)
-            }
-            let copy = try PageAlignedBuffer(copying: bytes)
-            // The caller releases the copy's pages when done; the source pages it was made from are ours to drop
-            // (they are re-read from the file if touched again), or a streaming conversion of an unaligned
-            // legacy checkpoint would keep the whole file resident.
-            releaseMappedPages(bytes)
-            return TensorView(name: name, storage: type, shape: info.shape, data: copy.bytes, owner: copy)
+            // Legacy checkpoints' storages are unaligned: those views are copies.
+            return try TensorBuffer.view(name: name, storage: type, shape: info.shape,
+                                         bytes: file.slice(info.fileOffset, info.byteCount), owner: self)
         }
         let copy = try gather(info, layout, storage)
         releaseMappedPages(span(info, layout, storage))
-        return TensorView(name: name, storage: type, shape: info.shape, data: copy.bytes, owner: copy)
+        return TensorView(name: name, storage: type, shape: info.shape, data: copy.readOnly, owner: copy)
     }
 
     /// The bytes of the mapping from a tensor's first element to its last, whatever its strides.
@@ -260,11 +253,11 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
     }
 
     /// Copies a strided tensor's elements into C order (bounds were checked when the file was opened).
-    private func gather(_ info: CheckpointTensorInfo, _ layout: PyTorchTensorLayout, _ storage: Storage) throws -> PageAlignedBuffer {
+    private func gather(_ info: CheckpointTensorInfo, _ layout: PyTorchTensorLayout, _ storage: Storage) throws -> TensorBuffer {
         let size = storage.elementSize
-        let out = try PageAlignedBuffer(count: info.byteCount)
+        let out = try TensorBuffer(byteCount: info.byteCount)
         let count = info.byteCount / max(size, 1)
-        guard count > 0, let dst = out.mutableBase, let base = file.bytes.baseAddress else { return out }
+        guard count > 0, let dst = out.bytes.baseAddress, let base = file.bytes.baseAddress else { return out }
         let src = base + storage.fileOffset
         let rank = layout.shape.count
         var indexes = [Int](repeating: 0, count: rank)
@@ -435,28 +428,3 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
     }
 }
 
-/// Page-aligned anonymous memory for a tensor copy. Its own pages only: `releaseMappedPages` on it (the
-/// converter calls that after each tensor) drops nothing but this copy, never a neighbour on the heap.
-final class PageAlignedBuffer: @unchecked Sendable {
-    let bytes: UnsafeRawBufferPointer
-    private let mapped: Int
-
-    init(count: Int) throws {
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        mapped = max(page, (count + page - 1) / page * page)
-        let p = mmap(nil, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        guard let p, p != MAP_FAILED else {
-            throw FlintError("cannot allocate \(mapped) bytes for a tensor copy (\(String(cString: strerror(errno))))")
-        }
-        bytes = UnsafeRawBufferPointer(start: p, count: count)
-    }
-
-    convenience init(copying source: UnsafeRawBufferPointer) throws {
-        try self.init(count: source.count)
-        if source.count > 0 { memcpy(mutableBase!, source.baseAddress!, source.count) }
-    }
-
-    var mutableBase: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(mutating: bytes.baseAddress) }
-
-    deinit { munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress!), mapped) }
-}

@@ -24,9 +24,7 @@ public final class SafetensorsFile: CheckpointReader, @unchecked Sendable {
 
     private let file: MappedFile
     private let index: [String: Int]
-    private let lock = NSLock()
     /// Aligned copies handed out for tensors whose data is not aligned to the element size in the file.
-    private var alignedCopies: [String: AlignedCopy] = [:]
 
     /// Maps the file and validates its header. Touches only the header bytes.
     public init(path: String) throws {
@@ -215,19 +213,7 @@ public final class SafetensorsFile: CheckpointReader, @unchecked Sendable {
             throw FlintError("\(path): tensor '\(name)' has dtype \(info.dtype), which Flint does not read "
                 + "(supported: F32, F16, BF16)")
         }
-        let bytes = try rawBytes(name)
-        if let base = bytes.baseAddress, Int(bitPattern: base) % storage.byteSize != 0 {
-            lock.lock()
-            defer { lock.unlock() }
-            let copy: AlignedCopy
-            if let existing = alignedCopies[name] {
-                copy = existing
-            } else {
-                copy = AlignedCopy(copying: bytes)
-                alignedCopies[name] = copy
-            }
-            return TensorView(name: name, storage: storage, shape: info.shape, data: copy.bytes, owner: copy)
-        }
-        return TensorView(name: name, storage: storage, shape: info.shape, data: bytes, owner: self)
+        return try TensorBuffer.view(name: name, storage: storage, shape: info.shape, bytes: try rawBytes(name),
+                                     owner: self)
     }
 }
