@@ -72,6 +72,7 @@ struct ConvertCommand: ParsableCommand {
             let bar = ProgressBar("converting")
             let folder = try HFModelFolder(path: source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
             if let note = folder.formatChoice { warn(note) }
+            try checkTokenizer(of: folder)
             let report = try Converter.convert(folder, output: output, options: options) { done, total, name in
                 bar.update(done: done, total: total, detail: name)
             }

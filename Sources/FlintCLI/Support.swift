@@ -3,6 +3,8 @@
 import ArgumentParser
 import Foundation
 import FlintFormat
+import FlintCheckpoint
+import FlintTokenizer
 
 #if canImport(Glibc)
 import Glibc
@@ -86,4 +88,20 @@ func fileSize(_ path: String) -> Int64 {
 func finiteOrNil(_ x: Double?) -> Double? {
     guard let x, x.isFinite else { return nil }
     return (x * 100).rounded() / 100
+}
+
+/// Loads the folder's spiece.model with the tokenizer `run` will use, so a converted file never embeds an
+/// empty or garbage tokenizer that fails only later; the error names the file.
+func checkTokenizer(of folder: HFModelFolder) throws {
+    guard let bytes = folder.tokenizerModel else { return }
+    var isDirectory: ObjCBool = false
+    _ = FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory)
+    let directory = isDirectory.boolValue ? folder.path : (folder.path as NSString).deletingLastPathComponent
+    let path = (directory.isEmpty ? "." : directory) + "/spiece.model"
+    do {
+        _ = try T5Tokenizer(modelBytes: bytes)
+    } catch let e as FlintError {
+        let message = e.message.hasPrefix("tokenizer: ") ? String(e.message.dropFirst("tokenizer: ".count)) : e.message
+        throw FlintError("\(path): \(message)")
+    }
 }

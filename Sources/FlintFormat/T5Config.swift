@@ -86,20 +86,61 @@ public struct T5Config: Codable, Sendable, Equatable {
         case decoderStartTokenId = "decoder_start_token_id"
     }
 
-    /// Checks the numbers make a model that can run; names the first bad field.
+    /// Upper bounds on the sizes a config may declare (Formats/FLINT.md, "config"). Each is several times the
+    /// largest released T5-family model (t5-11b: d_ff 65536, 128 heads of d_kv 128; UMT5-XXL: vocabulary
+    /// 256384; 24–32 layers), and together they keep every size the engine computes from them — buffer
+    /// lengths, offsets, `rows × num_heads × d_kv` — far inside 64-bit range, which the unchecked kernel
+    /// modules rely on.
+    public enum Limits {
+        public static let dModel = 1 << 16
+        public static let dKV = 1 << 14
+        public static let dFF = 1 << 20
+        public static let numHeads = 1 << 12
+        /// `num_heads × d_kv`, the attention inner size.
+        public static let innerDim = 1 << 17
+        public static let numLayers = 1 << 10
+        public static let vocabSize = 1 << 22
+        public static let relativeAttentionNumBuckets = 1 << 12
+        public static let relativeAttentionMaxDistance = 1 << 24
+    }
+
+    /// Checks the numbers make a model that can run and that every size derived from them is bounded (see
+    /// `Limits`); names the first bad field.
     public func validate() throws {
-        func positive(_ v: Int, _ name: String) throws {
-            guard v > 0 else { throw FlintError("config: \(name) must be positive, got \(v)") }
+        func inRange(_ v: Int, _ name: String, _ lower: Int, _ upper: Int) throws {
+            guard v >= lower else {
+                throw FlintError("config: \(name) must be \(lower == 1 ? "positive" : "at least \(lower)"), got \(v)")
+            }
+            guard v <= upper else {
+                throw FlintError("config: \(name) \(v) is larger than any T5 model (at most \(upper))")
+            }
         }
         guard architecture == "encoder-decoder" || architecture == "encoder-only" else {
             throw FlintError("config: architecture must be \"encoder-decoder\" or \"encoder-only\", got \"\(architecture)\"")
         }
-        try positive(dModel, "d_model"); try positive(dKV, "d_kv"); try positive(dFF, "d_ff")
-        try positive(numHeads, "num_heads"); try positive(numEncoderLayers, "num_encoder_layers")
-        if !isEncoderOnly { try positive(numDecoderLayers, "num_decoder_layers") }
-        try positive(vocabSize, "vocab_size")
-        try positive(relativeAttentionNumBuckets, "relative_attention_num_buckets")
-        try positive(relativeAttentionMaxDistance, "relative_attention_max_distance")
+        try inRange(dModel, "d_model", 1, Limits.dModel)
+        try inRange(dKV, "d_kv", 1, Limits.dKV)
+        try inRange(dFF, "d_ff", 1, Limits.dFF)
+        try inRange(numHeads, "num_heads", 1, Limits.numHeads)
+        // Both factors are bounded above, so the product cannot overflow.
+        guard numHeads * dKV <= Limits.innerDim else {
+            throw FlintError("config: num_heads × d_kv = \(numHeads) × \(dKV) = \(numHeads * dKV) is larger than any T5 model (at most \(Limits.innerDim))")
+        }
+        try inRange(numEncoderLayers, "num_encoder_layers", 1, Limits.numLayers)
+        if isEncoderOnly {
+            try inRange(numDecoderLayers, "num_decoder_layers", 0, Limits.numLayers)
+        } else {
+            try inRange(numDecoderLayers, "num_decoder_layers", 1, Limits.numLayers)
+        }
+        try inRange(vocabSize, "vocab_size", 1, Limits.vocabSize)
+        // Bidirectional bucketing halves the buckets and keeps half of those exact: at least one exact bucket
+        // needs 4; the logarithmic buckets need max_distance beyond the exact range (else the bucket formula
+        // divides by log(1) = 0 or goes negative).
+        try inRange(relativeAttentionNumBuckets, "relative_attention_num_buckets", 4, Limits.relativeAttentionNumBuckets)
+        try inRange(relativeAttentionMaxDistance, "relative_attention_max_distance", 1, Limits.relativeAttentionMaxDistance)
+        guard relativeAttentionMaxDistance > relativeAttentionNumBuckets / 2 else {
+            throw FlintError("config: relative_attention_max_distance \(relativeAttentionMaxDistance) must exceed half of relative_attention_num_buckets (\(relativeAttentionNumBuckets))")
+        }
         guard layerNormEpsilon > 0, layerNormEpsilon < 1 else {
             throw FlintError("config: layer_norm_epsilon must be in (0, 1), got \(layerNormEpsilon)")
         }
@@ -107,6 +148,54 @@ public struct T5Config: Codable, Sendable, Equatable {
                           (decoderStartTokenId, "decoder_start_token_id")] {
             guard v >= 0, v < vocabSize else {
                 throw FlintError("config: \(name) \(v) is outside the vocabulary (0..<\(vocabSize))")
+            }
+        }
+    }
+}
+
+extension T5Config {
+    /// The shape a Hugging Face T5 tensor must have under this config (HF names, `[out, in]` matrices), or nil
+    /// for a name that is not a T5 weight (the caller decides what to do with those). A block index outside
+    /// its stack's layer count gives an empty shape, which no tensor has.
+    public func expectedShape(ofTensor name: String) -> [Int]? {
+        let d = dModel, inner = innerDim
+        switch name {
+        case "shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight":
+            return [vocabSize, d]
+        case "encoder.final_layer_norm.weight", "decoder.final_layer_norm.weight":
+            return [d]
+        default:
+            break
+        }
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count >= 5, parts[0] == "encoder" || parts[0] == "decoder", parts[1] == "block",
+              let block = Int(parts[2]), parts[3] == "layer" else { return nil }
+        let layers = parts[0] == "encoder" ? numEncoderLayers : numDecoderLayers
+        guard block >= 0, block < layers else { return [] }
+        switch parts.dropFirst(5).joined(separator: ".") {
+        case "layer_norm.weight": return [d]
+        case "SelfAttention.q.weight", "SelfAttention.k.weight", "SelfAttention.v.weight",
+             "EncDecAttention.q.weight", "EncDecAttention.k.weight", "EncDecAttention.v.weight":
+            return [inner, d]
+        case "SelfAttention.o.weight", "EncDecAttention.o.weight": return [d, inner]
+        case "SelfAttention.relative_attention_bias.weight", "EncDecAttention.relative_attention_bias.weight":
+            return [relativeAttentionNumBuckets, numHeads]
+        case "DenseReluDense.wi.weight", "DenseReluDense.wi_0.weight", "DenseReluDense.wi_1.weight": return [dFF, d]
+        case "DenseReluDense.wo.weight": return [d, dFF]
+        default: return nil
+        }
+    }
+
+    /// Throws naming `source` and the first tensor whose shape disagrees with this config.
+    public func checkTensorShapes(_ tensors: [(name: String, shape: [Int])], source: String) throws {
+        for t in tensors {
+            guard let expected = expectedShape(ofTensor: t.name) else { continue }
+            if expected.isEmpty {
+                throw FlintError("\(source): tensor \"\(t.name)\" names a block beyond the config's layer count")
+            }
+            guard t.shape == expected else {
+                throw FlintError("\(source): tensor \"\(t.name)\" has shape \(t.shape), the config (d_model \(dModel), "
+                                 + "num_heads × d_kv \(numHeads) × \(dKV), d_ff \(dFF), vocab_size \(vocabSize)) needs \(expected)")
             }
         }
     }
