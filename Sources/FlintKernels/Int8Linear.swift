@@ -11,9 +11,10 @@
 // kernels read each weight byte once per call; the encoder's matrix-matrix products reuse every loaded weight
 // chunk for several x rows. Output rows (weight rows) are split over the ThreadPool like the float kernel.
 //
-// On x86-64 CPUs with AVX-512 VNNI the inner loops run in C (target CFlintKernels, `vpdpbusd`): Swift on Linux
-// compiles for baseline x86-64 (SSE2) and cannot ask for wider vectors per function. Everywhere else (and when
-// `Int8KernelBackend.portable` is asked for) the Swift kernels below do the same arithmetic.
+// Each layer runs the kernels of the `KernelISA` it is built with. For `.avx512` the inner loops run in C (target
+// CFlintKernels, `vpdpbusd`): Swift on Linux compiles for baseline x86-64 (SSE2) and cannot ask for wider vectors
+// per function. For `.portable` (and group sizes the C kernels do not handle) the Swift kernels below do the same
+// arithmetic.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -40,17 +41,6 @@ public enum Int8KernelMode: String, Sendable, CaseIterable, CustomStringConverti
     public var cliName: String { rawValue }
 
     public var description: String { rawValue }
-}
-
-/// Which implementation of the inner loops an `Int8Linear` uses.
-public enum Int8KernelBackend: Sendable {
-    /// The AVX-512 VNNI kernels when this CPU has them and the group size suits them, else the Swift ones.
-    case automatic
-    /// Always the portable Swift kernels (for comparisons and tests).
-    case portable
-
-    /// Whether this CPU can run the AVX-512 VNNI kernels.
-    public static let nativeAvailable: Bool = flint_int8_native_available() != 0
 }
 
 /// Scratch memory for the quantized activations of W8A8 layers. Layers that never run concurrently can share
@@ -86,8 +76,10 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
     public let outFeatures: Int
     public let scheme: QuantScheme
     public let mode: Int8KernelMode
-    /// True when the AVX-512 VNNI kernels run this layer, false for the Swift kernels.
-    public let usesNativeKernels: Bool
+    /// The kernels this layer runs: the ISA it was built with, or `.portable` when that ISA has no kernel for
+    /// this layer's group size.
+    public let isa: KernelISA
+    private var usesNativeKernels: Bool { isa == .avx512 }
 
     /// The view whose bytes are read in place; kept so its owner (the mapped file) stays alive.
     private let view: TensorView
@@ -104,10 +96,13 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
 
     /// - Parameters:
     ///   - view: an `i8` tensor `[out, in]` with `.int8Row` or `.int8Group(g)` scales; its bytes are used in place.
+    ///   - isa: the kernels to run (`KernelISA.preferred` by default).
     ///   - scratch: activation scratch for W8A8, shareable between layers; a private one by default.
-    /// - Throws: FlintError naming the tensor when the storage, shape, byte count or scales do not match.
-    public init(_ view: TensorView, mode: Int8KernelMode, backend: Int8KernelBackend = .automatic,
+    /// - Throws: FlintError naming the tensor when the storage, shape, byte count or scales do not match, or the
+    ///   ISA when this machine cannot run it.
+    public init(_ view: TensorView, mode: Int8KernelMode, isa: KernelISA = .preferred,
                 scratch: Int8Scratch? = nil) throws {
+        try isa.validate()
         try validateInt8Matrix(view, user: "Int8Linear")
         let (rows, cols) = (view.shape[0], view.shape[1])
         if let bad = view.scales.firstIndex(where: { !$0.isFinite }) {
@@ -133,12 +128,13 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
         self.scratch = scratch ?? Int8Scratch()
         quantizedStride = (cols + 63) / 64 * 64
 
+        // What the AVX-512 kernels handle (see CFlintKernels.h).
         let nativeFits: Bool
         switch mode {
         case .w8a8: nativeFits = groups <= 1 || groupSize == 32 || groupSize % 64 == 0
         case .weightOnly: nativeFits = groups <= 1 || groupSize % 16 == 0
         }
-        usesNativeKernels = backend == .automatic && Int8KernelBackend.nativeAvailable && nativeFits
+        self.isa = isa == .avx512 && nativeFits ? .avx512 : .portable
 
         if mode == .w8a8 && rows * groups > 0 {
             let comp = UnsafeMutablePointer<Float>.allocate(capacity: rows * groups)

@@ -53,17 +53,20 @@ public final class FloatLinear: LinearWeight, @unchecked Sendable {
     public let inFeatures: Int
     public let outFeatures: Int
     public let weight: FloatStorage
+    /// The kernels `forward` runs: the ISA asked for, or `.portable` when this machine cannot run it.
+    public let isa: KernelISA
 
-    public init(weight: FloatStorage, outFeatures: Int, inFeatures: Int) {
+    public init(weight: FloatStorage, outFeatures: Int, inFeatures: Int, isa: KernelISA = .preferred) {
         precondition(weight.count == outFeatures * inFeatures, "FloatLinear: weight size does not match its shape")
         self.weight = weight
         self.outFeatures = outFeatures
         self.inFeatures = inFeatures
+        self.isa = isa.runnable
     }
 
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
         MatrixMultiply.multiplyTransposed(x: x, rows: rows, w: weight.pointer, outFeatures: outFeatures,
-                                          inFeatures: inFeatures, y: y, pool: pool)
+                                          inFeatures: inFeatures, y: y, pool: pool, isa: isa)
     }
 }
 
@@ -75,7 +78,7 @@ public final class DequantizedInt8Linear: LinearWeight, @unchecked Sendable {
     public let scheme: QuantScheme
     private let dequantized: FloatLinear
 
-    public init(_ view: TensorView) throws {
+    public init(_ view: TensorView, isa: KernelISA = .preferred) throws {
         guard view.storage == .i8 else {
             throw FlintError("tensor \(view.name): DequantizedInt8Linear needs i8 storage, found \(view.storage)")
         }
@@ -83,7 +86,7 @@ public final class DequantizedInt8Linear: LinearWeight, @unchecked Sendable {
         scheme = view.scheme
         outFeatures = view.rows
         inFeatures = view.cols
-        dequantized = FloatLinear(weight: values, outFeatures: view.rows, inFeatures: view.cols)
+        dequantized = FloatLinear(weight: values, outFeatures: view.rows, inFeatures: view.cols, isa: isa)
     }
 
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
@@ -99,20 +102,22 @@ public enum LinearFactory {
     ///   - int8Kernels: how int8 weights multiply: `Int8Linear` in place with that mode, or (nil) expanded to
     ///     float32 once at load (`DequantizedInt8Linear`).
     ///   - int8Scratch: activation scratch shared by the int8 layers of one model (W8A8).
+    ///   - isa: the kernels the layer runs; a FlintError when this machine cannot run them.
     public static func make(_ view: TensorView, expectedShape: [Int], int8Kernels: Int8KernelMode? = nil,
-                            int8Scratch: Int8Scratch? = nil) throws -> LinearWeight {
+                            int8Scratch: Int8Scratch? = nil, isa: KernelISA = .preferred) throws -> LinearWeight {
+        try isa.validate()
         guard view.shape == expectedShape else {
             throw FlintError("tensor \(view.name): expected shape \(expectedShape), found \(view.shape)")
         }
         switch view.storage {
         case .i8:
             if let int8Kernels {
-                return try Int8Linear(view, mode: int8Kernels, scratch: int8Scratch)
+                return try Int8Linear(view, mode: int8Kernels, isa: isa, scratch: int8Scratch)
             }
-            return try DequantizedInt8Linear(view)
+            return try DequantizedInt8Linear(view, isa: isa)
         case .f32, .f16, .bf16:
             return FloatLinear(weight: try TensorConversion.floatStorage(view),
-                               outFeatures: expectedShape[0], inFeatures: expectedShape[1])
+                               outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
         }
     }
 }

@@ -16,9 +16,6 @@ func storeVector(_ v: FloatVector, _ p: UnsafeMutablePointer<Float>) {
 }
 
 public enum MatrixMultiply {
-    /// Whether the AVX-512 float kernel (C, chosen at run time) replaces the portable Swift one. Tests turn it off
-    /// to check both give the same products.
-    nonisolated(unsafe) public static var useNativeFloatKernels = flint_f32_native_available() != 0
     /// Output columns (W rows) handled together in the cache blocks each thread walks through.
     static let columnBlock = 64
 
@@ -27,10 +24,12 @@ public enum MatrixMultiply {
     ///   - x: `rows × inFeatures`, row stride `xStride` (default `inFeatures`).
     ///   - w: `outFeatures × inFeatures`, row-major, contiguous.
     ///   - y: `rows × outFeatures`, row stride `yStride` (default `outFeatures`).
+    ///   - isa: the kernels to use: `.avx512` runs the C kernel, everything else the portable Swift one (an ISA
+    ///     this CPU cannot run falls back to portable).
     public static func multiplyTransposed(
         x: UnsafePointer<Float>, rows: Int, xStride: Int? = nil,
         w: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int,
-        y: UnsafeMutablePointer<Float>, yStride: Int? = nil, pool: ThreadPool?
+        y: UnsafeMutablePointer<Float>, yStride: Int? = nil, pool: ThreadPool?, isa: KernelISA = .preferred
     ) {
         let ldx = xStride ?? inFeatures
         let ldy = yStride ?? outFeatures
@@ -38,8 +37,9 @@ public enum MatrixMultiply {
         // About 64k multiply-adds per thread pays for a wake-up.
         let perColumn = max(1, rows * inFeatures)
         let minimumColumns = max(4, 65_536 / perColumn)
+        let native = isa.runnable == .avx512
         let work: (Range<Int>) -> Void = { columns in
-            if MatrixMultiply.useNativeFloatKernels {
+            if native {
                 flint_f32_xwt(x, Int64(rows), Int64(ldx), w, Int64(inFeatures), Int64(columns.lowerBound),
                               Int64(columns.upperBound), y, Int64(ldy))
                 return

@@ -1,16 +1,13 @@
 // Element-wise math on float rows — the GELU of the feed-forward blocks and the softmax of attention — with an
-// AVX-512 path (C, chosen at run time) and the portable Swift loop elsewhere.
+// AVX-512 path (C) and the portable Swift loop, chosen by the `isa` each call passes.
 
 internal import CFlintKernels
 import Foundation
 
 public enum VectorMath {
-    /// Whether the AVX-512 paths are used (the same switch as the float matrix kernels).
-    static var native: Bool { MatrixMultiply.useNativeFloatKernels }
-
     /// In place, HF's `gelu_new`: `0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))`.
-    public static func geluNew(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        if native {
+    public static func geluNew(_ x: UnsafeMutablePointer<Float>, count: Int, isa: KernelISA = .preferred) {
+        if isa.runnable == .avx512 {
             flint_f32_gelu_new(x, Int64(count))
             return
         }
@@ -22,12 +19,12 @@ public enum VectorMath {
     }
 
     /// In place, a softmax of `count` floats: `x[i] ← exp(x[i] − max) / Σ exp(x[j] − max)`.
-    public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int, isa: KernelISA = .preferred) {
         guard count > 0 else { return }
         var maxValue = x[0]
         for i in 1..<count { maxValue = max(maxValue, x[i]) }
         var total: Float = 0
-        if native {
+        if isa.runnable == .avx512 {
             flint_f32_exp_shifted(x, Int64(count), maxValue, &total)
         } else {
             for i in 0..<count {
@@ -48,8 +45,8 @@ extension VectorMath {
     public static func attend(queries: UnsafePointer<Float>, queryCount: Int, keys: UnsafePointer<Float>,
                               values: UnsafePointer<Float>, keyCount: Int, stride: Int, dKV: Int,
                               bias: UnsafePointer<Float>?, biasRowStride: Int, scores: UnsafeMutablePointer<Float>,
-                              context: UnsafeMutablePointer<Float>) {
-        if native {
+                              context: UnsafeMutablePointer<Float>, isa: KernelISA = .preferred) {
+        if isa.runnable == .avx512 {
             flint_f32_attend(queries, Int64(queryCount), keys, values, Int64(keyCount), Int64(stride), Int64(dKV),
                              bias, Int64(biasRowStride), scores, context)
             return
@@ -62,7 +59,7 @@ extension VectorMath {
                 if let biasRow { s += biasRow[j] }
                 scores[j] = s
             }
-            softmax(scores, count: keyCount)
+            softmax(scores, count: keyCount, isa: .portable)
             let out = context + i * stride
             for c in 0..<dKV { out[c] = 0 }
             for j in 0..<keyCount {

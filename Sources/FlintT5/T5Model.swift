@@ -88,12 +88,14 @@ struct WeightLoader {
     let source: WeightSource
     /// How int8 weights multiply (nil: expanded to float32 at load).
     let int8Kernels: Int8KernelMode?
+    /// The kernels every layer runs.
+    let isa: KernelISA
     /// One activation scratch for all int8 layers of the model: its layers run one after another.
     let int8Scratch = Int8Scratch()
 
     func linear(_ name: String, out: Int, in inFeatures: Int) throws -> LinearWeight {
         try LinearFactory.make(source.tensor(name), expectedShape: [out, inFeatures], int8Kernels: int8Kernels,
-                               int8Scratch: int8Scratch)
+                               int8Scratch: int8Scratch, isa: isa)
     }
 
     func vector(_ name: String, count: Int) throws -> [Float] {
@@ -145,6 +147,7 @@ final class T5Attention {
     let q: LinearWeight, k: LinearWeight, v: LinearWeight, o: LinearWeight
     let numHeads: Int
     let dKV: Int
+    let isa: KernelISA
     var innerDim: Int { numHeads * dKV }
 
     init(_ loader: WeightLoader, prefix: String, config: T5Config) throws {
@@ -155,6 +158,7 @@ final class T5Attention {
         o = try loader.linear("\(prefix).o.weight", out: d, in: inner)
         numHeads = config.numHeads
         dKV = config.dKV
+        isa = loader.isa
     }
 
     /// Attention of `queryCount` query rows of one head over `keyCount` keys. `queries`, `keys`, `values` and
@@ -169,30 +173,30 @@ final class T5Attention {
                                      values: UnsafePointer<Float>, length: Int, stride: Int, dKV: Int,
                                      bias: UnsafePointer<Float>, keyScratch: UnsafeMutablePointer<Float>,
                                      valueScratch: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>,
-                                     context: UnsafeMutablePointer<Float>) {
+                                     context: UnsafeMutablePointer<Float>, isa: KernelISA) {
         for j in 0..<length {
             (keyScratch + j * dKV).update(from: keys + j * stride, count: dKV)
             for c in 0..<dKV { valueScratch[c * length + j] = values[j * stride + c] }
         }
         MatrixMultiply.multiplyTransposed(x: queries, rows: length, xStride: stride, w: keyScratch,
-                                          outFeatures: length, inFeatures: dKV, y: scores, pool: nil)
+                                          outFeatures: length, inFeatures: dKV, y: scores, pool: nil, isa: isa)
         for i in 0..<length {
             let row = scores + i * length
             let biasRow = bias - i
             for j in 0..<length { row[j] += biasRow[j] }
-            VectorMath.softmax(row, count: length)
+            VectorMath.softmax(row, count: length, isa: isa)
         }
         MatrixMultiply.multiplyTransposed(x: scores, rows: length, w: valueScratch, outFeatures: dKV,
-                                          inFeatures: length, y: context, yStride: stride, pool: nil)
+                                          inFeatures: length, y: context, yStride: stride, pool: nil, isa: isa)
     }
 
     static func attendHead(queries: UnsafePointer<Float>, queryCount: Int, keys: UnsafePointer<Float>,
                            values: UnsafePointer<Float>, keyCount: Int, stride: Int, dKV: Int,
                            bias: UnsafePointer<Float>?, biasRowStride: Int = 0, scores: UnsafeMutablePointer<Float>,
-                           context: UnsafeMutablePointer<Float>) {
+                           context: UnsafeMutablePointer<Float>, isa: KernelISA) {
         VectorMath.attend(queries: queries, queryCount: queryCount, keys: keys, values: values, keyCount: keyCount,
                           stride: stride, dKV: dKV, bias: bias, biasRowStride: biasRowStride, scores: scores,
-                          context: context)
+                          context: context, isa: isa)
     }
 }
 
@@ -202,6 +206,7 @@ final class T5FeedForward {
     let wiGate: LinearWeight?   // `wi_1` for gated variants
     let wo: LinearWeight
     let activation: FeedForwardActivation
+    let isa: KernelISA
 
     init(_ loader: WeightLoader, prefix: String, config: T5Config) throws {
         let d = config.dModel, ff = config.dFF
@@ -214,6 +219,7 @@ final class T5FeedForward {
         }
         wo = try loader.linear("\(prefix).wo.weight", out: d, in: ff)
         activation = config.activation
+        isa = loader.isa
     }
 
     /// `x` is `rows × dModel`; `inner` and `gate` are scratch `rows × dFF`; the result goes to `y`.
@@ -235,7 +241,7 @@ final class T5FeedForward {
             for i in 0..<count { values[i] = max(values[i], 0) }
         case .geluNew:
             // HF NewGELUActivation: 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))).
-            VectorMath.geluNew(values, count: count)
+            VectorMath.geluNew(values, count: count, isa: isa)
         case .gelu:
             let invSqrt2 = Float(1 / 2.0.squareRoot())
             for i in 0..<count {
@@ -424,7 +430,7 @@ func runEncoder(_ stack: T5Stack, embedding: T5Embedding, inputIds: [Int], pool:
                     values: work.values.pointer + h * dKV, length: length, stride: inner, dKV: dKV,
                     bias: bias.pointer + h * biasWidth + (length - 1),
                     keyScratch: keys, valueScratch: valuesT, scores: scores,
-                    context: work.context.mutablePointer + h * dKV)
+                    context: work.context.mutablePointer + h * dKV, isa: attention.isa)
             }
         }
         if let pool { pool.parallelFor(heads, forHeads) } else { forHeads(0..<heads) }
@@ -451,19 +457,26 @@ public final class T5EncoderModel: @unchecked Sendable {
     public let encoder: T5Stack
     let embedding: T5Embedding
     let pool: ThreadPool?
+    /// The kernels every layer runs.
+    public let isa: KernelISA
 
     /// - Parameters:
     ///   - pool: the threads the matrix kernels use; nil runs everything on the calling thread.
     ///   - int8Kernels: how int8 weights multiply (in place with that `Int8Linear` mode), or nil to expand them
     ///     to float32 at load.
-    public init(weights: WeightSource, pool: ThreadPool? = .shared, int8Kernels: Int8KernelMode? = nil) throws {
+    ///   - isa: the kernels every layer runs (`KernelISA.preferred` by default); a FlintError when this machine
+    ///     cannot run them.
+    public init(weights: WeightSource, pool: ThreadPool? = .shared, int8Kernels: Int8KernelMode? = nil,
+                isa: KernelISA = .preferred) throws {
+        try isa.validate()
         let config = weights.config
         try config.validate()
-        let loader = WeightLoader(source: weights, int8Kernels: int8Kernels)
+        let loader = WeightLoader(source: weights, int8Kernels: int8Kernels, isa: isa)
         self.config = config
         embedding = try T5Embedding(loader, config: config)
         encoder = try T5Stack(loader, kind: .encoder, config: config)
         self.pool = pool
+        self.isa = isa
     }
 
     /// The encoder's last hidden state (after the final layer norm) for one input.
@@ -484,19 +497,25 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
     /// `dModel ** -0.5` for original tied T5, 1 otherwise.
     let outputScale: Float
     let pool: ThreadPool?
+    /// The kernels every layer runs.
+    public let isa: KernelISA
 
     /// Loads every weight (f16/bf16 widened once, here; int8 used in place or widened, see `int8Kernels`).
     /// - Parameters:
     ///   - pool: the threads the matrix kernels use; nil runs everything on the calling thread.
     ///   - int8Kernels: how int8 weights multiply (in place with that `Int8Linear` mode), or nil to expand them
     ///     to float32 at load.
-    public init(weights: WeightSource, pool: ThreadPool? = .shared, int8Kernels: Int8KernelMode? = nil) throws {
+    ///   - isa: the kernels every layer runs (`KernelISA.preferred` by default); a FlintError when this machine
+    ///     cannot run them.
+    public init(weights: WeightSource, pool: ThreadPool? = .shared, int8Kernels: Int8KernelMode? = nil,
+                isa: KernelISA = .preferred) throws {
+        try isa.validate()
         let config = weights.config
         try config.validate()
         guard !config.isEncoderOnly else {
             throw FlintError("\(weights.sourceDescription): an encoder-only model has no decoder; use T5EncoderModel")
         }
-        let loader = WeightLoader(source: weights, int8Kernels: int8Kernels)
+        let loader = WeightLoader(source: weights, int8Kernels: int8Kernels, isa: isa)
         self.config = config
         embedding = try T5Embedding(loader, config: config)
         encoder = try T5Stack(loader, kind: .encoder, config: config)
@@ -506,16 +525,18 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
             if shared.storage == .i8 {
                 // A quantized head goes through the factory, so it gets the int8 kernels.
                 lmHead = try LinearFactory.make(shared, expectedShape: [config.vocabSize, config.dModel],
-                                                int8Kernels: int8Kernels, int8Scratch: loader.int8Scratch)
+                                                int8Kernels: int8Kernels, int8Scratch: loader.int8Scratch, isa: isa)
             } else {
                 // The output projection is `shared.weight` itself: reuse the embedding's floats.
-                lmHead = FloatLinear(weight: embedding.table!, outFeatures: config.vocabSize, inFeatures: config.dModel)
+                lmHead = FloatLinear(weight: embedding.table!, outFeatures: config.vocabSize, inFeatures: config.dModel,
+                                     isa: isa)
             }
         } else {
             lmHead = try loader.linear("lm_head.weight", out: config.vocabSize, in: config.dModel)
         }
         outputScale = config.scaleDecoderOutputs ? Float(pow(Double(config.dModel), -0.5)) : 1
         self.pool = pool
+        self.isa = isa
     }
 
     public var vocabSize: Int { config.vocabSize }
@@ -595,7 +616,7 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
                         keys: cacheK + b * state.capacity * inner + h * dKV,
                         values: cacheV + b * state.capacity * inner + h * dKV, keyCount: keyCount,
                         stride: inner, dKV: dKV, bias: state.selfBias.pointer + h * keyCount, scores: scores,
-                        context: work.context.mutablePointer + b * inner + h * dKV)
+                        context: work.context.mutablePointer + b * inner + h * dKV, isa: attention.isa)
                 }
             }
             attention.o.forward(work.context.pointer, rows: beams, into: work.sublayerOutput.mutablePointer, pool: pool)
@@ -611,7 +632,7 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
                         queries: work.queries.pointer + b * inner + h * dKV, queryCount: 1,
                         keys: state.crossKeys[l].pointer + h * dKV, values: state.crossValues[l].pointer + h * dKV,
                         keyCount: state.encoderLength, stride: inner, dKV: dKV, bias: nil, scores: scores,
-                        context: work.context.mutablePointer + b * inner + h * dKV)
+                        context: work.context.mutablePointer + b * inner + h * dKV, isa: cross.isa)
                 }
             }
             cross.o.forward(work.context.pointer, rows: beams, into: work.sublayerOutput.mutablePointer, pool: pool)

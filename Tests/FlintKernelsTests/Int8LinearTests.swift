@@ -101,17 +101,26 @@ let cases: [Case] = [
     Case(out: 64, inFeatures: 1000, scheme: .int8Group(128)), // last group 104 wide, last chunk partial
     Case(out: 33, inFeatures: 100, scheme: .int8Group(48)),  // group size the VNNI kernels do not take
     Case(out: 16, inFeatures: 96, scheme: .int8Group(16)),
+    Case(out: 13, inFeatures: 77, scheme: .int8Row),          // odd k: no full vector tail
+    Case(out: 67, inFeatures: 129, scheme: .int8Group(64)),  // odd k, 1-wide last group, out beyond a row block
 ]
+
+/// Row counts around the kernels' row blocks (4-row tiles, 64-row chunks) and a long input, limited so the
+/// float64 reference stays cheap for the large matrices.
+func rowCounts(_ c: Case) -> [Int] {
+    [1, 7, 64, 65, 300].filter { $0 <= 7 || $0 * c.out * c.inFeatures <= 3_000_000 }
+}
 
 let pool1 = ThreadPool(threads: 1)
 let pool2 = ThreadPool(threads: 2)
 
 @Suite struct Int8LinearTests {
-    @Test(arguments: cases, [Int8KernelBackend.automatic, .portable])
-    func weightOnlyMatchesDequantizedReference(_ c: Case, backend: Int8KernelBackend) throws {
+    @Test(arguments: cases, KernelISA.allCases)
+    func weightOnlyMatchesDequantizedReference(_ c: Case, isa: KernelISA) throws {
+        guard runsHere(isa) else { return }
         let weight = QuantizedWeight(out: c.out, in: c.inFeatures, scheme: c.scheme, seed: UInt64(c.out * 7 + c.inFeatures))
-        let linear = try Int8Linear(weight.view, mode: .weightOnly, backend: backend)
-        for rows in [1, 7] {
+        let linear = try Int8Linear(weight.view, mode: .weightOnly, isa: isa)
+        for rows in rowCounts(c) {
             let x = randomActivations(rows: rows, cols: c.inFeatures, seed: UInt64(rows))
             let y = run(linear, x, rows: rows, pool: pool1)
             var worst = 0.0
@@ -131,12 +140,13 @@ let pool2 = ThreadPool(threads: 2)
         }
     }
 
-    @Test(arguments: cases, [Int8KernelBackend.automatic, .portable])
-    func w8a8WithinActivationQuantizationBound(_ c: Case, backend: Int8KernelBackend) throws {
+    @Test(arguments: cases, KernelISA.allCases)
+    func w8a8WithinActivationQuantizationBound(_ c: Case, isa: KernelISA) throws {
+        guard runsHere(isa) else { return }
         let weight = QuantizedWeight(out: c.out, in: c.inFeatures, scheme: c.scheme, seed: UInt64(c.out * 3 + c.inFeatures))
-        let linear = try Int8Linear(weight.view, mode: .w8a8, backend: backend)
+        let linear = try Int8Linear(weight.view, mode: .w8a8, isa: isa)
         let block = c.scheme.groupSize > 0 ? min(c.scheme.groupSize, c.inFeatures) : c.inFeatures
-        for rows in [1, 7] {
+        for rows in rowCounts(c) {
             let x = randomActivations(rows: rows, cols: c.inFeatures, seed: UInt64(rows) + 100)
             let y = run(linear, x, rows: rows, pool: pool1)
             var worstExcess = -Double.infinity
@@ -185,24 +195,27 @@ let pool2 = ThreadPool(threads: 2)
         }
     }
 
-    /// The VNNI and Swift kernels implement the same arithmetic; only float summation order differs.
-    @Test(arguments: [Int8KernelMode.weightOnly, .w8a8])
-    func nativeAndPortableAgree(_ mode: Int8KernelMode) throws {
+    /// Each ISA's kernels and the Swift ones implement the same arithmetic; only float summation order differs.
+    /// Also checks the layer reports the ISA it really runs (the requested one when the group size suits it).
+    @Test(arguments: [Int8KernelMode.weightOnly, .w8a8], KernelISA.allCases)
+    func isaAndPortableAgree(_ mode: Int8KernelMode, isa: KernelISA) throws {
+        guard runsHere(isa) else { return }
         let weight = QuantizedWeight(out: 96, in: 520, scheme: .int8Group(64), seed: 5)
-        let native = try Int8Linear(weight.view, mode: mode)
-        let portable = try Int8Linear(weight.view, mode: mode, backend: .portable)
-        #expect(native.usesNativeKernels == Int8KernelBackend.nativeAvailable)
-        #expect(!portable.usesNativeKernels)
+        let native = try Int8Linear(weight.view, mode: mode, isa: isa)
+        let portable = try Int8Linear(weight.view, mode: mode, isa: .portable)
+        #expect(native.isa == isa)
+        #expect(portable.isa == .portable)
         let x = randomActivations(rows: 5, cols: 520, seed: 9)
         let a = run(native, x, rows: 5, pool: pool2)
         let b = run(portable, x, rows: 5, pool: pool2)
         for i in 0..<a.count { #expect(abs(a[i] - b[i]) <= 1e-4 * max(1, abs(b[i])), "element \(i): \(a[i]) vs \(b[i])") }
     }
 
-    @Test(arguments: [Int8KernelBackend.automatic, .portable])
-    func w8a8PropagatesNonFiniteActivationsAndHandlesZeroRows(_ backend: Int8KernelBackend) throws {
+    @Test(arguments: KernelISA.allCases)
+    func w8a8PropagatesNonFiniteActivationsAndHandlesZeroRows(_ isa: KernelISA) throws {
+        guard runsHere(isa) else { return }
         let weight = QuantizedWeight(out: 16, in: 64, scheme: .int8Row, seed: 3)
-        let linear = try Int8Linear(weight.view, mode: .w8a8, backend: backend)
+        let linear = try Int8Linear(weight.view, mode: .w8a8, isa: isa)
         var x = [Float](repeating: 0, count: 3 * 64)
         x[64 + 10] = .nan
         for i in 128..<192 { x[i] = 0.5 }
@@ -232,6 +245,19 @@ let pool2 = ThreadPool(threads: 2)
         #expect(throws: FlintError.self) { try Int8Linear(shortData, mode: .weightOnly) }
         weight.memory.scales[3] = .infinity
         #expect(throws: FlintError.self) { try Int8Linear(weight.view, mode: .weightOnly) }
+    }
+
+    @Test func unsupportedISAIsRejected() throws {
+        let weight = QuantizedWeight(out: 8, in: 32, scheme: .int8Row, seed: 2)
+        for isa in KernelISA.allCases where !isa.isSupported {
+            #expect(throws: FlintError.self) { try Int8Linear(weight.view, mode: .weightOnly, isa: isa) }
+            #expect(throws: FlintError.self) { try LinearFactory.make(weight.view, expectedShape: [8, 32], isa: isa) }
+        }
+        // A group size the AVX-512 kernels do not take runs (and says it runs) the portable kernels.
+        let odd = QuantizedWeight(out: 8, in: 96, scheme: .int8Group(48), seed: 2)
+        for isa in KernelISA.supported {
+            #expect(try Int8Linear(odd.view, mode: .w8a8, isa: isa).isa == .portable)
+        }
     }
 
     @Test func modeNamesParse() {

@@ -34,13 +34,13 @@ let shapes: [Shape] = [
 
 enum Variant {
     case float32
-    case int8(QuantScheme, Int8KernelMode, Int8KernelBackend)
+    case int8(QuantScheme, Int8KernelMode, KernelISA)
 
     var name: String {
         switch self {
         case .float32: return "f32"
-        case .int8(let scheme, let mode, let backend):
-            return "\(scheme.name) \(mode.rawValue)\(backend == .portable ? " swift" : "")"
+        case .int8(let scheme, let mode, let isa):
+            return "\(scheme.name) \(mode.rawValue)\(isa == .portable ? " swift" : "")"
         }
     }
 
@@ -57,7 +57,7 @@ let variants: [Variant] = {
     var list: [Variant] = [.float32]
     for scheme in [QuantScheme.int8Row, .int8Group(32), .int8Group(64), .int8Group(128)] {
         for mode in [Int8KernelMode.weightOnly, .w8a8] {
-            list.append(.int8(scheme, mode, .automatic))
+            list.append(.int8(scheme, mode, .preferred))
         }
     }
     // The portable Swift kernels, to compare with the AVX-512 VNNI ones.
@@ -111,7 +111,7 @@ final class Fixture {
                 layers.append(FloatLinear(weight: FloatStorage(borrowing: pools.floats + c * n * k, count: n * k, owner: nil),
                                           outFeatures: n, inFeatures: k))
             }
-        case .int8(let scheme, let mode, let backend):
+        case .int8(let scheme, let mode, let isa):
             let scaleCount = scheme.scaleCount(shape: [n, k])
             let copies = max(1, min(wantedCopies, pools.int8Count / (n * k), pools.floatCount / scaleCount))
             for c in 0..<copies {
@@ -119,7 +119,7 @@ final class Fixture {
                                       data: UnsafeRawBufferPointer(start: pools.int8 + c * n * k, count: n * k),
                                       scales: UnsafeBufferPointer(start: pools.floats + c * scaleCount, count: scaleCount),
                                       owner: nil)
-                layers.append(try Int8Linear(view, mode: mode, backend: backend))
+                layers.append(try Int8Linear(view, mode: mode, isa: isa))
             }
         }
         self.layers = layers
