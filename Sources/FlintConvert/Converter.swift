@@ -9,11 +9,15 @@ import FlintQuant
 public struct ConvertOptions: Sendable {
     public var quant: QuantRequest
     public var keepRules: [KeepRule]
+    /// Per-tensor storage overrides (QuantPlan precedence 3).
+    public var schemeRules: [SchemeRule]
     public var useDefaultKeep: Bool
 
-    public init(quant: QuantRequest = .int8(.int8Row), keepRules: [KeepRule] = [], useDefaultKeep: Bool = true) {
+    public init(quant: QuantRequest = .int8(.int8Row), keepRules: [KeepRule] = [], schemeRules: [SchemeRule] = [],
+                useDefaultKeep: Bool = true) {
         self.quant = quant
         self.keepRules = keepRules
+        self.schemeRules = schemeRules
         self.useDefaultKeep = useDefaultKeep
     }
 }
@@ -45,7 +49,11 @@ public struct ConvertReport: Sendable {
     /// Stored tensors left out because transformers ignores them, with the reason.
     public var ignored: [String: String]
 
-    public var keptFloat: [String] { tensors.filter { $0.keptBecause != nil }.map(\.name) }
+    /// Tensors stored in a float type although the request asked for int8 (scheme rules to another int8 scheme
+    /// are not "kept float").
+    public var keptFloat: [String] {
+        tensors.filter { $0.keptBecause != nil && !$0.scheme.hasPrefix("int8") }.map(\.name)
+    }
     public var worst: ConvertedTensor? {
         tensors.filter { $0.snrDB != nil }.min { $0.snrDB! < $1.snrDB! }
     }
@@ -63,7 +71,7 @@ public enum Converter {
     public static func convert(_ folder: HFModelFolder, output: String, options: ConvertOptions,
                                progress: ((Int, Int, String) -> Void)? = nil) throws -> ConvertReport {
         let config = folder.config
-        let plan = QuantPlan(request: options.quant, keepRules: options.keepRules,
+        let plan = QuantPlan(request: options.quant, keepRules: options.keepRules, schemeRules: options.schemeRules,
                              useDefaultKeep: options.useDefaultKeep, config: config)
         let aliases = folder.aliases
         // Tied copies become aliases; tensors transformers itself ignores (a stray cross-attention position

@@ -4,10 +4,12 @@
 //   1. Tensors that are always float — layer norms, the relative attention bias, anything not 2-D: f32, or the
 //      float type of the last keep rule matching the name. They are tiny, and norms / bias feed every layer.
 //   2. The last user keep rule matching the name (later rules win over earlier ones).
-//   3. The default keep (gated-GELU models only, unless turned off): `*.DenseReluDense.wo.weight` stays f32.
+//   3. The last scheme rule matching the name (a per-tensor override: a finer int8 scheme or a float type; what
+//      `flint convert --target-top1` moves sensitive tensors to).
+//   4. The default keep (gated-GELU models only, unless turned off): `*.DenseReluDense.wo.weight` stays f32.
 //      In FLAN-T5 / T5 v1.1 the input of `wo` reaches magnitudes over 1e5, and int8 `wo` breaks generation
 //      (REFERENCE.md §1; transformers keeps `wo` in float32 for the same reason).
-//   4. The requested scheme (f16/bf16 requests make 2-D tensors that float type; f32 keeps them f32).
+//   5. The requested scheme (f16/bf16 requests make 2-D tensors that float type; f32 keeps them f32).
 
 import FlintFormat
 
@@ -123,6 +125,35 @@ public struct KeepRule: Sendable, Equatable, CustomStringConvertible {
     public var description: String { text }
 }
 
+/// A per-tensor storage override: tensors whose name matches (glob as in `KeepRule`) are stored as `form`
+/// (for example `int8-g32` for a tensor per-row int8 hurts, or `f16`).
+public struct SchemeRule: Sendable, Equatable, CustomStringConvertible {
+    public let pattern: String
+    public let form: StoredForm
+
+    public init(pattern: String, form: StoredForm) throws {
+        guard !pattern.isEmpty else { throw FlintError("scheme rule: empty name pattern") }
+        self.pattern = pattern
+        self.form = form
+    }
+
+    /// Parses `GLOB=SCHEME` with any `--quant` name as the scheme (`*.wo.weight=int8-g32`, `lm_head.weight=f16`).
+    public init(parsing text: String) throws {
+        guard let eq = text.lastIndex(of: "="), eq != text.startIndex else {
+            throw FlintError("scheme rule \"\(text)\": expected GLOB=SCHEME (SCHEME one of \(QuantRequest.validNames.joined(separator: ", ")))")
+        }
+        let request = try QuantRequest(cliName: String(text[text.index(after: eq)...]))
+        switch request {
+        case .float(let s): try self.init(pattern: String(text[..<eq]), form: .float(s))
+        case .int8(let scheme): try self.init(pattern: String(text[..<eq]), form: .int8(scheme))
+        }
+    }
+
+    public func matches(_ name: String) -> Bool { globMatch(pattern: pattern, name: name) }
+
+    public var description: String { "\(pattern)=\(form)" }
+}
+
 /// Why a tensor is not stored the way the request alone would store it.
 public enum KeepReason: Sendable, Equatable, CustomStringConvertible {
     /// A user keep rule (the last one matching).
@@ -135,6 +166,8 @@ public enum KeepReason: Sendable, Equatable, CustomStringConvertible {
     case notMatrix
     /// The default keep of gated-GELU models: `*.DenseReluDense.wo.weight`.
     case defaultKeepFeedForwardOutput
+    /// A scheme rule (the last one matching).
+    case schemeRule(SchemeRule)
 
     /// A short text for messages and JSON (`kept_float`).
     public var description: String {
@@ -144,6 +177,7 @@ public enum KeepReason: Sendable, Equatable, CustomStringConvertible {
         case .relativeAttentionBias: return "relative attention bias"
         case .notMatrix: return "not a 2-D tensor"
         case .defaultKeepFeedForwardOutput: return "default keep (gated-GELU FFN output projection wo)"
+        case .schemeRule(let rule): return "scheme rule \(rule)"
         }
     }
 }
@@ -153,8 +187,9 @@ public struct TensorDecision: Sendable, Equatable {
     public let name: String
     public let shape: [Int]
     public let form: StoredForm
-    /// Set when the form differs from what the requested scheme alone gives a 2-D tensor (so always a float
-    /// form): the rule or built-in exception responsible. `nil` when the requested scheme applied.
+    /// Set when the form differs from what the requested scheme alone gives a 2-D tensor (a float form, or
+    /// another int8 scheme by a scheme rule): the rule or built-in exception responsible. `nil` when the
+    /// requested scheme applied.
     public let reason: KeepReason?
 
     public init(name: String, shape: [Int], form: StoredForm, reason: KeepReason?) {
@@ -170,19 +205,24 @@ public struct QuantPlan: Sendable {
 
     public let request: QuantRequest
     public let keepRules: [KeepRule]
+    public let schemeRules: [SchemeRule]
     public let useDefaultKeep: Bool
     /// Whether the model has a gated FFN (`T5Config.isGatedFFN`), which is when the default keep applies.
     public let isGatedFFN: Bool
 
-    public init(request: QuantRequest, keepRules: [KeepRule] = [], useDefaultKeep: Bool = true, isGatedFFN: Bool) {
+    public init(request: QuantRequest, keepRules: [KeepRule] = [], schemeRules: [SchemeRule] = [],
+                useDefaultKeep: Bool = true, isGatedFFN: Bool) {
         self.request = request
         self.keepRules = keepRules
+        self.schemeRules = schemeRules
         self.useDefaultKeep = useDefaultKeep
         self.isGatedFFN = isGatedFFN
     }
 
-    public init(request: QuantRequest, keepRules: [KeepRule] = [], useDefaultKeep: Bool = true, config: T5Config) {
-        self.init(request: request, keepRules: keepRules, useDefaultKeep: useDefaultKeep, isGatedFFN: config.isGatedFFN)
+    public init(request: QuantRequest, keepRules: [KeepRule] = [], schemeRules: [SchemeRule] = [],
+                useDefaultKeep: Bool = true, config: T5Config) {
+        self.init(request: request, keepRules: keepRules, schemeRules: schemeRules, useDefaultKeep: useDefaultKeep,
+                  isGatedFFN: config.isGatedFFN)
     }
 
     /// The decision for one tensor.
@@ -202,6 +242,9 @@ public struct QuantPlan: Sendable {
         } else if let rule {
             form = .float(rule.storage)
             cause = .keepRule(rule)
+        } else if let schemeRule = schemeRules.last(where: { $0.matches(name) }) {
+            form = schemeRule.form
+            cause = .schemeRule(schemeRule)
         } else if useDefaultKeep, isGatedFFN, globMatch(pattern: QuantPlan.defaultKeepPattern, name: name) {
             form = .float(.f32)
             cause = .defaultKeepFeedForwardOutput

@@ -153,3 +153,21 @@ private typealias QuantStored = StoredForm
     let d1 = plan.decide(name: "some.bias", shape: [4])
     #expect(d1.form == .float(.f32) && d1.reason == .notMatrix)
 }
+
+@Test func schemeRulesOverrideTheRequestButNotKeepRulesOrNorms() throws {
+    let rules = [try SchemeRule(parsing: "*.wo.weight=int8-g32"), try SchemeRule(parsing: "lm_head.weight=f16"),
+                 try SchemeRule(parsing: "*layer_norm.weight=int8")]
+    let plan = QuantPlan(request: .int8(.int8Row), keepRules: [try KeepRule(parsing: "decoder.*.wo.weight")],
+                         schemeRules: rules, isGatedFFN: true)
+    let d = decisions(plan)
+    let encoderWo = d["encoder.block.0.layer.1.DenseReluDense.wo.weight"]!
+    #expect(encoderWo.form == .int8(.int8Group(32)))
+    #expect(encoderWo.reason == .schemeRule(rules[0]))
+    #expect(d["decoder.block.0.layer.2.DenseReluDense.wo.weight"]!.form == .float(.f32))
+    #expect(d["lm_head.weight"]!.form == .float(.f16))
+    #expect(d["encoder.final_layer_norm.weight"]!.form == .float(.f32))
+    #expect(d["shared.weight"]!.form == .int8(.int8Row) && d["shared.weight"]!.reason == nil)
+    #expect(throws: FlintError.self) { try SchemeRule(parsing: "x=int4") }
+    #expect(throws: FlintError.self) { try SchemeRule(parsing: "=int8") }
+    #expect(throws: FlintError.self) { try SchemeRule(parsing: "noequals") }
+}

@@ -1,0 +1,80 @@
+// Per-channel rescalings of weight tensors. A pair of them — one channel of an operator's output times s, the
+// consuming operator's input column divided by s — leaves the float function unchanged while moving activation
+// range between the two: SmoothQuant folds activation outliers into weights this way, and the outlier test
+// fixtures (Tools/make_outlier_fixtures.py) create outliers the same way.
+
+import FlintFormat
+
+/// One channel of one tensor multiplied or divided by a factor, in float32.
+public struct ChannelScaling: Sendable, Equatable, Codable {
+    /// Which slice of the tensor the channel is.
+    public enum Axis: String, Sendable, Codable {
+        /// Element `channel` of a 1-D tensor (a layer-norm weight).
+        case element
+        /// Row `channel` of a 2-D `[out, in]` weight: output channel `channel`.
+        case row
+        /// Column `channel` of a 2-D `[out, in]` weight: input channel `channel`.
+        case column
+    }
+
+    public enum Operation: String, Sendable, Codable {
+        case multiply
+        case divide
+    }
+
+    public var tensor: String
+    public var axis: Axis
+    public var channel: Int
+    public var op: Operation
+    public var factor: Float
+
+    public init(tensor: String, axis: Axis, channel: Int, op: Operation, factor: Float) {
+        self.tensor = tensor
+        self.axis = axis
+        self.channel = channel
+        self.op = op
+        self.factor = factor
+    }
+
+    /// Applies the scaling to `values`, a float32 tensor of `shape` (row-major). Each element is one exactly
+    /// rounded IEEE multiply or divide, so the result is the same on every machine and in numpy.
+    public func apply(to values: UnsafeMutableBufferPointer<Float>, shape: [Int]) throws {
+        guard factor.isFinite, factor != 0 else {
+            throw FlintError("channel scaling of \(tensor): factor \(factor) is not a finite non-zero number")
+        }
+        let count = shape.reduce(1, *)
+        guard values.count == count else {
+            throw FlintError("channel scaling of \(tensor): \(values.count) values for shape \(shape)")
+        }
+        let indices: StrideTo<Int>
+        switch axis {
+        case .element:
+            guard shape.count == 1, channel >= 0, channel < shape[0] else {
+                throw FlintError("channel scaling of \(tensor): element \(channel) does not exist in shape \(shape)")
+            }
+            indices = stride(from: channel, to: channel + 1, by: 1)
+        case .row:
+            guard shape.count == 2, channel >= 0, channel < shape[0] else {
+                throw FlintError("channel scaling of \(tensor): row \(channel) does not exist in shape \(shape)")
+            }
+            indices = stride(from: channel * shape[1], to: (channel + 1) * shape[1], by: 1)
+        case .column:
+            guard shape.count == 2, channel >= 0, channel < shape[1] else {
+                throw FlintError("channel scaling of \(tensor): column \(channel) does not exist in shape \(shape)")
+            }
+            indices = stride(from: channel, to: count, by: shape[1])
+        }
+        let s = factor
+        switch op {
+        case .multiply: for i in indices { values[i] = values[i] * s }
+        case .divide: for i in indices { values[i] = values[i] / s }
+        }
+    }
+}
+
+extension Array where Element == ChannelScaling {
+    /// The scalings grouped by tensor, each group in its original order.
+    public func byTensor() -> [String: [ChannelScaling]] {
+        Dictionary(grouping: self, by: \.tensor)
+    }
+}
