@@ -3,6 +3,7 @@
 //
 // Modules, with dependencies pointing one way:
 //   FlintFormat → FlintCheckpoint → FlintQuant → FlintConvert / FlintPack
+//   FlintFormat → FlintCheckpoint → FlintHub → flint (CLI)
 //   FlintFormat → FlintKernels → FlintT5 (+ FlintTokenizer) → FlintVerify → flint (CLI)
 import PackageDescription
 
@@ -26,6 +27,8 @@ let package = Package(
         .target(name: "FlintCheckpoint", dependencies: ["FlintFormat", "CHDF5"]),
         // libhdf5 through a system library target (Keras tf_model.h5 checkpoints).
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"]), .brew(["hdf5"])]),
+        // Hugging Face Hub download (hf:OWNER/NAME[@REV]) into the cache layout huggingface_hub uses (URLSession).
+        .target(name: "FlintHub", dependencies: ["FlintFormat", "FlintCheckpoint"]),
         // Int8 per-row / per-group quantizers, half-precision conversion, error measures.
         .target(name: "FlintQuant", dependencies: ["FlintFormat"]),
         // Checkpoint folder → .flint file, with the quantization plan and keep-list.
@@ -51,7 +54,7 @@ let package = Package(
         // The commands of the command-line tool (a library, so tests can run them in-process).
         .target(name: "FlintCLI", dependencies: [
             "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack",
-            "FlintTokenizer", "FlintT5", "FlintVerify",
+            "FlintTokenizer", "FlintT5", "FlintVerify", "FlintHub",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The `flint` executable: only the entry point.
@@ -67,6 +70,7 @@ let package = Package(
         .testTarget(name: "FlintCLITests", dependencies: ["FlintCLI"]),
         .testTarget(name: "FlintVerifyTests", dependencies: ["FlintVerify", "FlintConvert", "FlintCheckpoint", "FlintKernels"]),
         .testTarget(name: "FlintKernelsTests", dependencies: ["FlintKernels"]),
+        .testTarget(name: "FlintHubTests", dependencies: ["FlintHub"]),
     ],
     swiftLanguageModes: [.v5]
 )
