@@ -48,7 +48,7 @@ struct BenchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard FileManager.default.fileExists(atPath: model) else { throw ValidationError("\(model) does not exist") }
+        guard modelArgumentExists(model) else { throw ValidationError("\(model) does not exist") }
         guard (1...4096).contains(promptTokens) else { throw ValidationError("--prompt-tokens must be 1…4096") }
         guard (1...4096).contains(newTokens) else { throw ValidationError("--new-tokens must be 1…4096") }
         guard (1...64).contains(batch) else { throw ValidationError("--batch must be 1…64") }

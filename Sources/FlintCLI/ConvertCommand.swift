@@ -25,9 +25,17 @@ struct ConvertCommand: ParsableCommand {
           flint convert ./flan-t5-base -o base-g64.flint --quant int8-g64 --keep 'shared.weight=f16'
           flint convert ./t5-small/model.safetensors -o t5-small-f32.flint --quant f32 --json
           flint convert ./t5-base -o t5-base.flint --from pytorch
+          flint convert hf:google/flan-t5-small -o flan-t5-small.flint
+          flint convert hf:google/flan-t5-small@main -o small.flint --json    (--json also lists the files fetched)
+
+        SOURCE may be hf:OWNER/NAME[@REVISION]: the files a conversion reads (config.json, generation_config.json,
+        the tokenizer files and one weights format) are downloaded into the Hugging Face cache
+        (HF_HOME, default ~/.cache/huggingface, laid out as huggingface_hub does, so either reuses the other's
+        files); HF_TOKEN (or `hf auth login`'s token file) authenticates, HF_ENDPOINT picks another hub, and
+        HF_HUB_OFFLINE=1 uses the cache only. An interrupted download resumes where it stopped.
         """)
 
-    @Argument(help: "Model folder, or a weights file with config.json beside it.")
+    @Argument(help: "Model folder, a weights file with config.json beside it, or hf:OWNER/NAME[@REVISION].")
     var source: String
 
     @Option(name: .shortAndLong, help: "Output .flint file.")
@@ -57,7 +65,7 @@ struct ConvertCommand: ParsableCommand {
         if let from, CheckpointFormat(rawValue: from) == nil {
             throw ValidationError("--from must be one of safetensors, pytorch, h5, msgpack; got \(from)")
         }
-        guard FileManager.default.fileExists(atPath: source) else {
+        guard modelArgumentExists(source) else {
             throw ValidationError("source \(source) does not exist")
         }
         guard !output.isEmpty, !output.hasSuffix("/") else { throw ValidationError("--output must name a file") }
@@ -70,7 +78,8 @@ struct ConvertCommand: ParsableCommand {
                                          useDefaultKeep: !noDefaultKeep)
             let started = Date()
             let bar = ProgressBar("converting")
-            let folder = try HFModelFolder(path: source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
+            let hub = try resolveHubModel(source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
+            let folder = try HFModelFolder(path: hub?.folder ?? source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
             if let note = folder.formatChoice { warn(note) }
             try checkTokenizer(of: folder)
             let report = try Converter.convert(folder, output: output, options: options) { done, total, name in
@@ -81,7 +90,9 @@ struct ConvertCommand: ParsableCommand {
             for (name, why) in report.ignored.sorted(by: { $0.key < $1.key }) { warn("left out \(name): \(why)") }
             let seconds = Date().timeIntervalSince(started)
             if json {
-                try printJSON(ConvertJSON(report))
+                var result = ConvertJSON(report)
+                result.hub = hub.map(HubSourceJSON.init)
+                try printJSON(result)
             } else {
                 printSummary(report, seconds: seconds)
             }
@@ -128,6 +139,8 @@ struct ConvertJSON: Encodable {
     var bytes_out: Int64
     var kept_float: [String]
     var per_tensor: [PerTensor]
+    /// For an hf: source: the commit and which files were downloaded or found in the cache.
+    var hub: HubSourceJSON?
 
     init(_ r: ConvertReport) {
         output = r.output

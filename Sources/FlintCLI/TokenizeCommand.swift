@@ -6,7 +6,8 @@ import FlintTokenizer
 
 /// The tokenizer of a model named on the command line: a model folder containing `spiece.model`, or a
 /// `spiece.model` (any `*.model`) file. Other kinds of model path (such as `.flint` files) are added here.
-func loadTokenizer(modelPath: String) throws -> T5Tokenizer {
+func loadTokenizer(modelPath argument: String) throws -> T5Tokenizer {
+    let modelPath = try localModelPath(argument)
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: modelPath, isDirectory: &isDirectory) else {
         throw FlintError("\(modelPath): no such file or folder")
@@ -69,7 +70,7 @@ public struct TokenizeCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
-        guard FileManager.default.fileExists(atPath: model) else {
+        guard modelArgumentExists(model) else {
             throw ValidationError("\(model) does not exist")
         }
         if skipSpecial && !decode {

@@ -75,10 +75,10 @@ struct VerifyCommand: ParsableCommand {
         guard Int8KernelMode(cliName: kernels) != nil else {
             throw ValidationError("--kernels must be weight-only or w8a8, got \(kernels)")
         }
-        guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) does not exist") }
+        guard modelArgumentExists(file) else { throw ValidationError("\(file) does not exist") }
         if golden == nil && reference == nil { throw ValidationError("give --reference SOURCE (or --golden FILE)") }
         if golden != nil && reference != nil { throw ValidationError("--golden and --reference are exclusive") }
-        if let reference, !FileManager.default.fileExists(atPath: reference) { throw ValidationError("\(reference) does not exist") }
+        if let reference, !modelArgumentExists(reference) { throw ValidationError("\(reference) does not exist") }
         if let prompts, !FileManager.default.fileExists(atPath: prompts) { throw ValidationError("\(prompts) does not exist") }
         guard maxTokens >= 1, maxTokens <= 4096 else { throw ValidationError("--max-tokens must be 1…4096") }
         guard (0...1).contains(minTop1), (0...1).contains(minExact), maxMeanKl >= 0 else {

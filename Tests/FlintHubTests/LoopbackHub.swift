@@ -19,6 +19,16 @@ final class LoopbackHub: @unchecked Sendable {
         var refs: [String: String] = [:]
     }
 
+    /// A repository holding a folder's files; weights and sentencepiece models are "LFS" files (redirected).
+    static func repo(id: String, commit: String, folder: String, skipping skipped: Set<String> = []) throws -> Repo {
+        var files: [String: Data] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder) where !skipped.contains(name) {
+            files[name] = try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name))
+        }
+        let lfs = Set(files.keys.filter { name in [".safetensors", ".bin", ".model", ".h5", ".msgpack"].contains { name.hasSuffix($0) } })
+        return Repo(id: id, commit: commit, files: files, lfs: lfs)
+    }
+
     struct Request {
         var method: String
         var path: String
