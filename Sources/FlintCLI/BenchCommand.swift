@@ -23,7 +23,7 @@ struct BenchCommand: ParsableCommand {
           flint bench base.flint --kernels w8a8 --threads 2 --json
         """)
 
-    @Argument(help: "A .flint file or a model folder.")
+    @Argument(help: "A .flint file, a model folder, or hf:OWNER/NAME[@REVISION].")
     var model: String
 
     @Option(help: "Input length in tokens.")

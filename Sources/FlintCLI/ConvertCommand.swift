@@ -26,13 +26,14 @@ struct ConvertCommand: ParsableCommand {
           flint convert ./t5-small/model.safetensors -o t5-small-f32.flint --quant f32 --json
           flint convert ./t5-base -o t5-base.flint --from pytorch
           flint convert hf:google/flan-t5-small -o flan-t5-small.flint
-          flint convert hf:google/flan-t5-small@main -o small.flint --json    (--json also lists the files fetched)
+          flint convert hf:google/flan-t5-small@main -o small.flint --json
 
         SOURCE may be hf:OWNER/NAME[@REVISION]: the files a conversion reads (config.json, generation_config.json,
         the tokenizer files and one weights format) are downloaded into the Hugging Face cache
         (HF_HOME, default ~/.cache/huggingface, laid out as huggingface_hub does, so either reuses the other's
         files); HF_TOKEN (or `hf auth login`'s token file) authenticates, HF_ENDPOINT picks another hub, and
-        HF_HUB_OFFLINE=1 uses the cache only. An interrupted download resumes where it stopped.
+        HF_HUB_OFFLINE=1 uses the cache only. An interrupted download resumes where it stopped. --json adds
+        "hub": the commit, and for each file whether it was downloaded or found in the cache.
         """)
 
     @Argument(help: "Model folder, a weights file with config.json beside it, or hf:OWNER/NAME[@REVISION].")

@@ -19,7 +19,7 @@ struct EmbedCommand: ParsableCommand {
           flint embed ./flan-t5-small "A sentence to embed." --json | jq '.mean | length'
         """)
 
-    @Argument(help: "A .flint file or a Hugging Face model folder.")
+    @Argument(help: "A .flint file, a Hugging Face model folder, or hf:OWNER/NAME[@REVISION].")
     var model: String
 
     @Argument(help: "The text to encode (</s> is appended, like the Hugging Face tokenizer does).")

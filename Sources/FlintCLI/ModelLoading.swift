@@ -20,7 +20,9 @@ func resolveHubModel(_ argument: String, format: CheckpointFormat? = nil) throws
     let reference = try HubReference(parsing: argument)
     let client = HubClient()
     let bar = ProgressBar("downloading")
-    client.progress = { name, done, total in bar.update(done: Int(done), total: Int(total), detail: name) }
+    client.progress = { name, done, total in
+        bar.update(done: Int(done), total: Int(total), detail: "\(name) \(formatBytes(done)) of \(formatBytes(total))")
+    }
     client.warning = { message in bar.finish(); warn(message) }
     let snapshot = try client.snapshot(reference, format: format)
     bar.finish()

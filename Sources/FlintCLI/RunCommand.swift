@@ -43,7 +43,7 @@ struct RunCommand: ParsableCommand {
           flint run ./flan-t5-small --input-file prompts.txt --json
         """)
 
-    @Argument(help: "A .flint file or a Hugging Face model folder.")
+    @Argument(help: "A .flint file, a Hugging Face model folder, or hf:OWNER/NAME[@REVISION].")
     var model: String
 
     @Argument(help: "Prompts, each generated separately.")

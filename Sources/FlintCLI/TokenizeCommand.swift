@@ -52,7 +52,7 @@ public struct TokenizeCommand: ParsableCommand {
           flint tokenize ./flan-t5-small --decode --skip-special "0 37 629 1"
         """)
 
-    @Argument(help: "A model folder containing spiece.model, or a spiece.model file.")
+    @Argument(help: "A model folder containing spiece.model, a spiece.model file, or hf:OWNER/NAME[@REVISION].")
     public var model: String
 
     @Argument(help: "The text to tokenize; with --decode, token ids separated by commas or spaces.")

@@ -32,7 +32,7 @@ struct VerifyCommand: ParsableCommand {
     @Argument(help: "The model to check: a .flint file (or a model folder with --golden).")
     var file: String
 
-    @Option(help: "The float reference: the original model folder, or another .flint file.")
+    @Option(help: "The float reference: the original model folder (or hf:OWNER/NAME[@REVISION]), or another .flint file.")
     var reference: String?
 
     @Option(help: "Prompts, one per line, or JSON lines with a \"prompt\" (or \"text\") field. Default: the built-in set.")

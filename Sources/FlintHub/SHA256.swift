@@ -30,16 +30,14 @@ public struct SHA256Digest {
             pending.append(contentsOf: input.prefix(take))
             input = input.dropFirst(take)
             guard pending.count == 64 else { return }
-            pending.withUnsafeBufferPointer { compress($0.baseAddress!) }
+            pending.withUnsafeBufferPointer { compress($0.baseAddress!, count: 1) }
             pending.removeAll(keepingCapacity: true)
         }
         let whole = input.count / 64 * 64
         if whole > 0 {
-            let block = Array(input.prefix(whole))
-            block.withUnsafeBufferPointer { buffer in
-                var offset = 0
-                while offset < whole { compress(buffer.baseAddress! + offset); offset += 64 }
-            }
+            let wholeBlocks = input.prefix(whole)
+            let done: Void? = wholeBlocks.withContiguousStorageIfAvailable { compress($0.baseAddress!, count: whole / 64) }
+            if done == nil { Array(wholeBlocks).withUnsafeBufferPointer { compress($0.baseAddress!, count: whole / 64) } }
             input = input.dropFirst(whole)
         }
         pending.append(contentsOf: input)
@@ -60,10 +58,14 @@ public struct SHA256Digest {
         }.joined()
     }
 
-    private mutating func compress(_ block: UnsafePointer<UInt8>) {
-        state.withUnsafeMutableBufferPointer { h in
-            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
-                SHA256Digest.k.withUnsafeBufferPointer { k in
+    /// Runs the compression function over `count` consecutive 64-byte blocks (state kept in locals throughout).
+    private mutating func compress(_ blocks: UnsafePointer<UInt8>, count: Int) {
+        var h0 = state[0], h1 = state[1], h2 = state[2], h3 = state[3]
+        var h4 = state[4], h5 = state[5], h6 = state[6], h7 = state[7]
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+            SHA256Digest.k.withUnsafeBufferPointer { k in
+                for n in 0..<count {
+                    let block = blocks + 64 * n
                     for i in 0..<16 {
                         w[i] = UInt32(block[4 * i]) << 24 | UInt32(block[4 * i + 1]) << 16
                             | UInt32(block[4 * i + 2]) << 8 | UInt32(block[4 * i + 3])
@@ -73,21 +75,19 @@ public struct SHA256Digest {
                         let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
                         w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
                     }
-                    var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
+                    var a = h0, b = h1, c = h2, d = h3, e = h4, f = h5, g = h6, h = h7
                     for i in 0..<64 {
-                        let t1 = hh &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ k[i] &+ w[i]
+                        let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ k[i] &+ w[i]
                         let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
-                        hh = g; g = f; f = e; e = d &+ t1
+                        h = g; g = f; f = e; e = d &+ t1
                         d = c; c = b; b = a; a = t1 &+ t2
                     }
-                    h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d
-                    h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
+                    h0 &+= a; h1 &+= b; h2 &+= c; h3 &+= d; h4 &+= e; h5 &+= f; h6 &+= g; h7 &+= h
                 }
             }
         }
+        state = [h0, h1, h2, h3, h4, h5, h6, h7]
     }
-
-    
 
     /// The sha256 of a file, read in 4 MiB chunks.
     public static func hexOfFile(at path: String) throws -> String {
