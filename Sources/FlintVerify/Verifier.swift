@@ -13,8 +13,10 @@ public struct VerifyThresholds: Codable, Sendable, Equatable {
     public var minTop1: Double = 0.95
     /// Mean KL(reference ‖ candidate) of the next-token distributions, in nats.
     public var maxMeanKL: Double = 0.05
-    /// Fraction of prompts whose free-running greedy generation equals the reference's exactly.
-    public var minExact: Double = 0.5
+    /// Fraction of prompts whose free-running greedy generation may differ from the reference's: the check fails
+    /// when the changed fraction is AT or above it, so the default 0.1 fails a model that changed one prompt in
+    /// ten (or more). 0 would fail any change; use 1.01 to switch the check off.
+    public var maxChanged: Double = 0.1
     /// Every block's output SNR against the reference's, in dB; the first block below it is named.
     public var minLayerSNR: Double = 15
 
@@ -23,7 +25,7 @@ public struct VerifyThresholds: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case minTop1 = "min_top1"
         case maxMeanKL = "max_mean_kl"
-        case minExact = "min_exact"
+        case maxChanged = "max_changed"
         case minLayerSNR = "min_layer_snr_db"
     }
 }
@@ -34,10 +36,21 @@ public struct LayerAgreement: Codable, Sendable, Equatable {
     public var cosine: Double
     /// nil when the outputs are identical (infinite SNR).
     public var snrDB: Double?
+    /// The SNR of the noise this block added itself (its output's noise minus its input's), in dB; nil when it
+    /// added none.
+    public var ownSNR: Double?
+
+    public init(name: String, cosine: Double, snrDB: Double?, ownSNR: Double? = nil) {
+        self.name = name
+        self.cosine = cosine
+        self.snrDB = snrDB
+        self.ownSNR = ownSNR
+    }
 
     enum CodingKeys: String, CodingKey {
         case name, cosine
         case snrDB = "snr_db"
+        case ownSNR = "own_snr_db"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -45,6 +58,7 @@ public struct LayerAgreement: Codable, Sendable, Equatable {
         try c.encode(name, forKey: .name)
         try c.encode(cosine, forKey: .cosine)
         if let snrDB { try c.encode(snrDB, forKey: .snrDB) } else { try c.encodeNil(forKey: .snrDB) }
+        if let ownSNR { try c.encode(ownSNR, forKey: .ownSNR) } else { try c.encodeNil(forKey: .ownSNR) }
     }
 }
 
@@ -70,6 +84,61 @@ public struct PromptResult: Codable, Sendable, Equatable {
     }
 }
 
+/// The output head measured as a layer: the candidate's final norm and head against the reference's, both fed the
+/// reference's last decoder hidden state, so this is the head's own error and not upstream drift.
+public struct HeadAgreement: Codable, Sendable, Equatable {
+    public var name: String
+    /// SNR of the candidate head's logits against the reference head's, in dB; nil when identical.
+    public var logitsSNR: Double?
+    /// Mean KL(reference head ‖ candidate head) over every teacher-forced step, in nats.
+    public var meanKL: Double
+    public var top1Agreement: Double
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case logitsSNR = "logits_snr_db"
+        case meanKL = "mean_kl"
+        case top1Agreement = "top1_agreement"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        if let logitsSNR { try c.encode(logitsSNR, forKey: .logitsSNR) } else { try c.encodeNil(forKey: .logitsSNR) }
+        try c.encode(meanKL, forKey: .meanKL)
+        try c.encode(top1Agreement, forKey: .top1Agreement)
+    }
+}
+
+/// The largest activation a block's output (the residual stream) reached in the float reference, over every
+/// prompt and position: the outlier channels that make int8 hard.
+public struct ActivationPeak: Codable, Sendable, Equatable {
+    public var name: String
+    public var maxAbs: Double
+    /// The channel (hidden-state index) holding the largest value.
+    public var channel: Int
+    /// Largest channel's |max| divided by the median channel's |max|: ≫ 10 means a few outlier channels.
+    public var outlierRatio: Double
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case maxAbs = "max_abs"
+        case channel
+        case outlierRatio = "outlier_ratio"
+    }
+}
+
+/// Which part of the model is named as the one that loses the quality, and by which rule.
+public struct Culprit: Codable, Sendable, Equatable {
+    /// A block (`encoder.block.N`, `decoder.block.N`) or `lm_head`.
+    public var name: String
+    /// `sensitivity` (largest mean KL when only that part is the candidate's) or `own-noise` (the block that
+    /// added the most noise itself; lm_head when its own KL is at least half the whole model's).
+    public var rule: String
+    /// The measure behind the choice, in words.
+    public var reason: String
+}
+
 public struct VerifyReport: Codable, Sendable {
     public var passed: Bool
     public var prompts: Int
@@ -86,6 +155,14 @@ public struct VerifyReport: Codable, Sendable {
     public var worstLayer: String?
     /// Whether `worstLayer` fell below the threshold (true) or is merely the weakest (false).
     public var worstLayerBelowThreshold: Bool
+    /// The output head on the reference's own hidden states.
+    public var head: HeadAgreement?
+    /// Per block (and lm_head): the quality lost when only that part is the candidate's. nil when not run.
+    public var sensitivity: [ComponentSensitivity]?
+    /// Where the drift starts (nil when the candidate is exact).
+    public var culprit: Culprit?
+    /// Residual-stream peaks of the float reference, per block.
+    public var activations: [ActivationPeak]
     public var thresholds: VerifyThresholds
     /// Which checks failed, in words.
     public var failures: [String]
@@ -104,8 +181,47 @@ public struct VerifyReport: Codable, Sendable {
         case similarity, layers
         case worstLayer = "worst_layer"
         case worstLayerBelowThreshold = "worst_layer_below_threshold"
+        case head, sensitivity
+        case culprit, activations
         case thresholds, failures, candidate, reference, details
     }
+
+    /// The fraction of prompts whose greedy generation differs from the reference's.
+    public var changedFraction: Double { 1 - exactMatch }
+
+    /// Every key is always written (null when absent), so scripts see a stable shape.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(passed, forKey: .passed)
+        try c.encode(prompts, forKey: .prompts)
+        try c.encode(top1Agreement, forKey: .top1Agreement)
+        try c.encode(firstTokenAgreement, forKey: .firstTokenAgreement)
+        try c.encode(meanKL, forKey: .meanKL)
+        try c.encode(p99KL, forKey: .p99KL)
+        try c.encode(maxKL, forKey: .maxKL)
+        try c.encode(exactMatch, forKey: .exactMatch)
+        try c.encode(similarity, forKey: .similarity)
+        try c.encode(layers, forKey: .layers)
+        if let worstLayer { try c.encode(worstLayer, forKey: .worstLayer) } else { try c.encodeNil(forKey: .worstLayer) }
+        try c.encode(worstLayerBelowThreshold, forKey: .worstLayerBelowThreshold)
+        if let head { try c.encode(head, forKey: .head) } else { try c.encodeNil(forKey: .head) }
+        if let sensitivity { try c.encode(sensitivity, forKey: .sensitivity) } else { try c.encodeNil(forKey: .sensitivity) }
+        if let culprit { try c.encode(culprit, forKey: .culprit) } else { try c.encodeNil(forKey: .culprit) }
+        try c.encode(activations, forKey: .activations)
+        try c.encode(thresholds, forKey: .thresholds)
+        try c.encode(failures, forKey: .failures)
+        try c.encode(candidate, forKey: .candidate)
+        try c.encode(reference, forKey: .reference)
+        try c.encode(details, forKey: .details)
+    }
+}
+
+/// When `verify` runs the per-block sensitivity pass (one teacher-forced run per block).
+public enum SensitivityMode: String, Sendable, CaseIterable {
+    /// Only when a check fails: that is when the culprit matters, and it costs one extra run per block.
+    case auto
+    case always
+    case never
 }
 
 /// What the verifier runs on: a model and a way to turn prompts into ids.
@@ -143,10 +259,11 @@ public enum Verifier {
         }
     }
 
-    /// Compares `candidate` with `reference` on `inputs`. `progress(done, total)` after each prompt.
+    /// Compares `candidate` with `reference` on `inputs`. `progress(done, total)` after each prompt (and after
+    /// each component of the sensitivity pass, counted on from there).
     public static func verify(candidate: WeightSource, reference: WeightSource, inputs: [VerifyInput],
                               maxNewTokens: Int, thresholds: VerifyThresholds, pool: ThreadPool? = .shared,
-                              int8Kernels: Int8KernelMode? = .weightOnly,
+                              int8Kernels: Int8KernelMode? = .weightOnly, sensitivity: SensitivityMode = .auto,
                               progress: ((Int, Int) -> Void)? = nil) throws -> VerifyReport {
         try checkComparable(candidate: candidate, reference: reference)
         guard !inputs.isEmpty else { throw FlintError("verify: no prompts") }
@@ -156,21 +273,29 @@ public enum Verifier {
         // Int8 weights run on the int8 kernels, as `flint run` would run them.
         let ref = try T5ForConditionalGeneration(weights: reference, pool: pool, int8Kernels: int8Kernels)
         let cand = try T5ForConditionalGeneration(weights: candidate, pool: pool, int8Kernels: int8Kernels)
+        let head = try HeadProbe(reference: reference, candidate: candidate, pool: pool, int8Kernels: int8Kernels)
         let layers = LayerComparison(encoderBlocks: ref.config.numEncoderLayers, decoderBlocks: ref.config.numDecoderLayers)
+        let lastDecoderBlock = layers.index(.decoder, ref.config.numDecoderLayers - 1)
+        var peaks = ActivationPeaks(layers: layers, dModel: ref.config.dModel)
         var kls: [Double] = []
         var top1Hits = 0, steps = 0, firstHits = 0
         var exact = 0
         var differingSimilarity: [Double] = []
         var details: [PromptResult] = []
+        var scripts: [TeacherScript] = []
+        var headSums = LayerComparison.Sums(), headKL = 0.0, headHits = 0
         let greedy = GenerationOptions(maxNewTokens: maxNewTokens, strategy: .greedy)
+        let sensitivityRuns = sensitivity == .never ? 0 : layers.count
+        let totalWork = inputs.count + (sensitivity == .always ? sensitivityRuns : 0)
 
         for (i, input) in inputs.enumerated() {
             // The reference's greedy continuation is the script both models are scored on.
             let refGen = try ref.generate(inputIds: input.inputIds, options: greedy)
             let script = Array(refGen.sequence.dropLast())   // decoder inputs: start + all but the last token
             var recorder = layers.recorder()
-            let refLogits = try ref.logits(inputIds: input.inputIds, decoderInputIds: script) { stack, block, hidden, _ in
+            let refLogits = try ref.logits(inputIds: input.inputIds, decoderInputIds: script) { stack, block, hidden, rows in
                 recorder.record(stack, block, hidden)
+                peaks.observe(stack, block, hidden, rows: rows)
             }
             var comparer = layers.comparer(recorder)
             let candLogits = try cand.logits(inputIds: input.inputIds, decoderInputIds: script) { stack, block, hidden, _ in
@@ -187,8 +312,16 @@ public enum Verifier {
                 let kl = klDivergence(reference: r, candidate: c)
                 kls.append(kl)
                 promptKL += kl
+                // The head alone, on the reference's hidden state of this step.
+                let (hr, hc) = head.logits(recorder.recorder.outputs[lastDecoderBlock][step])
+                headSums.add(reference: hr, candidate: hc)
+                headKL += klDivergence(reference: hr, candidate: hc)
+                if argmax(hr) == argmax(hc) { headHits += 1 }
             }
             steps += script.count
+            if sensitivity != .never {
+                scripts.append(TeacherScript(inputIds: input.inputIds, decoderInputIds: script, referenceLogits: refLogits))
+            }
             let candGen = try cand.generate(inputIds: input.inputIds, options: greedy)
             let refIds = refGen.generatedIds, candIds = candGen.generatedIds
             let same = refIds == candIds
@@ -197,10 +330,11 @@ public enum Verifier {
             details.append(PromptResult(prompt: input.prompt, inputTokens: input.inputIds.count, referenceIds: refIds,
                                         candidateIds: candIds, top1Agreement: Double(promptHits) / Double(max(1, script.count)),
                                         meanKL: promptKL / Double(max(1, script.count)), exact: same, similarity: sim))
-            progress?(i + 1, inputs.count)
+            progress?(i + 1, totalWork)
         }
 
-        let layerResults = layers.results()
+        var layerResults = layers.results()
+        for (i, own) in ownSNRs(layerResults, encoderBlocks: layers.encoderBlocks).enumerated() { layerResults[i].ownSNR = own }
         var report = VerifyReport(
             passed: false, prompts: inputs.count,
             top1Agreement: Double(top1Hits) / Double(max(1, steps)),
@@ -209,10 +343,65 @@ public enum Verifier {
             p99KL: percentile(kls, 0.99), maxKL: kls.max() ?? 0,
             exactMatch: Double(exact) / Double(inputs.count),
             similarity: differingSimilarity.isEmpty ? 1 : differingSimilarity.reduce(0, +) / Double(differingSimilarity.count),
-            layers: layerResults, worstLayer: nil, worstLayerBelowThreshold: false, thresholds: thresholds,
+            layers: layerResults, worstLayer: nil, worstLayerBelowThreshold: false,
+            head: HeadAgreement(name: "lm_head", logitsSNR: headSums.snrDB, meanKL: headKL / Double(max(1, steps)),
+                                top1Agreement: Double(headHits) / Double(max(1, steps))),
+            sensitivity: nil, culprit: nil, activations: peaks.results(),
+            thresholds: thresholds,
             failures: [], candidate: candidate.sourceDescription, reference: reference.sourceDescription, details: details)
         judge(&report)
+        if sensitivity == .always || (sensitivity == .auto && !report.passed) {
+            let total = inputs.count + sensitivityRuns
+            var measured = try Sensitivity.measure(
+                reference: reference, candidate: candidate, components: Sensitivity.blockComponents(candidate),
+                scripts: scripts, pool: pool, int8Kernels: int8Kernels) { done, _, _ in progress?(inputs.count + done, total) }
+            if let h = report.head {
+                measured.append(ComponentSensitivity(name: "lm_head", meanKL: h.meanKL, top1Agreement: h.top1Agreement,
+                                                     identical: h.logitsSNR == nil,
+                                                     tensors: [head.headName, "decoder.final_layer_norm.weight"]))
+            }
+            report.sensitivity = measured
+        }
+        report.culprit = culprit(report)
         return report
+    }
+
+    /// Per block, the SNR of the noise the block itself added: noise powers add, so the block's own
+    /// noise-to-signal ratio is its output's minus its input's (`10^(−SNR/10)` each). A block's input is the
+    /// block before it in the same stack; the first encoder block's is the embedding (taken as exact), the first
+    /// decoder block's the encoder output (the drift that reaches it through cross-attention). nil when the
+    /// block added no noise.
+    static func ownSNRs(_ layers: [LayerAgreement], encoderBlocks: Int) -> [Double?] {
+        func nsr(_ l: LayerAgreement) -> Double { l.snrDB.map { pow(10, -$0 / 10) } ?? 0 }
+        return layers.indices.map { i in
+            let input = i == 0 ? 0 : nsr(layers[i - 1])   // decoder block 0 follows the last encoder block
+            let added = nsr(layers[i]) - input
+            return added > 0 ? -10 * log10(added) : nil
+        }
+    }
+
+    /// Names where the drift starts.
+    /// - With the sensitivity pass: the block or lm_head whose candidate weights alone, in the otherwise float
+    ///   reference, cost the largest mean KL (the part that, fixed alone, recovers most).
+    /// - Without it: lm_head when the head's own KL (on the reference's hidden states) is at least half the whole
+    ///   model's; otherwise the block that added the most noise itself (lowest own SNR, see `ownSNRs`).
+    /// nil when the candidate is exact everywhere.
+    public static func culprit(_ r: VerifyReport) -> Culprit? {
+        if let s = r.sensitivity, let top = s.max(by: { $0.meanKL < $1.meanKL }), top.meanKL > 0 {
+            let share = r.meanKL > 0 ? String(format: " (the whole model: %.3g)", r.meanKL) : ""
+            return Culprit(name: top.name, rule: "sensitivity",
+                           reason: String(format: "only %@ from the candidate: mean KL %.3g, top-1 %.4f%@", top.name,
+                                          top.meanKL, top.top1Agreement, share))
+        }
+        if let h = r.head, h.meanKL > 0, h.meanKL >= 0.5 * r.meanKL {
+            return Culprit(name: "lm_head", rule: "own-noise",
+                           reason: String(format: "lm_head alone on the reference's hidden states: mean KL %.3g of the whole model's %.3g",
+                                          h.meanKL, r.meanKL))
+        }
+        guard let top = r.layers.filter({ $0.ownSNR != nil }).min(by: { $0.ownSNR! < $1.ownSNR! }) else { return nil }
+        return Culprit(name: top.name, rule: "own-noise",
+                       reason: String(format: "the block that added the most noise itself: own SNR %.1f dB (output %@)",
+                                      top.ownSNR!, top.snrDB.map { String(format: "%.1f dB", $0) } ?? "exact"))
     }
 
     /// Applies the thresholds: fills `failures`, `passed` and `worstLayer`.
@@ -225,8 +414,9 @@ public enum Verifier {
         if report.meanKL > t.maxMeanKL {
             failures.append(String(format: "mean KL %.5f > %.5f", report.meanKL, t.maxMeanKL))
         }
-        if report.exactMatch < t.minExact {
-            failures.append(String(format: "exact match %.3f < %.3f", report.exactMatch, t.minExact))
+        let changed = report.changedFraction
+        if changed > 0 && changed >= t.maxChanged - 1e-12 {
+            failures.append(String(format: "greedy output changed on %.3f of prompts (fails at ≥ %.3f)", changed, t.maxChanged))
         }
         if let first = report.layers.first(where: { ($0.snrDB ?? .infinity) < t.minLayerSNR }) {
             report.worstLayer = first.name
@@ -375,6 +565,59 @@ final class LayerComparison {
             let cosine = s.refSquares > 0 && s.candSquares > 0 ? s.dot / (s.refSquares.squareRoot() * s.candSquares.squareRoot()) : 1
             let snr: Double? = s.diffSquares == 0 ? nil : 10 * log10(s.refSquares / s.diffSquares)
             return LayerAgreement(name: name(i), cosine: cosine, snrDB: snr)
+        }
+    }
+}
+
+extension LayerComparison {
+    var count: Int { encoderBlocks + decoderBlocks }
+}
+
+extension LayerComparison.Sums {
+    mutating func add(reference r: [Float], candidate c: [Float]) {
+        for j in 0..<min(r.count, c.count) {
+            let a = Double(r[j]), b = Double(c[j])
+            refSquares += a * a
+            candSquares += b * b
+            dot += a * b
+            diffSquares += (a - b) * (a - b)
+        }
+    }
+
+    /// nil when identical.
+    var snrDB: Double? { diffSquares == 0 ? nil : 10 * log10(refSquares / diffSquares) }
+}
+
+/// Per block, the largest |value| of the reference's block outputs and the per-channel maxima behind it.
+struct ActivationPeaks {
+    let layers: LayerComparison
+    let dModel: Int
+    /// `[layer][channel]` running max |value|.
+    var channelMax: [[Float]]
+
+    init(layers: LayerComparison, dModel: Int) {
+        self.layers = layers
+        self.dModel = dModel
+        channelMax = [[Float]](repeating: [Float](repeating: 0, count: dModel), count: layers.count)
+    }
+
+    mutating func observe(_ stack: T5StackKind, _ block: Int, _ hidden: UnsafeBufferPointer<Float>, rows: Int) {
+        let i = layers.index(stack, block)
+        for r in 0..<rows {
+            for ch in 0..<dModel {
+                let v = abs(hidden[r * dModel + ch])
+                if v > channelMax[i][ch] { channelMax[i][ch] = v }
+            }
+        }
+    }
+
+    func results() -> [ActivationPeak] {
+        channelMax.indices.map { i in
+            let m = channelMax[i]
+            let channel = m.indices.max { m[$0] < m[$1] } ?? 0
+            let median = m.sorted()[m.count / 2]
+            return ActivationPeak(name: layers.name(i), maxAbs: Double(m[channel]), channel: channel,
+                                  outlierRatio: median > 0 ? Double(m[channel] / median) : 0)
         }
     }
 }

@@ -13,7 +13,7 @@ public enum VerifyReportWriter {
             return String(line.reversed().drop(while: { $0 == " " }).reversed())
         }
         let worstSNR = r.layers.first { $0.name == r.worstLayer }?.snrDB
-        var lines = [
+        var lines: [String] = [
             "candidate  \(r.candidate)",
             "reference  \(r.reference)",
             "prompts    \(r.prompts)",
@@ -23,21 +23,43 @@ public enum VerifyReportWriter {
             row("first-token agreement", String(format: "%.4f", r.firstTokenAgreement)),
             row("mean KL (nats)", String(format: "%.3g", r.meanKL), String(format: "≤ %.3g", t.maxMeanKL), r.meanKL <= t.maxMeanKL),
             row("p99 / max KL", String(format: "%.3g / %.3g", r.p99KL, r.maxKL)),
-            row("exact match (greedy)", String(format: "%.3f", r.exactMatch), String(format: "≥ %.3f", t.minExact), r.exactMatch >= t.minExact),
+            row("greedy changed (prompts)", String(format: "%.3f (exact %.3f)", r.changedFraction, r.exactMatch),
+                String(format: "< %.3f", t.maxChanged), !(r.changedFraction > 0 && r.changedFraction >= t.maxChanged - 1e-12)),
             row("similarity of the rest", String(format: "%.3f", r.similarity)),
             row(r.worstLayerBelowThreshold ? "first drifting block" : "weakest block", r.worstLayer ?? "-"),
             row("  its output SNR (dB)", worstSNR.map { String(format: "%.1f", $0) } ?? "exact",
                 String(format: "≥ %.1f", t.minLayerSNR), !r.worstLayerBelowThreshold),
+        ]
+        if let h = r.head {
+            lines.append(row("lm_head alone: KL / top-1", String(format: "%.3g / %.4f", h.meanKL, h.top1Agreement)))
+            lines.append(row("  its logits SNR (dB)", h.logitsSNR.map { String(format: "%.1f", $0) } ?? "exact"))
+        }
+        lines.append(row("drift starts at", r.culprit?.name ?? "- (exact)"))
+        if let c = r.culprit { lines.append("  rule \(c.rule): \(c.reason)") }
+        if let s = r.sensitivity {
+            lines.append("  only this part from the candidate (mean KL): " + s.map {
+                "\(short($0.name)) " + ($0.identical ? "exact" : String(format: "%.3g", $0.meanKL))
+            }.joined(separator: ", "))
+        }
+        if let peak = r.activations.max(by: { $0.maxAbs < $1.maxAbs }) {
+            lines.append(row("largest activation (float)", String(format: "%.4g", peak.maxAbs))
+                         + String(format: "   %@ channel %d, %.0f× the median channel", peak.name, peak.channel, peak.outlierRatio))
+        }
+        lines += [
             "",
             r.passed ? "PASSED" : "FAILED: " + r.failures.joined(separator: "; "),
         ]
         if r.layers.count <= 64 {
             lines.insert(contentsOf: ["", "block SNR (dB): " + r.layers.map {
-                "\($0.name.replacingOccurrences(of: "encoder.block.", with: "e").replacingOccurrences(of: "decoder.block.", with: "d")) "
-                    + ($0.snrDB.map { String(format: "%.1f", $0) } ?? "exact")
+                "\(short($0.name)) " + ($0.snrDB.map { String(format: "%.1f", $0) } ?? "exact")
             }.joined(separator: ", ")], at: lines.count - 2)
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// `e0`, `d3`, `lm_head`: block names shortened for one-line lists.
+    static func short(_ name: String) -> String {
+        name.replacingOccurrences(of: "encoder.block.", with: "e").replacingOccurrences(of: "decoder.block.", with: "d")
     }
 
     /// Markdown with the same numbers, a per-block table, and the chart linked beside it.
@@ -49,7 +71,13 @@ public enum VerifyReportWriter {
         md += String(format: "| first-token agreement | %.4f | |\n", r.firstTokenAgreement)
         md += String(format: "| mean KL (nats) | %.5f | ≤ %.5f |\n", r.meanKL, r.thresholds.maxMeanKL)
         md += String(format: "| p99 KL | %.5f | |\n| max KL | %.5f | |\n", r.p99KL, r.maxKL)
-        md += String(format: "| exact match (greedy) | %.3f | ≥ %.3f |\n", r.exactMatch, r.thresholds.minExact)
+        md += String(format: "| exact match (greedy) | %.3f | |\n", r.exactMatch)
+        md += String(format: "| prompts whose greedy output changed | %.3f | < %.3f |\n", r.changedFraction, r.thresholds.maxChanged)
+        if let h = r.head {
+            md += String(format: "| lm_head alone (reference hidden states): mean KL | %.5f | |\n", h.meanKL)
+            md += String(format: "| lm_head alone: top-1 / logits SNR (dB) | %.4f / %@ | |\n", h.top1Agreement,
+                         h.logitsSNR.map { String(format: "%.1f", $0) } ?? "exact")
+        }
         md += String(format: "| similarity of differing generations | %.3f | |\n", r.similarity)
         md += "\n"
         if let w = r.worstLayer {
@@ -57,11 +85,25 @@ public enum VerifyReportWriter {
                 ? "**First block to drift below \(r.thresholds.minLayerSNR) dB: `\(w)`.**\n\n"
                 : "Weakest block: `\(w)` (all blocks above \(r.thresholds.minLayerSNR) dB).\n\n"
         }
+        if let c = r.culprit {
+            md += "**Drift starts at `\(c.name)`** (rule `\(c.rule)`: \(c.reason)).\n\n"
+        }
+        if let s = r.sensitivity {
+            md += "Sensitivity (the float reference with only this part from the candidate):\n\n| part | mean KL | top-1 |\n|---|---:|---:|\n"
+            for c in s {
+                md += "| \(c.name) | \(c.identical ? "exact" : String(format: "%.5f", c.meanKL)) | \(String(format: "%.4f", c.top1Agreement)) |\n"
+            }
+            md += "\n"
+        }
         if !r.failures.isEmpty { md += "Failures:\n" + r.failures.map { "- \($0)\n" }.joined() + "\n" }
         if let chartFileName { md += "![per-block SNR](\(chartFileName))\n\n" }
-        md += "| block | cosine | SNR (dB) |\n|---|---:|---:|\n"
+        md += "| block | cosine | SNR (dB) | own SNR (dB) | largest activation (float) | channel | × median channel |\n"
+        md += "|---|---:|---:|---:|---:|---:|---:|\n"
         for l in r.layers {
-            md += "| \(l.name) | \(String(format: "%.6f", l.cosine)) | \(l.snrDB.map { String(format: "%.1f", $0) } ?? "exact") |\n"
+            let peak = r.activations.first { $0.name == l.name }
+            md += "| \(l.name) | \(String(format: "%.6f", l.cosine)) | \(l.snrDB.map { String(format: "%.1f", $0) } ?? "exact") | "
+                + (l.ownSNR.map { String(format: "%.1f", $0) } ?? "-") + " | "
+                + (peak.map { String(format: "%.4g | %d | %.0f", $0.maxAbs, $0.channel, $0.outlierRatio) } ?? " | | ") + " |\n"
         }
         md += "\n## Prompts\n\n| prompt | tokens | top-1 | mean KL | exact | similarity |\n|---|---:|---:|---:|:-:|---:|\n"
         for d in r.details {
