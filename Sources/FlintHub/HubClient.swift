@@ -393,7 +393,9 @@ public final class HubClient {
             throw FlintError("\(partial): cannot write to the hub cache")
         }
         defer { try? handle.close() }
-        let sameHost = source.host == URL(string: settings.endpoint)?.host
+        // The token is for the Hub only: a CDN the file redirected to gets no Authorization header.
+        let endpointURL = URL(string: settings.endpoint)
+        let sameHost = source.host == endpointURL?.host && source.port == endpointURL?.port
         var transferred: Int64 = 0
         var failures = 0
         var lastFailure = ""

@@ -188,6 +188,20 @@ final class HubClientTests: XCTestCase {
         XCTAssertEqual(contentGETs().filter { $0.path.hasSuffix("model.safetensors") }.map { $0.headers["range"] }, ["bytes=123456-"])
     }
 
+    func testAServerThatIgnoresRangeStartsTheFileOverAndA503IsRetried() throws {
+        let repo = t5Repo()
+        hub.add(repo)
+        hub.ignoreRange()
+        hub.dropConnection(of: "model.safetensors", after: 50_000)
+        hub.failWith503("spiece.model", times: 2)
+        let snapshot = try client().snapshot(try reference())
+        let weights = try XCTUnwrap(snapshot.files.first { $0.name == "model.safetensors" })
+        XCTAssertEqual(weights.bytesTransferred, 250_000)  // 50 000, then the whole file again
+        XCTAssertEqual(FileManager.default.contents(atPath: snapshot.folder + "/model.safetensors"), repo.files["model.safetensors"])
+        XCTAssertEqual(FileManager.default.contents(atPath: snapshot.folder + "/spiece.model"), repo.files["spiece.model"])
+        XCTAssertEqual(contentGETs().filter { $0.path.hasSuffix("spiece.model") }.count, 3)
+    }
+
     func testAStalledDownloadTimesOutAndIsResumed() throws {
         hub.add(t5Repo())
         hub.stall("model.safetensors", seconds: 4)

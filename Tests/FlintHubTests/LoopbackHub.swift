@@ -43,6 +43,8 @@ final class LoopbackHub: @unchecked Sendable {
     private var _corrupt: Set<String> = []
     private var _hidden: Set<String> = []
     private var _requiredToken: String?
+    private var _ignoreRange = false
+    private var _failures: [String: Int] = [:]
     private var listener: Int32 = -1
     private var running = true
     private var acceptThread: Thread?
@@ -95,6 +97,10 @@ final class LoopbackHub: @unchecked Sendable {
     func corrupt(_ file: String) { locked { _ = _corrupt.insert(file) } }
     /// The file is listed by the API but its resolve URL answers 404 EntryNotFound.
     func hide(_ file: String) { locked { _ = _hidden.insert(file) } }
+    /// Range headers are ignored: the whole file comes back with 200 (as some proxies and CDNs do).
+    func ignoreRange() { locked { _ignoreRange = true } }
+    /// The next `count` GETs of this file's contents answer 503.
+    func failWith503(_ file: String, times count: Int) { locked { _failures[file] = count } }
     /// Every request must carry `Authorization: Bearer token` (else 401), as for a gated repository.
     func requireToken(_ token: String?) { locked { _requiredToken = token } }
 
@@ -255,6 +261,12 @@ final class LoopbackHub: @unchecked Sendable {
             return
         }
         let file = String(key.dropFirst(repo.id.count + 1))
+        let failNow: Bool = locked {
+            guard let left = _failures[file], left > 0 else { return false }
+            _failures[file] = left - 1
+            return true
+        }
+        if failNow { return respond(connection, 503, "Service Unavailable") }
         if locked({ _corrupt.contains(file) }), !data.isEmpty { data[data.startIndex] ^= 0xFF }
         if let seconds = locked({ _stallFirst.removeValue(forKey: file) }) {
             // Stalls without a byte, but stops early once the client has given up and closed the connection.
@@ -268,7 +280,7 @@ final class LoopbackHub: @unchecked Sendable {
         var start = 0
         var status = 200
         var headers = ["ETag": "\"\(LoopbackHub.etag(of: data, lfs: true))\"", "Accept-Ranges": "bytes"]
-        if let range = request.headers["range"], range.hasPrefix("bytes="), range.hasSuffix("-"),
+        if !locked({ _ignoreRange }), let range = request.headers["range"], range.hasPrefix("bytes="), range.hasSuffix("-"),
            let from = Int(range.dropFirst(6).dropLast()) {
             guard from < data.count else {
                 respond(connection, 416, "Range Not Satisfiable", headers: ["Content-Range": "bytes */\(data.count)"])
