@@ -1,0 +1,27 @@
+// `T5LayerNorm`: RMS norm, `weight · x / sqrt(mean(x²) + eps)`, no mean subtraction, no bias.
+import FlintKernels
+
+struct T5LayerNorm {
+    let weight: [Float]
+    let epsilon: Float
+
+    /// `name`: e.g. `encoder.block.0.layer.0.layer_norm.weight` or `decoder.final_layer_norm.weight`.
+    init(_ loader: WeightLoader, _ name: String, dModel: Int, epsilon: Double) throws {
+        weight = try loader.vector(name, count: dModel)
+        self.epsilon = Float(epsilon)
+    }
+
+    /// `rows × dModel` from `x` into `y`.
+    func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        let d = weight.count
+        weight.withUnsafeBufferPointer { w in
+            for r in 0..<rows {
+                let row = x + r * d
+                let variance = dot(row, row, count: d) / Float(d)
+                let inverse = 1 / (variance + epsilon).squareRoot()
+                let out = y + r * d
+                for i in 0..<d { out[i] = w[i] * (row[i] * inverse) }
+            }
+        }
+    }
+}
