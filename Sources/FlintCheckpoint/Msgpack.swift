@@ -4,7 +4,12 @@
 //
 // Bounds: every length is checked against the bytes that remain before anything is allocated (an array or map
 // of n entries needs at least n (or 2n) more bytes), nesting is limited to `maxDepth`, and strings must be
-// valid UTF-8 (msgpack-python's `raw=False`, which flax uses, rejects them too).
+// valid UTF-8 (msgpack-python's `raw=False`, which flax uses, rejects them too). Memory: values are a flat
+// enum (about 24 bytes; containers hold arrays, no per-value boxes), and one decode may make at most
+// `maxValues` of them (an array's or map's slots are charged before they are allocated, and again as their
+// values are decoded). A Flax parameter tree has a few values
+// per parameter (t5-11b: about 600 parameters), so the default is far above any real file, while a file made
+// of one huge array of small integers (one byte each) fails at once instead of growing to gigabytes.
 
 /// A decoding failure at a byte offset of the input.
 struct MsgpackError: Error {
@@ -14,7 +19,7 @@ struct MsgpackError: Error {
 
 /// One decoded msgpack value. `binary` and `ext` payloads are byte ranges `[offset, offset + count)` of the
 /// decoded buffer (absolute, also inside ext payloads).
-indirect enum MsgpackValue {
+enum MsgpackValue {
     case none
     case bool(Bool)
     case int(Int64)
@@ -66,18 +71,24 @@ struct MsgpackDecoder {
     /// Deep enough for any parameter tree (Flax T5 nests about 8 levels, chunked arrays add 3).
     static let defaultMaxDepth = 64
 
+    /// Values one decode may produce (about 24 MB of them).
+    static let defaultMaxValues = 1_000_000
+
     let bytes: UnsafeRawBufferPointer
     let maxDepth: Int
+    let maxValues: Int
 
-    init(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = MsgpackDecoder.defaultMaxDepth) {
+    init(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = MsgpackDecoder.defaultMaxDepth,
+         maxValues: Int = MsgpackDecoder.defaultMaxValues) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.maxValues = maxValues
     }
 
     /// Decodes exactly one value spanning `range` (the whole buffer by default); trailing bytes are an error.
     func decodeSingle(in range: Range<Int>? = nil) throws -> MsgpackValue {
         let r = range ?? 0..<bytes.count
-        var cursor = Cursor(bytes: bytes, position: r.lowerBound, end: r.upperBound)
+        var cursor = Cursor(bytes: bytes, position: r.lowerBound, end: r.upperBound, valuesLeft: maxValues)
         let value = try decode(&cursor, depth: 0)
         guard cursor.position == r.upperBound else {
             throw MsgpackError(message: "\(r.upperBound - cursor.position) extra bytes after the value that ends here",
@@ -90,8 +101,19 @@ struct MsgpackDecoder {
         let bytes: UnsafeRawBufferPointer
         var position: Int
         let end: Int
+        /// The value budget still available to this decode.
+        var valuesLeft: Int
 
         var remaining: Int { end - position }
+
+        /// Takes `n` values from the budget, before they are allocated.
+        mutating func charge(_ n: Int, _ start: Int, limit: Int) throws {
+            guard n <= valuesLeft else {
+                throw MsgpackError(message: "more than \(limit) values (no Flax checkpoint has this many; the file "
+                                   + "is not a parameter tree)", offset: start)
+            }
+            valuesLeft -= n
+        }
 
         mutating func need(_ n: Int, _ what: @autoclosure () -> String) throws {
             guard n >= 0, n <= remaining else {
@@ -120,6 +142,7 @@ struct MsgpackDecoder {
             throw MsgpackError(message: "nesting deeper than \(maxDepth) levels", offset: c.position)
         }
         let start = c.position
+        try c.charge(1, start, limit: maxValues)
         let t = try c.byte()
         switch t {
         case 0x00...0x7f: return .int(Int64(t))
@@ -193,6 +216,7 @@ struct MsgpackDecoder {
             throw MsgpackError(message: "array of \(count) elements cannot fit in the \(c.remaining) bytes that remain",
                                offset: start)
         }
+        try c.charge(count, start, limit: maxValues)
         var items: [MsgpackValue] = []
         items.reserveCapacity(count)
         for _ in 0..<count { items.append(try decode(&c, depth: depth + 1)) }
@@ -204,6 +228,7 @@ struct MsgpackDecoder {
             throw MsgpackError(message: "map of \(count) entries cannot fit in the \(c.remaining) bytes that remain",
                                offset: start)
         }
+        try c.charge(2 * count, start, limit: maxValues)
         var entries: [(key: MsgpackValue, value: MsgpackValue)] = []
         entries.reserveCapacity(count)
         var stringKeys = Set<String>()

@@ -7,7 +7,10 @@
 // Containers live in an arena and refer to each other by index, so no input — however deeply nested or
 // self-referential — can make a recursive structure whose release would overflow the stack. Every length is
 // checked against the bytes left, so no input can cause a huge allocation; each opcode consumes at least one
-// byte, so the loop ends.
+// byte, so the loop ends. Values are small (24 bytes: the rare large payloads are boxed) and every value made
+// — pushed, copied into a container, memoised — is charged to a budget (`valueBudget`), so a few bytes that
+// make many values (memo GETs feeding OrderedDict copies, millions of pickled Nones) fail fast with a clear
+// error instead of growing to gigabytes.
 import FlintFormat
 
 /// A reference to a storage from a persistent id (`BINPERSID`): torch's
@@ -50,9 +53,9 @@ public enum PickleValue: Sendable, Equatable {
     /// Bytes (offset and length in the pickle).
     case bytes(offset: Int, length: Int)
     /// An allowed global: `module.name`.
-    case global(module: String, name: String)
-    case storage(PickleStorageRef)
-    case tensor(PickleTensorRef)
+    indirect case global(module: String, name: String)
+    indirect case storage(PickleStorageRef)
+    indirect case tensor(PickleTensorRef)
     /// A tuple, list, dict or set in the arena.
     case object(Int)
 
@@ -159,8 +162,16 @@ public struct RestrictedUnpickler {
     /// Upper bound on the value stack plus mark stack, far above any state dict's needs.
     static let maxStackDepth = 1_000_000
 
+    /// Values a pickle of `byteCount` bytes may make (each push, container slot, copy and memo entry counts
+    /// one): 8 per byte, at least 256 Ki and at most 2 Mi, about 50 MB of values. A state dict needs a few
+    /// dozen values per tensor (t5-11b: about 600 tensors), a tiny fraction of either bound.
+    public static func valueBudget(byteCount: Int) -> Int {
+        min(2 << 20, max(256 << 10, byteCount.multipliedReportingOverflow(by: 8).overflow ? Int.max : byteCount * 8))
+    }
+
     public func load(from start: Int = 0) throws -> PickleResult {
-        let b = PickleResultBuilder(bytes: bytes, place: place)
+        let b = PickleResultBuilder(bytes: bytes, place: place,
+                                    budget: RestrictedUnpickler.valueBudget(byteCount: bytes.count - start))
         var stack: [PickleValue] = []
         var marks: [Int] = []
         var memo: [Int: PickleValue] = [:]
@@ -203,6 +214,7 @@ public struct RestrictedUnpickler {
             return v
         }
         func push(_ v: PickleValue, _ at: Int) throws {
+            try b.charge(1, at)
             guard stack.count + marks.count < RestrictedUnpickler.maxStackDepth else {
                 throw fail(at, "pickle stack deeper than \(RestrictedUnpickler.maxStackDepth) values")
             }
@@ -234,11 +246,16 @@ public struct RestrictedUnpickler {
             return .global(module: module, name: name)
         }
         func setItems(_ target: PickleValue, _ pairs: [PickleValue], _ at: Int) throws {
-            guard case .object(let i) = target, case .dict(var items) = b.objects[i] else {
+            guard case .object(let i) = target, case .dict = b.objects[i] else {
                 throw fail(at, "SETITEM(S) on a \(b.kind(of: target)), expected a dict")
             }
             guard pairs.count % 2 == 0 else { throw fail(at, "SETITEMS with an odd number of values") }
-            b.objects[i] = .tuple([])  // release the array so it is uniquely referenced while growing
+            try b.charge(pairs.count, at)
+            // Out of the arena first, so the array is uniquely referenced while it grows (see appendItems).
+            var current = b.objects[i]
+            b.objects[i] = .tuple([])
+            guard case .dict(var items) = current else { return }
+            current = .tuple([])
             var k = 0
             while k < pairs.count {
                 items.append((pairs[k], pairs[k + 1]))
@@ -248,22 +265,28 @@ public struct RestrictedUnpickler {
         }
         func appendItems(_ target: PickleValue, _ values: [PickleValue], _ at: Int) throws {
             guard case .object(let i) = target else { throw fail(at, "APPEND(S) on a \(b.kind(of: target)), expected a list") }
-            switch b.objects[i] {
-            case .list(var items):
-                b.objects[i] = .tuple([])
+            try b.charge(values.count, at)
+            // Take the container out of the arena so its array is uniquely referenced while it grows (a switch
+            // over `b.objects[i]` would hold a second reference and copy the array on every APPEND: quadratic).
+            var current = b.objects[i]
+            b.objects[i] = .tuple([])
+            if case .list(var items) = current {
+                current = .tuple([])
                 items += values
                 b.objects[i] = .list(items)
-            case .set(var items):
-                b.objects[i] = .tuple([])
+            } else if case .set(var items) = current {
+                current = .tuple([])
                 items += values
                 b.objects[i] = .set(items)
-            default:
+            } else {
+                b.objects[i] = current
                 throw fail(at, "APPEND(S)/ADDITEMS on a \(b.kind(of: target)), expected a list or set")
             }
         }
 
         while true {
             let at = pos
+            b.currentOffset = at
             guard pos < end else { throw fail(at, "pickle ends without a STOP opcode (truncated)") }
             let op = bytes[pos]
             pos += 1
@@ -347,23 +370,23 @@ public struct RestrictedUnpickler {
                 guard n <= UInt64(end - pos) else { throw fail(at, "bytes of \(n) bytes run past the end (truncated pickle)") }
                 try push(.bytes(offset: pos, length: Int(n)), at)
                 pos += Int(n)
-            case 0x29: try push(b.add(.tuple([])), at)                                   // EMPTY_TUPLE
-            case 0x74: try push(b.add(.tuple(try popMark(at))), at)                      // TUPLE
+            case 0x29: try push(try b.add(.tuple([])), at)                                   // EMPTY_TUPLE
+            case 0x74: try push(try b.add(.tuple(try popMark(at))), at)                      // TUPLE
             case 0x85, 0x86, 0x87:                                                      // TUPLE1-3
                 let n = Int(op) - 0x84
                 var items: [PickleValue] = []
                 for _ in 0..<n { items.append(try pop(at)) }
-                try push(b.add(.tuple(items.reversed())), at)
-            case 0x5D: try push(b.add(.list([])), at)                                    // EMPTY_LIST
-            case 0x6C: try push(b.add(.list(try popMark(at))), at)                       // LIST
-            case 0x7D: try push(b.add(.dict([])), at)                                    // EMPTY_DICT
+                try push(try b.add(.tuple(items.reversed())), at)
+            case 0x5D: try push(try b.add(.list([])), at)                                    // EMPTY_LIST
+            case 0x6C: try push(try b.add(.list(try popMark(at))), at)                       // LIST
+            case 0x7D: try push(try b.add(.dict([])), at)                                    // EMPTY_DICT
             case 0x64:  // DICT
                 let items = try popMark(at)
-                let d = b.add(.dict([]))
+                let d = try b.add(.dict([]))
                 try setItems(d, items, at)
                 try push(d, at)
-            case 0x8F: try push(b.add(.set([])), at)                                     // EMPTY_SET
-            case 0x91: try push(b.add(.set(try popMark(at))), at)                        // FROZENSET
+            case 0x8F: try push(try b.add(.set([])), at)                                     // EMPTY_SET
+            case 0x91: try push(try b.add(.set(try popMark(at))), at)                        // FROZENSET
             case 0x61:  // APPEND
                 let v = try pop(at)
                 try appendItems(try top(at), [v], at)
@@ -413,14 +436,18 @@ public struct RestrictedUnpickler {
             case 0x50:  // PERSID (text)
                 throw fail(at, "text persistent ids (PERSID) are not used by torch and are not supported")
             case 0x71:  // BINPUT
+                try b.charge(2, at)
                 memo[try u8()] = try top(at)
             case 0x72:  // LONG_BINPUT
+                try b.charge(2, at)
                 memo[Int(try le(UInt32.self, at))] = try top(at)
             case 0x70:  // PUT (text)
                 let s = try line(at)
                 guard let k = Int(s), k >= 0 else { throw fail(at, "PUT index \"\(s.prefix(40))\" is not a number") }
+                try b.charge(2, at)
                 memo[k] = try top(at)
             case 0x94:  // MEMOIZE
+                try b.charge(2, at)
                 memo[memo.count] = try top(at)
             case 0x68, 0x6A, 0x67:  // BINGET, LONG_BINGET, GET
                 let k: Int
@@ -447,13 +474,32 @@ public final class PickleResultBuilder {
     let bytes: UnsafeRawBufferPointer
     let place: String
     public internal(set) var objects: [PickleObject] = []
+    /// Values that may still be made (see `RestrictedUnpickler.valueBudget`).
+    private var budgetLeft: Int
+    private let budget: Int
+    /// The opcode being interpreted, for messages of checks that do not know it.
+    var currentOffset = -1
 
-    init(bytes: UnsafeRawBufferPointer, place: String) {
+    init(bytes: UnsafeRawBufferPointer, place: String, budget: Int) {
         self.bytes = bytes
         self.place = place
+        self.budget = budget
+        self.budgetLeft = budget
     }
 
-    func add(_ o: PickleObject) -> PickleValue {
+    /// Takes `n` values from the budget; at `at` the pickle has made more values than any state dict does.
+    func charge(_ n: Int, _ at: Int) throws {
+        guard n <= budgetLeft else {
+            throw fail(at >= 0 ? at : currentOffset, "the pickle makes more than \(budget) values from \(bytes.count) bytes (no state dict "
+                + "needs this many; refusing it before it exhausts memory)")
+        }
+        budgetLeft -= n
+    }
+
+    /// A new container in the arena; its slots were charged when its items were pushed, the container itself
+    /// costs a few values of memory.
+    func add(_ o: PickleObject) throws -> PickleValue {
+        try charge(4, -1)
         objects.append(o)
         return .object(objects.count - 1)
     }
@@ -498,15 +544,18 @@ public final class PickleResultBuilder {
         switch "\(module).\(name)" {
         case "collections.OrderedDict":
             // OrderedDict() or OrderedDict(list of pairs)
-            let d = add(.dict([]))
+            let d = try add(.dict([]))
             if let first = a.first {
                 guard case .object(let i) = first, case .list(let pairs) = objects[i] else {
                     if a.count == 1, case .object(let j) = first, case .dict(let items) = objects[j] {
+                        try charge(2 * items.count, at)
                         if case .object(let k) = d { objects[k] = .dict(items) }
                         return d
                     }
                     throw fail(at, "OrderedDict called with a \(kind(of: first)), expected nothing or a list of pairs")
                 }
+                // A copy: OrderedDict(memoised list) repeated is how a small file asks for gigabytes.
+                try charge(2 * pairs.count, at)
                 var items: [(key: PickleValue, value: PickleValue)] = []
                 for p in pairs {
                     guard let kv = tuple(p), kv.count == 2 else { throw fail(at, "OrderedDict item is not a pair") }

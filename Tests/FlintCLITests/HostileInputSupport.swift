@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// The outcome of one `flint` run measured from outside: exit status (or the signal that ended it), output, and
-/// the child's own peak resident memory (from wait4, so other tests' processes do not count).
+/// the child's own peak resident memory (VmHWM, sampled every 2 ms until it exits).
 struct MeasuredRun {
     var status: Int32
     var signal: Int32?
@@ -15,7 +15,7 @@ struct MeasuredRun {
     var errorLines: [Substring] { stderr.split(separator: "\n") }
 }
 
-/// Runs `flint args…` with stdout and stderr captured in files (no pipe can fill up) and waits with wait4.
+/// Runs `flint args…` with stdout and stderr captured in files (no pipe can fill up).
 func measuredFlint(_ args: [String], stdin: String? = nil, timeout: Double = 120) throws -> MeasuredRun {
     let dir = NSTemporaryDirectory() + "flint-measured-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -35,7 +35,15 @@ func measuredFlint(_ args: [String], stdin: String? = nil, timeout: Double = 120
     var status: Int32 = 0
     var usage = rusage()
     let deadline = Date().addingTimeInterval(timeout)
+    // Peak memory is the child's own VmHWM, polled: wait4's ru_maxrss would include this test process's peak,
+    // which Linux carries into a vfork-spawned child's exec.
+    var peakKB = 0
     while true {
+        if let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+           let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") {
+            peakKB = max(peakKB, kb)
+        }
         let r = wait4(pid, &status, WNOHANG, &usage)
         if r == pid { break }
         if Date() > deadline {
@@ -43,13 +51,13 @@ func measuredFlint(_ args: [String], stdin: String? = nil, timeout: Double = 120
             _ = wait4(pid, &status, 0, &usage)
             break
         }
-        usleep(5_000)
+        usleep(2_000)
     }
     let exited = status & 0x7f == 0
     let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
     let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
     return MeasuredRun(status: exited ? (status >> 8) & 0xff : -1, signal: exited ? nil : status & 0x7f,
-                       stdout: out, stderr: err, maxRSSBytes: Int(usage.ru_maxrss) * 1024)
+                       stdout: out, stderr: err, maxRSSBytes: peakKB * 1024)
 }
 
 /// Every file under `dir` (recursively), sorted, with its size and modification time, to show nothing was added,
