@@ -8,6 +8,10 @@ spiece.model (copy of the vocabulary used) and the weights. Fixed seeds.
   t5-tiny            original-T5 style (relu, tied embeddings), d_model 64, d_kv 16, 4 heads, d_ff 128, 2+2
   t5-vocab32k        real T5 vocabulary (vocab_size 32128), relu tied, d_model 32, d_kv 8, 4 heads, d_ff 64, 1+1
   t5-encoder         T5EncoderModel, gated-gelu, d_model 48, small vocab
+  flan-long          FLAN-style with real T5's head size: d_kv 64, 2 heads, d_model 64, d_ff 128, 2+2 (its golden
+                     has a >= 300-token input, beyond every kernel block size)
+  flan-tiny-f16      flan-tiny's weights saved by save_pretrained after .half() (float16 safetensors, no spiece)
+  flan-tiny-bf16     the same after .bfloat16()
 (`demo` is trained by train_demo.py.)
 Run with Tools/.venv-hf/bin/python Tools/make_model_fixtures.py
 """
@@ -39,7 +43,8 @@ def save(model, name, spiece, **save_kwargs):
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True, **save_kwargs)
-    shutil.copy(spiece, tmp / "spiece.model")
+    if spiece is not None:
+        shutil.copy(spiece, tmp / "spiece.model")
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     stored = []
@@ -117,6 +122,20 @@ def main():
         T5EncoderModel, seed=404, vocab_size=small_vocab, d_model=48, d_kv=12, num_heads=4, d_ff=96,
         num_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
     save(t5_encoder, "t5-encoder", SMALL_SPIECE)
+
+    flan_long = make_model(
+        T5ForConditionalGeneration, seed=505, vocab_size=small_vocab, d_model=64, d_kv=64, num_heads=2, d_ff=128,
+        num_layers=2, num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+        relative_attention_num_buckets=32, relative_attention_max_distance=128)
+    save(flan_long, "flan-long", SMALL_SPIECE)
+
+    # Half-precision source checkpoints (what many hub repos ship): the tokenizer is not needed to test them.
+    save(flan_tiny.half(), "flan-tiny-f16", None)
+    flan_tiny_bf16 = make_model(
+        T5ForConditionalGeneration, seed=101, vocab_size=small_vocab, d_model=40, d_kv=8, num_heads=4, d_ff=72,
+        num_layers=2, num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+        relative_attention_num_buckets=32, relative_attention_max_distance=128)
+    save(flan_tiny_bf16.bfloat16(), "flan-tiny-bf16", None)
 
 
 if __name__ == "__main__":

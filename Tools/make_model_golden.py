@@ -4,13 +4,19 @@ eval mode, on CPU.
 
 Encoder-decoder models, per prompt: input_ids (T5Tokenizer, with </s>), encoder_last_hidden_state [seq][d_model],
 first_logits (decoder input = [decoder_start_token_id], full vocab_size), greedy_ids, beam4_ids, beam4_es_ids
-(full generate() output incl. the leading decoder start id) and greedy_text (decode, skip_special_tokens).
-flan-tiny also gets step_logits: the raw logits of the first 3 greedy steps for the first two prompts.
+(full generate() output incl. the leading decoder start id) with their sequences_scores (beam4_score,
+beam4_es_score), "beams": {setting: {ids, score}} for the further BEAM_SETTINGS (3 and 5 beams, length
+penalties 0.5 / 1.5 / 2.0, early stopping on and off), and greedy_text (decode, skip_special_tokens).
+flan-tiny also gets step_logits: the raw logits of the first 3 greedy steps for the first two prompts; flan-long
+for every prompt (one of them is LONG_INPUT, >= 300 tokens).
+flan-tiny-f16 / -bf16: the half-precision checkpoint loaded into float32 (what Flint does: widen once at load), a
+few prompts, tokenized with the small vocabulary (their folders carry no spiece.model).
 t5-encoder: input_ids and encoder_last_hidden_state only.
 Floats are written as the exact double value of each float32 (Python repr), so parsing gives the float back.
 Run with Tools/.venv-hf/bin/python Tools/make_model_golden.py [names...]
 """
 import json
+import random
 import sys
 import warnings
 
@@ -18,7 +24,7 @@ import torch
 import transformers
 from transformers import (AutoConfig, GenerationConfig, T5EncoderModel, T5ForConditionalGeneration, T5Tokenizer)
 
-from fixture_common import MODELS_DIR
+from fixture_common import DEMO_WORDS, MODELS_DIR, SMALL_SPIECE
 
 warnings.filterwarnings("ignore")
 transformers.logging.set_verbosity_error()
@@ -36,6 +42,21 @@ SMALL_VOCAB_PROMPTS = [
     "The cat <extra_id_0> in the park <extra_id_1>.",
     LONG_SMALL_PROMPT,
 ]
+
+def long_input():
+    """A deterministic text of >= 300 small-vocabulary tokens (sentences of DEMO_WORDS in a seeded order)."""
+    rng = random.Random(17)
+    words = list(DEMO_WORDS)
+    sentences = []
+    while len(" ".join(sentences).split()) < 260:
+        rng.shuffle(words)
+        sentences.append("The " + " ".join(words[:rng.randint(6, 12)]) + ".")
+    return "summarize: " + " ".join(sentences)
+
+
+LONG_INPUT = long_input()
+FLAN_LONG_PROMPTS = ["reverse: red apple blue", "<extra_id_0>", LONG_SMALL_PROMPT, LONG_INPUT]
+HALF_PROMPTS = ["reverse: red apple blue", "The cat <extra_id_0> in the park <extra_id_1>.", LONG_SMALL_PROMPT]
 # The demo model was trained on word reversal: extra prompts whose right answer a person can see.
 DEMO_EXTRA_PROMPTS = ["reverse: one two three four five six", "reverse: cat dog"]
 T5_VOCAB_PROMPTS = [
@@ -47,6 +68,13 @@ MAX_NEW_TOKENS = 20
 GREEDY = dict(do_sample=False, num_beams=1)
 BEAM4 = dict(do_sample=False, num_beams=4, length_penalty=1.0, early_stopping=False)
 BEAM4_ES = dict(do_sample=False, num_beams=4, length_penalty=0.6, early_stopping=True)
+# Further beam settings: other beam counts, length penalties below and above 1, early stopping both ways.
+BEAM_SETTINGS = {
+    "beam3": dict(do_sample=False, num_beams=3, length_penalty=1.0, early_stopping=False),
+    "beam5_lp2": dict(do_sample=False, num_beams=5, length_penalty=2.0, early_stopping=False),
+    "beam3_es_lp0.5": dict(do_sample=False, num_beams=3, length_penalty=0.5, early_stopping=True),
+    "beam5_es_lp1.5": dict(do_sample=False, num_beams=5, length_penalty=1.5, early_stopping=True),
+}
 # Everything that could change the search, pinned explicitly rather than taken from defaults.
 COMMON = dict(max_new_tokens=MAX_NEW_TOKENS, min_length=0, min_new_tokens=None, repetition_penalty=1.0,
               no_repeat_ngram_size=0, encoder_no_repeat_ngram_size=0, bad_words_ids=None,
@@ -80,11 +108,16 @@ def check_model_generation_config(model_dir):
 
 def golden_encoder_decoder(name, model_dir):
     model = T5ForConditionalGeneration.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
-    tokenizer = T5Tokenizer(vocab_file=str(model_dir / "spiece.model"))
+    spiece = model_dir / "spiece.model"
+    tokenizer = T5Tokenizer(vocab_file=str(spiece if spiece.exists() else SMALL_SPIECE))
     saved_generation = check_model_generation_config(model_dir)
     prompts = T5_VOCAB_PROMPTS if model.config.vocab_size > 30000 else SMALL_VOCAB_PROMPTS
     if name == "demo":
         prompts = prompts + DEMO_EXTRA_PROMPTS
+    elif name == "flan-long":
+        prompts = FLAN_LONG_PROMPTS
+    elif name.startswith("flan-tiny-") and name.endswith("f16"):
+        prompts = HALF_PROMPTS
     start = model.config.decoder_start_token_id
     cases = []
     for index, prompt in enumerate(prompts):
@@ -98,6 +131,11 @@ def golden_encoder_decoder(name, model_dir):
             beam4_es_out = model.generate(input_ids, generation_config=generation_config(model, BEAM4_ES),
                                           return_dict_in_generate=True, output_scores=True)
             beam4, beam4_es = beam4_out.sequences, beam4_es_out.sequences
+            beams = {}
+            for setting, options in BEAM_SETTINGS.items():
+                out = model.generate(input_ids, generation_config=generation_config(model, options),
+                                     return_dict_in_generate=True, output_scores=True)
+                beams[setting] = {"ids": out.sequences[0].tolist(), "score": float(out.sequences_scores[0])}
         case = {
             "prompt": prompt,
             "input_ids": input_ids[0].tolist(),
@@ -110,13 +148,14 @@ def golden_encoder_decoder(name, model_dir):
             # generate()'s sequences_scores[0]: the winning hypothesis' length-penalised log-prob score.
             "beam4_score": float(beam4_out.sequences_scores[0]),
             "beam4_es_score": float(beam4_es_out.sequences_scores[0]),
+            "beams": beams,
         }
         # How robust the greedy path is: smallest gap between the best and second-best raw logit per step.
         with torch.no_grad():
             path_logits = model(input_ids=input_ids, decoder_input_ids=greedy[:, :-1]).logits[0]
         top2 = torch.topk(path_logits, 2, dim=-1).values
         case["greedy_min_top2_margin"] = float((top2[:, 0] - top2[:, 1]).min())
-        if name == "flan-tiny" and index < 2:
+        if (name == "flan-tiny" and index < 2) or name == "flan-long":
             # Raw logits (no processors) of the first 3 greedy decoder steps: teacher-force the greedy prefix.
             prefix = greedy[:, :3]
             with torch.no_grad():
@@ -138,6 +177,7 @@ def golden_encoder_decoder(name, model_dir):
             "greedy": GREEDY,
             "beam4": {**BEAM4, "max_new_tokens": MAX_NEW_TOKENS},
             "beam4_es": {**BEAM4_ES, "max_new_tokens": MAX_NEW_TOKENS},
+            "beams": {k: {**v, "max_new_tokens": MAX_NEW_TOKENS} for k, v in BEAM_SETTINGS.items()},
             "decoder_start_token_id": start,
             "eos_token_id": model.config.eos_token_id,
             "pad_token_id": model.config.pad_token_id,
