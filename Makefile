@@ -2,12 +2,13 @@
 # Python is only for Tools/ (fixture and peer scripts), never for building or testing.
 
 SWIFT        ?= swift
-APT_PACKAGES := libsentencepiece-dev libhdf5-dev libzstd-dev pkg-config
+APT_PACKAGES := libsentencepiece-dev libhdf5-dev libzstd-dev pkg-config \
+                gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 RELEASE_BIN   = $(shell $(SWIFT) build -c release --show-bin-path)/flint
 DEMO_DIR     := Tests/Fixtures/models/demo
 DEMO_OUT     := out/demo
 
-.PHONY: all deps build release test demo clean fixtures peers
+.PHONY: all deps build release test kernel-test kernel-test-arm demo clean fixtures peers
 
 all: build
 
@@ -28,9 +29,30 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product flint
 
-# The whole test suite (what .ci/run runs).
-test: deps
+# The whole test suite (what .ci/run runs): the C kernel tests of every instruction-set path (this CPU's, and
+# ARM64 NEON under qemu), then the Swift tests.
+test: deps kernel-test kernel-test-arm
 	$(SWIFT) test
+
+# CFlintKernels against its portable C reference (Tests/CKernels/kernel_test.c), for the paths this CPU runs.
+# -ffp-contract=off: the W8A8 kernels promise results bit-identical to the portable (unfused) arithmetic.
+KERNEL_SOURCES := $(wildcard Sources/CFlintKernels/*.c) Tests/CKernels/kernel_test.c
+KERNEL_CFLAGS  := -O2 -std=c11 -D_GNU_SOURCE -ffp-contract=off -Wall -Wextra -Werror -ISources/CFlintKernels/include
+KERNEL_TEST_DIR := .build/ckernels
+HOST_CC ?= $(shell command -v clang 2>/dev/null || command -v cc)
+
+kernel-test: $(KERNEL_SOURCES)
+	@mkdir -p $(KERNEL_TEST_DIR)
+	$(HOST_CC) $(KERNEL_CFLAGS) $(KERNEL_SOURCES) -lm -o $(KERNEL_TEST_DIR)/kernel_test
+	$(KERNEL_TEST_DIR)/kernel_test
+
+# The NEON kernels (with and without sdot) cross-compiled with Debian's gcc-aarch64-linux-gnu and run under
+# qemu-user twice: as a CPU with the dot-product extension (qemu's default "max") and as a Cortex-A53 without it.
+kernel-test-arm: $(KERNEL_SOURCES)
+	@mkdir -p $(KERNEL_TEST_DIR)
+	aarch64-linux-gnu-gcc $(KERNEL_CFLAGS) -static $(KERNEL_SOURCES) -lm -o $(KERNEL_TEST_DIR)/kernel_test_arm64
+	qemu-aarch64 $(KERNEL_TEST_DIR)/kernel_test_arm64
+	qemu-aarch64 -cpu cortex-a53 $(KERNEL_TEST_DIR)/kernel_test_arm64
 
 # Converts the demo model (a small T5 trained to reverse word lists) to int8, inspects it, runs it, and verifies
 # it against its float original.

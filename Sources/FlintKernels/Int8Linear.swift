@@ -171,6 +171,7 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
     /// The C view of this weight.
     private func matrix() -> flint_int8_matrix {
         flint_int8_matrix(weights: weights, scales: scales, compensation: compensation.map { UnsafePointer($0) },
+                          weight_sums: nil,
                           k: Int64(inFeatures), group_size: Int64(groupSize), groups: Int64(groups))
     }
 

@@ -19,6 +19,10 @@ typedef struct {
     /// `128 × scale × Σ q` per (row, group): W8A8 feeds activations as unsigned `xq + 128` to vpdpbusd
     /// (unsigned × signed bytes), and this term removes the `+ 128` again. Unused by the weight-only kernel.
     const float *compensation;
+    /// `Σ q` per (row, group) in Int32: the AVX2 (without VNNI) and NEON W8A8 kernels multiply signed activations
+    /// (`xq − 128`) and add `128 · Σ q` back, which gives the very same Int32 sums as the unsigned form. May be
+    /// NULL for the AVX-512 and AVX-VNNI kernels and for weight-only.
+    const int32_t *weight_sums;
     int64_t k;
     int64_t group_size;
     int64_t groups;
@@ -69,6 +73,64 @@ void flint_f32_exp_shifted(float *x, int64_t count, float shift, float *sum);
 void flint_f32_attend(const float *queries, int64_t query_count, const float *keys, const float *values,
                       int64_t key_count, int64_t stride, int64_t dkv, const float *bias, int64_t bias_row_stride,
                       float *scores, float *context);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Instruction-set paths. Each path below has the same operations under a prefix (`flint_avx2_…`, `flint_neon_…`);
+// a path's functions may be called only when `flint_isa_supported` says so (on other CPUs, or when compiled for
+// another architecture, they do nothing). The AVX-512 path is the unprefixed functions above.
+//
+// Arithmetic contract, checked by Tests/CKernels/kernel_test.c (native and under qemu-aarch64) and the Swift tests:
+//  - quantize_activations: bit-identical to the Swift quantizer on every path.
+//  - w8a8 on AVX2/AVX-VNNI/NEON/NEON-sdot: bit-identical to the portable Swift kernel. The Int32 dot product of each
+//    (row, group) is exact, and the float epilogue is the portable one, in the same order and without fused
+//    multiply-add: `sum += float(dot_g) · (scale_w · scale_x)`, `corr += compensation_g · scale_x`, `y = sum − corr`.
+//  - weight_only, f32_xwt, gelu_new, exp_shifted, attend: float summation order differs from the portable kernels
+//    (and exp/tanh are polynomial): within 1e-5 of Σ|w·x| (matrix products), 2e-6 relative (exp), 2e-6 relative
+//    + 4e-7·|x| (gelu, whose 1 + tanh cancels for x ≪ 0).
+
+enum {
+    FLINT_ISA_PORTABLE = 0,
+    FLINT_ISA_AVX2 = 1,     ///< AVX2 + FMA (x86-64-v3); int8 dot products with AVX-VNNI when the CPU has it
+    FLINT_ISA_AVX512 = 2,   ///< AVX-512 F/BW/VL/DQ + VNNI
+    FLINT_ISA_NEON = 3,     ///< ARM64 Advanced SIMD; int8 dot products with `sdot` when the CPU has it
+};
+
+/// 1 when this CPU (and OS) can run the path's kernels, else 0. FLINT_ISA_PORTABLE is always 1.
+int flint_isa_supported(int isa);
+
+/// 1 when the path's W8A8 kernel uses a dot-product instruction on this CPU (AVX2: AVX-VNNI `vpdpbusd` on ymm;
+/// NEON: `sdot`), 0 when it uses the plain widening multiplies, or when the path is unsupported.
+int flint_isa_has_dot_product(int isa);
+
+/// The CPU's name as the OS reports it (x86 brand string / "unknown"), for `flint --version`. Static storage.
+const char *flint_cpu_name(void);
+
+#define FLINT_DECLARE_PATH(prefix) \
+    void prefix##_int8_quantize_activations(const float *x, int64_t rows, int64_t k, int64_t group_size, \
+                                            int64_t groups, uint8_t *xq, int64_t ldxq, float *scales); \
+    void prefix##_int8_w8a8(const flint_int8_matrix *m, int64_t n_begin, int64_t n_end, const uint8_t *xq, \
+                            int64_t ldxq, const float *xscales, int64_t rows, float *y, int64_t ldy); \
+    void prefix##_int8_weight_only(const flint_int8_matrix *m, int64_t n_begin, int64_t n_end, const float *x, \
+                                   int64_t ldx, int64_t rows, float *y, int64_t ldy); \
+    void prefix##_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k, int64_t n_begin, \
+                          int64_t n_end, float *y, int64_t ldy); \
+    void prefix##_f32_gelu_new(float *x, int64_t count); \
+    void prefix##_f32_exp_shifted(float *x, int64_t count, float shift, float *sum); \
+    void prefix##_f32_attend(const float *queries, int64_t query_count, const float *keys, const float *values, \
+                             int64_t key_count, int64_t stride, int64_t dkv, const float *bias, \
+                             int64_t bias_row_stride, float *scores, float *context);
+
+/// AVX2 + FMA. `flint_avx2_int8_w8a8` uses AVX-VNNI when present (needs `weight_sums` when it is not).
+FLINT_DECLARE_PATH(flint_avx2)
+/// NEON. `flint_neon_int8_w8a8` uses `sdot` when present; both W8A8 kernels need `weight_sums`.
+FLINT_DECLARE_PATH(flint_neon)
+
+/// The W8A8 kernels without the dot-product instruction (AVX2 `vpmaddubsw`, NEON `smull`), callable on every CPU of
+/// their path: the tests compare them with the dot-product ones on CPUs that have both.
+void flint_avx2_int8_w8a8_plain(const flint_int8_matrix *m, int64_t n_begin, int64_t n_end, const uint8_t *xq,
+                                int64_t ldxq, const float *xscales, int64_t rows, float *y, int64_t ldy);
+void flint_neon_int8_w8a8_plain(const flint_int8_matrix *m, int64_t n_begin, int64_t n_end, const uint8_t *xq,
+                                int64_t ldxq, const float *xscales, int64_t rows, float *y, int64_t ldy);
 
 #ifdef __cplusplus
 }

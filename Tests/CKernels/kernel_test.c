@@ -1,0 +1,367 @@
+// C-level test of every instruction-set path of CFlintKernels against a portable C reference, for the paths this
+// CPU can run: natively on x86-64 (AVX2, AVX2 without VNNI, AVX-VNNI, AVX-512) and under qemu-aarch64 for ARM64
+// (NEON with sdot, NEON without). `make kernel-test` / `make kernel-test-arm` build and run it; `make test` runs both.
+//
+// The reference is the portable Swift kernels' arithmetic written in C (Int8ActivationQuantizer, Int8PortableKernels
+// .w8a8) plus double-precision sums for the float kernels. What is checked (the contract in CFlintKernels.h):
+//   quantize_activations   bit-identical codes and scales (NaN / ±∞ / all-zero blocks included)
+//   w8a8 (AVX2, NEON)      bit-identical outputs
+//   w8a8 (AVX-512)         |y − ref| ≤ 1e-5 · Σ|w·x| + 1e-30 (its float epilogue runs per lane)
+//   weight_only, xwt       |y − ref| ≤ 1e-5 · Σ|w·x| + 1e-30 (ref in double)
+//   attend                 |context − ref| ≤ 1e-5 · max|v| (ref in double)
+//   gelu_new               |y − ref| ≤ 2e-6 · |ref| + 4e-7 · |x| (for x ≪ 0, 1 + tanh(u) cancels: absolute error ≈ |x|·ulp(1))
+//   exp_shifted            |y − ref| ≤ 2e-6 · ref, and the sum within 2e-6 relative
+// Exit status 0 when everything passes; every failure prints what, where and by how much.
+#include "CFlintKernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0, checks = 0;
+
+#define FAIL(...) do { if (failures < 40) { fprintf(stderr, "FAIL: " __VA_ARGS__); fputc('\n', stderr); } failures++; } while (0)
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t next_u32(void) {
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng_state >> 32);
+}
+static float uniform(float lo, float hi) { return lo + (hi - lo) * (float)(next_u32() >> 8) / 16777216.0f; }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reference.
+
+static float ref_quantize_block(const float *x, int64_t count, uint8_t *out) {
+    float amax = 0, check = 0;
+    for (int64_t i = 0; i < count; i++) {
+        const float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+        check += x[i] * 0.0f;
+    }
+    if (check != 0.0f || !isfinite(amax)) {
+        memset(out, 128, (size_t)count);
+        return NAN;
+    }
+    if (amax == 0.0f) {
+        memset(out, 128, (size_t)count);
+        return 0;
+    }
+    const float inverse = 127.0f / amax;
+    for (int64_t i = 0; i < count; i++) {
+        float v = x[i] * inverse;
+        v = v < -127.0f ? -127.0f : v;
+        v = v > 127.0f ? 127.0f : v;
+        out[i] = (uint8_t)((int)nearbyintf(v) + 128);
+    }
+    return amax / 127.0f;
+}
+
+static void ref_quantize(const float *x, int64_t rows, int64_t k, int64_t gsize, int64_t groups, uint8_t *xq,
+                         int64_t ldq, float *scales) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < groups; g++) {
+            const int64_t start = g * gsize, end = start + gsize < k ? start + gsize : k;
+            scales[r * groups + g] = ref_quantize_block(x + r * k + start, end - start, xq + r * ldq + start);
+        }
+}
+
+/// Int8PortableKernels.w8a8: per group `sum += Float(dot) · (scale_w · scale_x)`, `corr += comp · scale_x`.
+static void ref_w8a8(const flint_int8_matrix *m, int64_t n_out, const uint8_t *xq, int64_t ldq, const float *xs,
+                     int64_t rows, float *y) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t n = 0; n < n_out; n++) {
+            float sum = 0, corr = 0;
+            for (int64_t g = 0; g < m->groups; g++) {
+                const int64_t start = g * m->group_size;
+                const int64_t end = start + m->group_size < m->k ? start + m->group_size : m->k;
+                int32_t dot = 0;
+                for (int64_t i = start; i < end; i++) dot += (int32_t)xq[r * ldq + i] * (int32_t)m->weights[n * m->k + i];
+                const float scale = m->scales[n * m->groups + g] * xs[r * m->groups + g];
+                sum = sum + (float)dot * scale;
+                corr = corr + m->compensation[n * m->groups + g] * xs[r * m->groups + g];
+            }
+            y[r * n_out + n] = sum - corr;
+        }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The paths under test.
+
+typedef void (*quantize_fn)(const float *, int64_t, int64_t, int64_t, int64_t, uint8_t *, int64_t, float *);
+typedef void (*w8a8_fn)(const flint_int8_matrix *, int64_t, int64_t, const uint8_t *, int64_t, const float *,
+                        int64_t, float *, int64_t);
+typedef void (*weight_only_fn)(const flint_int8_matrix *, int64_t, int64_t, const float *, int64_t, int64_t,
+                               float *, int64_t);
+typedef void (*xwt_fn)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float *, int64_t);
+typedef void (*gelu_fn)(float *, int64_t);
+typedef void (*exp_fn)(float *, int64_t, float, float *);
+typedef void (*attend_fn)(const float *, int64_t, const float *, const float *, int64_t, int64_t, int64_t,
+                          const float *, int64_t, float *, float *);
+
+typedef struct {
+    const char *name;
+    int available;
+    int w8a8_exact;       // bit-identical W8A8 promised
+    int restricted;       // AVX-512: group sizes 32 or multiples of 64 (W8A8), multiples of 16 (weight-only)
+    quantize_fn quantize;
+    w8a8_fn w8a8;
+    weight_only_fn weight_only;
+    xwt_fn xwt;
+    gelu_fn gelu;
+    exp_fn exp_shifted;
+    attend_fn attend;
+} path;
+
+static int fits(const path *p, int64_t k, int64_t gsize, int64_t groups, int w8a8) {
+    if (!p->restricted) return 1;
+    (void)k;
+    if (w8a8) return groups == 1 || gsize == 32 || gsize % 64 == 0;
+    return groups == 1 || gsize % 16 == 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Checks.
+
+typedef struct {
+    int64_t n, k, gsize;  // gsize 0: per-row scales
+} int8_case;
+
+static void check_int8(const path *p, int8_case c, int64_t rows) {
+    const int64_t n = c.n, k = c.k;
+    const int64_t gsize = c.gsize > 0 && c.gsize < k ? c.gsize : k;
+    const int64_t groups = c.gsize > 0 ? (k + c.gsize - 1) / c.gsize : 1;
+    const int64_t ldq = (k + 63) / 64 * 64;
+    int8_t *w = malloc((size_t)(n * k));
+    float *scales = malloc(sizeof(float) * (size_t)(n * groups));
+    float *comp = malloc(sizeof(float) * (size_t)(n * groups));
+    int32_t *wsum = malloc(sizeof(int32_t) * (size_t)(n * groups));
+    float *x = malloc(sizeof(float) * (size_t)(rows * k));
+    uint8_t *xq = calloc((size_t)(rows * ldq), 1), *xq_ref = calloc((size_t)(rows * ldq), 1);
+    float *xs = malloc(sizeof(float) * (size_t)(rows * groups)), *xs_ref = malloc(sizeof(float) * (size_t)(rows * groups));
+    float *y = malloc(sizeof(float) * (size_t)(rows * n)), *y_ref = malloc(sizeof(float) * (size_t)(rows * n));
+    for (int64_t i = 0; i < n * k; i++) w[i] = (int8_t)((int)(next_u32() % 255) - 127);
+    for (int64_t i = 0; i < n * groups; i++) scales[i] = uniform(0.001f, 0.02f);
+    for (int64_t row = 0; row < n; row++)
+        for (int64_t g = 0; g < groups; g++) {
+            const int64_t start = g * gsize, end = start + gsize < k ? start + gsize : k;
+            int32_t s = 0;
+            for (int64_t i = start; i < end; i++) s += w[row * k + i];
+            wsum[row * groups + g] = s;
+            comp[row * groups + g] = 128 * scales[row * groups + g] * (float)s;
+        }
+    // Activations with T5-like outliers: mostly small, a few large columns.
+    for (int64_t i = 0; i < rows * k; i++) x[i] = uniform(-1, 1) * ((i % 97) == 5 ? 40.0f : 1.0f);
+    if (rows > 2 && k > 40) {
+        x[1 * k + 3] = NAN;          // a NaN block
+        for (int64_t i = 0; i < k; i++) x[2 * k + i] = 0;  // an all-zero row
+        x[2 * k + k - 1] = INFINITY; // ... whose last block holds ∞
+    }
+    const flint_int8_matrix m = {w, scales, comp, wsum, k, gsize, groups};
+    char where[160];
+    snprintf(where, sizeof where, "%s n=%lld k=%lld group=%lld rows=%lld", p->name, (long long)n, (long long)k,
+             (long long)c.gsize, (long long)rows);
+
+    // Quantizer: bit-identical codes and scales.
+    ref_quantize(x, rows, k, gsize, groups, xq_ref, ldq, xs_ref);
+    p->quantize(x, rows, k, gsize, groups, xq, ldq, xs);
+    checks++;
+    for (int64_t r = 0; r < rows; r++) {
+        if (memcmp(xq + r * ldq, xq_ref + r * ldq, (size_t)k) != 0) { FAIL("%s: quantized codes differ in row %lld", where, (long long)r); break; }
+        for (int64_t g = 0; g < groups; g++) {
+            const float a = xs[r * groups + g], b = xs_ref[r * groups + g];
+            if (!(a == b || (isnan(a) && isnan(b)))) FAIL("%s: scale (%lld, %lld) %g vs %g", where, (long long)r, (long long)g, a, b);
+        }
+    }
+    // The rest uses the reference codes, so a quantizer failure is not counted twice.
+    if (fits(p, k, gsize, groups, 1)) {
+        checks++;
+        ref_w8a8(&m, n, xq_ref, ldq, xs_ref, rows, y_ref);
+        // Two calls on split output ranges, as the thread pool does.
+        const int64_t split = n > 8 ? (n / 2) / 8 * 8 : n;
+        p->w8a8(&m, 0, split, xq_ref, ldq, xs_ref, rows, y, n);
+        p->w8a8(&m, split, n, xq_ref, ldq, xs_ref, rows, y, n);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < n; j++) {
+                const float a = y[r * n + j], b = y_ref[r * n + j];
+                if (isnan(b) || isnan(a)) {
+                    if (isnan(a) != isnan(b)) FAIL("%s: w8a8 (%lld, %lld) %g vs %g", where, (long long)r, (long long)j, a, b);
+                    continue;
+                }
+                if (p->w8a8_exact) {
+                    if (memcmp(&a, &b, 4) != 0) FAIL("%s: w8a8 (%lld, %lld) %.9g vs %.9g (must be bit-identical)", where, (long long)r, (long long)j, a, b);
+                } else {
+                    double mass = 0;
+                    for (int64_t g = 0; g < groups; g++) {
+                        const int64_t start = g * gsize, end = start + gsize < k ? start + gsize : k;
+                        for (int64_t i = start; i < end; i++)
+                            mass += fabs((double)w[j * k + i] * scales[j * groups + g] * ((int)xq_ref[r * ldq + i] - 128) * xs_ref[r * groups + g]);
+                    }
+                    if (fabs((double)a - b) > 1e-5 * mass + 1e-30) FAIL("%s: w8a8 (%lld, %lld) %.9g vs %.9g", where, (long long)r, (long long)j, a, b);
+                }
+            }
+    }
+    if (fits(p, k, gsize, groups, 0)) {
+        checks++;
+        // Finite activations only: the float kernels have no NaN contract beyond IEEE propagation.
+        for (int64_t i = 0; i < rows * k; i++) if (!isfinite(x[i])) x[i] = 0.5f;
+        const int64_t split = n > 8 ? (n / 2) / 8 * 8 : n;
+        p->weight_only(&m, 0, split, x, k, rows, y, n);
+        p->weight_only(&m, split, n, x, k, rows, y, n);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < n; j++) {
+                double ref = 0, mass = 0;
+                for (int64_t i = 0; i < k; i++) {
+                    const double t = (double)w[j * k + i] * scales[j * groups + i / gsize] * x[r * k + i];
+                    ref += t; mass += fabs(t);
+                }
+                if (fabs(y[r * n + j] - ref) > 1e-5 * mass + 1e-30)
+                    FAIL("%s: weight-only (%lld, %lld) %.9g vs %.9g (Σ|w·x| %g)", where, (long long)r, (long long)j, y[r * n + j], ref, mass);
+            }
+    }
+    free(w); free(scales); free(comp); free(wsum); free(x); free(xq); free(xq_ref); free(xs); free(xs_ref); free(y); free(y_ref);
+}
+
+static void check_xwt(const path *p, int64_t rows, int64_t n, int64_t k) {
+    float *x = malloc(sizeof(float) * (size_t)(rows * (k + 3))), *w = malloc(sizeof(float) * (size_t)(n * k));
+    float *y = malloc(sizeof(float) * (size_t)(rows * (n + 5)));
+    const int64_t ldx = k + 3, ldy = n + 5;  // strided rows, as the attention projections use
+    for (int64_t i = 0; i < rows * ldx; i++) x[i] = uniform(-1, 1);
+    for (int64_t i = 0; i < n * k; i++) w[i] = uniform(-0.1f, 0.1f);
+    const int64_t split = n / 2;
+    p->xwt(x, rows, ldx, w, k, 0, split, y, ldy);
+    p->xwt(x, rows, ldx, w, k, split, n, y, ldy);
+    checks++;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < n; j++) {
+            double ref = 0, mass = 0;
+            for (int64_t i = 0; i < k; i++) { const double t = (double)x[r * ldx + i] * w[j * k + i]; ref += t; mass += fabs(t); }
+            if (fabs(y[r * ldy + j] - ref) > 1e-5 * mass + 1e-30)
+                FAIL("%s: xwt rows=%lld n=%lld k=%lld (%lld, %lld) %.9g vs %.9g", p->name, (long long)rows, (long long)n, (long long)k, (long long)r, (long long)j, y[r * ldy + j], ref);
+        }
+    free(x); free(w); free(y);
+}
+
+static void check_elementwise(const path *p, int64_t count) {
+    float *x = malloc(sizeof(float) * (size_t)(count + 1)), *v = malloc(sizeof(float) * (size_t)(count + 1));
+    for (int64_t i = 0; i < count; i++) v[i] = uniform(-12, 12) * (i % 5 == 0 ? 3.0f : 1.0f);
+    v[count] = 12345.0f;  // a guard element that must stay untouched
+    memcpy(x, v, sizeof(float) * (size_t)(count + 1));
+    p->gelu(x, count);
+    checks++;
+    for (int64_t i = 0; i < count; i++) {
+        const double t = v[i], ref = 0.5 * t * (1 + tanh(0.7978845608028654 * (t + 0.044715 * t * t * t)));
+        if (fabs(x[i] - ref) > 2e-6 * fabs(ref) + 4e-7 * fabs(t)) FAIL("%s: gelu_new(%.9g) = %.9g, expected %.9g", p->name, v[i], x[i], ref);
+    }
+    if (x[count] != 12345.0f) FAIL("%s: gelu_new wrote past count %lld", p->name, (long long)count);
+    memcpy(x, v, sizeof(float) * (size_t)(count + 1));
+    float max = v[0];
+    for (int64_t i = 1; i < count; i++) max = v[i] > max ? v[i] : max;
+    float sum = -1;
+    p->exp_shifted(x, count, max, &sum);
+    checks++;
+    double total = 0;
+    for (int64_t i = 0; i < count; i++) {
+        const double ref = exp((double)v[i] - max);
+        total += ref;
+        if (fabs(x[i] - ref) > 2e-6 * ref + 1e-30) FAIL("%s: exp(%.9g − %.9g) = %.9g, expected %.9g", p->name, v[i], max, x[i], ref);
+    }
+    if (fabs(sum - total) > 2e-6 * total) FAIL("%s: exp_shifted sum %.9g, expected %.9g (count %lld)", p->name, sum, total, (long long)count);
+    if (x[count] != 12345.0f) FAIL("%s: exp_shifted wrote past count %lld", p->name, (long long)count);
+    free(x); free(v);
+}
+
+static void check_attend(const path *p, int64_t queries, int64_t keys, int64_t dkv, int with_bias) {
+    const int64_t stride = dkv * 3 + 1;
+    float *q = malloc(sizeof(float) * (size_t)(queries * stride)), *kk = malloc(sizeof(float) * (size_t)(keys * stride));
+    float *v = malloc(sizeof(float) * (size_t)(keys * stride)), *bias = malloc(sizeof(float) * (size_t)(queries * (keys + 2)));
+    float *scores = malloc(sizeof(float) * (size_t)keys), *ctx = malloc(sizeof(float) * (size_t)(queries * stride));
+    double *sc = malloc(sizeof(double) * (size_t)keys);
+    for (int64_t i = 0; i < queries * stride; i++) q[i] = uniform(-1, 1);
+    for (int64_t i = 0; i < keys * stride; i++) { kk[i] = uniform(-1, 1); v[i] = uniform(-2, 2); }
+    for (int64_t i = 0; i < queries * (keys + 2); i++) bias[i] = uniform(-3, 3);
+    p->attend(q, queries, kk, v, keys, stride, dkv, with_bias ? bias : NULL, keys + 2, scores, ctx);
+    checks++;
+    for (int64_t i = 0; i < queries; i++) {
+        double max = -INFINITY, total = 0;
+        for (int64_t j = 0; j < keys; j++) {
+            double s = 0;
+            for (int64_t c = 0; c < dkv; c++) s += (double)q[i * stride + c] * kk[j * stride + c];
+            if (with_bias) s += bias[i * (keys + 2) + j];
+            sc[j] = s;
+            max = s > max ? s : max;
+        }
+        for (int64_t j = 0; j < keys; j++) { sc[j] = exp(sc[j] - max); total += sc[j]; }
+        for (int64_t c = 0; c < dkv; c++) {
+            double ref = 0;
+            for (int64_t j = 0; j < keys; j++) ref += sc[j] / total * v[j * stride + c];
+            if (fabs(ctx[i * stride + c] - ref) > 1e-5 * 2.0)
+                FAIL("%s: attend q=%lld k=%lld dkv=%lld bias=%d (%lld, %lld) %.9g vs %.9g", p->name, (long long)queries, (long long)keys, (long long)dkv, with_bias, (long long)i, (long long)c, ctx[i * stride + c], ref);
+        }
+    }
+    free(q); free(kk); free(v); free(bias); free(scores); free(ctx); free(sc);
+}
+
+static void run_path(const path *p) {
+    if (!p->available) {
+        printf("  %-22s skipped (this CPU cannot run it)\n", p->name);
+        return;
+    }
+    const int before = failures, checks_before = checks;
+    const int8_case cases[] = {
+        {40, 512, 0}, {40, 512, 32}, {40, 512, 64}, {24, 512, 128}, {21, 520, 0}, {19, 520, 64}, {13, 100, 0},
+        {13, 100, 48}, {9, 33, 0}, {16, 1024, 0}, {8, 768, 32}, {3, 7, 0}, {17, 96, 96},
+    };
+    const int64_t row_counts[] = {1, 2, 3, 5, 8};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (size_t r = 0; r < sizeof row_counts / sizeof row_counts[0]; r++) check_int8(p, cases[c], row_counts[r]);
+    const int64_t xwt_shapes[][3] = {{1, 40, 512}, {4, 9, 64}, {5, 67, 100}, {9, 13, 7}, {3, 130, 33}, {8, 64, 768}};
+    for (size_t s = 0; s < sizeof xwt_shapes / sizeof xwt_shapes[0]; s++)
+        check_xwt(p, xwt_shapes[s][0], xwt_shapes[s][1], xwt_shapes[s][2]);
+    const int64_t counts[] = {1, 7, 8, 15, 16, 17, 64, 1000, 1027};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) check_elementwise(p, counts[i]);
+    check_attend(p, 1, 1, 64, 0);
+    check_attend(p, 1, 37, 64, 1);
+    check_attend(p, 5, 64, 64, 1);
+    check_attend(p, 3, 19, 24, 0);
+    check_attend(p, 2, 11, 100, 1);
+    printf("  %-22s %s (%d checks)\n", p->name, failures == before ? "ok" : "FAILED", checks - checks_before);
+}
+
+int main(void) {
+    const path paths[] = {
+        {"avx2 (+avx-vnni)", flint_isa_supported(FLINT_ISA_AVX2), 1, 0, flint_avx2_int8_quantize_activations,
+         flint_avx2_int8_w8a8, flint_avx2_int8_weight_only, flint_avx2_f32_xwt, flint_avx2_f32_gelu_new,
+         flint_avx2_f32_exp_shifted, flint_avx2_f32_attend},
+        {"avx2 w8a8 without vnni", flint_isa_supported(FLINT_ISA_AVX2), 1, 0, flint_avx2_int8_quantize_activations,
+         flint_avx2_int8_w8a8_plain, flint_avx2_int8_weight_only, flint_avx2_f32_xwt, flint_avx2_f32_gelu_new,
+         flint_avx2_f32_exp_shifted, flint_avx2_f32_attend},
+        {"avx512", flint_isa_supported(FLINT_ISA_AVX512), 0, 1, flint_int8_quantize_activations, flint_int8_w8a8,
+         flint_int8_weight_only, flint_f32_xwt, flint_f32_gelu_new, flint_f32_exp_shifted, flint_f32_attend},
+        {"neon (+sdot)", flint_isa_supported(FLINT_ISA_NEON), 1, 0, flint_neon_int8_quantize_activations,
+         flint_neon_int8_w8a8, flint_neon_int8_weight_only, flint_neon_f32_xwt, flint_neon_f32_gelu_new,
+         flint_neon_f32_exp_shifted, flint_neon_f32_attend},
+        {"neon w8a8 without sdot", flint_isa_supported(FLINT_ISA_NEON), 1, 0, flint_neon_int8_quantize_activations,
+         flint_neon_int8_w8a8_plain, flint_neon_int8_weight_only, flint_neon_f32_xwt, flint_neon_f32_gelu_new,
+         flint_neon_f32_exp_shifted, flint_neon_f32_attend},
+    };
+    printf("CFlintKernels paths on %s (avx2 dot product: %d, neon sdot: %d):\n", flint_cpu_name(),
+           flint_isa_has_dot_product(FLINT_ISA_AVX2), flint_isa_has_dot_product(FLINT_ISA_NEON));
+    int ran = 0;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        run_path(&paths[i]);
+        ran += paths[i].available;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "FAIL: no kernel path runs on this CPU\n");
+        return 1;
+    }
+    if (failures) {
+        fprintf(stderr, "%d of %d checks failed\n", failures, checks);
+        return 1;
+    }
+    printf("all %d checks passed\n", checks);
+    return 0;
+}
