@@ -11,10 +11,11 @@
 // kernels read each weight byte once per call; the encoder's matrix-matrix products reuse every loaded weight
 // chunk for several x rows. Output rows (weight rows) are split over the ThreadPool like the float kernel.
 //
-// Each layer runs the kernels of the `KernelISA` it is built with. For `.avx512` the inner loops run in C (target
-// CFlintKernels, `vpdpbusd`): Swift on Linux compiles for baseline x86-64 (SSE2) and cannot ask for wider vectors
-// per function. For `.portable` (and group sizes the C kernels do not handle) the Swift kernels below do the same
-// arithmetic.
+// Each layer runs the kernels of the `KernelISA` it is built with. For `.avx512`, `.avx2` and `.neon` the inner
+// loops run in C (target CFlintKernels: `vpdpbusd` on zmm, on ymm with AVX-VNNI, `sdot` on NEON): Swift on Linux
+// compiles for baseline x86-64 (SSE2) and cannot ask for wider vectors per function. For `.portable` (and group
+// sizes the AVX-512 kernels do not handle) the Swift kernels below do the same arithmetic. The AVX2 and NEON W8A8
+// kernels give results bit-identical to the Swift one (exact Int32 sums, the same unfused float epilogue).
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -79,7 +80,6 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
     /// The kernels this layer runs: the ISA it was built with, or `.portable` when that ISA has no kernel for
     /// this layer's group size.
     public let isa: KernelISA
-    private var usesNativeKernels: Bool { isa == .avx512 }
 
     /// The view whose bytes are read in place; kept so its owner (the mapped file) stays alive.
     private let view: TensorView
@@ -90,6 +90,9 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
     private let groups: Int
     /// W8A8 only: `128 × scale × Σ q` per (row, group), see CFlintKernels.h; nil for weight-only.
     private let compensation: UnsafeMutablePointer<Float>?
+    /// W8A8 on AVX2/NEON only: `Σ q` per (row, group) in Int32 (their kernels multiply signed activations and add
+    /// `128 · Σ q` back, see CFlintKernels.h); nil otherwise.
+    private let weightSums: UnsafeMutablePointer<Int32>?
     private let scratch: Int8Scratch
     /// Row stride of the quantized activations, a multiple of 64 bytes.
     private let quantizedStride: Int
@@ -128,16 +131,21 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
         self.scratch = scratch ?? Int8Scratch()
         quantizedStride = (cols + 63) / 64 * 64
 
-        // What the AVX-512 kernels handle (see CFlintKernels.h).
-        let nativeFits: Bool
+        // What the AVX-512 kernels handle (see CFlintKernels.h); the AVX2 and NEON ones take any group size.
+        let avx512Fits: Bool
         switch mode {
-        case .w8a8: nativeFits = groups <= 1 || groupSize == 32 || groupSize % 64 == 0
-        case .weightOnly: nativeFits = groups <= 1 || groupSize % 16 == 0
+        case .w8a8: avx512Fits = groups <= 1 || groupSize == 32 || groupSize % 64 == 0
+        case .weightOnly: avx512Fits = groups <= 1 || groupSize % 16 == 0
         }
-        self.isa = isa == .avx512 && nativeFits ? .avx512 : .portable
+        switch isa {
+        case .avx512: self.isa = avx512Fits ? .avx512 : .portable
+        case .avx2, .neon, .portable: self.isa = isa
+        }
 
         if mode == .w8a8 && rows * groups > 0 {
             let comp = UnsafeMutablePointer<Float>.allocate(capacity: rows * groups)
+            let needsSums = self.isa == .avx2 || self.isa == .neon
+            let sums = needsSums ? UnsafeMutablePointer<Int32>.allocate(capacity: rows * groups) : nil
             for row in 0..<rows {
                 for group in 0..<groups {
                     let start = group * groupSize
@@ -146,15 +154,21 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
                     let w = weights + row * cols
                     for i in start..<end { sum &+= Int32(w[i]) }
                     comp[row * groups + group] = 128 * scales[row * groups + group] * Float(sum)
+                    sums?[row * groups + group] = sum
                 }
             }
             compensation = comp
+            weightSums = sums
         } else {
             compensation = nil
+            weightSums = nil
         }
     }
 
-    deinit { compensation?.deallocate() }
+    deinit {
+        compensation?.deallocate()
+        weightSums?.deallocate()
+    }
 
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
         guard rows > 0, outFeatures > 0 else { return }
@@ -171,7 +185,7 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
     /// The C view of this weight.
     private func matrix() -> flint_int8_matrix {
         flint_int8_matrix(weights: weights, scales: scales, compensation: compensation.map { UnsafePointer($0) },
-                          weight_sums: nil,
+                          weight_sums: weightSums.map { UnsafePointer($0) },
                           k: Int64(inFeatures), group_size: Int64(groupSize), groups: Int64(groups))
     }
 
@@ -185,12 +199,19 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
 
     private func forwardWeightOnly(_ x: UnsafePointer<Float>, rows: Int, y: UnsafeMutablePointer<Float>,
                                    pool: ThreadPool?) {
-        if usesNativeKernels {
+        if isa != .portable {
+            let isa = self.isa
             // One pointer shared read-only by every thread (no inout access from concurrent closures).
             withUnsafePointer(to: matrix()) { m in
                 splitRows(rows: rows, pool: pool) { range in
-                    flint_int8_weight_only(m, Int64(range.lowerBound), Int64(range.upperBound), x, Int64(inFeatures),
-                                           Int64(rows), y, Int64(outFeatures))
+                    let (begin, end) = (Int64(range.lowerBound), Int64(range.upperBound))
+                    let (ldx, r, ldy) = (Int64(inFeatures), Int64(rows), Int64(outFeatures))
+                    switch isa {
+                    case .avx512: flint_int8_weight_only(m, begin, end, x, ldx, r, y, ldy)
+                    case .avx2: flint_avx2_int8_weight_only(m, begin, end, x, ldx, r, y, ldy)
+                    case .neon: flint_neon_int8_weight_only(m, begin, end, x, ldx, r, y, ldy)
+                    case .portable: break
+                    }
                 }
             }
         } else {
@@ -209,19 +230,27 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
         scratch.withBytes(scaleOffset + rows * groups * MemoryLayout<Float>.stride) { raw in
             let xq = raw.assumingMemoryBound(to: UInt8.self)
             let xs = (raw + scaleOffset).assumingMemoryBound(to: Float.self)
-            // The C quantizer is the same arithmetic as the Swift one (same codes, bit for bit), 3× faster.
-            if usesNativeKernels {
-                flint_int8_quantize_activations(x, Int64(rows), Int64(inFeatures), Int64(groupSize), Int64(groups),
-                                                xq, Int64(ldq), xs)
-            } else {
+            // The C quantizers are the same arithmetic as the Swift one (same codes, bit for bit), 3× faster.
+            let (r, k, gs, g, ld) = (Int64(rows), Int64(inFeatures), Int64(groupSize), Int64(groups), Int64(ldq))
+            switch isa {
+            case .avx512: flint_int8_quantize_activations(x, r, k, gs, g, xq, ld, xs)
+            case .avx2: flint_avx2_int8_quantize_activations(x, r, k, gs, g, xq, ld, xs)
+            case .neon: flint_neon_int8_quantize_activations(x, r, k, gs, g, xq, ld, xs)
+            case .portable:
                 Int8ActivationQuantizer.quantize(x, rows: rows, k: inFeatures, groupSize: groupSize, groups: groups,
                                                  into: xq, stride: ldq, scales: xs)
             }
-            if usesNativeKernels {
+            if isa != .portable {
+                let isa = self.isa
                 withUnsafePointer(to: matrix()) { m in
                     splitRows(rows: rows, pool: pool) { range in
-                        flint_int8_w8a8(m, Int64(range.lowerBound), Int64(range.upperBound), xq, Int64(ldq), xs,
-                                        Int64(rows), y, Int64(outFeatures))
+                        let (begin, end, ldy) = (Int64(range.lowerBound), Int64(range.upperBound), Int64(outFeatures))
+                        switch isa {
+                        case .avx512: flint_int8_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                        case .avx2: flint_avx2_int8_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                        case .neon: flint_neon_int8_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                        case .portable: break
+                        }
                     }
                 }
             } else {

@@ -16,9 +16,10 @@ internal import CFlintKernels
 public enum KernelISA: String, CaseIterable, Sendable, CustomStringConvertible {
     /// x86-64 AVX-512 F/BW/VL/DQ with VNNI (Ice Lake, Zen 4 and later): the C kernels in CFlintKernels.
     case avx512
-    /// x86-64 AVX2 + FMA. Not implemented yet, so never in `supported`.
+    /// x86-64 AVX2 + FMA (x86-64-v3: most laptops and cloud VMs), int8 dot products with AVX-VNNI `vpdpbusd` on
+    /// ymm registers where the CPU has it (Alder Lake, Zen 5 …): CFlintKernels/Avx2Kernels.c.
     case avx2
-    /// AArch64 NEON. Not implemented yet, so never in `supported`.
+    /// AArch64 NEON, int8 dot products with `sdot` where the CPU has it (ARMv8.2+): CFlintKernels/NeonKernels.c.
     case neon
     /// The Swift kernels: every CPU, the reference the vector kernels are tested against.
     case portable
@@ -38,7 +39,8 @@ public enum KernelISA: String, CaseIterable, Sendable, CustomStringConvertible {
         switch self {
         case .portable: return true
         case .avx512: return KernelISA.avx512Available
-        case .avx2, .neon: return false
+        case .avx2: return KernelISA.avx2Available
+        case .neon: return KernelISA.neonAvailable
         }
     }
 
@@ -56,6 +58,33 @@ public enum KernelISA: String, CaseIterable, Sendable, CustomStringConvertible {
     /// The AVX-512 kernels need both the float (F/DQ) and the int8 (BW/VL + VNNI) features; a CPU with AVX-512 F
     /// but no VNNI (Skylake-X) is treated as having none, so `.avx512` always means every AVX-512 kernel runs.
     static let avx512Available: Bool = flint_int8_native_available() != 0 && flint_f32_native_available() != 0
+
+    static let avx2Available: Bool = flint_isa_supported(Int32(FLINT_ISA_AVX2)) != 0
+    static let neonAvailable: Bool = flint_isa_supported(Int32(FLINT_ISA_NEON)) != 0
+
+    /// Whether this ISA's W8A8 kernel uses a dot-product instruction here (AVX-512 VNNI, AVX-VNNI, `sdot`) rather
+    /// than widening multiplies; false for portable and for ISAs this CPU lacks.
+    public var hasDotProduct: Bool {
+        switch self {
+        case .portable: return false
+        case .avx512: return isSupported
+        case .avx2: return isSupported && flint_isa_has_dot_product(Int32(FLINT_ISA_AVX2)) != 0
+        case .neon: return isSupported && flint_isa_has_dot_product(Int32(FLINT_ISA_NEON)) != 0
+        }
+    }
+
+    /// A one-line description of what runs, e.g. `avx2 (AVX-VNNI dot products)`, for `flint --version` / bench.
+    public var summary: String {
+        switch self {
+        case .portable: return "portable (Swift)"
+        case .avx512: return "avx512 (AVX-512 VNNI)"
+        case .avx2: return hasDotProduct ? "avx2 (AVX2 + FMA, AVX-VNNI dot products)" : "avx2 (AVX2 + FMA)"
+        case .neon: return hasDotProduct ? "neon (NEON, sdot dot products)" : "neon (NEON)"
+        }
+    }
+
+    /// The CPU's name as it reports it (the x86 brand string), or "unknown CPU".
+    public static var cpuName: String { String(cString: flint_cpu_name()) }
 
     private static let detected: (supported: [KernelISA], preferred: KernelISA) = {
         let supported = allCases.filter { $0 != .portable && $0.isSupported } + [.portable]

@@ -24,8 +24,8 @@ public enum MatrixMultiply {
     ///   - x: `rows × inFeatures`, row stride `xStride` (default `inFeatures`).
     ///   - w: `outFeatures × inFeatures`, row-major, contiguous.
     ///   - y: `rows × outFeatures`, row stride `yStride` (default `outFeatures`).
-    ///   - isa: the kernels to use: `.avx512` runs the C kernel, everything else the portable Swift one (an ISA
-    ///     this CPU cannot run falls back to portable).
+    ///   - isa: the kernels to use: `.avx512`, `.avx2` and `.neon` run their C kernels, `.portable` the Swift one
+    ///     (an ISA this CPU cannot run falls back to portable).
     public static func multiplyTransposed(
         x: UnsafePointer<Float>, rows: Int, xStride: Int? = nil,
         w: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int,
@@ -37,12 +37,14 @@ public enum MatrixMultiply {
         // About 64k multiply-adds per thread pays for a wake-up.
         let perColumn = max(1, rows * inFeatures)
         let minimumColumns = max(4, 65_536 / perColumn)
-        let native = isa.runnable == .avx512
+        let path = isa.runnable
         let work: (Range<Int>) -> Void = { columns in
-            if native {
-                flint_f32_xwt(x, Int64(rows), Int64(ldx), w, Int64(inFeatures), Int64(columns.lowerBound),
-                              Int64(columns.upperBound), y, Int64(ldy))
-                return
+            let (k, begin, end) = (Int64(inFeatures), Int64(columns.lowerBound), Int64(columns.upperBound))
+            switch path {
+            case .avx512: return flint_f32_xwt(x, Int64(rows), Int64(ldx), w, k, begin, end, y, Int64(ldy))
+            case .avx2: return flint_avx2_f32_xwt(x, Int64(rows), Int64(ldx), w, k, begin, end, y, Int64(ldy))
+            case .neon: return flint_neon_f32_xwt(x, Int64(rows), Int64(ldx), w, k, begin, end, y, Int64(ldy))
+            case .portable: break
             }
             var start = columns.lowerBound
             while start < columns.upperBound {

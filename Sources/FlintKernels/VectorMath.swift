@@ -1,5 +1,5 @@
 // Element-wise math on float rows — the GELU of the feed-forward blocks and the softmax of attention — with an
-// AVX-512 path (C) and the portable Swift loop, chosen by the `isa` each call passes.
+// AVX-512, AVX2 and NEON path each (C) and the portable Swift loop, chosen by the `isa` each call passes.
 
 internal import CFlintKernels
 import Foundation
@@ -7,9 +7,11 @@ import Foundation
 public enum VectorMath {
     /// In place, HF's `gelu_new`: `0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))`.
     public static func geluNew(_ x: UnsafeMutablePointer<Float>, count: Int, isa: KernelISA = .preferred) {
-        if isa.runnable == .avx512 {
-            flint_f32_gelu_new(x, Int64(count))
-            return
+        switch isa.runnable {
+        case .avx512: return flint_f32_gelu_new(x, Int64(count))
+        case .avx2: return flint_avx2_f32_gelu_new(x, Int64(count))
+        case .neon: return flint_neon_f32_gelu_new(x, Int64(count))
+        case .portable: break
         }
         let c = Float((2.0 / Double.pi).squareRoot())
         for i in 0..<count {
@@ -24,9 +26,11 @@ public enum VectorMath {
         var maxValue = x[0]
         for i in 1..<count { maxValue = max(maxValue, x[i]) }
         var total: Float = 0
-        if isa.runnable == .avx512 {
-            flint_f32_exp_shifted(x, Int64(count), maxValue, &total)
-        } else {
+        switch isa.runnable {
+        case .avx512: flint_f32_exp_shifted(x, Int64(count), maxValue, &total)
+        case .avx2: flint_avx2_f32_exp_shifted(x, Int64(count), maxValue, &total)
+        case .neon: flint_neon_f32_exp_shifted(x, Int64(count), maxValue, &total)
+        case .portable:
             for i in 0..<count {
                 let e = expf(x[i] - maxValue)
                 x[i] = e
@@ -46,10 +50,12 @@ extension VectorMath {
                               values: UnsafePointer<Float>, keyCount: Int, stride: Int, dKV: Int,
                               bias: UnsafePointer<Float>?, biasRowStride: Int, scores: UnsafeMutablePointer<Float>,
                               context: UnsafeMutablePointer<Float>, isa: KernelISA = .preferred) {
-        if isa.runnable == .avx512 {
-            flint_f32_attend(queries, Int64(queryCount), keys, values, Int64(keyCount), Int64(stride), Int64(dKV),
-                             bias, Int64(biasRowStride), scores, context)
-            return
+        let (q, n, s, d, bs) = (Int64(queryCount), Int64(keyCount), Int64(stride), Int64(dKV), Int64(biasRowStride))
+        switch isa.runnable {
+        case .avx512: return flint_f32_attend(queries, q, keys, values, n, s, d, bias, bs, scores, context)
+        case .avx2: return flint_avx2_f32_attend(queries, q, keys, values, n, s, d, bias, bs, scores, context)
+        case .neon: return flint_neon_f32_attend(queries, q, keys, values, n, s, d, bias, bs, scores, context)
+        case .portable: break
         }
         for i in 0..<queryCount {
             let query = queries + i * stride

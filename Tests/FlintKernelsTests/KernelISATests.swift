@@ -9,8 +9,13 @@ import FlintFormat
         #expect(Set(supported).count == supported.count)
         #expect(supported.contains(KernelISA.preferred))
         for isa in KernelISA.allCases { #expect(isa.isSupported == supported.contains(isa), "\(isa)") }
-        // Not implemented yet: never claimed, whatever the CPU.
-        #expect(!supported.contains(.avx2) && !supported.contains(.neon))
+        // Each architecture claims only its own paths; every AVX-512 VNNI CPU has AVX2 + FMA too.
+        #if arch(x86_64)
+        #expect(!supported.contains(.neon))
+        if supported.contains(.avx512) { #expect(supported.contains(.avx2)) }
+        #elseif arch(arm64)
+        #expect(supported.contains(.neon) && !supported.contains(.avx2) && !supported.contains(.avx512))
+        #endif
     }
 
     @Test func environmentOverride() {
