@@ -63,6 +63,9 @@ struct BenchCommand: ParsableCommand {
         var model: String
         var file_bytes: Int64
         var kernels: String
+        /// The kernel instruction set that ran (`KernelISA`: avx512, avx2, neon, portable; FLINT_ISA forces one).
+        var isa: String
+        var isa_detail: String
         var threads: Int
         var prompt_tokens: Int
         var new_tokens: Int
@@ -111,7 +114,8 @@ struct BenchCommand: ParsableCommand {
                 decodeRates.append(newTokens > 1 ? Double((newTokens - 1) * batch) / (Double(t3 - t2) / 1e9)
                                                  : Double(batch) / (Double(t2 - t1) / 1e9))
             }
-            let result = Result(model: model, file_bytes: fileSize(model), kernels: mode.cliName, threads: pool.threadCount,
+            let result = Result(model: model, file_bytes: fileSize(model), kernels: mode.cliName,
+                                isa: t5.isa.rawValue, isa_detail: t5.isa.summary, threads: pool.threadCount,
                                 prompt_tokens: promptTokens, new_tokens: newTokens, batch: batch, runs: runs,
                                 load_ms: round2(loadMs),
                                 encoder_tokens_per_second: round2(Double(promptTokens) / median(encodeTimes)),
@@ -122,7 +126,7 @@ struct BenchCommand: ParsableCommand {
                 try printJSON(result)
             } else {
                 print("model            \(model) (\(formatBytes(result.file_bytes)))")
-                print("setup            \(result.threads) threads, \(result.kernels) kernels, batch \(batch), \(promptTokens) prompt tokens, \(newTokens) new tokens, median of \(runs)")
+                print("setup            \(result.threads) threads, \(result.kernels) kernels on \(result.isa_detail), batch \(batch), \(promptTokens) prompt tokens, \(newTokens) new tokens, median of \(runs)")
                 print(String(format: "load             %.1f ms", result.load_ms))
                 print(String(format: "encoder          %.1f tokens/s", result.encoder_tokens_per_second))
                 print(String(format: "first token      %.1f ms", result.time_to_first_token_ms))
