@@ -77,7 +77,7 @@ fixtures:
 
 # The peer benchmark (Flint vs CTranslate2 vs transformers; see Tools/bench/README.md).
 peers: release
-	Tools/.venv-hf/bin/python Tools/bench/run_peers.py
+	Tools/.venv-hf/bin/python Tools/bench/run_peers.py --update-readme
 
 clean:
 	rm -rf .build out

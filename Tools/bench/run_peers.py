@@ -1,22 +1,25 @@
 #!/usr/bin/env python3
-"""Flint vs CTranslate2 vs transformers on FLAN-T5 shapes, side by side, in one run.
+"""Flint vs CTranslate2 on FLAN-T5 shapes, side by side in one run: prefill, batch-1 and batch-8 decode, at 1 and 2
+threads, each engine's default path and its AVX2 path, several rounds with medians and spreads.
 
-  Tools/.venv-hf/bin/python Tools/bench/run_peers.py [--shapes small,base] [--threads 2] [--new-tokens 64]
-      [--prompt-tokens 64] [--encoder-tokens 512] [--runs 3] [--rounds 1] [--flint .build/release/flint]
-      [--skip-convert] [--engines ...] [--json]
+  Tools/.venv-hf/bin/python Tools/bench/run_peers.py                # the full table, unattended, ≤ --budget-minutes
+  Tools/.venv-hf/bin/python Tools/bench/run_peers.py --shapes small --threads 1 --rounds 1   # a quick look
+  Tools/.venv-hf/bin/python Tools/bench/run_peers.py --update-readme                         # + README's table
 
 Steps (see Tools/bench/README.md for what each number means):
  1. random-weight checkpoints with the real FLAN-T5 configs (Tools/make_bench_checkpoint.py, seed 0) in
-    Tools/bench/out/<shape>/, unless present;
+    <out>/<shape>/, unless present;
  2. conversions, redone when missing or older than their inputs (never with --skip-convert):
-    `flint convert DIR -o <shape>-int8.flint --quant int8` / `--quant f32`, and
-    `ct2-transformers-converter --model DIR --quantization int8|float32`;
- 3. every engine measured in its own process (peak RSS is per engine, from wait4's ru_maxrss), the same workload:
-    batch 1, greedy, the same thread count, a --prompt-tokens input decoded for exactly --new-tokens tokens
-    (end token suppressed until then), and an --encoder-tokens input for the encoder; one warm-up, then the
-    median of --runs runs;
- 4. a table on stdout, Tools/bench/out/peers.{md,svg,json} (and the JSON on stdout with --json).
-Flint rows are skipped, with a message, when the flint binary is missing; numbers are never invented.
+    `flint convert DIR -o <shape>-int8.flint --quant int8` (+ f32 when a flint-f32 engine is asked for), and
+    `ct2-transformers-converter --model DIR --quantization int8` (+ float32);
+ 3. the machine's streaming-read bandwidth (Tools/bench/stream_read.c) at each thread count, and the bytes a
+    batch-1 decode step reads for each model (`flint inspect --json`);
+ 4. rounds × shapes × thread counts × engines, each engine in its own process(es) (peak RSS from wait4's
+    ru_maxrss), the engine order rotated every round; every measurement is one warm-up and the median of --runs;
+    the reported figure is the median over rounds, the spread min–max of the rounds' medians;
+ 5. <out>/peers.{md,json} (and README.md's table between its `peers:begin/end` markers with --update-readme).
+Rows that cannot be measured (no flint binary, no ctranslate2, a path this CPU lacks, a failed run) are reported as
+missing with the reason; numbers are never invented.
 """
 import argparse
 import json
@@ -32,21 +35,34 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent.parent
-OUT = BENCH_DIR / "out"
 MAKE_CHECKPOINT = REPO / "Tools" / "make_bench_checkpoint.py"
+STREAM_READ_SOURCE = BENCH_DIR / "stream_read.c"
 SHAPES = {"small": "flan-t5-small", "base": "flan-t5-base", "large": "flan-t5-large"}
 EOS_ID = 1
-BASELINE = "ct2-int8"  # the row every ratio is taken against
-ENGINE_ORDER = ["flint-int8-wo", "flint-int8-w8a8", "flint-f32", "ct2-int8", "ct2-f32", "hf-f32"]
-ENGINE_LABEL = {
-    "flint-int8-wo": "Flint int8 (weight-only)",
-    "flint-int8-w8a8": "Flint int8 (w8a8)",
-    "flint-f32": "Flint f32",
-    "ct2-int8": "CTranslate2 int8",
-    "ct2-f32": "CTranslate2 float32",
-    "hf-f32": "transformers float32",
-}
 WORKER_TIMEOUT_S = 900
+
+# engine -> how it runs. `isa`: the path forced through the engine's own switch (FLINT_ISA / CT2_FORCE_CPU_ISA);
+# None = the engine's default choice on this CPU.
+ENGINES = {
+    "flint-int8": {"label": "Flint int8", "kind": "flint", "model": "flint-int8", "kernels": None, "isa": None},
+    "flint-int8-avx2": {"label": "Flint int8, AVX2 path", "kind": "flint", "model": "flint-int8", "kernels": None,
+                        "isa": "avx2"},
+    "flint-int8-w8a8": {"label": "Flint int8 (w8a8)", "kind": "flint", "model": "flint-int8", "kernels": "w8a8",
+                        "isa": None},
+    "flint-f32": {"label": "Flint f32", "kind": "flint", "model": "flint-f32", "kernels": None, "isa": None},
+    "ct2-int8": {"label": "CTranslate2 int8", "kind": "ct2", "model": "ct2-int8", "compute": "int8", "isa": None},
+    "ct2-int8-avx2": {"label": "CTranslate2 int8, AVX2", "kind": "ct2", "model": "ct2-int8", "compute": "int8",
+                      "isa": "AVX2"},
+    "ct2-f32": {"label": "CTranslate2 float32", "kind": "ct2", "model": "ct2-f32", "compute": "float32", "isa": None},
+    "hf-f32": {"label": "transformers float32", "kind": "hf", "model": "hf-f32", "isa": None},
+}
+DEFAULT_ENGINES = ["flint-int8", "flint-int8-avx2", "ct2-int8", "ct2-int8-avx2"]
+# (Flint row, CTranslate2 row, goals from issue 10: workload -> minimum ratio)
+COMPARISONS = [
+    ("flint-int8", "ct2-int8", {"prefill": 1.2, "decode_b1": 1.5, "decode_b8": 1.2}),
+    ("flint-int8-avx2", "ct2-int8-avx2", {"prefill": 1.0, "decode_b1": 1.2}),
+]
+WORKLOAD_LABEL = {"prefill": "prefill", "decode_b1": "decode b1", "decode_b8": "decode b8"}
 
 
 def prompt_ids(length):
@@ -54,6 +70,10 @@ def prompt_ids(length):
     (3…31999) by a fixed formula, ending in </s>. The peers get the very same ids so the workloads are identical."""
     ordinary = 32000 - 3
     return [3 + (i * 7919 + 13) % ordinary for i in range(length - 1)] + [EOS_ID]
+
+
+def median_spread(xs):
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "runs": list(xs)}
 
 
 def vm_hwm_mb():
@@ -72,16 +92,11 @@ def vm_rss_mb():
     return 0.0
 
 
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Workers: each runs in its own process and prints one JSON object as its last stdout line.
-
-def summarize(runs):
-    """Median and spread of the measured runs of one worker."""
-    def stat(key):
-        xs = [r[key] for r in runs]
-        return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "runs": xs}
-    return {key: stat(key) for key in runs[0]}
-
+# Workers: each runs in its own process and prints one JSON object as its last stdout line. One worker measures
+# every workload of one engine at one thread count: {workload: {"tokens_per_second": {median,...}, ...}}.
 
 def worker_ct2(args):
     import ctranslate2
@@ -90,47 +105,48 @@ def worker_ct2(args):
     translator = ctranslate2.Translator(args.model, device="cpu", compute_type=args.compute_type,
                                         intra_threads=args.threads, inter_threads=1)
     load_ms = (time.perf_counter() - t0) * 1000
-    vocab_path = Path(args.model) / "shared_vocabulary.json"
-    vocab = json.loads(vocab_path.read_text())
+    vocab = json.loads((Path(args.model) / "shared_vocabulary.json").read_text())
     to_tokens = lambda ids: [vocab[i] for i in ids]  # noqa: E731
 
-    def generate(ids, n):
-        stamps = []
+    def generate(ids, n, batch):
+        last_stamp = {}
 
         def on_step(step):
-            stamps.append(time.perf_counter())
+            last_stamp[step.step] = time.perf_counter()  # the batch's last sequence to finish this step
             return False
 
         start = time.perf_counter()
         # min = max length: the end token is masked until step n (checked: with end_token set to a token greedy
         # decoding emits at step 5, the run still makes 64 steps), so every run decodes exactly n tokens.
-        result = translator.translate_batch([to_tokens(ids)], beam_size=1, min_decoding_length=n,
+        result = translator.translate_batch([to_tokens(ids)] * batch, beam_size=1, min_decoding_length=n,
                                             max_decoding_length=n, return_end_token=True, callback=on_step)
         end = time.perf_counter()
-        produced = len(result[0].hypotheses[0])
-        if len(stamps) != n or produced != n:
-            raise SystemExit(f"CTranslate2 made {len(stamps)} steps / {produced} tokens, expected exactly {n}")
-        return start, stamps, end
+        produced = [len(r.hypotheses[0]) for r in result]
+        if sorted(last_stamp) != list(range(n)) or produced != [n] * batch:
+            raise SystemExit(f"CTranslate2 made steps {sorted(last_stamp)[:3]}… / tokens {produced}, expected {n} × {batch}")
+        return start, [last_stamp[s] for s in range(n)], end
 
-    decode_runs, prefill_runs = [], []
-    prompt, long_input = prompt_ids(args.prompt_tokens), prompt_ids(args.encoder_tokens)
-    for run in range(args.runs + 1):
-        start, stamps, _ = generate(prompt, args.new_tokens)
-        if run > 0:  # run 0 is the warm-up
-            decode_runs.append({
-                "time_to_first_token_ms": (stamps[0] - start) * 1000,
-                "decode_tokens_per_second": (args.new_tokens - 1) / (stamps[-1] - stamps[0]),
-            })
-    for run in range(args.runs + 1):
-        # CTranslate2's Translator has no encoder-only call: one decoding step on the long input is the closest
-        # (encoder + cross-attention keys/values + one decoder step); the same quantity is measured for all rows.
-        start, stamps, end = generate(long_input, 1)
-        if run > 0:
-            prefill_runs.append({"prefill_tokens_per_second": args.encoder_tokens / (end - start)})
+    out = {}
+    for workload, (length, n, batch) in workloads(args).items():
+        rates, ttft = [], []
+        for run in range(args.runs + 1):
+            start, stamps, end = generate(prompt_ids(length), n, batch)
+            if run == 0:
+                continue  # warm-up
+            if workload == "prefill":
+                # CTranslate2's Translator has no encoder-only call: one decoding step on the long input is the
+                # closest (encoder + cross-attention keys/values + one decoder step), measured alike for every row.
+                rates.append(length / (end - start))
+            else:
+                rates.append((n - 1) * batch / (stamps[-1] - stamps[0]))
+                ttft.append((stamps[0] - start) * 1000)
+        out[workload] = {"tokens_per_second": median_spread(rates)}
+        if ttft:
+            out[workload]["time_to_first_token_ms"] = median_spread(ttft)
     return {"load_ms": load_ms, "baseline_rss_mb": baseline_rss, "self_peak_rss_mb": vm_hwm_mb(),
-            **summarize(decode_runs), **summarize(prefill_runs), "encoder_is_prefill": True,
-            "versions": {"ctranslate2": ctranslate2.__version__},
-            "compute_type": translator.compute_type}
+            "workloads": out, "versions": {"ctranslate2": ctranslate2.__version__},
+            "compute_type": translator.compute_type,
+            "forced_isa": os.environ.get("CT2_FORCE_CPU_ISA")}
 
 
 def worker_hf(args):
@@ -146,7 +162,7 @@ def worker_hf(args):
     load_ms = (time.perf_counter() - t0) * 1000
 
     class StepClock(LogitsProcessor):
-        """Called once per generated token, right after that step's forward pass."""
+        """Called once per generated token (for the whole batch), right after that step's forward pass."""
         def __init__(self):
             self.stamps = []
 
@@ -154,11 +170,11 @@ def worker_hf(args):
             self.stamps.append(time.perf_counter())
             return scores
 
-    def generate(ids, n):
+    def generate(ids, n, batch):
         clock = StepClock()
         config = GenerationConfig(do_sample=False, num_beams=1, min_new_tokens=n, max_new_tokens=n, use_cache=True,
                                   decoder_start_token_id=0, eos_token_id=EOS_ID, pad_token_id=0)
-        input_ids = torch.tensor([ids])
+        input_ids = torch.tensor([ids] * batch)
         with torch.inference_mode():
             start = time.perf_counter()
             out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
@@ -169,28 +185,31 @@ def worker_hf(args):
             raise SystemExit(f"transformers made {len(clock.stamps)} steps / {produced} tokens, expected exactly {n}")
         return start, clock.stamps, end
 
-    decode_runs, long_runs = [], []
-    prompt, long_input = prompt_ids(args.prompt_tokens), prompt_ids(args.encoder_tokens)
-    for run in range(args.runs + 1):
-        start, stamps, _ = generate(prompt, args.new_tokens)
-        if run > 0:
-            decode_runs.append({
-                "time_to_first_token_ms": (stamps[0] - start) * 1000,
-                "decode_tokens_per_second": (args.new_tokens - 1) / (stamps[-1] - stamps[0]),
-            })
-    long_tensor = torch.tensor([long_input])
-    for run in range(args.runs + 1):
-        with torch.inference_mode():
-            start = time.perf_counter()
-            model.encoder(input_ids=long_tensor, attention_mask=torch.ones_like(long_tensor))
-            encoded = time.perf_counter()
-        start_p, _, end_p = generate(long_input, 1)
-        if run > 0:
-            long_runs.append({"encoder_tokens_per_second": args.encoder_tokens / (encoded - start),
-                              "prefill_tokens_per_second": args.encoder_tokens / (end_p - start_p)})
+    out = {}
+    for workload, (length, n, batch) in workloads(args).items():
+        rates, ttft = [], []
+        for run in range(args.runs + 1):
+            start, stamps, end = generate(prompt_ids(length), n, batch)
+            if run == 0:
+                continue
+            if workload == "prefill":
+                rates.append(length / (end - start))
+            else:
+                rates.append((n - 1) * batch / (stamps[-1] - stamps[0]))
+                ttft.append((stamps[0] - start) * 1000)
+        out[workload] = {"tokens_per_second": median_spread(rates)}
+        if ttft:
+            out[workload]["time_to_first_token_ms"] = median_spread(ttft)
     return {"load_ms": load_ms, "baseline_rss_mb": baseline_rss, "self_peak_rss_mb": vm_hwm_mb(),
-            **summarize(decode_runs), **summarize(long_runs), "encoder_is_prefill": False,
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+            "workloads": out, "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+
+
+def workloads(args):
+    """workload -> (input tokens, new tokens, batch)."""
+    table = {"prefill": (args.encoder_tokens, 1, 1)}
+    for b in args.batches:
+        table[f"decode_b{b}"] = (args.prompt_tokens, args.new_tokens, b)
+    return table
 
 
 def worker_main(argv):
@@ -202,6 +221,7 @@ def worker_main(argv):
     parser.add_argument("--prompt-tokens", type=int, required=True)
     parser.add_argument("--new-tokens", type=int, required=True)
     parser.add_argument("--encoder-tokens", type=int, required=True)
+    parser.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], required=True)
     parser.add_argument("--runs", type=int, required=True)
     args = parser.parse_args(argv)
     result = worker_ct2(args) if args.engine == "ct2" else worker_hf(args)
@@ -293,8 +313,8 @@ def out_of_date(target, inputs):
     return any(Path(i).exists() and Path(i).stat().st_mtime > t for i in inputs)
 
 
-def ensure_checkpoint(shape):
-    folder = OUT / shape
+def ensure_checkpoint(out, shape):
+    folder = out / shape
     if (folder / "model.safetensors").exists() and (folder / "config.json").exists():
         return folder
     log(f"[{shape}] writing the random-weight checkpoint (make_bench_checkpoint.py, seed 0)")
@@ -340,75 +360,128 @@ def convert_ct2(checkpoint, quantization, target, skip):
     return target
 
 
-def child_env(threads):
+def child_env(threads, extra=None):
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
     env["TOKENIZERS_PARALLELISM"] = "false"
+    # Each row forces (or leaves to the engine) its own path; an inherited setting must not leak into other rows.
+    env.pop("FLINT_ISA", None)
+    env.pop("CT2_FORCE_CPU_ISA", None)
+    env.pop("MKL_ENABLE_INSTRUCTIONS", None)
+    env.update(extra or {})
     return env
 
 
-def measure_flint(flint, model, kernels, args):
-    """Two `flint bench` processes: the decode workload and the long-input (encoder) workload."""
-    common = ["--threads", str(args.threads), "--kernels", kernels, "--runs", str(args.runs), "--json"]
-    decode_cmd = [str(flint), "bench", str(model), "--prompt-tokens", str(args.prompt_tokens),
-                  "--new-tokens", str(args.new_tokens)] + common
-    encoder_cmd = [str(flint), "bench", str(model), "--prompt-tokens", str(args.encoder_tokens),
-                   "--new-tokens", "1"] + common
-    results, peaks = [], []
-    for cmd in (decode_cmd, encoder_cmd):
-        code, out, err, peak = run_measured(cmd, child_env(args.threads))
+def measure_flint(flint, engine, model, threads, args):
+    """One `flint bench` process per workload (prefill: --new-tokens 1 on the long input)."""
+    spec = ENGINES[engine]
+    extra = {"FLINT_ISA": spec["isa"]} if spec["isa"] else {}
+    common = ["--threads", str(threads), "--runs", str(args.runs), "--json"]
+    if spec["kernels"]:
+        common += ["--kernels", spec["kernels"]]
+    out, peaks, isas, commands, load_ms = {}, [], set(), [], []
+    for workload, (length, n, batch) in workloads(args).items():
+        cmd = [str(flint), "bench", str(model), "--prompt-tokens", str(length), "--new-tokens", str(n),
+               "--batch", str(batch)] + common
+        commands.append((" ".join(f"{k}={v}" for k, v in extra.items()) + " " + " ".join(cmd)).strip())
+        code, stdout, stderr, peak = run_measured(cmd, child_env(threads, extra))
         if code != 0:
-            raise RuntimeError(f"`{' '.join(cmd)}` exited {code}: {(err or out).strip()[-2000:]}")
-        results.append(last_json_object(out))
+            raise RuntimeError(f"`{commands[-1]}` exited {code}: {(stderr or stdout).strip()[-2000:]}")
+        result = last_json_object(stdout)
         peaks.append(peak)
-    dec, enc = results
-    one = lambda x: {"median": x, "min": x, "max": x, "runs": [x]}  # noqa: E731  (flint reports the median only)
-    return {
-        "load_ms": dec["load_ms"],
-        "decode_tokens_per_second": one(dec["decode_tokens_per_second"]),
-        "time_to_first_token_ms": one(dec["time_to_first_token_ms"]),
-        "encoder_tokens_per_second": one(enc["encoder_tokens_per_second"]),
-        # one decoding step on the long input: the same quantity the CTranslate2 rows measure
-        "prefill_tokens_per_second": one(args.encoder_tokens / (enc["time_to_first_token_ms"] / 1000)),
-        "encoder_is_prefill": False,
-        "peak_rss_mb": max(peaks),
-        "self_peak_rss_mb": max(dec.get("peak_rss_mb", 0), enc.get("peak_rss_mb", 0)),
-        "flint_json": {"decode": dec, "encoder": enc},
-        "commands": [" ".join(decode_cmd), " ".join(encoder_cmd)],
-    }
+        load_ms.append(result["load_ms"])
+        isas.add(result.get("isa", "unreported"))
+        one = lambda x: {"median": x, "min": x, "max": x, "runs": [x]}  # noqa: E731  (flint reports its median)
+        if workload == "prefill":
+            out[workload] = {"tokens_per_second": one(length / (result["time_to_first_token_ms"] / 1000)),
+                             "encoder_tokens_per_second": one(result["encoder_tokens_per_second"])}
+        else:
+            out[workload] = {"tokens_per_second": one(result["decode_tokens_per_second"]),
+                             "time_to_first_token_ms": one(result["time_to_first_token_ms"])}
+        out[workload]["flint_json"] = result
+    isa = ", ".join(sorted(isas))
+    if spec["isa"] and isa != spec["isa"]:
+        raise RuntimeError(f"FLINT_ISA={spec['isa']} ran the {isa} path (this CPU or this flint lacks {spec['isa']})")
+    return {"load_ms": statistics.median(load_ms), "peak_rss_mb": max(peaks), "workloads": out, "isa": isa,
+            "commands": commands}
 
 
-def measure_worker(engine, model, compute_type, args):
-    cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", engine, "--model", str(model),
-           "--compute-type", compute_type, "--threads", str(args.threads), "--prompt-tokens", str(args.prompt_tokens),
-           "--new-tokens", str(args.new_tokens), "--encoder-tokens", str(args.encoder_tokens), "--runs", str(args.runs)]
-    code, out, err, peak = run_measured(cmd, child_env(args.threads))
+def measure_worker(engine, model, threads, args):
+    spec = ENGINES[engine]
+    # CTranslate2's int8 GEMM is Intel MKL's, which picks its own instruction set: MKL_ENABLE_INSTRUCTIONS caps it
+    # too, or "AVX2" would still run AVX-512 VNNI inside MKL. CT2_VERBOSE=1 makes it log the ISA it selected.
+    extra = {"CT2_VERBOSE": "1"}
+    if spec["isa"]:
+        extra.update({"CT2_FORCE_CPU_ISA": spec["isa"], "MKL_ENABLE_INSTRUCTIONS": spec["isa"]})
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", spec["kind"], "--model", str(model),
+           "--compute-type", spec.get("compute", "default"), "--threads", str(threads),
+           "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens),
+           "--encoder-tokens", str(args.encoder_tokens), "--batches", ",".join(map(str, args.batches)),
+           "--runs", str(args.runs)]
+    code, out, err, peak = run_measured(cmd, child_env(threads, extra))
     if code != 0:
         raise RuntimeError(f"{engine} worker exited {code}: {(err or out).strip()[-2000:]}")
     result = last_json_object(out)
     result["peak_rss_mb"] = peak
+    selected = [line.split("Selected ISA:", 1)[1].strip() for line in err.splitlines() if "Selected ISA:" in line]
+    result["isa"] = (selected[-1] if selected else "unreported") + (" (forced)" if spec["isa"] else "")
+    if spec["isa"] and selected and selected[-1] != spec["isa"]:
+        raise RuntimeError(f"CT2_FORCE_CPU_ISA={spec['isa']} selected {selected[-1]}")
+    result["commands"] = [(" ".join(f"{k}={v}" for k, v in extra.items()) + " " + " ".join(cmd)).strip()]
     return result
 
 
-def merge_rounds(rounds):
-    """One row from several rounds: medians over every measured run, spread over every run (peers) or every
-    round's median (Flint, whose bench reports only its median)."""
-    merged = dict(rounds[-1])
-    for key in ("decode_tokens_per_second", "time_to_first_token_ms", "encoder_tokens_per_second",
-                "prefill_tokens_per_second"):
-        if key in rounds[0]:
-            xs = [x for r in rounds for x in r[key]["runs"]]
-            medians = [r[key]["median"] for r in rounds]
-            merged[key] = {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "runs": xs,
-                           "round_medians": medians}
-    merged["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
-    merged["load_ms"] = statistics.median(r["load_ms"] for r in rounds)
-    pressures = [r["cpu_pressure_pct"] for r in rounds if r.get("cpu_pressure_pct") is not None]
-    merged["cpu_pressure_pct"] = max(pressures) if pressures else None
-    merged["cpu_pressure_pct_rounds"] = pressures
-    return merged
+# ----------------------------------------------------------------------------------------------------------------
+# Bandwidth and bytes per token.
 
+def stream_bandwidth(out, threads, buffer_mb):
+    """Streaming-read GB/s at `threads` threads (stream_read.c, compiled once into <out>), or None."""
+    binary = out / "stream_read"
+    if out_of_date(binary, [STREAM_READ_SOURCE]):
+        cc = shutil.which("clang") or shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            return None
+        done = subprocess.run([cc, "-O2", "-pthread", str(STREAM_READ_SOURCE), "-o", str(binary)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            log(f"stream_read.c did not compile: {done.stderr.strip()[-500:]}")
+            return None
+    done = subprocess.run([str(binary), str(threads), str(buffer_mb), "7"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout)["gb_per_s"]
+
+
+def decode_bytes_per_token(flint, model, prompt_tokens, new_tokens):
+    """Bytes one batch-1 decode step reads: every decoder weight (values + scales) but the embedding table (one
+    row per token) and the cross-attention k/v projections (applied once to the encoder output), the lm_head,
+    and the attention caches (cross: 2 × input length × inner dim per layer; self: 2 × the average decoded
+    length), float32."""
+    done = subprocess.run([str(flint), "inspect", str(model), "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    info = last_json_object(done.stdout)
+    config, aliases = info["config"], info.get("aliases", {})
+    weights = 0
+    names = {t["name"] for t in info["tensors"]}
+    for t in info["tensors"]:
+        name = t["name"]
+        decoder = name.startswith("decoder.") and "embed_tokens" not in name and \
+            not (".EncDecAttention.k." in name or ".EncDecAttention.v." in name)
+        if decoder or name == "lm_head.weight":
+            weights += t["bytes"] + t["scale_bytes"]
+    if "lm_head.weight" not in names:  # tied: the shared embedding is the output projection
+        target = aliases.get("lm_head.weight", "shared.weight")
+        weights += sum(t["bytes"] + t["scale_bytes"] for t in info["tensors"] if t["name"] == target)
+    inner = config["num_heads"] * config["d_kv"]
+    layers = config["num_decoder_layers"]
+    caches = layers * 2 * inner * 4 * (prompt_tokens + (new_tokens + 1) / 2)
+    return {"weights": weights, "caches": int(caches), "total": int(weights + caches)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results.
 
 def write_atomic(path, text):
     tmp = path.with_name(path.name + ".tmp")
@@ -416,267 +489,129 @@ def write_atomic(path, text):
     tmp.replace(path)
 
 
-def fmt(x, digits=1):
-    return "–" if x is None else f"{x:.{digits}f}"
+def fmt(x, digits=0):
+    return "–" if x is None else f"{x:,.{digits}f}".replace(",", " ")
 
 
-def build_rows(results):
-    rows = []
-    for shape, engines in results.items():
-        base = engines.get(BASELINE)
-        for engine in ENGINE_ORDER:
-            r = engines.get(engine)
-            if r is None:
-                continue
-            dec = r["decode_tokens_per_second"]
-            pre = r["prefill_tokens_per_second"]["median"]
-            enc = None if r.get("encoder_is_prefill") else r["encoder_tokens_per_second"]["median"]
-            rows.append({
-                "shape": shape, "engine": engine, "label": ENGINE_LABEL[engine],
-                "encoder_tps": enc, "prefill_tps": pre,
-                "decode_tps": dec["median"], "decode_min": dec["min"], "decode_max": dec["max"],
-                "ttft_ms": r["time_to_first_token_ms"]["median"],
-                "cpu_pressure_pct": r.get("cpu_pressure_pct"),
-                "load_ms": r["load_ms"], "peak_rss_mb": r["peak_rss_mb"], "model_mb": r["model_mb"],
-                "decode_ratio": dec["median"] / base["decode_tokens_per_second"]["median"] if base else None,
-                "encoder_ratio": pre / base["prefill_tokens_per_second"]["median"] if base else None,
-            })
-    return rows
+def merge_rounds(rounds):
+    """One row from several rounds: per workload, the median of the rounds' medians and their min–max."""
+    merged = {"workloads": {}, "rounds": len(rounds)}
+    for workload in rounds[0]["workloads"]:
+        entry = {}
+        for key in ("tokens_per_second", "time_to_first_token_ms", "encoder_tokens_per_second"):
+            medians = [r["workloads"][workload][key]["median"] for r in rounds if key in r["workloads"][workload]]
+            if medians:
+                entry[key] = median_spread(medians)
+        merged["workloads"][workload] = entry
+    merged["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
+    merged["load_ms"] = statistics.median(r["load_ms"] for r in rounds)
+    merged["isa"] = rounds[-1]["isa"]
+    pressures = [r["cpu_pressure_pct"] for r in rounds if r.get("cpu_pressure_pct") is not None]
+    merged["cpu_pressure_pct"] = max(pressures) if pressures else None
+    merged["load_average"] = [r["load_average_before"] for r in rounds]
+    merged["model_mb"] = rounds[-1]["model_mb"]
+    merged["commands"] = rounds[-1]["commands"]
+    return merged
 
 
-def markdown(rows, meta):
+def cell(entry, digits=0):
+    if not entry:
+        return "missing"
+    t = entry["tokens_per_second"]
+    return f"{fmt(t['median'], digits)} ({fmt(t['min'], digits)}–{fmt(t['max'], digits)})"
+
+
+def markdown(results, missing, bandwidth, bytes_per_token, meta):
+    w = [k for k in meta["workloads"]]
     lines = [
-        f"# Peer benchmark: Flint vs CTranslate2 vs transformers ({meta['date']})",
+        f"Measured {meta['date']} with `{meta['command']}` ({meta['total_minutes']} min): random weights with the "
+        f"real FLAN-T5 configs; the same ids for every engine; prefill = tokens/s of a one-token generation on a "
+        f"{meta['encoder_tokens']}-token input (encoder + cross-attention keys/values + first step); decode = "
+        f"greedy, {meta['prompt_tokens']}-token input → exactly {meta['new_tokens']} tokens, tokens after the first "
+        f"per second (batch 8: all sequences). Each cell: median over {meta['rounds_done']} round(s) of the median of "
+        f"{meta['runs']} runs (after a warm-up), with the min–max of the rounds in parentheses. Machine: "
+        f"{meta['machine']}; load average {meta['loadavg_start']} at the start, {meta['loadavg_end']} at the end "
+        f"(2 cores shared: compare ratios within this run only). {meta['versions']}.",
         "",
-        f"Batch 1, greedy, {meta['threads']} threads, {meta['prompt_tokens']}-token input → exactly "
-        f"{meta['new_tokens']} new tokens (decode tok/s = tokens after the first / their time); encoder on a "
-        f"{meta['encoder_tokens']}-token input. One warm-up, median of {meta['runs']} runs × {meta['rounds']} "
-        f"round(s); spread = min–max over runs (Flint: over rounds, its bench reports the median only). "
-        f"Random weights, real FLAN-T5 configs. Machine: {meta['machine']}; load average at start "
-        f"{meta['loadavg']}. Ratios are to CTranslate2 int8 of the same shape and run.",
-        "",
-        f"| shape | engine | encoder tok/s @{meta['encoder_tokens']} | prefill tok/s @{meta['encoder_tokens']} "
-        f"| decode tok/s @{meta['prompt_tokens']}→{meta['new_tokens']} | decode spread | first token ms "
-        f"| load ms | peak RSS MB | model MB | decode × CT2 int8 | encoder × CT2 int8 | CPU pressure % |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| shape | threads | engine | path | " + " | ".join(f"{WORKLOAD_LABEL.get(x, x)} tok/s" for x in w)
+        + " | peak RSS MB | model MB | CPU pressure % |",
+        "|---|---:|---|---|" + "---:|" * len(w) + "---:|---:|---:|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['shape']} | {r['label']} | {fmt(r['encoder_tps'], 0)} | {fmt(r['prefill_tps'], 0)} "
-            f"| {fmt(r['decode_tps'])} | {fmt(r['decode_min'])}–{fmt(r['decode_max'])} | {fmt(r['ttft_ms'])} "
-            f"| {fmt(r['load_ms'], 0)} | {fmt(r['peak_rss_mb'], 0)} | {fmt(r['model_mb'], 1)} "
-            f"| {fmt(r['decode_ratio'], 2)} | {fmt(r['encoder_ratio'], 2)} | {fmt(r['cpu_pressure_pct'], 0)} |")
-    lines += [
-        "",
-        "- *encoder tok/s*: encoder only (`flint bench` encoder_tokens_per_second, transformers `model.encoder`). "
-        "CTranslate2's Translator has no encoder-only call, so its cell is empty.",
-        "- *prefill tok/s*: input tokens / time of a one-token generation on that input (encoder + cross-attention "
-        "keys/values + first decoder step; Flint: its time_to_first_token_ms). Measured the same way for every "
-        "engine; the *encoder × CT2 int8* ratio uses it.",
-        "- *CPU pressure*: share of the row's wall time in which some runnable task waited for a CPU "
-        "(/proc/pressure/cpu, worst round). Near 0 means the engine had the cores to itself; tens of % mean other "
-        "processes competed and the row's speed is understated (OpenMP/torch thread teams suffer most).",
-        "- *peak RSS*: high-water resident memory of the engine's own process(es) (wait4 ru_maxrss), including "
-        "the Python interpreter and its imports for the peers.",
-    ]
-    for note in meta["notes"]:
-        lines.append(f"- {note}")
+    for shape in meta["shapes"]:
+        for threads in meta["threads"]:
+            for engine in meta["engines"]:
+                r = results.get(shape, {}).get(threads, {}).get(engine)
+                if r is None:
+                    why = missing.get((shape, threads, engine), "not measured")
+                    lines.append(f"| {shape} | {threads} | {ENGINES[engine]['label']} | – | "
+                                 + " | ".join("missing" for _ in w) + f" | – | – | – |")
+                    lines[-1] += f" <!-- {why} -->"
+                    continue
+                lines.append(f"| {shape} | {threads} | {ENGINES[engine]['label']} | {r['isa']} | "
+                             + " | ".join(cell(r['workloads'].get(x)) for x in w)
+                             + f" | {fmt(r['peak_rss_mb'])} | {fmt(r['model_mb'], 1)} | {fmt(r['cpu_pressure_pct'])} |")
+    lines += ["", "Ratios (Flint ÷ CTranslate2, medians; goal from issue 10 in brackets, ✓ when met):", "",
+              "| shape | threads | Flint row ÷ CTranslate2 row | " + " | ".join(WORKLOAD_LABEL.get(x, x) for x in w) + " |",
+              "|---|---:|---|" + "---:|" * len(w)]
+    for shape in meta["shapes"]:
+        for threads in meta["threads"]:
+            for flint_row, ct2_row, goals in COMPARISONS:
+                a = results.get(shape, {}).get(threads, {}).get(flint_row)
+                b = results.get(shape, {}).get(threads, {}).get(ct2_row)
+                if flint_row not in meta["engines"] or ct2_row not in meta["engines"]:
+                    continue
+                cells = []
+                for x in w:
+                    ea = a and a["workloads"].get(x)
+                    eb = b and b["workloads"].get(x)
+                    goal = goals.get(x)
+                    if not ea or not eb:
+                        cells.append("missing")
+                        continue
+                    ratio = ea["tokens_per_second"]["median"] / eb["tokens_per_second"]["median"]
+                    mark = "" if goal is None else (f" [≥ {goal}] ✓" if ratio >= goal else f" [≥ {goal}] ✗")
+                    cells.append(f"{ratio:.2f}{mark}")
+                lines.append(f"| {shape} | {threads} | {ENGINES[flint_row]['label']} ÷ {ENGINES[ct2_row]['label']} | "
+                             + " | ".join(cells) + " |")
+    if bandwidth:
+        lines += ["", "Batch-1 decode against the streaming-read bandwidth (`Tools/bench/stream_read.c`; bytes/token = "
+                  "decoder weights incl. scales and lm_head, without the embedding table and the cross-attention k/v "
+                  "projections, plus float32 attention caches at the average position):", "",
+                  "| shape | bytes/token (weights + caches) | threads | stream-read GB/s | engine | decode b1 tok/s | "
+                  "GB/s touched | % of bandwidth [goal ≥ 70 %] |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+        for shape in meta["shapes"]:
+            bpt = bytes_per_token.get(shape)
+            for threads in meta["threads"]:
+                bw = bandwidth.get(threads)
+                for engine in [e for e in meta["engines"] if e.startswith("flint")]:
+                    r = results.get(shape, {}).get(threads, {}).get(engine)
+                    d = r and r["workloads"].get("decode_b1")
+                    if not (bpt and bw and d):
+                        continue
+                    tps = d["tokens_per_second"]["median"]
+                    touched = bpt["total"] * tps / 1e9
+                    lines.append(f"| {shape} | {bpt['total'] / 1e6:.1f} MB ({bpt['weights'] / 1e6:.1f} + "
+                                 f"{bpt['caches'] / 1e6:.1f}) | {threads} | {bw['median']:.1f} ({bw['min']:.1f}–"
+                                 f"{bw['max']:.1f}) | {ENGINES[engine]['label']} | {tps:.0f} | {touched:.1f} | "
+                                 f"{100 * touched / bw['median']:.0f} % |")
+    notes = list(meta["notes"]) + [f"{s} {t} threads {ENGINES[e]['label']}: {why}"
+                                    for (s, t, e), why in sorted(missing.items(), key=str)]
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
-def svg_chart(rows, meta):
-    """Grouped horizontal bars of decode tok/s with min–max whiskers, one group per shape."""
-    colors = {"flint-int8-wo": "#1f6feb", "flint-int8-w8a8": "#58a6ff", "flint-f32": "#a5c8ff",
-              "ct2-int8": "#d1242f", "ct2-f32": "#ff8182", "hf-f32": "#6e7781"}
-    bar_h, gap, group_gap, left, width, top = 18, 4, 22, 230, 480, 48
-    vmax = max([r["decode_max"] for r in rows] + [1.0])
-    scale = width / (vmax * 1.08)
-    shapes = list(dict.fromkeys(r["shape"] for r in rows))
-    height = top + sum(len([r for r in rows if r["shape"] == s]) * (bar_h + gap) + group_gap + 16 for s in shapes) + 30
-    total_w = left + width + 90
-    esc = lambda s: s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{height}" '
-           f'font-family="Helvetica, Arial, sans-serif" font-size="12">',
-           f'<rect width="{total_w}" height="{height}" fill="white"/>',
-           f'<text x="10" y="20" font-size="15" font-weight="bold">Decode tokens/s (batch 1, greedy, '
-           f'{meta["prompt_tokens"]}→{meta["new_tokens"]} tokens, {meta["threads"]} threads)</text>',
-           f'<text x="10" y="37" fill="#555">median; whiskers = min–max; higher is better; {esc(meta["date"])}</text>']
-    y = top
-    for s in shapes:
-        out.append(f'<text x="10" y="{y + 12}" font-weight="bold">{esc(s)}</text>')
-        y += 16
-        for r in [r for r in rows if r["shape"] == s]:
-            w = r["decode_tps"] * scale
-            out.append(f'<text x="{left - 8}" y="{y + bar_h - 5}" text-anchor="end">{esc(r["label"])}</text>')
-            out.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colors[r["engine"]]}"/>')
-            x0, x1, ym = left + r["decode_min"] * scale, left + r["decode_max"] * scale, y + bar_h / 2
-            if x1 - x0 > 0.5:
-                out.append(f'<path d="M{x0:.1f} {ym}H{x1:.1f}M{x0:.1f} {ym - 4}V{ym + 4}M{x1:.1f} {ym - 4}V{ym + 4}" '
-                           f'stroke="black" stroke-width="1"/>')
-            out.append(f'<text x="{max(left + w, x1) + 6:.1f}" y="{y + bar_h - 5}">{r["decode_tps"]:.1f}</text>')
-            y += bar_h + gap
-        y += group_gap
-    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{y - group_gap}" stroke="#333"/>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
-def print_table(rows, meta):
-    header = ["shape", "engine", f"enc@{meta['encoder_tokens']}", f"prefill@{meta['encoder_tokens']}",
-              "decode", "spread", "ttft ms", "load ms", "RSS MB", "model MB", "dec×ct2", "enc×ct2", "cpu press%"]
-    table = [header] + [[r["shape"], r["label"], fmt(r["encoder_tps"], 0), fmt(r["prefill_tps"], 0),
-                         fmt(r["decode_tps"]), f"{fmt(r['decode_min'])}–{fmt(r['decode_max'])}", fmt(r["ttft_ms"]),
-                         fmt(r["load_ms"], 0), fmt(r["peak_rss_mb"], 0), fmt(r["model_mb"]),
-                         fmt(r["decode_ratio"], 2), fmt(r["encoder_ratio"], 2), fmt(r["cpu_pressure_pct"], 0)]
-                        for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-
-
-def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "_worker":
-        return worker_main(sys.argv[2:])
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", default="small,base", help="comma list of small, base, large")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--prompt-tokens", type=int, default=64)
-    parser.add_argument("--encoder-tokens", type=int, default=512)
-    parser.add_argument("--runs", type=int, default=3, help="measured runs per engine after one warm-up")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat every engine this many times, interleaved, to see the spread between processes")
-    parser.add_argument("--flint", default=".build/release/flint", help="flint binary (relative to the repo root)")
-    parser.add_argument("--engines", default=",".join(ENGINE_ORDER), help="comma list of " + ", ".join(ENGINE_ORDER))
-    parser.add_argument("--quiet-pressure", type=float, metavar="PCT",
-                        help="before each row, wait until CPU pressure (avg10 of /proc/pressure/cpu) is at most PCT")
-    parser.add_argument("--quiet-timeout", type=float, default=120, metavar="S",
-                        help="longest wait for --quiet-pressure per row (then the row runs anyway)")
-    parser.add_argument("--skip-convert", action="store_true", help="use the converted files already in out/")
-    parser.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
-    args = parser.parse_args()
-
-    for name in ("threads", "new_tokens", "prompt_tokens", "encoder_tokens", "runs", "rounds"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.new_tokens < 2:
-        parser.error("--new-tokens must be at least 2 (decode speed is measured after the first token)")
-    shapes = []
-    for s in args.shapes.split(","):
-        s = s.strip()
-        if s not in SHAPES and s not in SHAPES.values():
-            parser.error(f"unknown shape {s!r}; use {', '.join(SHAPES)}")
-        shapes.append(SHAPES.get(s, s))
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    for e in engines:
-        if e not in ENGINE_ORDER:
-            parser.error(f"unknown engine {e!r}; use {', '.join(ENGINE_ORDER)}")
-
-    notes = []
-    flint = Path(args.flint)
-    if not flint.is_absolute():
-        flint = REPO / flint
-    if any(e.startswith("flint") for e in engines) and not (flint.is_file() and os.access(flint, os.X_OK)):
-        msg = (f"flint binary not found at {flint} (build it with `swift build -c release --product flint`); "
-               f"Flint rows skipped")
-        log(msg)
-        notes.append(msg)
-        engines = [e for e in engines if not e.startswith("flint")]
-    if any(e.startswith("ct2") for e in engines):
-        try:
-            import ctranslate2  # noqa: F401
-        except ImportError:
-            msg = (f"ctranslate2 is not importable by {sys.executable} (pip install ctranslate2 in Tools/.venv-hf); "
-                   f"CTranslate2 rows skipped")
-            log(msg)
-            notes.append(msg)
-            engines = [e for e in engines if not e.startswith("ct2")]
-
-    OUT.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": args.threads,
-            "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
-            "encoder_tokens": args.encoder_tokens, "runs": args.runs, "rounds": args.rounds,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}",
-            "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()), "notes": notes,
-            "command": " ".join([_repo_relative(Path(sys.executable)), "Tools/bench/run_peers.py"] + sys.argv[1:])}
-
-    # Preparation: checkpoints and conversions.
-    models = {}
-    for shape in shapes:
-        ckpt = ensure_checkpoint(shape)
-        m = {"hf-f32": ckpt}
-        if any(e.startswith("flint") for e in engines):
-            m["flint-int8"] = convert_flint(flint, ckpt, "int8", OUT / f"{shape}-int8.flint", args.skip_convert)
-            m["flint-f32"] = convert_flint(flint, ckpt, "f32", OUT / f"{shape}-f32.flint", args.skip_convert)
-        if any(e.startswith("ct2") for e in engines):
-            m["ct2-int8"] = convert_ct2(ckpt, "int8", OUT / f"{shape}-ct2-int8", args.skip_convert)
-            m["ct2-f32"] = convert_ct2(ckpt, "float32", OUT / f"{shape}-ct2-float32", args.skip_convert)
-        models[shape] = m
-
-    plan = {  # engine -> (model key, how to measure)
-        "flint-int8-wo": ("flint-int8", lambda p: measure_flint(flint, p, "weight-only", args)),
-        "flint-int8-w8a8": ("flint-int8", lambda p: measure_flint(flint, p, "w8a8", args)),
-        "flint-f32": ("flint-f32", lambda p: measure_flint(flint, p, "weight-only", args)),
-        "ct2-int8": ("ct2-int8", lambda p: measure_worker("ct2", p, "int8", args)),
-        "ct2-f32": ("ct2-f32", lambda p: measure_worker("ct2", p, "float32", args)),
-        "hf-f32": ("hf-f32", lambda p: measure_worker("hf", p, "default", args)),
-    }
-    file_of = lambda key, p: p / "model.safetensors" if key == "hf-f32" else (p / "model.bin" if key.startswith("ct2") else p)  # noqa: E731,E501
-
-    raw = {shape: {} for shape in shapes}
-    for rnd in range(args.rounds):
-        for shape in shapes:
-            # Rotate the order each round so slow drifts in machine load do not always hit the same engine.
-            order = engines[rnd % len(engines):] + engines[:rnd % len(engines)]
-            for engine in order:
-                key, measure = plan[engine]
-                path = models[shape].get(key)
-                if path is None:
-                    msg = f"{shape} {engine}: no converted model, row skipped"
-                    if msg not in notes:
-                        log(msg)
-                        notes.append(msg)
-                    continue
-                if args.quiet_pressure is not None:
-                    wait_for_quiet(args.quiet_pressure, args.quiet_timeout)
-                load_before = os.getloadavg()[0]
-                _, stall0 = cpu_pressure()
-                t0 = time.perf_counter()
-                try:
-                    result = measure(path)
-                except (RuntimeError, ValueError) as e:
-                    msg = f"{shape} {engine}: {e}"
-                    log(msg)
-                    notes.append(msg)
-                    continue
-                _, stall1 = cpu_pressure()
-                wall = time.perf_counter() - t0
-                result["load_average_before"] = load_before
-                result["cpu_pressure_pct"] = None if stall0 is None else (stall1 - stall0) / 1e6 / wall * 100
-                result["model_mb"] = size_mb(file_of(key, path))
-                result["model_path"] = _repo_relative(path)
-                raw[shape].setdefault(engine, []).append(result)
-                log(f"[{shape}] round {rnd + 1}/{args.rounds} {engine}: decode "
-                    f"{result['decode_tokens_per_second']['median']:.1f} tok/s, prefill@{args.encoder_tokens} "
-                    f"{result['prefill_tokens_per_second']['median']:.0f} tok/s, peak RSS "
-                    f"{result['peak_rss_mb']:.0f} MB ({wall:.0f} s, CPU pressure {fmt(result['cpu_pressure_pct'], 0)} %, "
-                    f"load average {load_before:.1f})")
-
-    results = {shape: {e: merge_rounds(rs) for e, rs in engines_.items()} for shape, engines_ in raw.items()}
-    rows = build_rows(results)
-    meta["total_seconds"] = round(time.perf_counter() - started, 1)
-    print_table(rows, meta)
-    for note in notes:
-        print(f"note: {note}")
-    report = {"meta": meta, "rows": rows, "results": results}
-    write_atomic(OUT / "peers.md", markdown(rows, meta))
-    write_atomic(OUT / "peers.svg", svg_chart(rows, meta))
-    write_atomic(OUT / "peers.json", json.dumps(report, indent=1) + "\n")
-    log(f"wrote {OUT / 'peers.md'}, peers.svg, peers.json ({meta['total_seconds']} s in all)")
-    if args.json:
-        print(json.dumps(report, indent=1))
-    return 0
+def update_readme(table):
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    begin, end = "<!-- peers:begin (Tools/bench/run_peers.py --update-readme) -->", "<!-- peers:end -->"
+    if begin not in text or end not in text:
+        log(f"README.md has no `{begin}` … `{end}` block; not updated")
+        return False
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    write_atomic(readme, head + begin + "\n" + table + end + tail)
+    return True
 
 
 def _repo_relative(path):
@@ -695,8 +630,216 @@ def _cpu_model():
                 break
     except OSError:
         pass
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8") if f in flags]
+    isa = [f for f in ("avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8") if f in flags]
     return f"{name} ({' '.join(isa) or 'no AVX2'})"
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "_worker":
+        return worker_main(sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default="small,base", help="comma list of small, base, large")
+    parser.add_argument("--threads", default="1,2", help="comma list of thread counts")
+    parser.add_argument("--batches", default="1,8", help="decode batch sizes (comma list)")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--prompt-tokens", type=int, default=64)
+    parser.add_argument("--encoder-tokens", type=int, default=512)
+    parser.add_argument("--runs", type=int, default=3, help="measured runs per workload after one warm-up")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="repeat every measurement this many times, engine order rotated, for the spread")
+    parser.add_argument("--budget-minutes", type=float, default=20,
+                        help="stop starting new rounds when the next one would end after this (reported)")
+    parser.add_argument("--flint", default=".build/release/flint", help="flint binary (relative to the repo root)")
+    parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES), help="comma list of " + ", ".join(ENGINES))
+    parser.add_argument("--out", default=str(BENCH_DIR / "out"), help="checkpoints, converted models, results")
+    parser.add_argument("--bandwidth-mb", type=int, default=512, help="stream-read buffer (0: skip the measurement)")
+    parser.add_argument("--quiet-pressure", type=float, metavar="PCT",
+                        help="before each row, wait until CPU pressure (avg10 of /proc/pressure/cpu) is at most PCT")
+    parser.add_argument("--quiet-timeout", type=float, default=30, metavar="S",
+                        help="longest wait for --quiet-pressure per row (then the row runs anyway)")
+    parser.add_argument("--skip-convert", action="store_true", help="use the converted files already in --out")
+    parser.add_argument("--update-readme", action="store_true", help="replace README.md's peer table with this run's")
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
+    args = parser.parse_args()
+
+    try:
+        thread_counts = [int(t) for t in args.threads.split(",")]
+        args.batches = [int(b) for b in args.batches.split(",")]
+    except ValueError:
+        parser.error("--threads and --batches take comma lists of integers")
+    if any(t < 1 for t in thread_counts) or any(b < 1 for b in args.batches):
+        parser.error("--threads and --batches must be at least 1")
+    for name in ("new_tokens", "prompt_tokens", "encoder_tokens", "runs", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.new_tokens < 2:
+        parser.error("--new-tokens must be at least 2 (decode speed is measured after the first token)")
+    shapes = []
+    for s in args.shapes.split(","):
+        s = s.strip()
+        if s not in SHAPES and s not in SHAPES.values():
+            parser.error(f"unknown shape {s!r}; use {', '.join(SHAPES)}")
+        shapes.append(SHAPES.get(s, s))
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    for e in engines:
+        if e not in ENGINES:
+            parser.error(f"unknown engine {e!r}; use {', '.join(ENGINES)}")
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    notes, missing = [], {}
+    flint = Path(args.flint)
+    if not flint.is_absolute():
+        flint = REPO / flint
+    runnable = list(engines)
+    if any(ENGINES[e]["kind"] == "flint" for e in engines) and not (flint.is_file() and os.access(flint, os.X_OK)):
+        why = f"flint binary not found at {flint} (`swift build -c release --product flint`)"
+        log(why)
+        for e in engines:
+            if ENGINES[e]["kind"] == "flint":
+                runnable.remove(e)
+                for s in shapes:
+                    for t in thread_counts:
+                        missing[(s, t, e)] = why
+    if any(ENGINES[e]["kind"] == "ct2" for e in engines):
+        try:
+            import ctranslate2  # noqa: F401
+        except ImportError:
+            why = f"ctranslate2 is not importable by {sys.executable}"
+            log(why)
+            for e in engines:
+                if ENGINES[e]["kind"] == "ct2" and e in runnable:
+                    runnable.remove(e)
+                    for s in shapes:
+                        for t in thread_counts:
+                            missing[(s, t, e)] = why
+
+    started = time.perf_counter()
+    versions = []
+    try:
+        import ctranslate2
+        versions.append(f"CTranslate2 {ctranslate2.__version__}")
+    except ImportError:
+        pass
+    if flint.is_file():
+        v = subprocess.run([str(flint), "--version"], capture_output=True, text=True)
+        if v.returncode == 0:
+            versions.append(f"flint --version: {' '.join(v.stdout.split())}")
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": thread_counts,
+            "shapes": shapes, "engines": engines, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
+            "encoder_tokens": args.encoder_tokens, "runs": args.runs, "rounds": args.rounds,
+            "workloads": list(workloads(args)), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}",
+            "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()), "notes": notes,
+            "versions": "; ".join(versions) or "versions unknown",
+            "command": " ".join(["Tools/.venv-hf/bin/python", "Tools/bench/run_peers.py"] + sys.argv[1:])}
+
+    # Preparation: checkpoints, conversions, bandwidth, bytes per token.
+    models = {}
+    for shape in shapes:
+        ckpt = ensure_checkpoint(out, shape)
+        m = {"hf-f32": ckpt}
+        wanted = {ENGINES[e]["model"] for e in runnable}
+        if "flint-int8" in wanted:
+            m["flint-int8"] = convert_flint(flint, ckpt, "int8", out / f"{shape}-int8.flint", args.skip_convert)
+        if "flint-f32" in wanted:
+            m["flint-f32"] = convert_flint(flint, ckpt, "f32", out / f"{shape}-f32.flint", args.skip_convert)
+        if "ct2-int8" in wanted:
+            m["ct2-int8"] = convert_ct2(ckpt, "int8", out / f"{shape}-ct2-int8", args.skip_convert)
+        if "ct2-f32" in wanted:
+            m["ct2-f32"] = convert_ct2(ckpt, "float32", out / f"{shape}-ct2-float32", args.skip_convert)
+        models[shape] = m
+    bandwidth, bytes_per_token = {}, {}
+    if args.bandwidth_mb > 0:
+        for t in thread_counts:
+            bw = stream_bandwidth(out, t, args.bandwidth_mb)
+            if bw:
+                bandwidth[t] = bw
+                log(f"stream-read bandwidth, {t} thread(s): {bw['median']:.1f} GB/s ({bw['min']:.1f}–{bw['max']:.1f})")
+        for shape in shapes:
+            path = models[shape].get("flint-int8")
+            if path and flint.is_file():
+                bpt = decode_bytes_per_token(flint, path, args.prompt_tokens, args.new_tokens)
+                if bpt:
+                    bytes_per_token[shape] = bpt
+
+    def file_of(key, p):
+        return p / "model.safetensors" if key == "hf-f32" else (p / "model.bin" if key.startswith("ct2") else p)
+
+    raw = {}
+    round_seconds = []
+    rounds_done = 0
+    for rnd in range(args.rounds):
+        if round_seconds:
+            projected = time.perf_counter() - started + statistics.mean(round_seconds)
+            if projected > args.budget_minutes * 60:
+                notes.append(f"stopped after {rnds(rounds_done)}: another would end after the "
+                             f"{args.budget_minutes:g}-minute budget (--budget-minutes)")
+                log(notes[-1])
+                break
+        round_start = time.perf_counter()
+        for shape in shapes:
+            for threads in thread_counts:
+                # Rotate the order each round so slow drifts in machine load do not always hit the same engine.
+                order = runnable[rnd % max(1, len(runnable)):] + runnable[:rnd % max(1, len(runnable))]
+                for engine in order:
+                    spec = ENGINES[engine]
+                    path = models[shape].get(spec["model"])
+                    if path is None:
+                        missing[(shape, threads, engine)] = "no converted model"
+                        continue
+                    if args.quiet_pressure is not None:
+                        wait_for_quiet(args.quiet_pressure, args.quiet_timeout)
+                    load_before = os.getloadavg()[0]
+                    _, stall0 = cpu_pressure()
+                    t0 = time.perf_counter()
+                    try:
+                        if spec["kind"] == "flint":
+                            result = measure_flint(flint, engine, path, threads, args)
+                        else:
+                            result = measure_worker(engine, path, threads, args)
+                    except (RuntimeError, ValueError, KeyError) as e:
+                        missing[(shape, threads, engine)] = str(e).splitlines()[0][:300]
+                        log(f"[{shape}] {threads}T {engine}: {e}")
+                        continue
+                    _, stall1 = cpu_pressure()
+                    wall = time.perf_counter() - t0
+                    result["load_average_before"] = load_before
+                    result["cpu_pressure_pct"] = None if stall0 is None else (stall1 - stall0) / 1e6 / wall * 100
+                    result["model_mb"] = size_mb(file_of(spec["model"], path))
+                    raw.setdefault(shape, {}).setdefault(threads, {}).setdefault(engine, []).append(result)
+                    w = result["workloads"]
+                    log(f"[{shape}] round {rnd + 1}/{args.rounds} {threads}T {engine} ({result['isa']}): "
+                        + ", ".join(f"{WORKLOAD_LABEL.get(k, k)} {v['tokens_per_second']['median']:.0f}"
+                                    for k, v in w.items())
+                        + f" tok/s ({wall:.0f} s, load average {load_before:.1f})")
+        rounds_done += 1
+        round_seconds.append(time.perf_counter() - round_start)
+
+    results = {s: {t: {e: merge_rounds(rs) for e, rs in es.items()} for t, es in ts.items()} for s, ts in raw.items()}
+    for s, ts in results.items():
+        for t, es in ts.items():
+            for e in es:
+                missing.pop((s, t, e), None)  # measured in some round
+    meta["rounds_done"] = rounds_done
+    meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    meta["total_minutes"] = round((time.perf_counter() - started) / 60, 1)
+    table = markdown(results, missing, bandwidth, bytes_per_token, meta)
+    print(table)
+    report = {"meta": meta, "bandwidth_gb_per_s": bandwidth, "decode_bytes_per_token": bytes_per_token,
+              "results": results, "raw": raw,
+              "missing": [{"shape": s, "threads": t, "engine": e, "why": why} for (s, t, e), why in missing.items()]}
+    write_atomic(out / "peers.md", table)
+    write_atomic(out / "peers.json", json.dumps(report, indent=1, default=str) + "\n")
+    log(f"wrote {out / 'peers.md'} and peers.json ({meta['total_minutes']} min in all)")
+    if args.update_readme and update_readme(table):
+        log("updated README.md's peer table")
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+def rnds(n):
+    return f"{n} round" + ("" if n == 1 else "s")
 
 
 if __name__ == "__main__":
