@@ -58,6 +58,8 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    @OptionGroup var overwrite: OverwriteOptions
+
     func validate() throws {
         do { _ = try QuantRequest(cliName: quant) } catch let e as FlintError { throw ValidationError(e.message) }
         for rule in keep {
@@ -77,9 +79,12 @@ struct ConvertCommand: ParsableCommand {
             let options = ConvertOptions(quant: try QuantRequest(cliName: quant),
                                          keepRules: try keep.map { try KeepRule(parsing: $0) },
                                          useDefaultKeep: !noDefaultKeep)
+            // Before any work: the output must not be an input, nor replace a file without --force.
+            try OutputTarget.check(output, inputs: OutputTarget.filesIn(source), force: overwrite.force)
             let started = Date()
             let bar = ProgressBar("converting")
             let hub = try resolveHubModel(source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
+            if let hub { try OutputTarget.check(output, inputs: OutputTarget.filesIn(hub.folder), force: overwrite.force) }
             let folder = try HFModelFolder(path: hub?.folder ?? source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
             if let note = folder.formatChoice { warn(note) }
             try checkTokenizer(of: folder)

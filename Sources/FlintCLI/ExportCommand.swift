@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FlintConvert
 import FlintFormat
+import FlintPack
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,6 +27,8 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    @OptionGroup var overwrite: OverwriteOptions
+
     func validate() throws {
         guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) does not exist") }
         guard !output.isEmpty, !output.hasSuffix("/") else { throw ValidationError("--output must name a file") }
@@ -33,6 +36,9 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            var inputs = [file]
+            if file.hasSuffix(".zst") { inputs.append(FlintPacker.unpackedCachePath(for: file)) }
+            try OutputTarget.check(output, inputs: inputs, force: overwrite.force)
             let f = try openFlintFile(file)
             let bar = ProgressBar("exporting")
             let report = try Exporter.export(f, to: output) { done, total, name in bar.update(done: done, total: total, detail: name) }

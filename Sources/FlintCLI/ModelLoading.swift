@@ -73,7 +73,7 @@ struct HubSourceJSON: Encodable {
 
 /// Opens a .flint file; a .flint.zst is unpacked once to a cache file beside it (checksums verified first).
 func openFlintFile(_ path: String) throws -> FlintFile {
-    let resolved = try FlintPacker.resolveModelPath(path) { unpacked in
+    let resolved = try FlintPacker.resolveModelPath(path, requireFlint: true) { unpacked in
         try FlintFile(path: unpacked).verifyChecksums()
     }
     return try FlintFile(path: resolved)

@@ -28,6 +28,8 @@ struct PackCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    @OptionGroup var overwrite: OverwriteOptions
+
     func validate() throws {
         guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) does not exist") }
         guard FlintPacker.levelRange.contains(level) else {
@@ -38,6 +40,7 @@ struct PackCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let out = output ?? file + ".zst"
+            try OutputTarget.check(out, inputs: [file], force: overwrite.force)
             try FlintFile(path: file).verifyChecksums()
             let bar = ProgressBar("packing")
             try FlintPacker.pack(input: file, output: out, level: level) { bar.update(done: Int($0), total: Int($1)) }
@@ -75,6 +78,8 @@ struct UnpackCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    @OptionGroup var overwrite: OverwriteOptions
+
     func validate() throws {
         guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) does not exist") }
         guard output != nil || file.hasSuffix(".zst") else { throw ValidationError("\(file) does not end in .zst: name the output with -o") }
@@ -83,15 +88,18 @@ struct UnpackCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let out = output ?? String(file.dropLast(4))
-            let temporary = FlintWriter.temporaryName(for: out)
+            try OutputTarget.check(out, inputs: [file], force: overwrite.force)
+            let temporary = TemporaryFiles.name(for: out)
+            TemporaryFiles.register(temporary)
+            defer { TemporaryFiles.unregister(temporary) }
             let bar = ProgressBar("unpacking")
             do {
-                try FlintPacker.unpack(input: file, output: temporary) { bar.update(done: Int($0), total: Int($1)) }
+                try FlintPacker.unpack(input: file, output: temporary, requireFlint: true) { bar.update(done: Int($0), total: Int($1)) }
                 bar.finish()
                 try FlintFile(path: temporary).verifyChecksums()
                 guard rename(temporary, out) == 0 else { throw FlintError("\(out): cannot rename \(temporary) into place") }
             } catch {
-                unlink(temporary)
+                TemporaryFiles.remove(temporary)
                 throw error
             }
             if json {

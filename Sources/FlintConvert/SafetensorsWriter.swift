@@ -24,7 +24,7 @@ public final class SafetensorsWriter {
     }
 
     public let path: String
-    private let temporaryPath: String
+    private var temporaryPath = ""
     private var fd: Int32 = -1
     private let entries: [Entry]
     private var next = 0
@@ -34,7 +34,6 @@ public final class SafetensorsWriter {
     public init(path: String, entries: [Entry], metadata: [String: String] = ["format": "pt"]) throws {
         self.path = path
         self.entries = entries
-        temporaryPath = FlintWriter.temporaryName(for: path)
         var header: [String: Any] = ["__metadata__": metadata]
         var offset = 0
         for e in entries {
@@ -44,8 +43,7 @@ public final class SafetensorsWriter {
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys, .withoutEscapingSlashes])
         // Pad the header with spaces so the data starts 8-byte aligned, as the reference writer does.
         while (8 + json.count) % 8 != 0 { json.append(0x20) }
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FlintError("\(path): cannot create \(temporaryPath) (\(String(cString: strerror(errno))))") }
+        (temporaryPath, fd) = try TemporaryFiles.create(besides: path)
         var prefix: [UInt8] = []
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix += $0 }
         prefix += json
@@ -77,12 +75,13 @@ public final class SafetensorsWriter {
             abandon()
             throw FlintError("\(path): cannot rename \(temporaryPath) into place (\(String(cString: strerror(errno))))")
         }
+        TemporaryFiles.unregister(temporaryPath)
         finished = true
     }
 
     public func abandon() {
         if fd >= 0 { close(fd); fd = -1 }
-        if !finished { unlink(temporaryPath) }
+        if !finished && !temporaryPath.isEmpty { TemporaryFiles.remove(temporaryPath) }
         finished = true
     }
 

@@ -15,16 +15,9 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw FlintError("\(path): cannot open (\(String(cString: strerror(errno))))")
-        }
+        // O_NONBLOCK + fstat: a FIFO or device under a model's name is refused instead of hanging the open.
+        let (fd, st) = try openRegularFile(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            throw FlintError("\(path): cannot stat (\(String(cString: strerror(errno))))")
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FlintError("\(path): not a regular file") }
         let size = Int(st.st_size)
         if size == 0 {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -35,10 +28,12 @@ public final class MappedFile: @unchecked Sendable {
         }
         bytes = UnsafeRawBufferPointer(start: p, count: size)
         MappedFile.register(bytes)
+        MappedRegions.register(bytes, path: path)
     }
 
     deinit {
         if let base = bytes.baseAddress {
+            MappedRegions.unregister(bytes)
             MappedFile.unregister(bytes)
             munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
         }

@@ -11,7 +11,7 @@ import Darwin
 public final class FlintWriter {
     public let path: String
     public let temporaryPath: String
-    private var fd: Int32
+    private var fd: Int32 = -1
     private var offset: Int
     private var records: [TensorRecord] = []
     private var names: Set<String> = []
@@ -20,11 +20,8 @@ public final class FlintWriter {
     /// Creates the temporary file next to `path` (same directory, so the final rename is atomic).
     public init(path: String) throws {
         self.path = path
-        temporaryPath = FlintWriter.temporaryName(for: path)
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw FlintError("\(path): cannot create \(temporaryPath) (\(String(cString: strerror(errno))))")
-        }
+        // Registered for removal on SIGINT/SIGTERM; stale ones of dead processes are removed first.
+        (temporaryPath, fd) = try TemporaryFiles.create(besides: path)
         offset = 0
         do {
             // The header is written last; reserve its bytes.
@@ -37,13 +34,8 @@ public final class FlintWriter {
 
     deinit { if !finished { abandon() } }
 
-    /// A unique temporary name beside `path`: `.<name>.tmp-<pid>-<random>`.
-    public static func temporaryName(for path: String) -> String {
-        let slash = path.lastIndex(of: "/")
-        let dir = slash.map { String(path[...$0]) } ?? ""
-        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        return "\(dir).\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    }
+    /// A unique temporary name beside `path` (`TemporaryFiles.name`); register it if you create it.
+    public static func temporaryName(for path: String) -> String { TemporaryFiles.name(for: path) }
 
     /// Appends one tensor: its element bytes, then (int8 schemes) its float32 scales, each aligned to 64.
     public func addTensor(name: String, storage: StorageType, shape: [Int], scheme: QuantScheme,
@@ -138,6 +130,7 @@ public final class FlintWriter {
             guard rename(temporaryPath, path) == 0 else {
                 throw FlintError("\(path): cannot rename \(temporaryPath) into place (\(String(cString: strerror(errno))))")
             }
+            TemporaryFiles.unregister(temporaryPath)
             finished = true
         } catch {
             abandon()
@@ -148,7 +141,7 @@ public final class FlintWriter {
     /// Closes and removes the temporary file. Safe to call more than once.
     public func abandon() {
         if fd >= 0 { close(fd); fd = -1 }
-        if !finished { unlink(temporaryPath) }
+        if !finished { TemporaryFiles.remove(temporaryPath) }
         finished = true
     }
 

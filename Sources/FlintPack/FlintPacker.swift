@@ -1,7 +1,8 @@
 // .flint.zst distribution packing: a .flint file streamed through zstd and back.
 //
 // Memory stays bounded (one input and one output buffer of about 1 MB) whatever the file size. Output goes to
-// `<output>.tmp-<pid>`, is fsynced and then renamed over `<output>`, so a reader never sees a partial file and a
+// a temporary file beside `<output>` (removed on SIGINT/SIGTERM, or as stale by a later run), is fsynced and
+// then renamed over `<output>`, so a reader never sees a partial file and a
 // failure never leaves one behind. The frame records the content size (used to validate the unpacked cache)
 // and a checksum (zstd verifies it while decoding, so corruption is an error, not bad weights).
 
@@ -85,12 +86,47 @@ public enum FlintPacker {
     /// Decompresses the zstd data in `input` (one frame, or several concatenated ones as the zstd tool allows)
     /// to `output`. Errors name `input` and say what is wrong: not zstd, truncated, or corrupt (zstd's message).
     /// Progress counts compressed bytes read (the total is known up front whatever the frame records).
-    public static func unpack(input: String, output: String, progress: Progress? = nil) throws {
+    ///
+    /// Bounded output: when the data is a .flint file (its first 128 bytes are a .flint header) the header's
+    /// `file_size` is checked against the frame's recorded content size as soon as those bytes are out, and
+    /// decompression stops with an error at the first byte beyond it; the output folder must have room for the
+    /// recorded size before anything is written. With `requireFlint` data that is not a .flint file is refused
+    /// after its first 128 bytes, so a decompression bomb never fills the disk.
+    public static func unpack(input: String, output: String, requireFlint: Bool = false,
+                              progress: Progress? = nil) throws {
         let source = try InputFile(path: input)
         defer { source.close() }
         try refuseSameFile(source, output: output)
-        _ = try frameContentSize(of: source, path: input) // fails early, before any output, for non-zstd input
+        // Fails early, before any output, for non-zstd input.
+        let contentSize = try frameContentSize(of: source, path: input)
         let total = source.size
+        if let contentSize { try checkRoom(for: contentSize, output: output, input: input) }
+        var limit: Int64? = requireFlint ? Int64(FlintLayout.headerSize) : nil
+        var head: [UInt8] = []
+        var headChecked = false
+        /// Called with each piece of output before it is written: the header check, then the size limit.
+        func admit(_ buffer: UnsafeRawPointer, _ count: Int, written: Int64) throws {
+            if !headChecked {
+                let take = min(count, FlintLayout.headerSize - head.count)
+                head += UnsafeRawBufferPointer(start: buffer, count: take)
+                if head.count == FlintLayout.headerSize {
+                    headChecked = true
+                    if Array(head.prefix(8)) == FlintLayout.magic {
+                        let fileSize = head.withUnsafeBytes { Int64(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 88, as: UInt64.self)) & 0x7fff_ffff_ffff_ffff) }
+                        if let contentSize, contentSize != fileSize {
+                            throw FlintError("\(input): the zstd frame records \(contentSize) bytes but the packed .flint header says file_size \(fileSize); the file is corrupt")
+                        }
+                        if contentSize == nil { try checkRoom(for: fileSize, output: output, input: input) }
+                        limit = fileSize
+                    } else if requireFlint {
+                        throw FlintError("\(input): does not unpack to a .flint file (its first bytes are not a .flint header)")
+                    }
+                }
+            }
+            if let limit, written + Int64(count) > limit {
+                throw FlintError("\(input): unpacks to more than the \(limit) bytes its .flint header records; stopped there (a corrupt file or a decompression bomb)")
+            }
+        }
 
         guard let dctx = ZSTD_createDCtx() else { throw FlintError("\(input): zstd could not allocate a decompression context") }
         defer { ZSTD_freeDCtx(dctx) }
@@ -123,6 +159,7 @@ public enum FlintPacker {
                         }
                         throw FlintError("\(input): corrupt zstd data in compressed bytes \(offset)..<\(consumed + Int64(read)) (after \(written + Int64(outb.pos)) bytes were unpacked): \(zstdErrorName(result))")
                     }
+                    try admit(outBuffer, outb.pos, written: written)
                     try sink.write(outBuffer, count: outb.pos)
                     written += Int64(outb.pos)
                     lastResult = result
@@ -133,6 +170,12 @@ public enum FlintPacker {
             }
             if lastResult != 0 {
                 throw FlintError("\(input): truncated zstd data: the file ends (\(total) bytes) inside a frame, after \(written) bytes were unpacked")
+            }
+            if requireFlint, !headChecked {
+                throw FlintError("\(input): unpacks to \(written) bytes, too short for a .flint file")
+            }
+            if let limit, headChecked, written != limit, Array(head.prefix(8)) == FlintLayout.magic {
+                throw FlintError("\(input): unpacked \(written) bytes but the .flint header records \(limit); the file is truncated or corrupt")
             }
         }
         progress?(total, total)
@@ -153,7 +196,8 @@ public enum FlintPacker {
     /// unless a cache exists that is at least as new as the `.zst` and has the frame's content size. A newly
     /// unpacked file is handed to `verify` (for example a full checksum check) before it is published under the
     /// cache name; if `verify` throws, nothing is published. Other paths are returned unchanged.
-    public static func resolveModelPath(_ path: String, progress: Progress? = nil,
+    /// `requireFlint`: see `unpack` (bounds the unpacked size by the .flint header).
+    public static func resolveModelPath(_ path: String, requireFlint: Bool = false, progress: Progress? = nil,
                                         verify: (String) throws -> Void) throws -> String {
         guard path.hasSuffix(".zst") else { return path }
         let cache = unpackedCachePath(for: path)
@@ -165,9 +209,11 @@ public enum FlintPacker {
         }
         // Unpack to a temp name of our own, verify, then publish by renaming; a concurrent process doing the
         // same publishes an identical file.
-        let staging = cache + ".verify-\(getpid())"
+        let staging = TemporaryFiles.name(for: cache)
+        TemporaryFiles.register(staging)
+        defer { TemporaryFiles.unregister(staging) }
         do {
-            try unpack(input: path, output: staging, progress: progress)
+            try unpack(input: path, output: staging, requireFlint: requireFlint, progress: progress)
             if let expectedSize {
                 let unpacked = try fileStatus(staging, what: "unpacked file")
                 guard unpacked.size == expectedSize else {
@@ -179,7 +225,7 @@ public enum FlintPacker {
                 throw FlintError("\(cache): cannot publish the unpacked model: \(errnoText())")
             }
         } catch {
-            unlink(staging)
+            TemporaryFiles.remove(staging)
             throw error
         }
         return cache
@@ -219,6 +265,18 @@ public enum FlintPacker {
         }
         if size == ZSTD_CONTENTSIZE_UNKNOWN { return nil }
         return Int64(size)
+    }
+
+    /// Refuses before writing when the output's file system cannot hold `bytes` more.
+    static func checkRoom(for bytes: Int64, output: String, input: String) throws {
+        let slash = output.lastIndex(of: "/")
+        let folder = slash.map { $0 == output.startIndex ? "/" : String(output[..<$0]) } ?? "."
+        var fs = statvfs()
+        guard statvfs(folder, &fs) == 0 else { return }  // cannot tell: the write itself will fail if full
+        let (free, overflow) = Int64(fs.f_bavail).multipliedReportingOverflow(by: Int64(fs.f_frsize))
+        if !overflow, free < bytes {
+            throw FlintError("\(input): unpacks to \(bytes) bytes but \(folder) has only \(free) bytes free")
+        }
     }
 
     private static func refuseSameFile(_ source: InputFile, output: String) throws {
@@ -276,18 +334,8 @@ final class InputFile {
 
     init(path: String) throws {
         self.path = path
-        fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FlintError("\(path): cannot open for reading: \(errnoText())") }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            let message = errnoText()
-            sysClose(fd)
-            throw FlintError("\(path): cannot read the file's status: \(message)")
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            sysClose(fd)
-            throw FlintError("\(path): not a regular file")
-        }
+        let (fd, st) = try openRegularFile(path)
+        self.fd = fd
         size = Int64(st.st_size)
         device = UInt64(st.st_dev)
         inode = UInt64(st.st_ino)
@@ -330,7 +378,8 @@ final class InputFile {
     deinit { close() }
 }
 
-/// Writing a file so it appears complete or not at all: `<path>.tmp-<pid>`, fsync, rename, fsync the directory.
+/// Writing a file so it appears complete or not at all: a registered temporary beside it
+/// (`TemporaryFiles`), fsync, rename, fsync the directory.
 enum AtomicOutput {
     final class Sink {
         let path: String
@@ -351,9 +400,8 @@ enum AtomicOutput {
     }
 
     static func write(to path: String, _ body: (Sink) throws -> Void) throws {
-        let temp = path + ".tmp-\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FlintError("\(temp): cannot create the output file: \(errnoText())") }
+        // Registered for removal on SIGINT/SIGTERM; stale ones of dead processes are removed first.
+        let (temp, fd) = try TemporaryFiles.create(besides: path)
         var isOpen = true
         do {
             try body(Sink(path: temp, fd: fd))
@@ -363,9 +411,10 @@ enum AtomicOutput {
             guard rename(temp, path) == 0 else {
                 throw FlintError("\(path): cannot rename \(temp) into place: \(errnoText())")
             }
+            TemporaryFiles.unregister(temp)
         } catch {
             if isOpen { sysClose(fd) }
-            unlink(temp)
+            TemporaryFiles.remove(temp)
             throw error
         }
         syncDirectory(of: path)

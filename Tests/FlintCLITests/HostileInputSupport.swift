@@ -16,7 +16,9 @@ struct MeasuredRun {
 }
 
 /// Runs `flint args…` with stdout and stderr captured in files (no pipe can fill up).
-func measuredFlint(_ args: [String], stdin: String? = nil, timeout: Double = 120) throws -> MeasuredRun {
+/// `whileRunning` is called with the bytes on stdout so far at each poll until it returns true.
+func measuredFlint(_ args: [String], stdin: String? = nil, timeout: Double = 120,
+                   whileRunning: ((Int) -> Bool)? = nil) throws -> MeasuredRun {
     let dir = NSTemporaryDirectory() + "flint-measured-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -38,6 +40,7 @@ func measuredFlint(_ args: [String], stdin: String? = nil, timeout: Double = 120
     // Peak memory is the child's own VmHWM, polled: wait4's ru_maxrss would include this test process's peak,
     // which Linux carries into a vfork-spawned child's exec.
     var peakKB = 0
+    var pendingCallback = whileRunning
     while true {
         if let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
@@ -46,6 +49,10 @@ func measuredFlint(_ args: [String], stdin: String? = nil, timeout: Double = 120
         }
         let r = wait4(pid, &status, WNOHANG, &usage)
         if r == pid { break }
+        if let callback = pendingCallback {
+            var st = stat()
+            if stat(outPath, &st) == 0, callback(Int(st.st_size)) { pendingCallback = nil }
+        }
         if Date() > deadline {
             kill(pid, SIGKILL)
             _ = wait4(pid, &status, 0, &usage)
