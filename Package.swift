@@ -5,6 +5,7 @@
 //   FlintFormat → FlintCheckpoint → FlintQuant → FlintConvert / FlintPack
 //   FlintFormat → FlintCheckpoint → FlintHub → flint (CLI)
 //   FlintFormat → FlintKernels → FlintT5 (+ FlintTokenizer) → FlintVerify → flint (CLI)
+//   FlintConvert + FlintVerify → FlintRecipe (convert --target-top1) → flint (CLI)
 import PackageDescription
 
 let package = Package(
@@ -51,10 +52,13 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // Quantized-vs-float comparison.
         .target(name: "FlintVerify", dependencies: ["FlintFormat", "FlintKernels", "FlintT5", "FlintTokenizer"]),
+        // Automatic recipe search (`convert --target-top1`): per-tensor sensitivity, finer forms until the target holds.
+        .target(name: "FlintRecipe", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert",
+                                                    "FlintKernels", "FlintVerify"]),
         // The commands of the command-line tool (a library, so tests can run them in-process).
         .target(name: "FlintCLI", dependencies: [
             "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack",
-            "FlintTokenizer", "FlintT5", "FlintVerify", "FlintHub",
+            "FlintTokenizer", "FlintT5", "FlintVerify", "FlintHub", "FlintRecipe",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The `flint` executable: only the entry point.
@@ -71,6 +75,8 @@ let package = Package(
         .testTarget(name: "FlintVerifyTests", dependencies: ["FlintVerify", "FlintConvert", "FlintCheckpoint", "FlintKernels"]),
         .testTarget(name: "FlintKernelsTests", dependencies: ["FlintKernels"]),
         .testTarget(name: "FlintHubTests", dependencies: ["FlintHub"]),
+        .testTarget(name: "FlintRecipeTests", dependencies: ["FlintRecipe", "FlintConvert", "FlintCheckpoint", "FlintFormat",
+                                                             "FlintVerify", "FlintTokenizer"]),
     ],
     swiftLanguageModes: [.v5]
 )

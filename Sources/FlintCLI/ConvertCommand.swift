@@ -4,6 +4,7 @@ import FlintCheckpoint
 import FlintConvert
 import FlintFormat
 import FlintQuant
+import FlintRecipe
 
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,8 +21,11 @@ struct ConvertCommand: ParsableCommand {
         FLAN-T5) the FFN output projections (*.DenseReluDense.wo.weight) also stay float32 by default,
         because their inputs reach magnitudes that int8 cannot carry; --no-default-keep drops that.
 
+        \(ConvertCommand.searchDiscussion)
+
         Examples:
           flint convert ./flan-t5-base -o flan-t5-base.flint
+          flint convert ./flan-t5-base -o base-searched.flint --target-top1 0.99 --max-mean-kl 0.01
           flint convert ./flan-t5-base -o base-g64.flint --quant int8-g64 --keep 'shared.weight=f16'
           flint convert ./t5-small/model.safetensors -o t5-small-f32.flint --quant f32 --json
           flint convert ./t5-base -o t5-base.flint --from pytorch
@@ -55,12 +59,27 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Do not keep the gated-GELU FFN output projections (wo) float by default.")
     var noDefaultKeep = false
 
+    @Option(help: "Search the recipe until teacher-forced top-1 agreement with the float model reaches this (e.g. 0.99).")
+    var targetTop1: Double?
+
+    @Option(help: "Search the recipe until the mean KL against the float model is at most this (nats).")
+    var maxMeanKl: Double?
+
+    @Option(help: ArgumentHelp("Prompts the search scores on (default: the built-in verify prompts).", valueName: "file"))
+    var searchPrompts: String?
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     @OptionGroup var overwrite: OverwriteOptions
 
     func validate() throws {
+        if let t = targetTop1, !(0...1).contains(t) { throw ValidationError("--target-top1 is a fraction in 0…1, got \(t)") }
+        if let k = maxMeanKl, !(k >= 0) { throw ValidationError("--max-mean-kl must be ≥ 0, got \(k)") }
+        if searchPrompts != nil && targetTop1 == nil && maxMeanKl == nil {
+            throw ValidationError("--search-prompts needs --target-top1 or --max-mean-kl")
+        }
+        if let p = searchPrompts, !FileManager.default.fileExists(atPath: p) { throw ValidationError("\(p) does not exist") }
         do { _ = try QuantRequest(cliName: quant) } catch let e as FlintError { throw ValidationError(e.message) }
         for rule in keep {
             do { _ = try KeepRule(parsing: rule) } catch let e as FlintError { throw ValidationError(e.message) }
@@ -88,8 +107,15 @@ struct ConvertCommand: ParsableCommand {
             let folder = try HFModelFolder(path: hub?.folder ?? source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
             if let note = folder.formatChoice { warn(note) }
             try checkTokenizer(of: folder)
-            let report = try Converter.convert(folder, output: output, options: options) { done, total, name in
-                bar.update(done: done, total: total, detail: name)
+            let report: ConvertReport
+            var search: RecipeSearchRecord? = nil
+            if targetTop1 != nil || maxMeanKl != nil {
+                (report, search) = try searchRecipe(folder, options: options, promptsFile: searchPrompts,
+                                                    target: RecipeTarget(minTop1: targetTop1, maxMeanKL: maxMeanKl))
+            } else {
+                report = try Converter.convert(folder, output: output, options: options) { done, total, name in
+                    bar.update(done: done, total: total, detail: name)
+                }
             }
             bar.finish()
             for rule in report.unmatchedKeepRules { warn("keep rule \(rule) matched no tensor") }
@@ -98,9 +124,11 @@ struct ConvertCommand: ParsableCommand {
             if json {
                 var result = ConvertJSON(report)
                 result.hub = hub.map(HubSourceJSON.init)
+                result.search = search
                 try printJSON(result)
             } else {
                 printSummary(report, seconds: seconds)
+                if let search { printSearch(search) }
             }
         }
     }
@@ -147,6 +175,8 @@ struct ConvertJSON: Encodable {
     var per_tensor: [PerTensor]
     /// For an hf: source: the commit and which files were downloaded or found in the cache.
     var hub: HubSourceJSON?
+    /// With --target-top1 / --max-mean-kl: the search record (as stored in the provenance).
+    var search: RecipeSearchRecord?
 
     init(_ r: ConvertReport) {
         output = r.output

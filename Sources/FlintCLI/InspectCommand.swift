@@ -65,6 +65,21 @@ struct InspectCommand: ParsableCommand {
         print("source     \(p.sourceFormat): " + p.sourceFiles.map { "\($0.name) (\(formatBytes($0.bytes)))" }.joined(separator: ", "))
         print("recipe     \(p.quantization.scheme)" + (p.quantization.keep.isEmpty ? "" : ", keep \(p.quantization.keep.joined(separator: " "))")
               + (p.quantization.defaultKeep ? "" : ", no default keep") + " — \(p.tool)")
+        if !p.quantization.schemeRules.isEmpty {
+            print("           scheme rules \(p.quantization.schemeRules.joined(separator: " "))")
+        }
+        if let s = p.quantization.search {
+            var target: [String] = []
+            if let t = s.targetTop1 { target.append(String(format: "top-1 ≥ %.4g", t)) }
+            if let k = s.maxMeanKL { target.append(String(format: "mean KL ≤ %.4g", k)) }
+            print("search     \(target.joined(separator: ", ")) on \(s.prompts) prompts (\(s.promptSource)): \(s.met ? "met" : "NOT met"); "
+                  + String(format: "top-1 %.4f → %.4f, mean KL %.3g → %.3g, ", s.before.top1, s.after.top1, s.before.meanKL, s.after.meanKL)
+                  + "\(s.changes.count) changes, +\(formatBytes(Int64(s.changes.reduce(0) { $0 + $1.bytes })))")
+            for c in s.changes {
+                print("           \(c.tensor) \(c.from) → \(c.to) +\(formatBytes(Int64(c.bytes)))"
+                      + String(format: " (alone it cost KL %.3g)", c.sensitivityKL))
+            }
+        }
         if !m.aliases.isEmpty {
             print("aliases    " + m.aliases.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value)" }.joined(separator: ", "))
         }

@@ -20,6 +20,9 @@ public struct ConvertOptions: Sendable {
         self.schemeRules = schemeRules
         self.useDefaultKeep = useDefaultKeep
     }
+
+    /// Recorded in the provenance when `flint convert --target-top1 / --max-mean-kl` chose the recipe.
+    public var search: RecipeSearchRecord? = nil
 }
 
 public struct ConvertedTensor: Sendable, Equatable {
@@ -141,7 +144,8 @@ public enum Converter {
         }
         let unmatched = plan.unmatchedKeepRules(tensorNames: folder.tensorInfos.map(\.name)).map(\.text)
         let recipe = QuantizationRecipe(scheme: options.quant.name, keep: options.keepRules.map(\.text),
-                                        defaultKeep: options.useDefaultKeep)
+                                        defaultKeep: options.useDefaultKeep,
+                                        schemeRules: options.schemeRules.map(\.description), search: options.search)
         let provenance = Provenance(sourceFormat: folder.sourceFormat,
                                     sourceFiles: folder.sourceFiles.map { SourceFile(name: $0.name, bytes: $0.bytes) },
                                     quantization: recipe)

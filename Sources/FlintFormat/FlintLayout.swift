@@ -48,16 +48,134 @@ public struct QuantizationRecipe: Codable, Sendable, Equatable {
     public var scheme: String
     public var keep: [String]
     public var defaultKeep: Bool
+    /// Per-tensor storage overrides, `GLOB=SCHEME` (absent from older files: empty).
+    public var schemeRules: [String]
+    /// How `flint convert --target-top1 / --max-mean-kl` reached the recipe; nil when no search ran.
+    public var search: RecipeSearchRecord?
 
-    public init(scheme: String, keep: [String], defaultKeep: Bool) {
+    public init(scheme: String, keep: [String], defaultKeep: Bool, schemeRules: [String] = [],
+                search: RecipeSearchRecord? = nil) {
         self.scheme = scheme
         self.keep = keep
         self.defaultKeep = defaultKeep
+        self.schemeRules = schemeRules
+        self.search = search
     }
 
     enum CodingKeys: String, CodingKey {
         case scheme, keep
         case defaultKeep = "default_keep"
+        case schemeRules = "scheme_rules"
+        case search
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        scheme = try c.decode(String.self, forKey: .scheme)
+        keep = try c.decode([String].self, forKey: .keep)
+        defaultKeep = try c.decode(Bool.self, forKey: .defaultKeep)
+        schemeRules = try c.decodeIfPresent([String].self, forKey: .schemeRules) ?? []
+        search = try c.decodeIfPresent(RecipeSearchRecord.self, forKey: .search)
+    }
+
+    /// `scheme_rules` and `search` are written only when there are any, so files converted without them keep
+    /// their bytes.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(scheme, forKey: .scheme)
+        try c.encode(keep, forKey: .keep)
+        try c.encode(defaultKeep, forKey: .defaultKeep)
+        if !schemeRules.isEmpty { try c.encode(schemeRules, forKey: .schemeRules) }
+        try c.encodeIfPresent(search, forKey: .search)
+    }
+}
+
+/// The record of an automatic recipe search (`flint convert --target-top1 X / --max-mean-kl X`): the targets,
+/// the teacher-forced quality against the float model on the search prompts before and after, and every tensor
+/// moved to a finer form, in order, with what it cost.
+public struct RecipeSearchRecord: Codable, Sendable, Equatable {
+    public struct Quality: Codable, Sendable, Equatable {
+        public var top1: Double
+        public var meanKL: Double
+        public init(top1: Double, meanKL: Double) {
+            self.top1 = top1
+            self.meanKL = meanKL
+        }
+        enum CodingKeys: String, CodingKey {
+            case top1
+            case meanKL = "mean_kl"
+        }
+    }
+
+    public struct Change: Codable, Sendable, Equatable {
+        public var tensor: String
+        /// The stored form before and after (`int8`, `int8-g32`, `f32`, …).
+        public var from: String
+        public var to: String
+        /// Bytes the change added to the file (data and scales).
+        public var bytes: Int
+        /// Mean KL the model lost when only this tensor was in its `from` form (the measured sensitivity).
+        public var sensitivityKL: Double
+        /// The whole model's quality after this change.
+        public var after: Quality
+
+        public init(tensor: String, from: String, to: String, bytes: Int, sensitivityKL: Double, after: Quality) {
+            self.tensor = tensor
+            self.from = from
+            self.to = to
+            self.bytes = bytes
+            self.sensitivityKL = sensitivityKL
+            self.after = after
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case tensor, from, to, bytes, after
+            case sensitivityKL = "sensitivity_kl"
+        }
+    }
+
+    public var targetTop1: Double?
+    public var maxMeanKL: Double?
+    public var prompts: Int
+    public var promptSource: String
+    public var kernels: String
+    public var before: Quality
+    public var after: Quality
+    public var met: Bool
+    public var changes: [Change]
+
+    public init(targetTop1: Double?, maxMeanKL: Double?, prompts: Int, promptSource: String, kernels: String,
+                before: Quality, after: Quality, met: Bool, changes: [Change]) {
+        self.targetTop1 = targetTop1
+        self.maxMeanKL = maxMeanKL
+        self.prompts = prompts
+        self.promptSource = promptSource
+        self.kernels = kernels
+        self.before = before
+        self.after = after
+        self.met = met
+        self.changes = changes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case targetTop1 = "target_top1"
+        case maxMeanKL = "max_mean_kl"
+        case prompts
+        case promptSource = "prompt_source"
+        case kernels, before, after, met, changes
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        if let targetTop1 { try c.encode(targetTop1, forKey: .targetTop1) } else { try c.encodeNil(forKey: .targetTop1) }
+        if let maxMeanKL { try c.encode(maxMeanKL, forKey: .maxMeanKL) } else { try c.encodeNil(forKey: .maxMeanKL) }
+        try c.encode(prompts, forKey: .prompts)
+        try c.encode(promptSource, forKey: .promptSource)
+        try c.encode(kernels, forKey: .kernels)
+        try c.encode(before, forKey: .before)
+        try c.encode(after, forKey: .after)
+        try c.encode(met, forKey: .met)
+        try c.encode(changes, forKey: .changes)
     }
 }
 

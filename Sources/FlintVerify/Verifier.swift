@@ -225,7 +225,7 @@ public enum SensitivityMode: String, Sendable, CaseIterable {
 }
 
 /// What the verifier runs on: a model and a way to turn prompts into ids.
-public struct VerifyInput {
+public struct VerifyInput: Sendable {
     public var prompt: String
     public var inputIds: [Int]
     public init(prompt: String, inputIds: [Int]) {

@@ -1,0 +1,266 @@
+// `flint convert --target-top1 X / --max-mean-kl X`: the recipe is searched, not guessed. The model is converted
+// with the requested recipe and scored teacher-forced against the float model on the search prompts; while the
+// target is missed, the tensor whose quantization alone costs the most (measured: the float model with only that
+// tensor quantized, mean KL) moves to a finer form — int8 per row → int8-g32 → float32 — and is measured again
+// in its new form. Candidates are assembled in memory (quantized exactly as the converter would), so only the
+// final file is written twice: once as converted, once with the chosen scheme rules and the search record in
+// its provenance.
+
+import Foundation
+import FlintCheckpoint
+import FlintConvert
+import FlintFormat
+import FlintKernels
+import FlintQuant
+import FlintVerify
+
+/// What the search must reach; at least one bound.
+public struct RecipeTarget: Sendable, Equatable {
+    public var minTop1: Double?
+    public var maxMeanKL: Double?
+
+    public init(minTop1: Double? = nil, maxMeanKL: Double? = nil) {
+        self.minTop1 = minTop1
+        self.maxMeanKL = maxMeanKL
+    }
+
+    public func isMet(_ s: TeacherForcedScore) -> Bool {
+        (minTop1.map { s.top1Agreement >= $0 } ?? true) && (maxMeanKL.map { s.meanKL <= $0 } ?? true)
+    }
+}
+
+public struct RecipeSearchOptions: Sendable {
+    public var target: RecipeTarget
+    /// Prompts the candidates are scored on (the calibration prompts).
+    public var inputs: [VerifyInput]
+    /// Describes `inputs` in the record (`built-in verify prompts`, a file name).
+    public var promptSource: String
+    public var maxNewTokens: Int
+    /// The kernels candidates are scored with (as `flint run` will run them).
+    public var int8Kernels: Int8KernelMode
+    /// The forms a tensor moves through, coarse to fine; the last should be a float form.
+    public var ladder: [StoredForm]
+
+    public init(target: RecipeTarget, inputs: [VerifyInput], promptSource: String, maxNewTokens: Int = 16,
+                int8Kernels: Int8KernelMode = .weightOnly,
+                ladder: [StoredForm] = [.int8(.int8Row), .int8(.int8Group(32)), .float(.f32)]) {
+        self.target = target
+        self.inputs = inputs
+        self.promptSource = promptSource
+        self.maxNewTokens = maxNewTokens
+        self.int8Kernels = int8Kernels
+        self.ladder = ladder
+    }
+}
+
+/// What a search step or stage is doing, for progress display.
+public enum RecipeSearchPhase: String, Sendable {
+    case converting, scoring, measuring, searching, writing
+}
+
+public struct RecipeSearchResult: Sendable {
+    public var record: RecipeSearchRecord
+    /// The final conversion's report (the file at `output`).
+    public var convert: ConvertReport
+    /// Per quantized tensor of the first conversion: its measured sensitivity (mean KL when only it is quantized).
+    public var sensitivity: [ComponentSensitivity]
+}
+
+/// A conversion of the model to `output`, with `schemeRules` added to the requested recipe and `search`
+/// recorded in the provenance (the caller's usual conversion: calibration and smoothing included).
+public typealias RecipeConversion = (_ output: String, _ schemeRules: [SchemeRule], _ search: RecipeSearchRecord?) throws -> ConvertReport
+
+public enum RecipeSearch {
+    /// Runs the search for `folder` and writes the chosen recipe's file to `output`.
+    /// - Parameters:
+    ///   - convert: performs a conversion (see `RecipeConversion`).
+    ///   - floatBase: builds the float32 model the per-tensor measurements start from, in the same basis as the
+    ///     candidate (a smoothed conversion's float weights are smoothed too), at the given path. Default: a
+    ///     plain float32 conversion.
+    public static func run(_ folder: HFModelFolder, output: String, options: RecipeSearchOptions,
+                           convert: RecipeConversion,
+                           floatBase: ((_ candidate: FlintFile, _ output: String) throws -> Void)? = nil,
+                           pool: ThreadPool? = .shared,
+                           progress: ((RecipeSearchPhase, Int, Int, String) -> Void)? = nil) throws -> RecipeSearchResult {
+        guard options.target.minTop1 != nil || options.target.maxMeanKL != nil else {
+            throw FlintError("recipe search: give a target (--target-top1 and/or --max-mean-kl)")
+        }
+        guard !options.inputs.isEmpty else { throw FlintError("recipe search: no prompts to score on") }
+        guard !folder.config.isEncoderOnly else {
+            throw FlintError("\(folder.sourceDescription): --target-top1 needs a model that generates; this one is encoder-only")
+        }
+        let scratchDir = (output as NSString).deletingLastPathComponent.isEmpty ? "." : (output as NSString).deletingLastPathComponent
+        let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let firstPath = scratchDir + "/.flint-search-\(tag)-candidate.flint"
+        let floatPath = scratchDir + "/.flint-search-\(tag)-float.flint"
+        defer {
+            unlink(firstPath)
+            unlink(floatPath)
+        }
+        let kernels = options.int8Kernels
+
+        progress?(.converting, 0, 1, "as requested")
+        _ = try convert(firstPath, [], nil)
+        let first = try FlintFile(path: firstPath)
+        if let floatBase {
+            try floatBase(first, floatPath)
+        } else {
+            _ = try Converter.convert(folder, output: floatPath, options: ConvertOptions(quant: .float(.f32)))
+        }
+        let float = try FlintFile(path: floatPath)
+
+        progress?(.scoring, 0, options.inputs.count, "float reference")
+        let scripts = try Sensitivity.scripts(reference: folder, inputs: options.inputs, maxNewTokens: options.maxNewTokens,
+                                              pool: pool, int8Kernels: kernels) { progress?(.scoring, $0, $1, "float reference") }
+        let before = try Sensitivity.score(first, scripts: scripts, pool: pool, int8Kernels: kernels)
+        var quality = before
+        var changes: [RecipeSearchRecord.Change] = []
+        var sensitivity: [ComponentSensitivity] = []
+        var forms: [String: StoredForm] = [:]
+
+        if !options.target.isMet(before) {
+            // Every tensor the first conversion quantized, measured on its own.
+            let quantized = first.records.filter { $0.storage == .i8 }
+            for r in quantized { forms[r.name] = .int8(r.scheme) }
+            let components = quantized.map { SensitivityComponent(name: $0.name, tensors: [$0.name]) }
+            sensitivity = try Sensitivity.measure(reference: float, candidate: first, components: components,
+                                                  scripts: scripts, pool: pool, int8Kernels: kernels) {
+                progress?(.measuring, $0, $1, $2)
+            }
+            var cost: [String: Double] = Dictionary(uniqueKeysWithValues: sensitivity.map { ($0.name, $0.meanKL) })
+            let overrides = OverriddenWeights(base: first, float: float)
+            var step = 0
+            while !options.target.isMet(quality) {
+                // The most costly tensor that still has a finer form to go to.
+                guard let (name, kl) = cost.filter({ next(after: forms[$0.key]!, in: options.ladder) != nil })
+                        .max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }) else { break }
+                let from = forms[name]!
+                let to = next(after: from, in: options.ladder)!
+                let shape = try first.tensor(name).shape
+                try overrides.set(name, to: to)
+                forms[name] = to
+                step += 1
+                progress?(.searching, step, step, "\(name) → \(to)")
+                quality = try Sensitivity.score(overrides, scripts: scripts, pool: pool, int8Kernels: kernels)
+                changes.append(RecipeSearchRecord.Change(
+                    tensor: name, from: from.description, to: to.description,
+                    bytes: storedBytes(shape, to) - storedBytes(shape, from), sensitivityKL: kl,
+                    after: RecipeSearchRecord.Quality(top1: quality.top1Agreement, meanKL: quality.meanKL)))
+                if case .float = to {
+                    cost[name] = nil
+                } else if !options.target.isMet(quality) {
+                    // Measure it again in its new form: it competes with the others from there.
+                    let alone = OverriddenWeights(base: float, float: float)
+                    try alone.set(name, to: to)
+                    cost[name] = try Sensitivity.score(alone, scripts: scripts, pool: pool, int8Kernels: kernels).meanKL
+                }
+            }
+        }
+
+        var record = RecipeSearchRecord(
+            targetTop1: options.target.minTop1, maxMeanKL: options.target.maxMeanKL, prompts: options.inputs.count,
+            promptSource: options.promptSource, kernels: kernels.cliName,
+            before: .init(top1: before.top1Agreement, meanKL: before.meanKL),
+            after: .init(top1: quality.top1Agreement, meanKL: quality.meanKL),
+            met: options.target.isMet(quality), changes: changes)
+        // The file is written with exact-name rules for the changed tensors, in the order they were chosen.
+        let rules = try changes.reduce(into: [String: StoredForm]()) { $0[$1.tensor] = try parseForm($1.to) }
+            .sorted { $0.key < $1.key }
+            .map { try SchemeRule(pattern: $0.key, form: $0.value) }
+        progress?(.writing, 0, 1, output)
+        var final: ConvertReport
+        if changes.isEmpty {
+            final = try convert(output, [], record)
+        } else {
+            final = try convert(output, rules, record)
+            // The written file must score what the search measured in memory.
+            let written = try Sensitivity.score(try FlintFile(path: output), scripts: scripts, pool: pool, int8Kernels: kernels)
+            if abs(written.top1Agreement - quality.top1Agreement) > 1e-9 || abs(written.meanKL - quality.meanKL) > 1e-6 * max(1, quality.meanKL) {
+                record.after = .init(top1: written.top1Agreement, meanKL: written.meanKL)
+                record.met = options.target.isMet(written)
+                final = try convert(output, rules, record)
+            }
+        }
+        return RecipeSearchResult(record: record, convert: final, sensitivity: sensitivity)
+    }
+
+    /// The next finer form on the ladder (int8 schemes not on it move to the first finer rung), or nil at the end.
+    static func next(after form: StoredForm, in ladder: [StoredForm]) -> StoredForm? {
+        if let i = ladder.firstIndex(of: form) { return i + 1 < ladder.count ? ladder[i + 1] : nil }
+        switch form {
+        case .float: return nil
+        case .int8(let scheme):
+            // A group scheme coarser than a rung's goes to that rung; anything else to the float end.
+            for rung in ladder {
+                if case .int8(let s) = rung, s.groupSize > 0, scheme.groupSize == 0 || s.groupSize < scheme.groupSize { return rung }
+            }
+            return ladder.last { if case .float = $0 { return true } else { return false } }
+        }
+    }
+
+    /// Data and scale bytes of a `[rows, cols]` tensor stored in `form`.
+    public static func storedBytes(_ shape: [Int], _ form: StoredForm) -> Int {
+        let (rows, cols) = QuantScheme.matrixShape(shape)
+        switch form {
+        case .float(let s): return rows * cols * s.byteSize
+        case .int8(let scheme):
+            let groups = scheme.groupSize > 0 ? (cols + scheme.groupSize - 1) / scheme.groupSize : 1
+            return rows * cols + rows * groups * 4
+        }
+    }
+
+    static func parseForm(_ text: String) throws -> StoredForm {
+        switch try QuantRequest(cliName: text) {
+        case .float(let s): return .float(s)
+        case .int8(let scheme): return .int8(scheme)
+        }
+    }
+}
+
+/// A candidate assembled in memory: `base`'s tensors, except the overridden ones, which are made from the float
+/// model `float` (same basis) in their new form — quantized with the converter's own quantizers.
+final class OverriddenWeights: WeightSource, @unchecked Sendable {
+    let base: WeightSource
+    let float: WeightSource
+    private var views: [String: TensorView] = [:]
+    /// Buffers behind the overridden int8 views, freed with the object.
+    private var buffers: [UnsafeMutableRawBufferPointer] = []
+
+    deinit { buffers.forEach { $0.deallocate() } }
+
+    init(base: WeightSource, float: WeightSource) {
+        self.base = base
+        self.float = float
+    }
+
+    func set(_ name: String, to form: StoredForm) throws {
+        let source = try float.tensor(name)
+        switch form {
+        case .float(.f32):
+            views[name] = source
+        case .float(let other):
+            throw FlintError("recipe search: \(other) is not a search rung (use f32)")
+        case .int8(let scheme):
+            let (rows, cols) = QuantScheme.matrixShape(source.shape)
+            let floats = try TensorConversion.floatArray(source)
+            let q = try floats.withUnsafeBufferPointer {
+                try makeInt8Quantizer(for: scheme).quantize($0, rows: rows, cols: cols, tensorName: name)
+            }
+            let values = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, q.values.count), alignment: 64)
+            let scales = UnsafeMutableRawBufferPointer.allocate(byteCount: max(4, q.scales.count * 4), alignment: 64)
+            buffers += [values, scales]
+            q.values.withUnsafeBytes { values.copyMemory(from: $0) }
+            q.scales.withUnsafeBytes { scales.copyMemory(from: $0) }
+            let scaleFloats = UnsafeBufferPointer(start: scales.bindMemory(to: Float.self).baseAddress, count: q.scales.count)
+            views[name] = TensorView(name: name, storage: .i8, shape: source.shape, scheme: scheme,
+                                     data: UnsafeRawBufferPointer(start: values.baseAddress, count: q.values.count),
+                                     scales: scaleFloats, owner: self)
+        }
+    }
+
+    var config: T5Config { base.config }
+    var tensorNames: [String] { base.tensorNames }
+    var tokenizerModel: [UInt8]? { base.tokenizerModel }
+    var sourceDescription: String { base.sourceDescription + " (search candidate)" }
+    func tensor(_ name: String) throws -> TensorView { try views[name] ?? base.tensor(name) }
+}
