@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "FlintT5", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintKernels", "FlintTokenizer"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // Quantized-vs-float comparison.
-        .target(name: "FlintVerify", dependencies: ["FlintFormat", "FlintKernels", "FlintT5", "FlintTokenizer"]),
+        .target(name: "FlintVerify", dependencies: ["FlintFormat", "FlintKernels", "FlintQuant", "FlintT5", "FlintTokenizer"]),
         // Automatic recipe search (`convert --target-top1`): per-tensor sensitivity, finer forms until the target holds.
         .target(name: "FlintRecipe", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert",
                                                     "FlintKernels", "FlintVerify"]),

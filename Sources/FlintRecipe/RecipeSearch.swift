@@ -74,12 +74,12 @@ public enum RecipeSearch {
     /// Runs the search for `folder` and writes the chosen recipe's file to `output`.
     /// - Parameters:
     ///   - convert: performs a conversion (see `RecipeConversion`).
-    ///   - floatBase: builds the float32 model the per-tensor measurements start from, in the same basis as the
-    ///     candidate (a smoothed conversion's float weights are smoothed too), at the given path. Default: a
-    ///     plain float32 conversion.
+    ///   - floatBase: the float model the per-tensor measurements start from, in the same basis as the first
+    ///     conversion (for a smoothed conversion: the folder with the same folds applied, `ScaledWeights`).
+    ///     Default: the folder itself (the right base for an unsmoothed conversion).
     public static func run(_ folder: HFModelFolder, output: String, options: RecipeSearchOptions,
                            convert: RecipeConversion,
-                           floatBase: ((_ candidate: FlintFile, _ output: String) throws -> Void)? = nil,
+                           floatBase: ((_ firstConversion: FlintFile) throws -> WeightSource)? = nil,
                            pool: ThreadPool? = .shared,
                            progress: ((RecipeSearchPhase, Int, Int, String) -> Void)? = nil) throws -> RecipeSearchResult {
         guard options.target.minTop1 != nil || options.target.maxMeanKL != nil else {
@@ -92,22 +92,13 @@ public enum RecipeSearch {
         let scratchDir = (output as NSString).deletingLastPathComponent.isEmpty ? "." : (output as NSString).deletingLastPathComponent
         let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let firstPath = scratchDir + "/.flint-search-\(tag)-candidate.flint"
-        let floatPath = scratchDir + "/.flint-search-\(tag)-float.flint"
-        defer {
-            unlink(firstPath)
-            unlink(floatPath)
-        }
+        defer { unlink(firstPath) }
         let kernels = options.int8Kernels
 
         progress?(.converting, 0, 1, "as requested")
         _ = try convert(firstPath, [], nil)
         let first = try FlintFile(path: firstPath)
-        if let floatBase {
-            try floatBase(first, floatPath)
-        } else {
-            _ = try Converter.convert(folder, output: floatPath, options: ConvertOptions(quant: .float(.f32)))
-        }
-        let float = try FlintFile(path: floatPath)
+        let float: WeightSource = try floatBase?(first) ?? folder
 
         progress?(.scoring, 0, options.inputs.count, "float reference")
         let scripts = try Sensitivity.scripts(reference: folder, inputs: options.inputs, maxNewTokens: options.maxNewTokens,
