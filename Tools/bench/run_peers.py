@@ -373,6 +373,14 @@ def child_env(threads, extra=None):
     return env
 
 
+def flint_batches_prompts(flint):
+    """Whether this flint has real batching (issue 10 item 3: `flint run --batch`, padding + masks, which
+    `bench --batch` then measures). Older binaries' `bench --batch B` only decodes B copies of one input through the
+    beam state, a different path, so their batch-B decode cells are reported missing instead of measured."""
+    done = subprocess.run([str(flint), "run", "--help"], capture_output=True, text=True)
+    return done.returncode == 0 and "--batch" in done.stdout
+
+
 def measure_flint(flint, engine, model, threads, args):
     """One `flint bench` process per workload (prefill: --new-tokens 1 on the long input)."""
     spec = ENGINES[engine]
@@ -382,6 +390,8 @@ def measure_flint(flint, engine, model, threads, args):
         common += ["--kernels", spec["kernels"]]
     out, peaks, isas, commands, load_ms = {}, [], set(), [], []
     for workload, (length, n, batch) in workloads(args).items():
+        if batch > 1 and not args.flint_batching:
+            continue
         cmd = [str(flint), "bench", str(model), "--prompt-tokens", str(length), "--new-tokens", str(n),
                "--batch", str(batch)] + common
         commands.append((" ".join(f"{k}={v}" for k, v in extra.items()) + " " + " ".join(cmd)).strip())
@@ -714,6 +724,10 @@ def main():
                         for t in thread_counts:
                             missing[(s, t, e)] = why
 
+    args.flint_batching = flint.is_file() and flint_batches_prompts(flint)
+    if flint.is_file() and not args.flint_batching and any(b > 1 for b in args.batches):
+        notes.append("Flint decode at batch > 1 is missing: this flint has no real batching (`flint run --batch`, "
+                     "issue 10 item 3), and its `bench --batch` measures a different path")
     started = time.perf_counter()
     versions = []
     try:
