@@ -40,7 +40,7 @@ enum Variant {
         switch self {
         case .float32: return "f32"
         case .int8(let scheme, let mode, let isa):
-            return "\(scheme.name) \(mode.rawValue)\(isa == .portable ? " swift" : "")"
+            return "\(scheme.name) \(mode.rawValue)\(isa == .preferred ? "" : " \(isa == .portable ? "swift" : isa.rawValue)")"
         }
     }
 
@@ -60,7 +60,13 @@ let variants: [Variant] = {
             list.append(.int8(scheme, mode, .preferred))
         }
     }
-    // The portable Swift kernels, to compare with the AVX-512 VNNI ones.
+    // The AVX2 (+ AVX-VNNI) / NEON paths where this CPU has them besides the preferred one, then the portable
+    // Swift kernels, to compare with the vector ones.
+    for isa in KernelISA.supported where isa != .preferred && isa != .portable {
+        for scheme in [QuantScheme.int8Row, .int8Group(32)] {
+            for mode in [Int8KernelMode.weightOnly, .w8a8] { list.append(.int8(scheme, mode, isa)) }
+        }
+    }
     list.append(.int8(.int8Row, .weightOnly, .portable))
     list.append(.int8(.int8Row, .w8a8, .portable))
     list.append(.int8(.int8Group(32), .w8a8, .portable))
