@@ -39,7 +39,11 @@ func flint(_ args: String...) throws -> CLIResult {
 
 func scratch() -> String {
     let dir = NSTemporaryDirectory() + "flint-cli-tests-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    do {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    } catch {
+        Issue.record("cannot create \(dir): \(error)")
+    }
     return dir
 }
 
@@ -48,6 +52,7 @@ let flanTiny = packageRoot + "/Tests/Fixtures/models/flan-tiny"
 @Suite struct ConvertInspectExportCLITests {
     @Test func convertJSONHasTheDocumentedFields() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try flint("convert", flanTiny, "-o", dir + "/m.flint", "--json")
         #expect(r.status == 0, "\(r.stderr)")
         let j = try #require(r.json as? [String: Any])
@@ -67,6 +72,7 @@ let flanTiny = packageRoot + "/Tests/Fixtures/models/flan-tiny"
 
     @Test func inspectJSONListsEveryTensorWithSchemeAndChecksum() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try flint("convert", flanTiny, "-o", dir + "/m.flint", "--quant", "int8-g32").status == 0)
         let r = try flint("inspect", dir + "/m.flint", "--json", "--verify")
         #expect(r.status == 0, "\(r.stderr)")
@@ -91,6 +97,7 @@ let flanTiny = packageRoot + "/Tests/Fixtures/models/flan-tiny"
 
     @Test func exportWritesSafetensors() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try flint("convert", flanTiny, "-o", dir + "/m.flint", "--quant", "f32").status == 0)
         let r = try flint("export", dir + "/m.flint", "-o", dir + "/m.safetensors", "--json")
         #expect(r.status == 0, "\(r.stderr)")
@@ -99,15 +106,18 @@ let flanTiny = packageRoot + "/Tests/Fixtures/models/flan-tiny"
     }
 
     @Test func usageErrorsExit64() throws {
-        let r = try flint("convert", flanTiny, "-o", "/tmp/x.flint", "--quant", "int4")
+        let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try flint("convert", flanTiny, "-o", dir + "/x.flint", "--quant", "int4")
         #expect(r.status == 64)
         #expect(r.stderr.contains("int4"))
-        #expect(try flint("convert", "/nonexistent/model", "-o", "/tmp/x.flint").status == 64)
-        #expect(try flint("convert", flanTiny, "-o", "/tmp/x.flint", "--keep", "*.wo.weight=int8").status == 64)
+        #expect(try flint("convert", "/nonexistent/model", "-o", dir + "/x.flint").status == 64)
+        #expect(try flint("convert", flanTiny, "-o", dir + "/x.flint", "--keep", "*.wo.weight=int8").status == 64)
     }
 
     @Test func badInputIsOneClearLineAndNoOutputLeft() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         FileManager.default.createFile(atPath: dir + "/junk.flint", contents: Data(repeating: 7, count: 500))
         let r = try flint("inspect", dir + "/junk.flint")
         #expect(r.status == 1)
@@ -133,6 +143,7 @@ let flanTiny = packageRoot + "/Tests/Fixtures/models/flan-tiny"
 @Suite struct PackCLITests {
     @Test func packUnpackIsBitForBitAndModelsReadPackedFiles() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try flint("convert", flanTiny, "-o", dir + "/m.flint").status == 0)
         let p = try flint("pack", dir + "/m.flint", "--json")
         #expect(p.status == 0, "\(p.stderr)")
@@ -148,6 +159,7 @@ let flanTiny = packageRoot + "/Tests/Fixtures/models/flan-tiny"
 
     @Test func corruptPackIsRefusedAndLeavesNothing() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try flint("convert", flanTiny, "-o", dir + "/m.flint", "--quant", "f32").status == 0)
         #expect(try flint("pack", dir + "/m.flint").status == 0)
         var bytes = [UInt8](FileManager.default.contents(atPath: dir + "/m.flint.zst")!)
@@ -166,6 +178,7 @@ let demo = packageRoot + "/Tests/Fixtures/models/demo"
 @Suite struct RunVerifyBenchCLITests {
     @Test func runsTheDemoModelFromAnInt8File() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try flint("convert", demo, "-o", dir + "/d.flint").status == 0)
         let r = try flint("run", dir + "/d.flint", "reverse: red apple blue", "reverse: one two three four five")
         #expect(r.status == 0, "\(r.stderr)")
@@ -179,6 +192,7 @@ let demo = packageRoot + "/Tests/Fixtures/models/demo"
 
     @Test func verifyPassesOnInt8AndRefusesAnotherModel() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try flint("convert", demo, "-o", dir + "/d.flint").status == 0)
         let prompts = dir + "/prompts.txt"
         try "reverse: red apple blue\n{\"prompt\": \"reverse: one two three\"}\nreverse: cat dog\n".write(toFile: prompts, atomically: true, encoding: .utf8)
@@ -208,6 +222,7 @@ let demo = packageRoot + "/Tests/Fixtures/models/demo"
 
     @Test func benchReportsItsFields() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try flint("convert", demo, "-o", dir + "/d.flint").status == 0)
         let r = try flint("bench", dir + "/d.flint", "--prompt-tokens", "16", "--new-tokens", "8", "--runs", "1", "--json")
         #expect(r.status == 0, "\(r.stderr)")
@@ -220,6 +235,7 @@ let demo = packageRoot + "/Tests/Fixtures/models/demo"
 
     @Test func tokenizeReadsTheTokenizerInsideAFlintFile() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try flint("convert", demo, "-o", dir + "/d.flint").status == 0)
         let a = try flint("tokenize", dir + "/d.flint", "reverse: red apple blue", "--json")
         let b = try flint("tokenize", demo, "reverse: red apple blue", "--json")

@@ -6,6 +6,7 @@ import Testing
 @Suite struct VerifyCulpritCLITests {
     @Test func jsonCarriesHeadSensitivityCulpritAndActivations() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try flint("convert", demo, "-o", dir + "/d.flint").status == 0)
         let prompts = dir + "/prompts.txt"
         try "reverse: red apple blue\nreverse: one two three\nreverse: cat dog\n".write(toFile: prompts, atomically: true, encoding: .utf8)

@@ -13,7 +13,10 @@ enum H5Build {
     static func file(_ path: String, _ build: (hid_t) -> Void) {
         HDF5.locked {
             let f = H5Fcreate(path, flint_h5f_acc_trunc(), flint_h5p_default(), flint_h5p_default())
-            precondition(f >= 0, "cannot create \(path)")
+            guard f >= 0 else {
+                Issue.record("cannot create \(path)")
+                return
+            }
             build(f)
             _ = H5Fclose(f)
         }
@@ -27,7 +30,10 @@ enum H5Build {
             prefix += (prefix.isEmpty ? "" : "/") + p
             if H5Lexists(object, prefix, flint_h5p_default()) <= 0 {
                 let g = H5Gcreate2(object, prefix, flint_h5p_default(), flint_h5p_default(), flint_h5p_default())
-                precondition(g >= 0)
+                guard g >= 0 else {
+                    Issue.record("cannot create group \(prefix)")
+                    return
+                }
                 _ = H5Gclose(g)
             }
         }
@@ -70,7 +76,10 @@ enum H5Build {
             if deflate { _ = H5Pset_deflate(dcpl, 6) }
         }
         let d = H5Dcreate2(object, path, fileType, space, flint_h5p_default(), dcpl, flint_h5p_default())
-        precondition(d >= 0, "cannot create dataset \(path)")
+        guard d >= 0 else {
+            Issue.record("cannot create dataset \(path)")
+            return
+        }
         var data = bytes
         _ = H5Dwrite(d, memoryType, flint_h5s_all(), flint_h5s_all(), flint_h5p_default(), &data)
         _ = H5Dclose(d)
@@ -240,7 +249,7 @@ enum H5Build {
             #expect(message != nil, "a cut at \(cut) bytes was accepted")
             #expect(message?.hasPrefix(path) ?? false, "cut \(cut): \(message ?? "")")
         }
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: 0x5EED_0A5F)  // fixed: libhdf5 sees the same bytes every run
         let garbage = (0..<8192).map { _ in UInt8.random(in: 0...255, using: &rng) }
         let signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]
         for (name, content) in [("garbage.h5", garbage), ("signature.h5", signature + garbage),

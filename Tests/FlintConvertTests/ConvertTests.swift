@@ -11,7 +11,11 @@ func fixture(_ name: String) -> String { packageRoot + "/Tests/Fixtures/models/"
 
 func scratch() -> String {
     let dir = NSTemporaryDirectory() + "flint-convert-tests-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    do {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    } catch {
+        Issue.record("cannot create \(dir): \(error)")
+    }
     return dir
 }
 
@@ -21,6 +25,7 @@ func bytes(_ v: TensorView) -> [UInt8] { Array(v.data) }
     @Test(arguments: ["flan-tiny", "t5-tiny", "t5-encoder", "t5-vocab32k"])
     func float32ConvertThenExportIsBitIdentical(model: String) throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try HFModelFolder(path: fixture(model))
         let report = try Converter.convert(source, output: dir + "/m.flint", options: ConvertOptions(quant: .float(.f32)))
         #expect(report.tensors.allSatisfy { $0.scheme == "f32" })
@@ -43,6 +48,7 @@ func bytes(_ v: TensorView) -> [UInt8] { Array(v.data) }
 
     @Test func int8IsSmallAndListsEveryTensor() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try HFModelFolder(path: fixture("flan-tiny"))
         let report = try Converter.convert(source, output: dir + "/m.flint", options: ConvertOptions())
         let flint = try FlintFile(path: dir + "/m.flint")
@@ -73,6 +79,7 @@ func bytes(_ v: TensorView) -> [UInt8] { Array(v.data) }
 
     @Test func groupSchemesAndNoDefaultKeep() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try HFModelFolder(path: fixture("flan-tiny"))
         // d_model 40 is not a multiple of 32: the last group of each row is short.
         _ = try Converter.convert(source, output: dir + "/g32.flint",
@@ -90,6 +97,7 @@ func bytes(_ v: TensorView) -> [UInt8] { Array(v.data) }
 
     @Test func shardedAndSingleGiveTheSameTensors() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         _ = try Converter.convert(source: fixture("flan-tiny"), output: dir + "/a.flint", options: ConvertOptions())
         _ = try Converter.convert(source: fixture("flan-tiny-sharded"), output: dir + "/b.flint", options: ConvertOptions())
         let a = try FlintFile(path: dir + "/a.flint"), b = try FlintFile(path: dir + "/b.flint")
@@ -99,6 +107,7 @@ func bytes(_ v: TensorView) -> [UInt8] { Array(v.data) }
 
     @Test func keepRulesAndHalfTypes() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let options = ConvertOptions(quant: .int8(.int8Row),
                                      keepRules: [try KeepRule(parsing: "shared.weight=f16"), try KeepRule(parsing: "*.EncDecAttention.*=bf16")])
         let report = try Converter.convert(source: fixture("flan-tiny"), output: dir + "/k.flint", options: options)
@@ -111,6 +120,7 @@ func bytes(_ v: TensorView) -> [UInt8] { Array(v.data) }
 
     @Test func tiedModelStoresSharedOnce() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try HFModelFolder(path: fixture("t5-tiny"))
         _ = try Converter.convert(source, output: dir + "/t.flint", options: ConvertOptions())
         let flint = try FlintFile(path: dir + "/t.flint")
@@ -121,6 +131,7 @@ func bytes(_ v: TensorView) -> [UInt8] { Array(v.data) }
 
     @Test func missingSourceIsAClearError() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             _ = try Converter.convert(source: dir + "/nope", output: dir + "/x.flint", options: ConvertOptions())
             Issue.record("expected an error")

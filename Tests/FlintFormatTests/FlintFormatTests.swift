@@ -10,7 +10,11 @@ func tinyConfig() -> T5Config {
 
 func tempDir() -> String {
     let dir = NSTemporaryDirectory() + "flint-format-tests-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    do {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    } catch {
+        Issue.record("cannot create \(dir): \(error)")
+    }
     return dir
 }
 

@@ -133,6 +133,7 @@ func blockSelector(_ block: String) -> (String) -> Bool { { $0.hasPrefix(block +
     /// The float conversion is exact everywhere: nothing is named, and the head is exact too.
     @Test func exactModelHasNoCulprit() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let folder = try HFModelFolder(path: fixture("demo"))
         _ = try Converter.convert(folder, output: dir + "/f32.flint", options: ConvertOptions(quant: .float(.f32)))
         let report = try Verifier.verify(candidate: try FlintFile(path: dir + "/f32.flint"), reference: folder,

@@ -47,6 +47,7 @@ func materializeOutlierVariant(_ name: String) throws -> String {
         var broken = transform
         broken.checksums[op.tensor]! &+= 1
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let data = try JSONEncoder().encode(broken)
         FileManager.default.createFile(atPath: dir + "/transform.json", contents: data)
         #expect(throws: FlintError.self) {

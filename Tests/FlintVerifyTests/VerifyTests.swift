@@ -13,7 +13,11 @@ func fixture(_ name: String) -> String { packageRoot + "/Tests/Fixtures/models/"
 
 func scratch() -> String {
     let dir = NSTemporaryDirectory() + "flint-verify-tests-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    do {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    } catch {
+        Issue.record("cannot create \(dir): \(error)")
+    }
     return dir
 }
 
@@ -62,6 +66,7 @@ final class DamagedWeights: WeightSource, @unchecked Sendable {
 @Suite struct VerifyTests {
     @Test func int8DemoPassesAndNamesTheWeakestBlock() throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let folder = try HFModelFolder(path: fixture("demo"))
         _ = try Converter.convert(folder, output: dir + "/int8.flint", options: ConvertOptions())
         let candidate = try FlintFile(path: dir + "/int8.flint")
@@ -85,6 +90,7 @@ final class DamagedWeights: WeightSource, @unchecked Sendable {
     @Test(arguments: [Int8KernelMode.weightOnly, .w8a8], ["int8", "int8-g32", "int8-g64"])
     func int8KernelsStayFaithful(mode: Int8KernelMode, scheme: String) throws {
         let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let folder = try HFModelFolder(path: fixture("demo"))
         _ = try Converter.convert(folder, output: dir + "/q.flint", options: ConvertOptions(quant: try QuantRequest(cliName: scheme)))
         let report = try Verifier.verify(candidate: try FlintFile(path: dir + "/q.flint"), reference: folder,
