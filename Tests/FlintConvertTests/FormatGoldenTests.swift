@@ -1,11 +1,14 @@
 // Format stability: committed .flint files that every future reader must keep reading, and a byte-exact writer.
 //
-// Tests/Fixtures/format-golden/flan-tiny.v<N>.flint is flan-tiny converted with `goldenRecipe` by the writer of
-// format version N; flan-tiny.v<N>.json lists what its reader must find (config, every tensor's storage, scheme,
-// shape and XXH64). When the writer starts writing version N+1, the writer test below fails until a new golden
-// for N+1 is added (run `FLINT_FORMAT_GOLDEN_OUT=<dir> swift test --filter FormatGoldenTests`, which writes the new
-// file and manifest into <dir>, and commit them next to the old ones): older goldens are never replaced, so the
-// reader test keeps proving that files written by every earlier version still open and mean the same numbers.
+// Tests/Fixtures/format-golden/flan-tiny.v<N>[-r<R>].flint is flan-tiny converted with `goldenRecipe` by a writer
+// of format version N (revision R ≥ 2 when a later writer of the same version wrote different bytes, e.g. an
+// optional metadata key old readers ignore); the .json beside it lists what a reader must find (config, every
+// tensor's storage, scheme, shape and XXH64). The writer test compares the writer's output with the newest golden
+// of its version and fails when it differs: bump the format version for a change old readers would misread, or
+// (additive changes) add the next revision. Run `FLINT_FORMAT_GOLDEN_OUT=<dir> swift test --filter
+// FormatGoldenTests` to get the new file and manifest in <dir>, and commit them next to the old ones: goldens are
+// never replaced, so the reader test keeps proving that files from every earlier writer still open and mean the
+// same numbers.
 import Foundation
 import Testing
 import FlintCheckpoint
@@ -28,15 +31,21 @@ struct FormatGoldenError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// The goldens present, by format version.
-func formatGoldens() throws -> [(version: UInt32, flint: String, manifest: String)] {
+/// The goldens present, oldest first (by format version, then revision; the first of a version is revision 1).
+func formatGoldens() throws -> [(version: UInt32, revision: Int, flint: String, manifest: String)] {
     let names = try FileManager.default.contentsOfDirectory(atPath: formatGoldenDirectory)
-    return names.compactMap { name -> (UInt32, String, String)? in
-        guard name.hasPrefix("flan-tiny.v"), name.hasSuffix(".flint"),
-              let version = UInt32(name.dropFirst("flan-tiny.v".count).dropLast(".flint".count)) else { return nil }
-        let base = formatGoldenDirectory + "/flan-tiny.v\(version)"
-        return (version, base + ".flint", base + ".json")
-    }.sorted { $0.0 < $1.0 }
+    return names.compactMap { name -> (UInt32, Int, String, String)? in
+        guard name.hasPrefix("flan-tiny.v"), name.hasSuffix(".flint") else { return nil }
+        let tag = name.dropFirst("flan-tiny.v".count).dropLast(".flint".count).split(separator: "-", maxSplits: 1)
+        guard let version = UInt32(tag[0]) else { return nil }
+        var revision = 1
+        if tag.count == 2 {
+            guard tag[1].hasPrefix("r"), let r = Int(tag[1].dropFirst()), r >= 2 else { return nil }
+            revision = r
+        }
+        let base = formatGoldenDirectory + "/" + name.dropLast(".flint".count)
+        return (version, revision, base + ".flint", base + ".json")
+    }.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
 }
 
 /// The manifest a golden is checked against: config and every tensor's record.
@@ -123,18 +132,21 @@ func jsonEqual(_ a: Any, _ b: Any) throws -> Bool {
 
         let file = try FlintFile(path: first)
         let version = file.header.formatVersion
+        let sameVersion = try formatGoldens().filter { $0.version == version }
         if let out = ProcessInfo.processInfo.environment["FLINT_FORMAT_GOLDEN_OUT"] {
-            try written.write(to: URL(fileURLWithPath: out + "/flan-tiny.v\(version).flint"))
+            let next = (sameVersion.last?.revision ?? 0) + 1
+            let base = out + "/flan-tiny.v\(version)" + (next > 1 ? "-r\(next)" : "")
+            try written.write(to: URL(fileURLWithPath: base + ".flint"))
             try JSONSerialization.data(withJSONObject: manifest(of: file), options: [.sortedKeys, .prettyPrinted])
-                .write(to: URL(fileURLWithPath: out + "/flan-tiny.v\(version).json"))
+                .write(to: URL(fileURLWithPath: base + ".json"))
         }
-        guard let golden = try formatGoldens().first(where: { $0.version == version }) else {
+        guard let golden = sameVersion.last else {
             throw FormatGoldenError(description: "the writer now writes format version \(version) and there is no golden for it: add Tests/Fixtures/format-golden/flan-tiny.v\(version).flint and .json (see the top of this file) and keep the older ones")
         }
         let committed = try Data(contentsOf: URL(fileURLWithPath: golden.flint))
         let old = try FlintFile(path: golden.flint)
         if old.metadata.provenance.tool == file.metadata.provenance.tool {
-            #expect(written == committed, "the writer's v\(version) output changed; a format change needs a new version and a new golden")
+            #expect(written == committed, "the writer's v\(version) output differs from \(golden.flint): a change old readers would misread needs a new format version; an additive one a new revision (see the top of this file)")
         } else {
             // A new tool version only changes the provenance string (and with it the header's offsets and checksum);
             // everything else must be the same bytes.
