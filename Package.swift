@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "FlintQuantTests", dependencies: ["FlintQuant"]),
         .testTarget(name: "FlintConvertTests", dependencies: ["FlintConvert", "FlintCheckpoint"]),
         .testTarget(name: "FlintPackTests", dependencies: ["FlintPack"]),
-        .testTarget(name: "FlintTokenizerTests", dependencies: ["FlintTokenizer"]),
+        .testTarget(name: "FlintTokenizerTests", dependencies: ["FlintTokenizer", "FlintCheckpoint"]),
         .testTarget(name: "FlintT5Tests", dependencies: ["FlintT5"]),
         .testTarget(name: "FlintCLITests", dependencies: ["FlintCLI"]),
         .testTarget(name: "FlintVerifyTests", dependencies: ["FlintVerify", "FlintConvert", "FlintCheckpoint", "FlintKernels"]),

@@ -14,8 +14,11 @@ import json
 import random
 import warnings
 
+from pathlib import Path
+
+import tokenizers
 import transformers
-from transformers import T5Tokenizer
+from transformers import AddedToken, AutoTokenizer, T5Tokenizer, T5TokenizerFast
 
 from fixture_common import DEMO_WORDS, SMALL_SPIECE, T5_SPIECE, TOKENIZER_GOLDEN_DIR
 
@@ -348,6 +351,197 @@ def build(name, spiece_path):
     print(f"{name}: {len(cases)} cases, {len(decode_cases)} decode cases -> {out}")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Folders laid out as Hugging Face repositories ship them, and what AutoTokenizer.from_pretrained gives for each
+# (the fast tokenizer when tokenizer.json exists, the slow T5Tokenizer otherwise).
+
+FOLDERS_DIR = TOKENIZER_GOLDEN_DIR / "folders"
+
+# Added tokens of the fine-tune fixtures: non-special with default flags (normalized=True), special, special
+# stripping the spaces around it, and a single-word one.
+ADDED_TOKENS = [
+    AddedToken("<user>", special=False),
+    AddedToken("<bot>", special=True),
+    AddedToken("<sep>", special=True, lstrip=True, rstrip=True),
+    AddedToken("wordy", special=False, single_word=True),
+]
+
+
+def extra_texts():
+    """Strings for added tokens, unicode normalisation and whitespace runs (on top of case_texts())."""
+    return [
+        "<user> hello <bot> hi there",
+        "<user>hello<bot>hi",
+        "  <user>  hello  <bot>  ",
+        "a<sep>b",
+        "a <sep> b",
+        "a  <sep>  b  <sep>",
+        "<sep><sep> <sep>",
+        "wordy",
+        "a wordy sentence",
+        "unwordy wordyness wordy!",
+        "wordy<user>wordy",
+        "<user><bot><user>",
+        "<USER> <Bot>",
+        "</s> <pad> <unk> <user>",
+        "<extra_id_0> <user> <extra_id_1>",
+        "<extra_id_0><sep><extra_id_1>",
+        "ﬁne ﬂower ① ² ㎏ ™ ½",
+        "cafe\u0301 café",
+        "Ａｂｃ　ｄｅｆ",
+        "zero\u200bwidth\u200dchars\ufeff",
+        "e\u0301\u0302\u0303 stacked",
+        "ｶﾀｶﾅ ﾊﾟ",
+        "tab\t\tand\n\nnewlines\r\n",
+        "many      spaces     here",
+        "\u3000ideographic\u3000space",
+        "nbsp\u00a0here\u2009thin",
+        "trailing    ",
+        "    ",
+        "\u00a0\u00a0",
+        "🧑‍🤝‍🧑 family 👍🏽",
+        "한국어 テスト ไทย हिन्दी",
+    ]
+
+
+def make_folders():
+    """Writes the fixture folders with transformers' own save_pretrained (and tokenizers for the old layout)."""
+    import shutil
+    import tempfile
+    from tokenizers import Tokenizer, decoders, pre_tokenizers
+
+    FOLDERS_DIR.mkdir(parents=True, exist_ok=True)
+
+    def fresh(name):
+        d = FOLDERS_DIR / name
+        if d.exists():
+            shutil.rmtree(d)
+        return d
+
+    def save(tokenizer, name, keep_spiece, prepend_scheme=None):
+        d = fresh(name)
+        tokenizer.save_pretrained(str(d))
+        if not keep_spiece:
+            (d / "spiece.model").unlink(missing_ok=True)
+        if prepend_scheme:
+            # transformers 4.57 converts T5TokenizerFast(add_prefix_space=None) with prepend_scheme "never"; the
+            # published T5 / FLAN-T5 tokenizer.json files prepend "▁" (always; "first" for legacy=False).
+            tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+            tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=prepend_scheme)
+            tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=prepend_scheme)
+            tok.save(str(d / "tokenizer.json"), pretty=False)  # compact: keeps Tests/Fixtures small
+        return d
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # A fine-tune that ships only tokenizer.json: slow T5Tokenizer saved, loaded fast (converted, the way
+        # from_pretrained does it for a repo without tokenizer.json), saved, spiece.model dropped.
+        for vocab, spiece in (("small", SMALL_SPIECE), ("t5", T5_SPIECE)):
+            slow_dir = Path(tmp) / f"slow-{vocab}"
+            T5Tokenizer(vocab_file=str(spiece)).save_pretrained(str(slow_dir))
+            # add_prefix_space=None: the saved tokenizer_config.json then has no add_prefix_space, as in published
+            # repos (with it set, T5TokenizerFast insists on re-converting from spiece.model).
+            fast = T5TokenizerFast.from_pretrained(str(slow_dir), add_prefix_space=None)
+            save(fast, f"{vocab}-fast", keep_spiece=False, prepend_scheme="always")
+        slow_dir = Path(tmp) / "slow-small"
+
+        # legacy=False: Metaspace prepend_scheme "first".
+        fast = T5TokenizerFast.from_pretrained(str(slow_dir), legacy=False, from_slow=True, add_prefix_space=None)
+        save(fast, "small-fast-first", keep_spiece=False, prepend_scheme="first")
+
+        # The tokenizer.json layout of older published T5 / FLAN-T5 repos: Precompiled + Replace(" {2,}" -> " "),
+        # WhitespaceSplit then Metaspace with the old `add_prefix_space` key, Metaspace decoder.
+        d = fresh("small-fast-oldjson")
+        shutil.copytree(FOLDERS_DIR / "small-fast", d)
+        j = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
+        precompiled = [n for n in j["normalizer"]["normalizers"] if n["type"] == "Precompiled"][0]
+        j["normalizer"] = {"type": "Sequence", "normalizers": [
+            precompiled, {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]}
+        j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "WhitespaceSplit"},
+            {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}]}
+        j["decoder"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
+        (d / "tokenizer.json").write_text(json.dumps(j, ensure_ascii=False), encoding="utf-8")
+        Tokenizer.from_file(str(d / "tokenizer.json"))  # tokenizers accepts the old keys
+
+        # A fine-tune with added tokens, fast (tokenizer.json) and slow (spiece.model + tokenizer_config.json).
+        fast = T5TokenizerFast.from_pretrained(str(FOLDERS_DIR / "small-fast"))
+        fast.add_tokens(ADDED_TOKENS)
+        save(fast, "small-fast-added", keep_spiece=False, prepend_scheme="always")
+        slow = T5Tokenizer(vocab_file=str(SMALL_SPIECE))
+        slow.add_tokens(ADDED_TOKENS)
+        save(slow, "small-slow-added", keep_spiece=True)
+
+        # mT5 as published: extra_ids 0, no sentinels among the added tokens.
+        slow = T5Tokenizer(vocab_file=str(SMALL_SPIECE), extra_ids=0)
+        d = save(slow, "small-slow-mt5", keep_spiece=True)
+        # The configuration files exactly as google/mt5-* publish them (written before added_tokens_decoder).
+        (d / "tokenizer_config.json").write_text(json.dumps({
+            "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "extra_ids": 0,
+            "additional_special_tokens": None, "special_tokens_map_file": None, "tokenizer_file": None,
+            "name_or_path": "google/mt5-small"}), encoding="utf-8")
+        (d / "special_tokens_map.json").write_text(json.dumps({
+            "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}), encoding="utf-8")
+        slow_dir = Path(tmp) / "slow-mt5"
+        slow.save_pretrained(str(slow_dir))
+        fast = T5TokenizerFast.from_pretrained(str(slow_dir), add_prefix_space=None)
+        save(fast, "small-fast-mt5", keep_spiece=False, prepend_scheme="always")
+
+        # small-fast was only the base of the two above; t5-fast and small-fast-added cover its layout, and
+        # Tests/Fixtures has a size budget.
+        shutil.rmtree(FOLDERS_DIR / "small-fast")
+
+
+def build_folder(name):
+    folder = FOLDERS_DIR / name
+    has_json = (folder / "tokenizer.json").exists()
+    # Without tokenizer.json, AutoTokenizer (use_fast=True) converts spiece.model to a fast tokenizer on the fly;
+    # Flint's spiece.model path is transformers' slow T5Tokenizer, so that is what the slow goldens record.
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=has_json)
+    assert tokenizer.is_fast == has_json, (name, type(tokenizer))
+    texts = case_texts() + extra_texts()
+    cases = []
+    for text in texts:
+        ids = tokenizer(text).input_ids
+        cases.append({
+            "text": text,
+            "ids": ids,
+            "pieces": tokenizer.tokenize(text),
+            "decoded": tokenizer.decode(ids),
+            "decoded_skip_special": tokenizer.decode(ids, skip_special_tokens=True),
+        })
+    rng = random.Random(7)
+    n = len(tokenizer)
+    id_lists = [[], [0], [1], [2], [n - 1], [0, 1], [n - 1, n - 2, 1]]
+    while len(id_lists) < 30:
+        id_lists.append([rng.randrange(n) for _ in range(rng.randint(1, 25))])
+    decode_cases = [{
+        "ids": ids,
+        "decoded": tokenizer.decode(ids),
+        "decoded_skip_special": tokenizer.decode(ids, skip_special_tokens=True),
+    } for ids in id_lists]
+    golden = {
+        "folder": name,
+        "tokenizer_file": "tokenizer.json" if has_json else "spiece.model",
+        "tokenizer_len": n,
+        "generator": {"transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
+                      "tokenizer": type(tokenizer).__name__},
+        "cases": cases,
+        "decode_cases": decode_cases,
+    }
+    out = TOKENIZER_GOLDEN_DIR / f"folder-{name}.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(golden, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    print(f"{name}: {type(tokenizer).__name__}, len {n}, {len(cases)} cases -> {out}")
+
+
+FOLDER_NAMES = ["t5-fast", "small-fast-first", "small-fast-oldjson", "small-fast-added",
+                "small-slow-added", "small-fast-mt5", "small-slow-mt5"]
+
+
 if __name__ == "__main__":
     build("small", SMALL_SPIECE)
     build("t5", T5_SPIECE)
+    make_folders()
+    for folder_name in FOLDER_NAMES:
+        build_folder(folder_name)

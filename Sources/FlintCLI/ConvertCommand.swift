@@ -11,8 +11,9 @@ struct ConvertCommand: ParsableCommand {
         commandName: "convert",
         abstract: "Convert a Hugging Face T5 checkpoint into one .flint file (int8 by default).",
         discussion: """
-        SOURCE is a model folder (config.json, spiece.model and weights) or a weights file with config.json
-        beside it. Weights may be model.safetensors, pytorch_model.bin (zip or legacy torch format, read without
+        SOURCE is a model folder (config.json, weights, and tokenizer.json or spiece.model with its tokenizer_config.json) \
+        or a weights file with config.json beside it. The tokenizer AutoTokenizer would load is embedded; a folder \
+        without a usable one gets a warning ("tokenizer" in --json says why). Weights may be model.safetensors, pytorch_model.bin (zip or legacy torch format, read without
         Python through a restricted unpickler), tf_model.h5 (Keras) or flax_model.msgpack, single or sharded
         with an *.index.json. When a folder holds several formats, safetensors is preferred, then bin, h5,
         msgpack; --from picks one.
@@ -107,6 +108,8 @@ struct ConvertCommand: ParsableCommand {
             let folder = try HFModelFolder(path: hub?.folder ?? source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
             if let note = folder.formatChoice { warn(note) }
             try checkTokenizer(of: folder)
+            let tokenizerStatus = TokenizerStatus(folder: folder)
+            if let problem = tokenizerStatus.problem { warn(problem) }
             let report: ConvertReport
             var search: RecipeSearchRecord? = nil
             if targetTop1 != nil || maxMeanKl != nil {
@@ -125,6 +128,7 @@ struct ConvertCommand: ParsableCommand {
                 var result = ConvertJSON(report)
                 result.hub = hub.map(HubSourceJSON.init)
                 result.search = search
+                result.tokenizer = tokenizerStatus
                 try printJSON(result)
             } else {
                 printSummary(report, seconds: seconds)
@@ -177,6 +181,8 @@ struct ConvertJSON: Encodable {
     var hub: HubSourceJSON?
     /// With --target-top1 / --max-mean-kl: the search record (as stored in the provenance).
     var search: RecipeSearchRecord?
+    /// The tokenizer embedded (or why there is none).
+    var tokenizer: TokenizerStatus?
 
     init(_ r: ConvertReport) {
         output = r.output

@@ -18,12 +18,12 @@ func loadWeights(path: String) throws -> WeightSource {
     try openModel(path)
 }
 
-/// The tokenizer carried by the weights (`spiece.model`), or an error naming the source.
+/// The tokenizer carried by the weights (tokenizer.json or spiece.model), or an error naming the source.
 func loadTokenizer(_ weights: WeightSource) throws -> T5Tokenizer {
-    guard let bytes = weights.tokenizerModel else {
-        throw FlintError("\(weights.sourceDescription): no tokenizer (spiece.model) found with the model")
+    guard let tokenizer = try T5Tokenizer.load(from: weights) else {
+        throw FlintError("\(weights.sourceDescription): no tokenizer (tokenizer.json or spiece.model) found with the model")
     }
-    return try T5Tokenizer(modelBytes: bytes)
+    return tokenizer
 }
 
 struct RunCommand: ParsableCommand {

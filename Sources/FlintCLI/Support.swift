@@ -93,16 +93,12 @@ func finiteOrNil(_ x: Double?) -> Double? {
 /// Loads the folder's spiece.model with the tokenizer `run` will use, so a converted file never embeds an
 /// empty or garbage tokenizer that fails only later; the error names the file.
 func checkTokenizer(of folder: HFModelFolder) throws {
-    guard let bytes = folder.tokenizerModel else { return }
-    var isDirectory: ObjCBool = false
-    _ = FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory)
-    let directory = isDirectory.boolValue ? folder.path : (folder.path as NSString).deletingLastPathComponent
-    let path = (directory.isEmpty ? "." : directory) + "/spiece.model"
+    guard let files = folder.tokenizerFiles else { return }
     do {
-        _ = try T5Tokenizer(modelBytes: bytes)
+        _ = try T5Tokenizer(bytes: files.bytes, info: files.info)
     } catch let e as FlintError {
         let message = e.message.hasPrefix("tokenizer: ") ? String(e.message.dropFirst("tokenizer: ".count)) : e.message
-        throw FlintError("\(path): \(message)")
+        throw FlintError("\(files.path): \(message)")
     }
 }
 

@@ -1,35 +1,92 @@
-// `flint tokenize`: text → T5 token ids and pieces, or ids → text, with the model's sentencepiece vocabulary.
+// `flint tokenize`: text → T5 token ids and pieces, or ids → text, with the model's tokenizer (tokenizer.json or
+// spiece.model, as AutoTokenizer would load it).
 import ArgumentParser
 import Foundation
+import FlintCheckpoint
 import FlintFormat
 import FlintTokenizer
 
-/// The tokenizer of a model named on the command line: a model folder containing `spiece.model`, or a
-/// `spiece.model` (any `*.model`) file. Other kinds of model path (such as `.flint` files) are added here.
-func loadTokenizer(modelPath argument: String) throws -> T5Tokenizer {
+/// A tokenizer and the file it came from (for messages and `--json`).
+struct LoadedTokenizer {
+    let tokenizer: T5Tokenizer
+    /// The path read (a folder's tokenizer file, or the .flint file).
+    let path: String
+    /// The tokenizer file's name (`tokenizer.json` or `spiece.model`; for a .flint file, the one embedded).
+    var fileName: String {
+        tokenizer.info.fileName
+    }
+}
+
+/// The tokenizer of a model named on the command line: a model folder (tokenizer.json, else spiece.model with
+/// tokenizer_config.json / special_tokens_map.json / added_tokens.json), a `.flint` file, a `tokenizer.json`,
+/// a `spiece.model` (any `*.model`) file, or hf:OWNER/NAME[@REVISION].
+func loadTokenizer(modelPath argument: String) throws -> LoadedTokenizer {
     let modelPath = try localModelPath(argument)
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: modelPath, isDirectory: &isDirectory) else {
         throw FlintError("\(modelPath): no such file or folder")
     }
     if isDirectory.boolValue {
-        let spiece = URL(fileURLWithPath: modelPath).appendingPathComponent("spiece.model").path
-        guard FileManager.default.fileExists(atPath: spiece) else {
-            throw FlintError("\(modelPath): the folder has no spiece.model (the T5 sentencepiece vocabulary)")
+        guard let files = try TokenizerFiles.discover(inFolder: modelPath) else {
+            throw FlintError("\(modelPath): the folder has no tokenizer (tokenizer.json or spiece.model)")
         }
-        return try T5Tokenizer(contentsOf: spiece)
+        do {
+            return LoadedTokenizer(tokenizer: try T5Tokenizer(bytes: files.bytes, info: files.info), path: files.path)
+        } catch let error as FlintError {
+            throw FlintError("\(files.path): \(error.message)")
+        }
+    }
+    if modelPath.hasSuffix(".json") {
+        let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: modelPath)))
+        do {
+            return LoadedTokenizer(tokenizer: try T5Tokenizer(tokenizerJSON: bytes), path: modelPath)
+        } catch let error as FlintError {
+            throw FlintError("\(modelPath): \(error.message)")
+        }
     }
     if modelPath.hasSuffix(".model") {
-        return try T5Tokenizer(contentsOf: modelPath)
+        return LoadedTokenizer(tokenizer: try T5Tokenizer(contentsOf: modelPath), path: modelPath)
     }
     if modelPath.hasSuffix(".flint") || modelPath.hasSuffix(".zst") {
         let file = try openFlintFile(modelPath)
-        guard let bytes = file.tokenizerModel else {
-            throw FlintError("\(modelPath): the file carries no tokenizer (it was converted from a folder without spiece.model)")
+        guard let tokenizer = try T5Tokenizer.load(from: file) else {
+            throw FlintError("\(modelPath): the file carries no tokenizer (it was converted from a folder without "
+                             + "tokenizer.json or spiece.model)")
         }
-        return try T5Tokenizer(modelBytes: bytes, extraIds: file.metadata.tokenizer?.extraIds ?? 100)
+        return LoadedTokenizer(tokenizer: tokenizer, path: modelPath)
     }
-    throw FlintError("\(modelPath): expected a .flint file, a model folder containing spiece.model, or a spiece.model file")
+    throw FlintError("\(modelPath): expected a .flint file, a model folder, a tokenizer.json or a spiece.model file")
+}
+
+/// What `convert` embeds as the tokenizer, and whether it can be used (`"tokenizer"` in `convert --json`).
+struct TokenizerStatus: Encodable {
+    /// The file embedded, nil when the folder has none.
+    var file: String?
+    var type: String?
+    var size: Int?
+    var extra_ids: Int?
+    /// Error when the tokenizer cannot be used (none found, or one this flint cannot read).
+    var problem: String?
+
+    init(folder: HFModelFolder) {
+        guard let files = folder.tokenizerFiles else {
+            problem = "\(folder.sourceDescription): no tokenizer (tokenizer.json or spiece.model) in the folder; "
+                + "the .flint file will carry none, so `flint run` will only accept token ids"
+            return
+        }
+        file = files.info.fileName
+        type = files.info.type
+        size = files.bytes.count
+        do {
+            let tokenizer = try T5Tokenizer(bytes: files.bytes, info: files.info)
+            extra_ids = tokenizer.extraIds
+        } catch let error as FlintError {
+            problem = "\(files.path): the tokenizer cannot be used (\(error.message)); it is embedded as it is, "
+                + "but flint cannot tokenize with it"
+        } catch {
+            problem = "\(files.path): the tokenizer cannot be used (\(error))"
+        }
+    }
 }
 
 public struct TokenizeCommand: ParsableCommand {
@@ -37,22 +94,27 @@ public struct TokenizeCommand: ParsableCommand {
         commandName: "tokenize",
         abstract: "Turn text into T5 token ids and pieces, or token ids back into text.",
         discussion: """
-        Tokenization matches Hugging Face's T5Tokenizer: </s> is appended, <extra_id_N> sentinels and literal \
-        </s>, <pad>, <unk> in the text become their ids. The ids are printed on one line and the pieces on the \
-        next (--json: {"ids": [...], "pieces": [...]}).
+        Tokenization matches what Hugging Face's AutoTokenizer loads for the model: the fast tokenizer of \
+        tokenizer.json when the folder has one (normalizer, pre-tokenizer, Unigram model, post-processor and added \
+        tokens as the tokenizers library runs them), else the slow T5Tokenizer of spiece.model with the sentinels \
+        and added tokens of tokenizer_config.json / special_tokens_map.json / added_tokens.json. </s> is appended; \
+        sentinels and added tokens in the text become their ids. The ids are printed on one line and the pieces on \
+        the next (--json: {"ids": [...], "pieces": [...], "tokenizer": "tokenizer.json" or "spiece.model"}, the file \
+        used; for a .flint file, the one embedded).
 
         With --decode, TEXT is a list of token ids separated by commas or spaces, and the decoded text is printed \
-        (--json: {"text": ...}). Ids the tokenizer does not have (the padding rows of a model's vocabulary, such \
-        as 32100..<32128 for T5) are left out with a warning.
+        (--json: {"text": ..., "tokenizer": ...}). Ids the tokenizer does not have (the padding rows of a model's \
+        vocabulary, such as 32100..<32128 for T5) are left out with a warning.
 
         Examples:
           flint tokenize ./flan-t5-small "translate English to German: The house."
+          flint tokenize ./my-finetune/tokenizer.json "<user> hi <extra_id_0>" --json
           flint tokenize ./flan-t5-small/spiece.model "The <extra_id_0> park" --json
-          flint tokenize ./flan-t5-small --decode "37, 629, 19, 1627, 5, 1"
+          flint tokenize model.flint --decode "37, 629, 19, 1627, 5, 1"
           flint tokenize ./flan-t5-small --decode --skip-special "0 37 629 1"
         """)
 
-    @Argument(help: "A model folder containing spiece.model, a spiece.model file, or hf:OWNER/NAME[@REVISION].")
+    @Argument(help: "A model folder, a .flint file, a tokenizer.json or spiece.model file, or hf:OWNER/NAME[@REVISION].")
     public var model: String
 
     @Argument(help: "The text to tokenize; with --decode, token ids separated by commas or spaces.")
@@ -64,7 +126,7 @@ public struct TokenizeCommand: ParsableCommand {
     @Flag(help: "Decode TEXT (token ids) into text.")
     public var decode = false
 
-    @Flag(help: "With --decode, leave out <pad>, </s>, <unk> and the sentinels.")
+    @Flag(help: "With --decode, leave out the special tokens (<pad>, </s>, <unk>, sentinels, special added tokens).")
     public var skipSpecial = false
 
     public init() {}
@@ -83,39 +145,37 @@ public struct TokenizeCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors {
-            let tokenizer = try loadTokenizer(modelPath: model)
+            let loaded = try loadTokenizer(modelPath: model)
             if decode {
-                try runDecode(tokenizer)
+                try runDecode(loaded)
             } else {
-                try runEncode(tokenizer)
+                try runEncode(loaded)
             }
         }
     }
 
-    private func runEncode(_ tokenizer: T5Tokenizer) throws {
-        let ids = tokenizer.encode(text)
-        // tokenize() keeps the surface of unknown pieces (where idToPiece would say <unk>); adding the appended
-        // </s> lines the pieces up one to one with the ids.
-        var pieces = tokenizer.tokenize(text)
-        if ids.count > pieces.count { pieces.append(T5Tokenizer.eosToken) }
+    private func runEncode(_ loaded: LoadedTokenizer) throws {
+        // Pieces keep the surface of unknown pieces (where idToPiece would say <unk>), one per id.
+        let (ids, pieces) = loaded.tokenizer.encodeWithPieces(text)
         if json {
-            try Self.printCompactJSON(EncodeOutput(ids: ids, pieces: pieces))
+            try Self.printCompactJSON(EncodeOutput(ids: ids, pieces: pieces, tokenizer: loaded.fileName))
         } else {
             print(ids.map(String.init).joined(separator: " "))
             print(pieces.joined(separator: " "))
         }
     }
 
-    private func runDecode(_ tokenizer: T5Tokenizer) throws {
+    private func runDecode(_ loaded: LoadedTokenizer) throws {
+        let tokenizer = loaded.tokenizer
         let ids = try Self.parseIds(text)
-        let unknown = ids.filter { $0 < 0 || $0 >= tokenizer.count }
+        let unknown = ids.filter { tokenizer.idToPiece($0) == nil }
         if !unknown.isEmpty {
             let listed = unknown.prefix(8).map(String.init).joined(separator: ", ") + (unknown.count > 8 ? ", …" : "")
-            warn("\(unknown.count) id(s) outside the tokenizer's 0..<\(tokenizer.count) were left out: \(listed)")
+            warn("\(unknown.count) id(s) the tokenizer does not have (it has \(tokenizer.count) tokens) were left out: \(listed)")
         }
         let decoded = tokenizer.decode(ids, skipSpecialTokens: skipSpecial)
         if json {
-            try Self.printCompactJSON(DecodeOutput(text: decoded))
+            try Self.printCompactJSON(DecodeOutput(text: decoded, tokenizer: loaded.fileName))
         } else {
             print(decoded)
         }
@@ -141,10 +201,12 @@ public struct TokenizeCommand: ParsableCommand {
     private struct EncodeOutput: Encodable {
         let ids: [Int]
         let pieces: [String]
+        let tokenizer: String
     }
 
     private struct DecodeOutput: Encodable {
         let text: String
+        let tokenizer: String
     }
 
     /// One-line JSON, keys in a fixed order ("ids" before "pieces").

@@ -122,10 +122,9 @@ struct VerifyCommand: ParsableCommand {
     private func runComparison(pool: ThreadPool) throws {
         let candidate = try openModel(file)
         let ref = try openModel(reference!)
-        guard let tokBytes = candidate.tokenizerModel ?? ref.tokenizerModel else {
-            throw FlintError("\(file): no tokenizer in the candidate or the reference (spiece.model)")
+        guard let tokenizer = try T5Tokenizer.load(from: candidate) ?? T5Tokenizer.load(from: ref) else {
+            throw FlintError("\(file): no tokenizer in the candidate or the reference (tokenizer.json or spiece.model)")
         }
-        let tokenizer = try T5Tokenizer(modelBytes: tokBytes)
         let texts = try prompts.map(readPrompts) ?? DefaultPrompts.prompts
         let inputs = texts.map { VerifyInput(prompt: $0, inputIds: Array(tokenizer.encode($0).prefix(512))) }
         var thresholds = VerifyThresholds()

@@ -1,5 +1,5 @@
 // A Hugging Face model folder (config.json; weights as safetensors, PyTorch .bin, Keras .h5 or Flax msgpack,
-// single or sharded; optional spiece.model) as a WeightSource, plus what the converter needs to describe and
+// single or sharded; optional tokenizer files, see TokenizerFiles) as a WeightSource, plus what the converter needs to describe and
 // deduplicate it. Which format is read is decided here (CheckpointFormat); the readers do the rest.
 import Foundation
 import FlintFormat
@@ -73,7 +73,11 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
     /// Stored tensors transformers does not use, with the reason (e.g. a tied model's stored `lm_head.weight`
     /// that differs from `shared.weight`: transformers ties it to `shared.weight` and ignores the copy).
     public let ignoredTensors: [String: String]
-    public let tokenizerModel: [UInt8]?
+    /// The tokenizer the folder ships (tokenizer.json, else spiece.model with its configuration files), nil when
+    /// it has none.
+    public let tokenizerFiles: TokenizerFiles?
+    public var tokenizerModel: [UInt8]? { tokenizerFiles?.bytes }
+    public var tokenizerInfo: TokenizerInfo? { tokenizerFiles?.info }
     /// The checkpoint files, one reader per file.
     public let readers: [CheckpointReader]
 
@@ -294,13 +298,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
         self.ignoredTensors = ignored
         self.readers = readers
         self.location = location
-        let spiece = folderURL.appendingPathComponent("spiece.model").path
-        if fm.fileExists(atPath: spiece) {
-            guard let data = fm.contents(atPath: spiece) else { throw FlintError("\(spiece): cannot read") }
-            tokenizerModel = [UInt8](data)
-        } else {
-            tokenizerModel = nil
-        }
+        tokenizerFiles = try TokenizerFiles.discover(inFolder: folderURL.path)
     }
 
     /// The stored tensor a name resolves to (itself, or the embedding table for tied names), nil when none.

@@ -150,8 +150,10 @@ public enum Converter {
                                     sourceFiles: folder.sourceFiles.map { SourceFile(name: $0.name, bytes: $0.bytes) },
                                     quantization: recipe)
         let tokenizer = folder.tokenizerModel
-        let metadata = FlintMetadata(config: config, tokenizer: tokenizer == nil ? nil : TokenizerInfo(),
-                                     provenance: provenance, aliases: aliases, quantizationError: errors)
+        let tokenizerInfo = tokenizer == nil ? nil : folder.tokenizerInfo
+        let metadata = FlintMetadata(config: config, tokenizer: tokenizerInfo,
+                                     provenance: provenance, aliases: aliases, quantizationError: errors,
+                                     requiredFeatures: tokenizerInfo?.requiredFeatures ?? [])
         try writer.finish(metadata: metadata, tokenizer: tokenizer)
         let outSize = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int64) ?? nil
         return ConvertReport(output: output, sourceFormat: folder.sourceFormat, quant: options.quant.name,

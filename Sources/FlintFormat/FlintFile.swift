@@ -105,6 +105,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
     public var tensorNames: [String] { records.map(\.name) }
     public var fileSize: Int { file.count }
 
+    public var tokenizerInfo: TokenizerInfo? { header.tokenizerSize == 0 ? nil : metadata.tokenizer ?? TokenizerInfo() }
     public var tokenizerModel: [UInt8]? {
         header.tokenizerSize == 0 ? nil : Array(file.slice(header.tokenizerOffset, header.tokenizerSize))
     }

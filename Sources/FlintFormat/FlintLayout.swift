@@ -8,8 +8,8 @@ public enum FlintLayout {
     public static let alignment = 64
     public static let maxNameLength = 1024
     public static let maxDims = 8
-    /// Features this reader implements (see `required_features` in the spec). Version 1 defines none.
-    public static let knownFeatures: Set<String> = []
+    /// Features this reader implements (see `required_features` in the spec).
+    public static let knownFeatures: Set<String> = [TokenizerInfo.jsonFeature, TokenizerInfo.addedTokensFeature]
 
     /// Rounds `offset` up to the format's alignment.
     @inline(__always) public static func aligned(_ offset: Int) -> Int {
@@ -17,19 +17,77 @@ public enum FlintLayout {
     }
 }
 
-/// The tokenizer descriptor stored in metadata.
+/// The tokenizer descriptor stored in metadata (Formats/FLINT.md, "Tokenizer section").
 public struct TokenizerInfo: Codable, Sendable, Equatable {
+    /// The tokenizer section holds a sentencepiece `spiece.model` (transformers' slow T5Tokenizer).
+    public static let sentencepiece = "sentencepiece"
+    /// The tokenizer section holds a Hugging Face `tokenizer.json` (the fast tokenizer of `tokenizers`).
+    public static let tokenizersJSON = "hf-tokenizers-json"
+    /// `required_features` entry of files whose tokenizer section is a `tokenizer.json`.
+    public static let jsonFeature = "tokenizer-json"
+    /// `required_features` entry of sentencepiece files with an explicit added-token table.
+    public static let addedTokensFeature = "tokenizer-added-tokens"
+
     public var type: String
+    /// Number of sentinels `<extra_id_N>` (consecutive from 0) the tokenizer has.
     public var extraIds: Int
+    /// sentencepiece only: every added token with its id and flags, as transformers' `added_tokens_decoder`
+    /// after loading the folder. Nil: `<pad>`, `</s>`, `<unk>` and `extraIds` sentinels (version 1 files).
+    public var addedTokens: [AddedTokenInfo]?
+    /// sentencepiece only: `additional_special_tokens` (special tokens besides pad/eos/unk). Nil: the sentinels.
+    public var additionalSpecialTokens: [String]?
+    /// `clean_up_tokenization_spaces` of `tokenizer_config.json` (decode post-processing); nil means false.
+    public var cleanUpTokenizationSpaces: Bool?
 
     public init(type: String = "sentencepiece", extraIds: Int = 100) {
         self.type = type
         self.extraIds = extraIds
     }
 
+    /// The `required_features` a file carrying this tokenizer must list: readers that predate them would
+    /// misread the section (a tokenizer.json fed to sentencepiece, added tokens ignored).
+    /// The file name these bytes come from in a Hugging Face folder.
+    public var fileName: String { type == Self.tokenizersJSON ? "tokenizer.json" : "spiece.model" }
+
+    public var requiredFeatures: [String] {
+        if type == Self.tokenizersJSON { return [Self.jsonFeature] }
+        if addedTokens != nil || additionalSpecialTokens != nil { return [Self.addedTokensFeature] }
+        return []
+    }
+
     enum CodingKeys: String, CodingKey {
         case type
         case extraIds = "extra_ids"
+        case addedTokens = "added_tokens"
+        case additionalSpecialTokens = "additional_special_tokens"
+        case cleanUpTokenizationSpaces = "clean_up_tokenization_spaces"
+    }
+}
+
+/// One added token of a tokenizer, with the flags of transformers' / tokenizers' `AddedToken`.
+public struct AddedTokenInfo: Codable, Sendable, Equatable {
+    public var id: Int
+    public var content: String
+    public var special: Bool
+    public var lstrip: Bool
+    public var rstrip: Bool
+    public var singleWord: Bool
+    public var normalized: Bool
+
+    public init(id: Int, content: String, special: Bool, lstrip: Bool = false, rstrip: Bool = false,
+                singleWord: Bool = false, normalized: Bool? = nil) {
+        self.id = id
+        self.content = content
+        self.special = special
+        self.lstrip = lstrip
+        self.rstrip = rstrip
+        self.singleWord = singleWord
+        self.normalized = normalized ?? !special
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, content, special, lstrip, rstrip, normalized
+        case singleWord = "single_word"
     }
 }
 

@@ -10,12 +10,17 @@ public protocol WeightSource: AnyObject, Sendable {
     /// Tied aliases (`encoder.embed_tokens.weight` → `shared.weight`, and `lm_head.weight` for tied models) resolve.
     /// Throws a FlintError naming the tensor and the source when it is missing.
     func tensor(_ name: String) throws -> TensorView
-    /// The sentencepiece model bytes (`spiece.model`), if the source carries one.
+    /// The tokenizer bytes (`spiece.model` or `tokenizer.json`, see `tokenizerInfo`), if the source carries one.
     var tokenizerModel: [UInt8]? { get }
+    /// What `tokenizerModel` holds and the added tokens that go with it; nil when there is no tokenizer.
+    var tokenizerInfo: TokenizerInfo? { get }
     /// A short description of where the weights come from, for messages (a path).
     var sourceDescription: String { get }
 }
 
 extension WeightSource {
+    /// Sources that only know sentencepiece bytes: T5's defaults.
+    public var tokenizerInfo: TokenizerInfo? { tokenizerModel == nil ? nil : TokenizerInfo() }
+
     public func hasTensor(_ name: String) -> Bool { (try? tensor(name)) != nil }
 }

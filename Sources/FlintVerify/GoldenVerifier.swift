@@ -68,7 +68,7 @@ public enum GoldenVerifier {
             throw FlintError("\(path): not a golden file (expected {\"cases\": [{\"prompt\", \"input_ids\", \"first_logits\", \"greedy_ids\"}, …]}): \(error)")
         }
         let model = try T5ForConditionalGeneration(weights: weights, pool: pool)
-        let tokenizer = try weights.tokenizerModel.map { try T5Tokenizer(modelBytes: $0) }
+        let tokenizer = try T5Tokenizer.load(from: weights)
         let maxNew = golden.generation?.common?.max_new_tokens ?? 20
         var results: [GoldenCaseResult] = []
         var failures: [String] = []

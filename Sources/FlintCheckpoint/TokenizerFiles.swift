@@ -1,0 +1,256 @@
+// Which tokenizer a Hugging Face model folder ships, read the way `AutoTokenizer.from_pretrained(folder)` reads it:
+// `tokenizer.json` (the fast tokenizer) when present, else `spiece.model` with the added tokens and sentinels of
+// `tokenizer_config.json`, `special_tokens_map.json` and `added_tokens.json` (transformers' slow T5Tokenizer).
+import FlintFormat
+import Foundation
+
+/// The tokenizer bytes and descriptor found in a model folder, as stored in a `.flint` file.
+public struct TokenizerFiles: Sendable {
+    /// The bytes of `tokenizer.json` or `spiece.model`, unchanged.
+    public let bytes: [UInt8]
+    /// What the bytes are and the added tokens that go with them.
+    public let info: TokenizerInfo
+    /// The path of the file the bytes came from.
+    public let path: String
+
+    /// Files a folder may carry that hold a tokenizer, in the order they are looked for.
+    public static let tokenizerFileNames = ["tokenizer.json", "spiece.model"]
+
+    /// Largest tokenizer or tokenizer-config file read (the mT5 tokenizer.json is 17 MB).
+    static let maximumFileSize = 256 << 20
+
+    /// The tokenizer of a folder; nil when it has neither `tokenizer.json` nor `spiece.model`.
+    public static func discover(inFolder folder: String) throws -> TokenizerFiles? {
+        let url = URL(fileURLWithPath: folder)
+        let fm = FileManager.default
+        let config = try readJSONObject(url.appendingPathComponent("tokenizer_config.json").path)
+        let jsonPath = url.appendingPathComponent("tokenizer.json").path
+        if fm.fileExists(atPath: jsonPath) {
+            var info = TokenizerInfo(type: TokenizerInfo.tokenizersJSON, extraIds: 0)
+            info.cleanUpTokenizationSpaces = (config?["clean_up_tokenization_spaces"] as? Bool) ?? false
+            return TokenizerFiles(bytes: try readFile(jsonPath), info: info, path: jsonPath)
+        }
+        let spiecePath = url.appendingPathComponent("spiece.model").path
+        guard fm.fileExists(atPath: spiecePath) else { return nil }
+        let bytes = try readFile(spiecePath)
+        let specialMap = try readJSONObject(url.appendingPathComponent("special_tokens_map.json").path)
+        let addedPath = url.appendingPathComponent("added_tokens.json").path
+        let addedFile = try readJSONObject(addedPath)
+        var info: TokenizerInfo
+        if let pieces = try? SpiecePieces(bytes: bytes, path: spiecePath) {
+            info = try slowInfo(pieces: pieces, config: config, specialMap: specialMap, addedTokensFile: addedFile,
+                                folder: folder)
+        } else {
+            // Not a readable ModelProto: the bytes are handed on as they are and loading the tokenizer reports
+            // what is wrong with them (convert warns, tokenize/run fail naming the file).
+            info = TokenizerInfo(type: TokenizerInfo.sentencepiece,
+                                 extraIds: (config?["extra_ids"] as? NSNumber)?.intValue ?? 100)
+        }
+        return TokenizerFiles(bytes: bytes, info: info, path: spiecePath)
+    }
+
+    /// The added-token table transformers' `T5Tokenizer.__init__` and `PreTrainedTokenizer.__init__` (4.57) build
+    /// from the configuration files, reduced to nil when it is T5's default (pad/eos/unk plus `extra_ids`
+    /// sentinels), so such files stay readable by version-1 readers.
+    static func slowInfo(pieces: SpiecePieces, config: [String: Any]?, specialMap: [String: Any]?,
+                         addedTokensFile: [String: Any]?, folder: String) throws -> TokenizerInfo {
+        let extraIds = (config?["extra_ids"] as? NSNumber)?.intValue ?? 100
+        guard extraIds >= 0, extraIds <= 1_000_000 else {
+            throw FlintError("\(folder)/tokenizer_config.json: extra_ids \(extraIds) is outside 0...1000000")
+        }
+        func tokenText(_ value: Any?) -> String? {
+            if let s = value as? String { return s }
+            if let d = value as? [String: Any] { return d["content"] as? String }
+            return nil
+        }
+        func tokenList(_ value: Any?) -> [String]? {
+            guard let list = value as? [Any] else { return nil }
+            return list.compactMap(tokenText)
+        }
+        let eos = tokenText(config?["eos_token"]) ?? tokenText(specialMap?["eos_token"]) ?? "</s>"
+        let unk = tokenText(config?["unk_token"]) ?? tokenText(specialMap?["unk_token"]) ?? "<unk>"
+        let pad = tokenText(config?["pad_token"]) ?? tokenText(specialMap?["pad_token"]) ?? "<pad>"
+        let sentinels = (0..<extraIds).map { "<extra_id_\($0)>" }
+        var additional = tokenList(config?["additional_special_tokens"]) ?? tokenList(specialMap?["additional_special_tokens"])
+        let extraTokens: [String]
+        if var list = additional {
+            let named = list.filter { $0.contains("<extra_id_") }
+            if named.isEmpty {
+                list += sentinels
+                extraTokens = []
+            } else {
+                guard extraIds == 0 || extraIds == named.count else {
+                    throw FlintError("\(folder)/tokenizer_config.json: extra_ids is \(extraIds) but "
+                                     + "additional_special_tokens lists \(named.count) <extra_id_N> tokens "
+                                     + "(transformers refuses this too)")
+                }
+                extraTokens = named
+            }
+            additional = list
+        } else {
+            extraTokens = sentinels
+            additional = sentinels
+        }
+        let additionalTokens = additional ?? []
+
+        var table: [Int: AddedTokenInfo] = [:]
+        for n in 0..<extraTokens.count {
+            let id = pieces.count - 1 + extraIds - n
+            table[id] = AddedTokenInfo(id: id, content: "<extra_id_\(n)>", special: true, lstrip: true, rstrip: true)
+        }
+        if let decoder = config?["added_tokens_decoder"] as? [String: Any] {
+            for (key, value) in decoder {
+                guard let id = Int(key), id >= 0, let entry = value as? [String: Any],
+                      let content = entry["content"] as? String, !content.isEmpty else {
+                    throw FlintError("\(folder)/tokenizer_config.json: added_tokens_decoder entry \"\(key)\" needs a "
+                                     + "non-negative integer id and a \"content\"")
+                }
+                func flag(_ name: String, _ fallback: Bool) -> Bool { entry[name] as? Bool ?? fallback }
+                let special = flag("special", false)
+                table[id] = AddedTokenInfo(id: id, content: content, special: special, lstrip: flag("lstrip", false),
+                                           rstrip: flag("rstrip", false), singleWord: flag("single_word", false),
+                                           normalized: flag("normalized", !special))
+            }
+        } else if let added = addedTokensFile {
+            let specials = Set([eos, unk, pad] + additionalTokens)
+            for (content, value) in added {
+                guard let id = (value as? NSNumber)?.intValue, id >= 0, !content.isEmpty else {
+                    throw FlintError("\(folder)/added_tokens.json: \"\(content)\" needs a non-negative integer id")
+                }
+                table[id] = AddedTokenInfo(id: id, content: content, special: specials.contains(content))
+            }
+        }
+        // Special tokens not yet added get their sentencepiece id, or the next free id.
+        var present = Set(table.values.map { $0.content })
+        var nextId = max(pieces.count, (table.keys.max() ?? -1) + 1)
+        for token in [eos, unk, pad] + additionalTokens where !present.contains(token) {
+            let id: Int
+            if let pieceId = pieces.id(of: token) {
+                id = pieceId
+            } else {
+                id = nextId
+                nextId += 1
+            }
+            table[id] = AddedTokenInfo(id: id, content: token, special: true)
+            present.insert(token)
+        }
+
+        var info = TokenizerInfo(type: TokenizerInfo.sentencepiece, extraIds: extraTokens.count)
+        let explicit = table.values.sorted { $0.id < $1.id }
+        var defaultTable: [AddedTokenInfo] = []
+        if eos == "</s>", unk == "<unk>", pad == "<pad>",
+           let padId = pieces.id(of: pad), let eosId = pieces.id(of: eos), let unkId = pieces.id(of: unk) {
+            defaultTable = [AddedTokenInfo(id: padId, content: pad, special: true),
+                            AddedTokenInfo(id: eosId, content: eos, special: true),
+                            AddedTokenInfo(id: unkId, content: unk, special: true)]
+            defaultTable += (0..<extraTokens.count).map {
+                AddedTokenInfo(id: pieces.count + extraTokens.count - 1 - $0, content: "<extra_id_\($0)>",
+                               special: true, lstrip: true, rstrip: true)
+            }
+            defaultTable.sort { $0.id < $1.id }
+        }
+        let defaultAdditional = (0..<extraTokens.count).map { "<extra_id_\($0)>" }
+        if explicit != defaultTable || additionalTokens != defaultAdditional {
+            info.addedTokens = explicit
+            info.additionalSpecialTokens = additionalTokens
+        }
+        info.cleanUpTokenizationSpaces = (config?["clean_up_tokenization_spaces"] as? Bool) ?? false
+        if info.cleanUpTokenizationSpaces == false { info.cleanUpTokenizationSpaces = nil }
+        return info
+    }
+
+    /// A JSON object file, or nil when the file does not exist.
+    static func readJSONObject(_ path: String) throws -> [String: Any]? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let bytes = try readFile(path)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw FlintError("\(path): not a JSON object")
+        }
+        return object
+    }
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        if let size = (attributes?[.size] as? NSNumber)?.intValue, size > maximumFileSize {
+            throw FlintError("\(path): \(size) bytes is too large for a tokenizer file (limit \(maximumFileSize) bytes)")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw FlintError("\(path): cannot read") }
+        return [UInt8](data)
+    }
+}
+
+/// The piece strings of a `spiece.model` (a protobuf ModelProto: field 1 repeated SentencePiece, whose field 1 is
+/// the piece), enough to look up which ids special tokens have without loading sentencepiece here.
+struct SpiecePieces {
+    private var ids: [String: Int] = [:]
+    let count: Int
+
+    init(bytes: [UInt8], path: String) throws {
+        var reader = ProtoReader(bytes: bytes[...])
+        var index = 0
+        while let (field, wire) = try reader.nextKey(path) {
+            if field == 1 && wire == 2 {
+                var piece = ProtoReader(bytes: try reader.lengthDelimited(path))
+                while let (pfield, pwire) = try piece.nextKey(path) {
+                    if pfield == 1 && pwire == 2 {
+                        let text = String(decoding: try piece.lengthDelimited(path), as: UTF8.self)
+                        if ids[text] == nil { ids[text] = index }
+                    } else {
+                        try piece.skip(pwire, path)
+                    }
+                }
+                index += 1
+            } else {
+                try reader.skip(wire, path)
+            }
+        }
+        count = index
+    }
+
+    func id(of piece: String) -> Int? { ids[piece] }
+}
+
+/// Minimal protobuf wire reader (varints, length-delimited fields, skipping the rest).
+struct ProtoReader {
+    var bytes: ArraySlice<UInt8>
+
+    mutating func varint(_ path: String) throws -> UInt64 {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard let byte = bytes.first, shift < 64 else {
+                throw FlintError("\(path): truncated or malformed protobuf varint (not a sentencepiece model)")
+            }
+            bytes = bytes.dropFirst()
+            value |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return value }
+            shift += 7
+        }
+    }
+
+    mutating func nextKey(_ path: String) throws -> (Int, Int)? {
+        if bytes.isEmpty { return nil }
+        let key = try varint(path)
+        return (Int(key >> 3), Int(key & 7))
+    }
+
+    mutating func lengthDelimited(_ path: String) throws -> ArraySlice<UInt8> {
+        let length = try varint(path)
+        guard length <= UInt64(bytes.count) else {
+            throw FlintError("\(path): protobuf field runs past the end of the file (not a sentencepiece model)")
+        }
+        let value = bytes.prefix(Int(length))
+        bytes = bytes.dropFirst(Int(length))
+        return value
+    }
+
+    mutating func skip(_ wire: Int, _ path: String) throws {
+        switch wire {
+        case 0: _ = try varint(path)
+        case 1: guard bytes.count >= 8 else { throw FlintError("\(path): truncated protobuf") }; bytes = bytes.dropFirst(8)
+        case 2: _ = try lengthDelimited(path)
+        case 5: guard bytes.count >= 4 else { throw FlintError("\(path): truncated protobuf") }; bytes = bytes.dropFirst(4)
+        default: throw FlintError("\(path): protobuf wire type \(wire) is not valid (not a sentencepiece model)")
+        }
+    }
+}

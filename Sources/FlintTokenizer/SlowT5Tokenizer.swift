@@ -1,0 +1,314 @@
+import FlintFormat
+import Foundation
+
+/// A tokenizer that gives the same ids, pieces and decoded text as Hugging Face's slow `T5Tokenizer` with its
+/// default settings (transformers 4.57.6: `legacy=True`, `add_prefix_space=True`, `extra_ids=100`,
+/// `clean_up_tokenization_spaces=False`), over the same `spiece.model`.
+///
+/// What transformers does, and this class repeats:
+/// - Added tokens are cut out of the text before sentencepiece sees it (leftmost-longest, as transformers' Trie):
+///   by default `</s>`, `<pad>`, `<unk>` (at their sentencepiece ids) and the sentinels `<extra_id_0>` …
+///   `<extra_id_{extraIds-1}>`, where `<extra_id_N>` has id `spieceSize + extraIds - 1 - N`; a folder's
+///   `tokenizer_config.json` may list others (`TokenizerInfo.addedTokens`). A token with `rstrip` / `lstrip`
+///   strips the whitespace after / before it (sentinels do both), `single_word` glues it to an adjacent word.
+///   Each remaining stretch of text is encoded by sentencepiece on its own.
+/// - `encode` appends `</s>` unless the ids already end with it.
+/// - `decode` decodes the pieces between "legacy added tokens" (non-special added tokens and special ones beyond the
+///   sentencepiece vocabulary, such as the sentinels) with sentencepiece, keeps the other special tokens (`</s>`,
+///   `<pad>`, `<unk>`) as literal text (preceded by a space unless the previous token was one too), joins the parts
+///   with single spaces, and strips the ends of each part (Python's `str.strip()`).
+/// - The sentencepiece steps themselves are those of sentencepiece 0.2.x, which transformers runs: normalization by
+///   libsentencepiece, segmentation and piece decoding by `UnigramCodec` (the system library is 0.1.97 and differs
+///   in both; see there).
+///
+/// Ids at or above `count` (the rows by which a model's vocabulary exceeds the tokenizer, e.g. 32100..<32128 for
+/// T5) and negative ids: the slow transformers tokenizer raises `IndexError` ("piece id is out of range") on them;
+/// the fast one (`T5TokenizerFast`) drops them. `decode` drops them too, so generated ids never crash a decode.
+final class SlowT5Tokenizer: @unchecked Sendable {
+    static let padToken = "<pad>"
+    static let eosToken = "</s>"
+    static let unkToken = "<unk>"
+
+    /// Number of pieces in the sentencepiece model (32000 for T5).
+    let spieceSize: Int
+    /// Id of `<pad>` in the sentencepiece model (0 for T5).
+    let padId: Int
+    /// Id of `</s>` (1 for T5).
+    let eosId: Int
+    /// Id of `<unk>` (2 for T5).
+    let unkId: Int
+    /// `len(tokenizer)`: distinct tokens of the sentencepiece vocabulary and the added tokens.
+    let count: Int
+
+    private let processor: SentencePieceProcessor
+    /// sentencepiece 0.2.x segmentation and piece decoding (see UnigramCodec for why not the library's).
+    private let codec: UnigramCodec
+    /// transformers' `_added_tokens_decoder` / `_added_tokens_encoder`.
+    private let addedById: [Int: AddedTokenInfo]
+    private let addedByContent: [String: AddedTokenInfo]
+    private let patterns: PatternSet
+    /// transformers' `all_special_tokens` and their ids.
+    private let specialTokenTexts: Set<String>
+    private let specialIds: Set<Int>
+    /// Added tokens that split the token list in `decode` (`legacy_added_tokens` in transformers' `_decode`).
+    private let legacyAddedTokens: Set<String>
+
+    /// Loads the tokenizer from the bytes of a `spiece.model` and the added tokens `info` describes (nil
+    /// `addedTokens`: `<pad>`, `</s>`, `<unk>` and `info.extraIds` sentinels, T5Tokenizer's defaults).
+    init(modelBytes: [UInt8], info: TokenizerInfo) throws {
+        let extraIds = info.extraIds
+        guard extraIds >= 0, extraIds <= 1_000_000 else {
+            throw FlintError("tokenizer: extraIds must be in 0...1000000, got \(extraIds)")
+        }
+        let processor = try SentencePieceProcessor(modelBytes: modelBytes)
+        let proto = try SentencePieceModelProto(bytes: modelBytes)
+        guard proto.pieces.count == processor.pieceCount else {
+            throw FlintError("tokenizer: the sentencepiece model lists \(proto.pieces.count) pieces but "
+                             + "libsentencepiece loaded \(processor.pieceCount)")
+        }
+        guard proto.modelType == 1 else {
+            throw FlintError("tokenizer: sentencepiece model type \(proto.modelType) is not supported; "
+                             + "T5 vocabularies are unigram models (type 1)")
+        }
+        guard !proto.hasDenormalizer else {
+            throw FlintError("tokenizer: sentencepiece models with a denormalizer are not supported (T5's has none)")
+        }
+        guard processor.pieceCount + extraIds <= Int(Int32.max) else {
+            throw FlintError("tokenizer: \(processor.pieceCount) pieces plus \(extraIds) sentinels do not fit in 32-bit ids")
+        }
+        var ids: [String: Int] = [:]
+        for token in [Self.padToken, Self.eosToken, Self.unkToken] {
+            let id = processor.pieceToId(token)
+            guard processor.idToPiece(id) == token else {
+                throw FlintError("tokenizer: the sentencepiece model (\(processor.pieceCount) pieces) has no \"\(token)\" "
+                                 + "piece; a T5 vocabulary needs <pad>, </s> and <unk>")
+            }
+            ids[token] = id
+        }
+        self.processor = processor
+        self.codec = UnigramCodec(model: proto)
+        self.spieceSize = processor.pieceCount
+        self.padId = ids[Self.padToken]!
+        self.eosId = ids[Self.eosToken]!
+        self.unkId = ids[Self.unkToken]!
+
+        let sentinels = (0..<extraIds).map { "<extra_id_\($0)>" }
+        let added: [AddedTokenInfo] = info.addedTokens ?? (
+            [Self.padToken, Self.eosToken, Self.unkToken].map { AddedTokenInfo(id: ids[$0]!, content: $0, special: true) }
+            + sentinels.enumerated().map { n, text in
+                AddedTokenInfo(id: processor.pieceCount + extraIds - 1 - n, content: text, special: true,
+                               lstrip: true, rstrip: true)
+            })
+        var byId: [Int: AddedTokenInfo] = [:]
+        var byContent: [String: AddedTokenInfo] = [:]
+        for token in added {
+            guard token.id >= 0, token.id < Int(Int32.max), !token.content.isEmpty else {
+                throw FlintError("tokenizer: added token \"\(token.content)\" has id \(token.id), outside 0..<2^31 or empty")
+            }
+            byId[token.id] = token
+            byContent[token.content] = token
+        }
+        addedById = byId
+        addedByContent = byContent
+        patterns = PatternSet(byId.values.sorted { $0.id < $1.id }.map { (Array($0.content.unicodeScalars), $0.id) })
+        let additional = info.additionalSpecialTokens ?? sentinels
+        let specials = Set([Self.eosToken, Self.unkToken, Self.padToken] + additional)
+        specialTokenTexts = specials
+        specialIds = Set(specials.map { byContent[$0]?.id ?? processor.pieceToId($0) })
+        var legacy = Set(byContent.keys).subtracting(specials)
+        for token in additional {
+            let id = byContent[token]?.id ?? processor.pieceToId(token)
+            if id >= processor.pieceCount { legacy.insert(token) }
+        }
+        legacyAddedTokens = legacy
+        var vocabulary = Set<String>()
+        for id in 0..<processor.pieceCount { vocabulary.insert(byId[id]?.content ?? processor.idToPiece(id) ?? "") }
+        vocabulary.formUnion(byContent.keys)
+        count = vocabulary.count
+    }
+
+    // MARK: - Ids and pieces
+
+    /// The id of an added token (sentinels included), or nil.
+    func addedTokenId(_ content: String) -> Int? { addedByContent[content]?.id }
+
+    /// True for the ids of `all_special_tokens`: the ids `decode(skipSpecialTokens: true)` leaves out.
+    func isSpecialId(_ id: Int) -> Bool { specialIds.contains(id) }
+
+    /// The token of an id, as transformers' `convert_ids_to_tokens`: an added token, else a sentencepiece piece.
+    /// Nil for ids the tokenizer does not have.
+    func idToPiece(_ id: Int) -> String? {
+        if let token = addedById[id] { return token.content }
+        return processor.idToPiece(id)
+    }
+
+    /// The id of a token, as transformers' `convert_tokens_to_ids`: added tokens first, then the sentencepiece
+    /// vocabulary; `unkId` for anything else.
+    func pieceToId(_ piece: String) -> Int {
+        if let token = addedByContent[piece] { return token.id }
+        return processor.pieceToId(piece)
+    }
+
+    // MARK: - Encoding
+
+    /// Token ids of a text, as `tokenizer(text).input_ids`: `</s>` is appended (when `addEOS`) unless the ids
+    /// already end with it.
+    func encode(_ text: String, addEOS: Bool = true) -> [Int] {
+        var ids = tokenize(text).map { pieceToId($0) }
+        if addEOS && ids.last != eosId { ids.append(eosId) }
+        return ids
+    }
+
+    /// The pieces of a text, as `tokenizer.tokenize(text)` (no `</s>` appended): transformers'
+    /// `PreTrainedTokenizer.tokenize` with its added-token flag rules, then sentencepiece on each other stretch.
+    func tokenize(_ text: String) -> [String] {
+        var parts = splitOnAddedTokens(Array(text.unicodeScalars))
+        for i in parts.indices {
+            // The neighbours as they were before this token's rules (transformers reads `left` / `right` once).
+            guard let token = addedByContent[Self.string(parts[i])] else { continue }
+            let left = i > 0 ? parts[i - 1] : []
+            let right = i + 1 < parts.count ? parts[i + 1] : []
+            if token.rstrip && !right.isEmpty { parts[i + 1] = Self.pythonLStrip(right) }
+            if token.lstrip && !left.isEmpty { parts[i - 1] = Self.pythonRStrip(left) }
+            if token.singleWord && !left.isEmpty && left.last != " " {
+                parts[i - 1] += parts[i]
+                parts[i] = []
+            } else if token.singleWord && !right.isEmpty && right.first != " " {
+                parts[i + 1] = parts[i] + parts[i + 1]
+                parts[i] = []
+            }
+        }
+        var result: [String] = []
+        for part in parts where !part.isEmpty {
+            let string = Self.string(part)
+            if addedByContent[string] != nil {
+                result.append(string)
+            } else {
+                result.append(contentsOf: encodePiecesOrDie(string))
+            }
+        }
+        return result
+    }
+
+    /// `sp_model.encode(text, out_type=str)`: library normalization, then sentencepiece 0.2.x segmentation.
+    /// sentencepiece only fails to normalize when its model failed to load, which `init` already rules out.
+    private func encodePiecesOrDie(_ text: String) -> [String] {
+        let normalized: [UInt8]
+        do {
+            normalized = try processor.normalize(text)
+        } catch {
+            preconditionFailure("tokenizer: sentencepiece failed on a model that loaded: \(error)")
+        }
+        return codec.encodePieces(normalized: normalized).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Cuts text around added tokens, leftmost-longest first, as transformers' `Trie.split`.
+    private func splitOnAddedTokens(_ scalars: [Unicode.Scalar]) -> [[Unicode.Scalar]] {
+        var parts: [[Unicode.Scalar]] = []
+        var textStart = 0
+        var i = 0
+        while i < scalars.count {
+            if let match = patterns.longestMatch(scalars, at: i) {
+                if textStart < i { parts.append(Array(scalars[textStart..<i])) }
+                parts.append(Array(scalars[i..<(i + match.length)]))
+                i += match.length
+                textStart = i
+            } else {
+                i += 1
+            }
+        }
+        if textStart < scalars.count { parts.append(Array(scalars[textStart...])) }
+        return parts
+    }
+
+    // MARK: - Decoding
+
+    /// Text of ids, as `tokenizer.decode(ids, skip_special_tokens=skipSpecialTokens)` (transformers'
+    /// `PreTrainedTokenizer._decode`). Ids the tokenizer does not have are dropped (see the type's documentation).
+    func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
+        var parts: [String] = []
+        var stretch: [String] = []
+        for id in ids {
+            if skipSpecialTokens && specialIds.contains(id) { continue }
+            guard let token = idToPiece(id) else { continue }
+            if skipSpecialTokens && specialTokenTexts.contains(token) { continue }
+            if legacyAddedTokens.contains(token) {
+                if !stretch.isEmpty {
+                    let text = convertTokensToString(stretch)
+                    if !text.isEmpty { parts.append(text) }
+                    stretch = []
+                }
+                parts.append(token)
+            } else {
+                stretch.append(token)
+            }
+        }
+        if !stretch.isEmpty { parts.append(convertTokensToString(stretch)) }
+        return parts.joined(separator: " ")
+    }
+
+    /// T5Tokenizer.convert_tokens_to_string: drops the prefix space of the first token, decodes runs of ordinary
+    /// pieces with sentencepiece and writes `</s>` / `<pad>` / `<unk>` literally, then strips both ends.
+    private func convertTokensToString(_ tokens: [String]) -> String {
+        var tokens = tokens
+        if let first = tokens.first, first.unicodeScalars.first == "\u{2581}" {
+            var rest = String.UnicodeScalarView()
+            rest.append(contentsOf: first.unicodeScalars.dropFirst())
+            tokens[0] = String(rest)
+        }
+        var out = ""
+        var run: [String] = []
+        var previousIsSpecial = false
+        for token in tokens {
+            if specialTokenTexts.contains(token) {
+                if !previousIsSpecial { out += " " }
+                out += decodePiecesOrDie(run) + token
+                previousIsSpecial = true
+                run = []
+            } else {
+                run.append(token)
+                previousIsSpecial = false
+            }
+        }
+        out += decodePiecesOrDie(run)
+        var stripped = String.UnicodeScalarView()
+        stripped.append(contentsOf: Self.pythonStrip(Array(out.unicodeScalars)))
+        return String(stripped)
+    }
+
+    /// `sp_model.decode(pieces)` of sentencepiece 0.2.x.
+    private func decodePiecesOrDie(_ pieces: [String]) -> String {
+        if pieces.isEmpty { return "" }
+        return codec.decodePieces(pieces, pieceToId: processor.pieceToId)
+    }
+
+    // MARK: - Helpers
+
+    private static func string(_ scalars: [Unicode.Scalar]) -> String {
+        var view = String.UnicodeScalarView()
+        view.append(contentsOf: scalars)
+        return String(view)
+    }
+
+    /// Python's `str.isspace()` set, which `strip()`, `lstrip()` and `rstrip()` remove.
+    private static func isPythonWhitespace(_ c: Unicode.Scalar) -> Bool {
+        switch c.value {
+        case 0x09...0x0D, 0x1C...0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000:
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static func pythonLStrip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        Array(s.drop(while: isPythonWhitespace))
+    }
+
+    private static func pythonRStrip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        var end = s.count
+        while end > 0 && isPythonWhitespace(s[end - 1]) { end -= 1 }
+        return Array(s[..<end])
+    }
+
+    private static func pythonStrip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] { pythonRStrip(pythonLStrip(s)) }
+}

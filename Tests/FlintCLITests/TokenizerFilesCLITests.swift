@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+
+/// The demo model (trained on the small vocabulary) with its spiece.model replaced by the files of one of the
+/// tokenizer fixture folders, as a fine-tune saved by transformers ships them.
+private func demoWithTokenizer(_ tokenizerFolder: String?) throws -> String {
+    let fm = FileManager.default
+    let dir = scratch() + "/model"
+    try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let demo = packageRoot + "/Tests/Fixtures/models/demo"
+    for name in ["config.json", "generation_config.json", "model.safetensors"] {
+        try fm.copyItem(atPath: demo + "/" + name, toPath: dir + "/" + name)
+    }
+    if let tokenizerFolder {
+        let source = packageRoot + "/Tests/Fixtures/tokenizer/folders/" + tokenizerFolder
+        for name in try fm.contentsOfDirectory(atPath: source) {
+            try fm.copyItem(atPath: source + "/" + name, toPath: dir + "/" + name)
+        }
+    }
+    return dir
+}
+
+/// The metadata JSON of a .flint file (offset and size at header bytes 56 and 64).
+private func flintMetadata(_ path: String) throws -> [String: Any] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    func u64(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(data[at + $1]) << (8 * $1) } }
+    let metadata = data.subdata(in: u64(56)..<(u64(56) + u64(64)))
+    return try #require(try JSONSerialization.jsonObject(with: metadata) as? [String: Any])
+}
+
+@Suite struct TokenizerFilesCLITests {
+    /// A tokenizer.json-only fine-tune: convert embeds tokenizer.json (and marks the file so older readers refuse
+    /// it), run answers as with spiece.model, tokenize gives the ids transformers' fast tokenizer gives.
+    @Test func tokenizerJSONOnlyFolderConvertsRunsAndTokenizes() throws {
+        let folder = try demoWithTokenizer("small-fast-added")
+        let out = (folder as NSString).deletingLastPathComponent + "/m.flint"
+        let c = try flint("convert", folder, "-o", out, "--json")
+        #expect(c.status == 0, "\(c.stderr)")
+        let tokenizer = try #require((c.json as? [String: Any])?["tokenizer"] as? [String: Any])
+        #expect(tokenizer["file"] as? String == "tokenizer.json")
+        #expect(tokenizer["type"] as? String == "hf-tokenizers-json")
+        #expect(tokenizer["extra_ids"] as? Int == 100)
+        #expect(tokenizer["problem"] == nil)
+        let metadata = try flintMetadata(out)
+        #expect(metadata["required_features"] as? [String] == ["tokenizer-json"])
+
+        let r = try flint("run", out, "reverse: red apple blue")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "blue apple red\n")
+
+        // transformers 4.57.6 T5TokenizerFast on this folder (Tests/Fixtures/tokenizer/folder-small-fast-added.json).
+        let expected = [1100, 217, 7, 240, 1101, 3, 996, 997, 6, 237, 1]
+        for model in [folder, out, folder + "/tokenizer.json"] {
+            let t = try flint("tokenize", model, "<user> hello <bot> hi there", "--json")
+            #expect(t.status == 0, "\(t.stderr)")
+            let j = try #require(t.json as? [String: Any])
+            #expect(j["ids"] as? [Int] == expected, "\(model)")
+            #expect(j["tokenizer"] as? String == "tokenizer.json")
+        }
+        let d = try flint("tokenize", out, "--decode", expected.map(String.init).joined(separator: " "), "--json")
+        #expect((d.json as? [String: Any])?["text"] as? String == "<user> hello<bot> hi there</s>")
+    }
+
+    /// spiece.model with added tokens in tokenizer_config.json (the slow path): they are ids, not <unk> pieces,
+    /// and the file lists the feature old readers lack.
+    @Test func slowFolderWithAddedTokens() throws {
+        let folder = try demoWithTokenizer("small-slow-added")
+        let out = (folder as NSString).deletingLastPathComponent + "/m.flint"
+        let c = try flint("convert", folder, "-o", out, "--json")
+        #expect(c.status == 0, "\(c.stderr)")
+        let tokenizer = try #require((c.json as? [String: Any])?["tokenizer"] as? [String: Any])
+        #expect(tokenizer["file"] as? String == "spiece.model")
+        #expect(try flintMetadata(out)["required_features"] as? [String] == ["tokenizer-added-tokens"])
+        // transformers 4.57.6 T5Tokenizer (folder-small-slow-added.json).
+        for model in [folder, out] {
+            let t = try flint("tokenize", model, "<user> hello <bot> hi there", "--json")
+            #expect((t.json as? [String: Any])?["ids"] as? [Int] == [1100, 217, 7, 240, 1101, 3, 996, 997, 6, 237, 1])
+        }
+        let r = try flint("run", out, "reverse: red apple blue")
+        #expect(r.stdout == "blue apple red\n", "\(r.stderr)")
+    }
+
+    /// mT5 as published (extra_ids 0): no sentinels, <extra_id_0> is plain text, and the file stays a plain
+    /// version-1 sentencepiece file.
+    @Test func mT5StyleFolderHasNoSentinels() throws {
+        let folder = try demoWithTokenizer("small-slow-mt5")
+        let out = (folder as NSString).deletingLastPathComponent + "/m.flint"
+        let c = try flint("convert", folder, "-o", out, "--json")
+        #expect(c.status == 0, "\(c.stderr)")
+        #expect(((c.json as? [String: Any])?["tokenizer"] as? [String: Any])?["extra_ids"] as? Int == 0)
+        let metadata = try flintMetadata(out)
+        #expect(metadata["required_features"] as? [String] == [])
+        #expect((metadata["tokenizer"] as? [String: Any])?["extra_ids"] as? Int == 0)
+        let t = try flint("tokenize", out, "<extra_id_0>", "--json")
+        // transformers 4.57.6 T5Tokenizer(extra_ids=0) (folder-small-slow-mt5.json).
+        #expect((t.json as? [String: Any])?["ids"] as? [Int] == [3, 2, 14, 984, 128, 305, 999, 2, 23, 2, 557, 2, 1])
+    }
+
+    /// A folder with no tokenizer: convert still writes the weights, but says so (stderr and --json).
+    @Test func folderWithoutTokenizerIsReported() throws {
+        let folder = try demoWithTokenizer(nil)
+        let out = (folder as NSString).deletingLastPathComponent + "/m.flint"
+        let c = try flint("convert", folder, "-o", out, "--json")
+        #expect(c.status == 0, "\(c.stderr)")
+        #expect(c.stderr.contains("no tokenizer"), "\(c.stderr)")
+        let tokenizer = try #require((c.json as? [String: Any])?["tokenizer"] as? [String: Any])
+        #expect(tokenizer["file"] == nil)
+        #expect((tokenizer["problem"] as? String)?.contains("no tokenizer") == true)
+        let t = try flint("tokenize", out, "hello")
+        #expect(t.status != 0 && t.stderr.contains("carries no tokenizer"), "\(t.stderr)")
+    }
+
+    /// A tokenizer.json this flint cannot run (a BPE model) is refused by convert with the file and the reason.
+    @Test func unsupportedTokenizerJSONIsAnError() throws {
+        let folder = try demoWithTokenizer(nil)
+        try #"{"version": "1.0", "added_tokens": [], "model": {"type": "BPE", "vocab": {}, "merges": []}}"#
+            .write(toFile: folder + "/tokenizer.json", atomically: true, encoding: .utf8)
+        let c = try flint("convert", folder, "-o", folder + "/m.flint")
+        #expect(c.status != 0)
+        #expect(c.stderr.contains("tokenizer.json") && c.stderr.contains("BPE"), "\(c.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: folder + "/m.flint"))
+    }
+}
