@@ -4,7 +4,8 @@
 // Modules, with dependencies pointing one way:
 //   FlintFormat → FlintCheckpoint → FlintQuant → FlintConvert / FlintPack
 //   FlintFormat → FlintCheckpoint → FlintHub → flint (CLI)
-//   FlintFormat → FlintKernels → FlintT5 (+ FlintTokenizer) → FlintVerify → flint (CLI)
+//   FlintFormat → FlintKernels → FlintT5 (+ FlintTokenizer) → FlintVerify → FlintCalibration → flint (CLI)
+//   FlintConvert → FlintCalibration (calibrate, smooth, then convert: the default recipe)
 //   FlintConvert + FlintVerify → FlintRecipe (convert --target-top1) → flint (CLI)
 import PackageDescription
 
@@ -55,10 +56,13 @@ let package = Package(
         // Automatic recipe search (`convert --target-top1`): per-tensor sensitivity, finer forms until the target holds.
         .target(name: "FlintRecipe", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert",
                                                     "FlintKernels", "FlintVerify"]),
+        // Calibration at conversion: per-channel statistics of every linear layer's input on calibration prompts.
+        .target(name: "FlintCalibration", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintConvert", "FlintKernels", "FlintQuant", "FlintT5",
+                                                         "FlintTokenizer", "FlintVerify"]),
         // The commands of the command-line tool (a library, so tests can run them in-process).
         .target(name: "FlintCLI", dependencies: [
             "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack",
-            "FlintTokenizer", "FlintT5", "FlintVerify", "FlintHub", "FlintRecipe",
+            "FlintTokenizer", "FlintT5", "FlintVerify", "FlintHub", "FlintRecipe", "FlintCalibration",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The `flint` executable: only the entry point.
@@ -77,6 +81,8 @@ let package = Package(
         .testTarget(name: "FlintHubTests", dependencies: ["FlintHub"]),
         .testTarget(name: "FlintRecipeTests", dependencies: ["FlintRecipe", "FlintConvert", "FlintCheckpoint", "FlintFormat",
                                                              "FlintVerify", "FlintTokenizer"]),
+        .testTarget(name: "FlintCalibrationTests", dependencies: ["FlintCalibration", "FlintConvert", "FlintCheckpoint",
+                                                                  "FlintQuant", "FlintT5", "FlintVerify", "FlintKernels"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FlintCalibration
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat
@@ -18,15 +19,24 @@ struct ConvertCommand: ParsableCommand {
         with an *.index.json. When a folder holds several formats, safetensors is preferred, then bin, h5,
         msgpack; --from picks one.
 
-        Layer norms and relative_attention_bias always stay float. For gated-GELU models (T5 v1.1,
-        FLAN-T5) the FFN output projections (*.DenseReluDense.wo.weight) also stay float32 by default,
-        because their inputs reach magnitudes that int8 cannot carry; --no-default-keep drops that.
+        Calibration (on by default): the float model first runs on calibration prompts (the built-in verify
+        prompt set, or --calibration FILE: one prompt per line or JSON lines with "prompt"), recording every
+        linear layer's per-channel input maxima and 99.9th percentiles. FLAN-T5's activation outliers (inputs of
+        wo and attention o, the residual stream after the layer norms) are then folded into the weights
+        SmoothQuant-style — into the preceding layer norm, v or wi_1 — which leaves the float function unchanged
+        and lets every linear layer, wo, o and lm_head included, be int8. The statistics and folds are stored in
+        the file (`flint inspect` shows them). --no-calibration converts data-free: then, for gated-GELU models
+        (T5 v1.1, FLAN-T5), the FFN output projections (*.DenseReluDense.wo.weight) stay float32, because their
+        inputs reach magnitudes int8 cannot carry (--no-default-keep drops that). Layer norms and
+        relative_attention_bias always stay float.
 
         \(ConvertCommand.searchDiscussion)
 
         Examples:
           flint convert ./flan-t5-base -o flan-t5-base.flint
           flint convert ./flan-t5-base -o base-searched.flint --target-top1 0.99 --max-mean-kl 0.01
+          flint convert ./flan-t5-base -o base.flint --calibration my-prompts.txt
+          flint convert ./flan-t5-base -o base-datafree.flint --no-calibration
           flint convert ./flan-t5-base -o base-g64.flint --quant int8-g64 --keep 'shared.weight=f16'
           flint convert ./t5-small/model.safetensors -o t5-small-f32.flint --quant f32 --json
           flint convert ./t5-base -o t5-base.flint --from pytorch
@@ -57,7 +67,7 @@ struct ConvertCommand: ParsableCommand {
     @Option(name: .customLong("from"), help: "Read this weights format: safetensors, pytorch, h5 or msgpack (default: detect).")
     var from: String?
 
-    @Flag(help: "Do not keep the gated-GELU FFN output projections (wo) float by default.")
+    @Flag(help: "Data-free conversion with --no-calibration: do not keep the gated-GELU FFN output projections (wo) float.")
     var noDefaultKeep = false
 
     @Option(help: "Search the recipe until teacher-forced top-1 agreement with the float model reaches this (e.g. 0.99).")
@@ -68,6 +78,21 @@ struct ConvertCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("Prompts the search scores on (default: the built-in verify prompts).", valueName: "file"))
     var searchPrompts: String?
+    @Option(help: ArgumentHelp("Calibration prompts: one per line, or JSON lines with a \"prompt\" field (default: the built-in verify prompts).",
+                               valueName: "file"))
+    var calibration: String?
+
+    @Flag(help: "Convert data-free: no calibration run, no smoothing (gated-GELU wo then stays float32).")
+    var noCalibration = false
+
+    @Flag(help: "Calibrate and record the statistics, but do not fold outliers into the weights (keeps wo float32 like --no-calibration).")
+    var noSmoothing = false
+
+    @Option(help: "SmoothQuant migration strength α in (0, 1): s_j = max|x_j|^α / max|W_j|^(1−α).")
+    var smoothingAlpha: Double = Smoothing.defaultAlpha
+
+    @Option(help: "Tokens generated per calibration prompt.")
+    var calibrationTokens: Int = CalibrationOptions().maxNewTokens
 
     @Flag(help: "Print the result as JSON.")
     var json = false
@@ -92,16 +117,27 @@ struct ConvertCommand: ParsableCommand {
             throw ValidationError("source \(source) does not exist")
         }
         guard !output.isEmpty, !output.hasSuffix("/") else { throw ValidationError("--output must name a file") }
+        if noCalibration && calibration != nil { throw ValidationError("--calibration and --no-calibration are exclusive") }
+        if let calibration, !FileManager.default.fileExists(atPath: calibration) {
+            throw ValidationError("--calibration \(calibration) does not exist")
+        }
+        guard smoothingAlpha > 0, smoothingAlpha < 1 else { throw ValidationError("--smoothing-alpha must be in (0, 1), got \(smoothingAlpha)") }
+        guard calibrationTokens >= 1, calibrationTokens <= 512 else { throw ValidationError("--calibration-tokens must be 1…512, got \(calibrationTokens)") }
     }
 
     func run() throws {
         try reportingErrors {
-            let options = ConvertOptions(quant: try QuantRequest(cliName: quant),
+            let convert = ConvertOptions(quant: try QuantRequest(cliName: quant),
                                          keepRules: try keep.map { try KeepRule(parsing: $0) },
                                          useDefaultKeep: !noDefaultKeep)
             // Before any work: the output must not be an input, nor replace a file without --force.
             try OutputTarget.check(output, inputs: OutputTarget.filesIn(source), force: overwrite.force)
+            let prompts: CalibrationSource = noCalibration ? .none : calibration.map { .file($0) } ?? .builtIn
+            let options = RecipeOptions(convert: convert, calibration: prompts, smooth: !noSmoothing,
+                                        alpha: smoothingAlpha,
+                                        calibrationOptions: CalibrationOptions(maxNewTokens: calibrationTokens))
             let started = Date()
+            let calibrationBar = ProgressBar("calibrating")
             let bar = ProgressBar("converting")
             let hub = try resolveHubModel(source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
             if let hub { try OutputTarget.check(output, inputs: OutputTarget.filesIn(hub.folder), force: overwrite.force) }
@@ -112,13 +148,23 @@ struct ConvertCommand: ParsableCommand {
             if let problem = tokenizerStatus.problem { warn(problem) }
             let report: ConvertReport
             var search: RecipeSearchRecord? = nil
+            var recipe: RecipeReport? = nil
             if targetTop1 != nil || maxMeanKl != nil {
-                (report, search) = try searchRecipe(folder, options: options, promptsFile: searchPrompts,
+                // The search measures its own recipe on the float model (data-free conversion).
+                (report, search) = try searchRecipe(folder, options: convert, promptsFile: searchPrompts,
                                                     target: RecipeTarget(minTop1: targetTop1, maxMeanKL: maxMeanKl))
             } else {
-                report = try Converter.convert(folder, output: output, options: options) { done, total, name in
-                    bar.update(done: done, total: total, detail: name)
+                var calibrating = true
+                recipe = try CalibratedConverter.convert(folder, output: output, options: options) { phase, done, total, item in
+                    switch phase {
+                    case .calibrating: calibrationBar.update(done: done, total: total, detail: item)
+                    case .converting:
+                        if calibrating { calibrationBar.finish(); calibrating = false }
+                        bar.update(done: done, total: total, detail: item)
+                    }
                 }
+                if calibrating { calibrationBar.finish() }
+                report = recipe!.convert
             }
             bar.finish()
             for rule in report.unmatchedKeepRules { warn("keep rule \(rule) matched no tensor") }
@@ -129,10 +175,12 @@ struct ConvertCommand: ParsableCommand {
                 result.hub = hub.map(HubSourceJSON.init)
                 result.search = search
                 result.tokenizer = tokenizerStatus
+                result.calibration = recipe?.calibration.map { CalibrationJSON($0, seconds: recipe!.calibrationSeconds) }
                 try printJSON(result)
             } else {
                 printSummary(report, seconds: seconds)
                 if let search { printSearch(search) }
+                if let recipe, let c = recipe.calibration { printCalibration(c, seconds: recipe.calibrationSeconds) }
             }
         }
     }
@@ -152,6 +200,42 @@ struct ConvertCommand: ParsableCommand {
             print("  worst SNR    \(String(format: "%.1f", snr)) dB (\(w.name))")
         }
         print("  time         \(String(format: "%.2f", seconds)) s")
+    }
+
+    private func printCalibration(_ c: CalibrationSummary, seconds: Double) {
+        let largest = c.layers.max { $0.value.absMax < $1.value.absMax }
+        print("  calibration  \(c.prompts) prompts (\(c.promptSource)), \(c.layers.count) layers, \(String(format: "%.2f", seconds)) s"
+              + (largest.map { "; largest input \(String(format: "%.4g", $0.value.absMax)) at \($0.key)" } ?? ""))
+        if let s = c.smoothing {
+            let before = s.folds.map(\.activationMaxBefore).max() ?? 0, after = s.folds.map(\.activationMaxAfter).max() ?? 0
+            print("  smoothing    α \(s.alpha), \(s.folds.count) folds; largest smoothed input \(String(format: "%.4g", before)) → \(String(format: "%.4g", after))")
+        }
+    }
+}
+
+/// The calibration part of `flint convert --json`.
+struct CalibrationJSON: Encodable {
+    var prompts: Int
+    var prompt_source: String
+    var seconds: Double
+    var layers: Int
+    var largest_input: Double
+    var largest_input_layer: String?
+    var smoothing_alpha: Double?
+    var smoothing_folds: Int
+    var largest_smoothed_input_after: Double?
+
+    init(_ c: CalibrationSummary, seconds: Double) {
+        prompts = c.prompts
+        prompt_source = c.promptSource
+        self.seconds = seconds
+        layers = c.layers.count
+        let largest = c.layers.max { $0.value.absMax < $1.value.absMax }
+        largest_input = largest?.value.absMax ?? 0
+        largest_input_layer = largest?.key
+        smoothing_alpha = c.smoothing?.alpha
+        smoothing_folds = c.smoothing?.folds.count ?? 0
+        largest_smoothed_input_after = c.smoothing.map { $0.folds.map(\.activationMaxAfter).max() ?? 0 }
     }
 }
 
@@ -183,6 +267,8 @@ struct ConvertJSON: Encodable {
     var search: RecipeSearchRecord?
     /// The tokenizer embedded (or why there is none).
     var tokenizer: TokenizerStatus?
+    /// Absent for --no-calibration.
+    var calibration: CalibrationJSON?
 
     init(_ r: ConvertReport) {
         output = r.output

@@ -12,13 +12,20 @@ public struct ConvertOptions: Sendable {
     /// Per-tensor storage overrides (QuantPlan precedence 3).
     public var schemeRules: [SchemeRule]
     public var useDefaultKeep: Bool
+    /// Channel scalings applied to the float weights before they are stored (a function-preserving smoothing
+    /// plan, `Smoothing.plan`); empty for none.
+    public var scalings: [ChannelScaling]
+    /// Stored as the metadata's `calibration` object.
+    public var calibration: CalibrationSummary?
 
     public init(quant: QuantRequest = .int8(.int8Row), keepRules: [KeepRule] = [], schemeRules: [SchemeRule] = [],
-                useDefaultKeep: Bool = true) {
+                useDefaultKeep: Bool = true, scalings: [ChannelScaling] = [], calibration: CalibrationSummary? = nil) {
         self.quant = quant
         self.keepRules = keepRules
         self.schemeRules = schemeRules
         self.useDefaultKeep = useDefaultKeep
+        self.scalings = scalings
+        self.calibration = calibration
     }
 
     /// Recorded in the provenance when `flint convert --target-top1 / --max-mean-kl` chose the recipe.
@@ -89,11 +96,31 @@ public enum Converter {
         var source: [Float] = []
         var restored: [Float] = []
         var encoded: [UInt8] = []
+        let scalings = options.scalings.byTensor()
+        for name in scalings.keys where !stored.contains(where: { $0.name == name }) {
+            throw FlintError("\(folder.sourceDescription): smoothing names tensor \"\(name)\", which the checkpoint does not store")
+        }
         for (i, info) in stored.enumerated() {
-            let view = try folder.tensor(info.name)
+            var view = try folder.tensor(info.name)
             let decision = plan.decide(name: info.name, shape: info.shape)
             var record = ConvertedTensor(name: info.name, scheme: decision.form.description, snrDB: nil,
                                          keptBecause: decision.reason?.description, bytesIn: view.data.count, bytesOut: 0)
+            // A smoothed tensor: decode to float32, rescale its channels, and go on from that float32 copy.
+            var smoothed: UnsafeMutableBufferPointer<Float>? = nil
+            defer { smoothed?.deallocate() }
+            if let ops = scalings[info.name] {
+                try TensorDecoding.floats(view, into: &source)
+                let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: source.count)
+                _ = buffer.initialize(from: source)
+                smoothed = buffer
+                for op in ops { try op.apply(to: buffer, shape: info.shape) }
+                if let bad = buffer.firstIndex(where: { !$0.isFinite }) {
+                    throw FlintError("\(folder.sourceDescription): tensor \"\(info.name)\" has a non-finite value after smoothing at element \(bad)")
+                }
+                releaseMappedPages(view.data)
+                view = TensorView(name: info.name, storage: .f32, shape: info.shape,
+                                  data: UnsafeRawBufferPointer(buffer), owner: nil)
+            }
             switch decision.form {
             case .float(let target) where target == view.storage:
                 // Same float type: copy the bytes untouched (bit-identical round trips).
@@ -153,7 +180,8 @@ public enum Converter {
         let tokenizerInfo = tokenizer == nil ? nil : folder.tokenizerInfo
         let metadata = FlintMetadata(config: config, tokenizer: tokenizerInfo,
                                      provenance: provenance, aliases: aliases, quantizationError: errors,
-                                     requiredFeatures: tokenizerInfo?.requiredFeatures ?? [])
+                                     requiredFeatures: tokenizerInfo?.requiredFeatures ?? [],
+                                     calibration: options.calibration)
         try writer.finish(metadata: metadata, tokenizer: tokenizer)
         let outSize = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int64) ?? nil
         return ConvertReport(output: output, sourceFormat: folder.sourceFormat, quant: options.quant.name,

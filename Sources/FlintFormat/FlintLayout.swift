@@ -274,10 +274,14 @@ public struct FlintMetadata: Codable, Sendable, Equatable {
     public var aliases: [String: String]
     /// SNR in dB of each quantized tensor against its float original; nil when exact.
     public var quantizationError: [String: Double?]
+    /// Activation statistics from calibration at conversion and the smoothing applied; nil for a data-free
+    /// conversion (absent from the JSON then).
+    public var calibration: CalibrationSummary?
 
     public init(config: T5Config, tokenizer: TokenizerInfo?, provenance: Provenance,
                 aliases: [String: String] = [:], quantizationError: [String: Double?] = [:],
-                requiredFeatures: [String] = []) {
+                requiredFeatures: [String] = [], calibration: CalibrationSummary? = nil) {
+        self.calibration = calibration
         self.requiredFeatures = requiredFeatures
         self.config = config
         self.tokenizer = tokenizer
@@ -290,6 +294,7 @@ public struct FlintMetadata: Codable, Sendable, Equatable {
         case requiredFeatures = "required_features"
         case config, tokenizer, provenance, aliases
         case quantizationError = "quantization_error"
+        case calibration
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -304,6 +309,7 @@ public struct FlintMetadata: Codable, Sendable, Equatable {
         for (name, snr) in quantizationError {
             if let snr, snr.isFinite { try errors.encode(snr, forKey: AnyKey(name)) } else { try errors.encodeNil(forKey: AnyKey(name)) }
         }
+        try c.encodeIfPresent(calibration, forKey: .calibration)
     }
 
     public init(from decoder: Decoder) throws {
@@ -314,6 +320,7 @@ public struct FlintMetadata: Codable, Sendable, Equatable {
         provenance = try c.decode(Provenance.self, forKey: .provenance)
         aliases = try c.decodeIfPresent([String: String].self, forKey: .aliases) ?? [:]
         quantizationError = try c.decodeIfPresent([String: Double?].self, forKey: .quantizationError) ?? [:]
+        calibration = try c.decodeIfPresent(CalibrationSummary.self, forKey: .calibration)
     }
 }
 

@@ -1,0 +1,111 @@
+// The default conversion recipe: calibrate the float model, smooth its activation outliers into the weights,
+// then quantize everything (wo, o and lm_head included) — or, data-free, quantize with the gated-FFN `wo` kept
+// in float32 as before.
+
+import Foundation
+import FlintCheckpoint
+import FlintConvert
+import FlintFormat
+import FlintKernels
+import FlintQuant
+
+/// Where calibration prompts come from.
+public enum CalibrationSource: Sendable, Equatable {
+    /// The built-in verify prompt set.
+    case builtIn
+    /// A prompt file (one per line, or JSON lines).
+    case file(String)
+    /// No calibration: a data-free conversion.
+    case none
+}
+
+public struct RecipeOptions: Sendable {
+    public var convert: ConvertOptions
+    public var calibration: CalibrationSource
+    /// Fold the calibrated outliers into the weights (SmoothQuant); when false, statistics are only recorded.
+    public var smooth: Bool
+    public var alpha: Double
+    public var calibrationOptions: CalibrationOptions
+
+    /// `convert.useDefaultKeep` applies to data-free conversions only: a smoothed model needs no float `wo`.
+    public init(convert: ConvertOptions = ConvertOptions(), calibration: CalibrationSource = .builtIn,
+                smooth: Bool = true, alpha: Double = Smoothing.defaultAlpha,
+                calibrationOptions: CalibrationOptions = CalibrationOptions()) {
+        self.convert = convert
+        self.calibration = calibration
+        self.smooth = smooth
+        self.alpha = alpha
+        self.calibrationOptions = calibrationOptions
+    }
+}
+
+public enum RecipePhase: String, Sendable {
+    case calibrating = "calibrating"
+    case converting = "converting"
+}
+
+public struct RecipeReport: Sendable {
+    public var convert: ConvertReport
+    public var calibration: CalibrationSummary?
+    public var calibrationSeconds: Double
+}
+
+public enum CalibratedConverter {
+    /// Converts `folder` into `output` with the recipe. `progress(phase, done, total, item)`.
+    public static func convert(_ folder: HFModelFolder, output: String, options: RecipeOptions,
+                               pool: ThreadPool? = .shared,
+                               progress: ((RecipePhase, Int, Int, String) -> Void)? = nil) throws -> RecipeReport {
+        // Refuse a checkpoint that disagrees with its config before running it (Converter checks again).
+        let stored = folder.tensorInfos.filter { folder.aliases[$0.name] == nil && folder.ignoredTensors[$0.name] == nil }
+        try folder.config.checkTensorShapes(stored.map { ($0.name, $0.shape) }, source: folder.sourceDescription)
+        var convertOptions = options.convert
+        var summary: CalibrationSummary? = nil
+        var seconds = 0.0
+        let prompts: [String]?
+        let source: String
+        switch options.calibration {
+        case .none: prompts = nil; source = ""
+        case .builtIn: prompts = CalibrationPrompts.builtIn; source = CalibrationPrompts.builtInSource
+        case .file(let path): prompts = try CalibrationPrompts.load(path); source = (path as NSString).lastPathComponent
+        }
+        let floatRequest: Bool
+        if case .float = options.convert.quant { floatRequest = true } else { floatRequest = false }
+        if let prompts, !folder.config.isEncoderOnly {
+            let start = Date()
+            let statistics = try Calibrator.calibrate(weights: folder, prompts: prompts, promptSource: source,
+                                                      options: options.calibrationOptions, pool: pool) { done, total in
+                progress?(.calibrating, done, total, "prompt \(done)/\(total)")
+            }
+            var smoothing: SmoothingSummary? = nil
+            // A float conversion stores the weights as they are: smoothing helps only what gets quantized.
+            if options.smooth && !floatRequest {
+                let plan = try Smoothing.plan(folder, statistics: statistics, alpha: options.alpha)
+                convertOptions.scalings = plan.scalings
+                smoothing = SmoothingSummary(alpha: plan.alpha, folds: plan.folds)
+                convertOptions.useDefaultKeep = false
+            }
+            seconds = Date().timeIntervalSince(start)
+            summary = Self.summary(statistics, smoothing: smoothing)
+            convertOptions.calibration = summary
+        }
+        let report = try Converter.convert(folder, output: output, options: convertOptions) { done, total, name in
+            progress?(.converting, done, total, name)
+        }
+        return RecipeReport(convert: report, calibration: summary, calibrationSeconds: seconds)
+    }
+
+    /// The per-layer summary stored in the .flint metadata.
+    public static func summary(_ statistics: ActivationStatistics, smoothing: SmoothingSummary?,
+                               topChannels: Int = 4) -> CalibrationSummary {
+        var layers: [String: CalibrationLayerSummary] = [:]
+        for (name, stats) in statistics.layers {
+            layers[name] = CalibrationLayerSummary(
+                rows: stats.rows, absMax: Double(stats.largest), percentileMax: Double(stats.percentile.max() ?? 0),
+                medianChannelAbsMax: Double(stats.medianAbsMax),
+                topChannels: stats.topChannels(topChannels).map { [Double($0.channel), Double($0.absMax)] })
+        }
+        return CalibrationSummary(prompts: statistics.prompts, promptSource: statistics.promptSource,
+                                  maxNewTokens: statistics.maxNewTokens, percentile: statistics.percentile,
+                                  layers: layers, smoothing: smoothing)
+    }
+}
