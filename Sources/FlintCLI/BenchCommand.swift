@@ -38,8 +38,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
 
-    @Option(help: "Int8 kernels: weight-only (int8 weights, float math) or w8a8 (int8 activations too).")
-    var kernels: String = "weight-only"
+    @Option(help: ArgumentHelp(KernelChoice.help))
+    var kernels: String = KernelChoice.auto
 
     @Option(help: "Measured runs (after one warm-up).")
     var runs: Int = 3
@@ -54,9 +54,7 @@ struct BenchCommand: ParsableCommand {
         guard (1...64).contains(batch) else { throw ValidationError("--batch must be 1…64") }
         guard (1...100).contains(runs) else { throw ValidationError("--runs must be 1…100") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        guard Int8KernelMode(cliName: kernels) != nil else {
-            throw ValidationError("--kernels must be weight-only or w8a8, got \(kernels)")
-        }
+        try KernelChoice.validate(kernels)
     }
 
     struct Result: Encodable {
@@ -81,9 +79,9 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
-            let mode = Int8KernelMode(cliName: kernels)!
             let loadStart = DispatchTime.now().uptimeNanoseconds
             let weights = try openModel(model)
+            let mode = KernelChoice.resolve(kernels, for: weights)
             let t5 = try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: mode)
             let loadMs = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e6
             let config = t5.config

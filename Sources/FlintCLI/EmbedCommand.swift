@@ -25,8 +25,8 @@ struct EmbedCommand: ParsableCommand {
     @Argument(help: "The text to encode (</s> is appended, like the Hugging Face tokenizer does).")
     var text: String
 
-    @Option(help: "Int8 kernels for int8 weights: weight-only (float math, the accurate default) or w8a8 (int8 activations too, faster).")
-    var kernels: String = Int8KernelMode.weightOnly.cliName
+    @Option(help: ArgumentHelp(KernelChoice.help))
+    var kernels: String = KernelChoice.auto
 
     @Option(help: "Threads for the matrix kernels (default: active processors).")
     var threads: Int?
@@ -35,9 +35,7 @@ struct EmbedCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard Int8KernelMode(cliName: kernels) != nil else {
-            throw ValidationError("--kernels must be weight-only or w8a8, got \(kernels)")
-        }
+        try KernelChoice.validate(kernels)
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
 
@@ -46,7 +44,7 @@ struct EmbedCommand: ParsableCommand {
             let weights = try loadWeights(path: model)
             let tokenizer = try loadTokenizer(weights)
             let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
-            let encoder = try T5EncoderModel(weights: weights, pool: pool, int8Kernels: Int8KernelMode(cliName: kernels))
+            let encoder = try T5EncoderModel(weights: weights, pool: pool, int8Kernels: KernelChoice.resolve(kernels, for: weights))
             let inputIds = tokenizer.encode(text)
             let output = try encoder.encode(inputIds)
             let mean = output.meanOverTokens

@@ -79,8 +79,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Sampling: random seed (the same seed gives the same text).")
     var seed: UInt64?
 
-    @Option(help: "Int8 kernels for int8 weights: weight-only (float math, the accurate default) or w8a8 (int8 activations too, faster).")
-    var kernels: String = Int8KernelMode.weightOnly.cliName
+    @Option(help: ArgumentHelp(KernelChoice.help))
+    var kernels: String = KernelChoice.auto
 
     @Option(help: "Threads for the matrix kernels (default: active processors).")
     var threads: Int?
@@ -89,9 +89,7 @@ struct RunCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard Int8KernelMode(cliName: kernels) != nil else {
-            throw ValidationError("--kernels must be weight-only or w8a8, got \(kernels)")
-        }
+        try KernelChoice.validate(kernels)
         if prompts.isEmpty && inputFile == nil { throw ValidationError("give at least one PROMPT or --input-file") }
         if !prompts.isEmpty && inputFile != nil {
             throw ValidationError("give prompts either as arguments or with --input-file, not both")
@@ -150,7 +148,7 @@ struct RunCommand: ParsableCommand {
             let weights = try loadWeights(path: model)
             let tokenizer = try loadTokenizer(weights)
             let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
-            let engine = try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: Int8KernelMode(cliName: kernels))
+            let engine = try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: KernelChoice.resolve(kernels, for: weights))
             let options = generationOptions
             let streaming = !json && isatty(STDOUT_FILENO) != 0
             for prompt in allPrompts {

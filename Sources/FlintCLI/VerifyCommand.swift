@@ -80,8 +80,8 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Write a Markdown report here, with an SVG chart of per-block SNR beside it.")
     var report: String?
 
-    @Option(help: "Int8 kernels for int8 weights: weight-only (float math, the accurate default) or w8a8 (int8 activations too, faster).")
-    var kernels: String = Int8KernelMode.weightOnly.cliName
+    @Option(help: ArgumentHelp(KernelChoice.help))
+    var kernels: String = KernelChoice.auto
 
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
@@ -90,9 +90,7 @@ struct VerifyCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard Int8KernelMode(cliName: kernels) != nil else {
-            throw ValidationError("--kernels must be weight-only or w8a8, got \(kernels)")
-        }
+        try KernelChoice.validate(kernels)
         guard modelArgumentExists(file) else { throw ValidationError("\(file) does not exist") }
         if golden == nil && reference == nil { throw ValidationError("give --reference SOURCE (or --golden FILE)") }
         if golden != nil && reference != nil { throw ValidationError("--golden and --reference are exclusive") }
@@ -135,7 +133,7 @@ struct VerifyCommand: ParsableCommand {
         let bar = ProgressBar("verifying")
         let result = try Verifier.verify(candidate: candidate, reference: ref, inputs: inputs, maxNewTokens: maxTokens,
                                          thresholds: thresholds, pool: pool,
-                                         int8Kernels: Int8KernelMode(cliName: kernels),
+                                         int8Kernels: KernelChoice.resolve(kernels, for: candidate),
                                          sensitivity: sensitivity) { bar.update(done: $0, total: $1) }
         bar.finish()
         if let report { try writeReport(result, to: report) }
