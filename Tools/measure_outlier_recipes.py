@@ -50,7 +50,7 @@ def main():
         source = str(REPO / "Tests/Fixtures/models/demo") if variant == "demo" else f"{a.folders}/{variant}"
         for i, (recipe, flags) in enumerate(RECIPES):
             out = f"{a.work}/{variant}-{i}.flint"
-            conv = json.loads(run([a.flint, "convert", source, "-o", out, "--json", *flags]))
+            conv = json.loads(run([a.flint, "convert", source, "-o", out, "--force", "--json", *flags]))
             for kernels in KERNELS:
                 v = json.loads(run([a.flint, "verify", out, "--reference", source, "--prompts", prompts,
                                     "--max-tokens", "32", "--kernels", kernels, "--sensitivity", "never", "--json"]))
