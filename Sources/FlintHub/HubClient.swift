@@ -94,7 +94,9 @@ public final class HubClient {
     public var warning: ((String) -> Void)?
     /// How often a download that breaks or stalls is resumed before giving up.
     public var maxResumes = 5
-    /// Pause before a resume, growing with each attempt.
+    /// How often a metadata request (file list, HEAD) is tried while the Hub is unreachable or answers 5xx.
+    public var metadataAttempts = 3
+    /// Pause before a resume or a retry, growing with each attempt.
     public var retryDelay: Double = 0.5
 
     private let http = HubHTTP()
@@ -223,16 +225,8 @@ public final class HubClient {
     /// GET /api/models/{repo}/revision/{revision}: the commit sha and the repository's files.
     func repositoryInfo(_ reference: HubReference) throws -> (commit: String, files: [String]) {
         let target = try url("/api/models/\(reference.repoID)/revision/\(segment(reference.revision))")
-        let response: HTTPResponse
-        do {
-            response = try http.perform("GET", target, headers: authorization.merging(["Accept": "application/json"]) { $1 },
-                                        timeout: settings.metadataTimeout, followRedirects: true)
-        } catch let failure as HTTPTransportError {
-            throw Unreachable(message: describe(failure))
-        }
-        if (500..<600).contains(response.status) {
-            throw Unreachable(message: "\(target.absoluteString) answered \(response.status)\(serverMessage(response))")
-        }
+        let response = try requestWithRetries("GET", target, headers: authorization.merging(["Accept": "application/json"]) { $1 },
+                                              followRedirects: true)
         try check(response, asking: target, reference: reference, file: nil)
         guard let root = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any],
               let commit = root["sha"] as? String, HubReference.isCommitHash(commit) else {
@@ -241,6 +235,25 @@ public final class HubClient {
         }
         let siblings = (root["siblings"] as? [[String: Any]] ?? []).compactMap { $0["rfilename"] as? String }
         return (commit, siblings)
+    }
+
+    /// A metadata request, tried `metadataAttempts` times while the Hub is unreachable or answers 5xx (as
+    /// huggingface_hub's http_backoff does); then the last failure is thrown as `Unreachable`.
+    private func requestWithRetries(_ method: String, _ target: URL, headers: [String: String],
+                                    followRedirects: Bool) throws -> HTTPResponse {
+        var lastFailure = ""
+        for attempt in 1...max(1, metadataAttempts) {
+            do {
+                let response = try http.perform(method, target, headers: headers, timeout: settings.metadataTimeout,
+                                                followRedirects: followRedirects)
+                guard (500..<600).contains(response.status) else { return response }
+                lastFailure = "\(target.absoluteString) answered \(response.status)\(serverMessage(response))"
+            } catch let failure as HTTPTransportError {
+                lastFailure = describe(failure)
+            }
+            if attempt < metadataAttempts { Thread.sleep(forTimeInterval: retryDelay * Double(attempt)) }
+        }
+        throw Unreachable(message: lastFailure)
     }
 
     /// Turns a 4xx answer into an error that says what is wrong and what to do.
@@ -317,10 +330,9 @@ public final class HubClient {
         for _ in 0..<5 {
             let response: HTTPResponse
             do {
-                response = try http.perform("HEAD", target, headers: headers, timeout: settings.metadataTimeout,
-                                            followRedirects: false)
-            } catch let failure as HTTPTransportError {
-                throw FlintError("\(file) of \(reference): \(describe(failure))")
+                response = try requestWithRetries("HEAD", target, headers: headers, followRedirects: false)
+            } catch let failure as Unreachable {
+                throw FlintError("\(file) of \(reference): \(failure.message)")
             }
             try check(response, asking: target, reference: reference, file: file)
             var location: URL? = nil

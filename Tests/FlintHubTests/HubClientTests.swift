@@ -202,6 +202,16 @@ final class HubClientTests: XCTestCase {
         XCTAssertEqual(contentGETs().filter { $0.path.hasSuffix("spiece.model") }.count, 3)
     }
 
+    func testTransient503sOnTheFileListAndHEADsAreRetriedThenReported() throws {
+        hub.add(t5Repo())
+        hub.failMetadataWith503(times: 2)
+        let snapshot = try client().snapshot(try reference())  // API: 503, 503, 200
+        XCTAssertEqual(snapshot.files.count, 7)
+        hub.failMetadataWith503(times: 1000)
+        assertThrows(try client().snapshot(try reference("hf:google/flan-t5-tiny@\(otherCommit)")),
+                     contains: ["answered 503: try again", "not complete in the cache"])
+    }
+
     func testAStalledDownloadTimesOutAndIsResumed() throws {
         hub.add(t5Repo())
         hub.stall("model.safetensors", seconds: 4)

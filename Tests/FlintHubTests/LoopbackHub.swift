@@ -45,6 +45,7 @@ final class LoopbackHub: @unchecked Sendable {
     private var _requiredToken: String?
     private var _ignoreRange = false
     private var _failures: [String: Int] = [:]
+    private var _metadataFailures = 0
     private var listener: Int32 = -1
     private var running = true
     private var acceptThread: Thread?
@@ -101,6 +102,8 @@ final class LoopbackHub: @unchecked Sendable {
     func ignoreRange() { locked { _ignoreRange = true } }
     /// The next `count` GETs of this file's contents answer 503.
     func failWith503(_ file: String, times count: Int) { locked { _failures[file] = count } }
+    /// The next `count` requests to the API or a resolve URL answer 503.
+    func failMetadataWith503(times count: Int) { locked { _metadataFailures = count } }
     /// Every request must carry `Authorization: Bearer token` (else 401), as for a gated repository.
     func requireToken(_ token: String?) { locked { _requiredToken = token } }
 
@@ -184,7 +187,7 @@ final class LoopbackHub: @unchecked Sendable {
 
     private func error(_ connection: Int32, _ status: Int, code: String, message: String, head: Bool) {
         let body = Data("{\"error\":\"\(message)\"}".utf8)
-        respond(connection, status, status == 401 ? "Unauthorized" : status == 403 ? "Forbidden" : "Not Found",
+        respond(connection, status, status == 401 ? "Unauthorized" : status == 403 ? "Forbidden" : status == 503 ? "Service Unavailable" : "Not Found",
                 headers: ["X-Error-Code": code, "X-Error-Message": message, "Content-Type": "application/json"],
                 body: body, sendBody: !head)
     }
@@ -199,6 +202,12 @@ final class LoopbackHub: @unchecked Sendable {
             serveContent(connection, request, key: String(path.dropFirst(5)), head: isHead)
             return
         }
+        let metadataFails: Bool = locked {
+            guard _metadataFailures > 0 else { return false }
+            _metadataFailures -= 1
+            return true
+        }
+        if metadataFails { return error(connection, 503, code: "ServiceUnavailable", message: "try again", head: isHead) }
         if let required = locked({ _requiredToken }), request.headers["authorization"] != "Bearer \(required)" {
             error(connection, 401, code: "GatedRepo", message: "Access to this model is restricted. You must have access to it and be authenticated.", head: isHead)
             return
