@@ -22,7 +22,10 @@ func flintBinary() -> String {
 }
 
 @discardableResult
-func flint(_ args: String...) throws -> CLIResult {
+func flint(_ args: String...) throws -> CLIResult { try flint(arguments: args) }
+
+@discardableResult
+func flint(arguments args: [String]) throws -> CLIResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: flintBinary())
     p.arguments = args
