@@ -165,6 +165,7 @@ struct ConvertCommand: ParsableCommand {
                 }
                 if calibrating { calibrationBar.finish() }
                 report = recipe!.convert
+                if let skipped = recipe!.calibrationSkipped { warn(skipped) }
             }
             bar.finish()
             for rule in report.unmatchedKeepRules { warn("keep rule \(rule) matched no tensor") }

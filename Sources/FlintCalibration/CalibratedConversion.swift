@@ -48,6 +48,8 @@ public struct RecipeReport: Sendable {
     public var convert: ConvertReport
     public var calibration: CalibrationSummary?
     public var calibrationSeconds: Double
+    /// Why calibration was asked for but did not run (the conversion was data-free), nil otherwise.
+    public var calibrationSkipped: String? = nil
 }
 
 public enum CalibratedConverter {
@@ -70,7 +72,12 @@ public enum CalibratedConverter {
         }
         let floatRequest: Bool
         if case .float = options.convert.quant { floatRequest = true } else { floatRequest = false }
-        if let prompts, !folder.config.isEncoderOnly {
+        var skipped: String? = nil
+        if prompts != nil, folder.tokenizerModel == nil {
+            // Nothing can encode the prompts: convert data-free (the default keep-list applies) and say so.
+            skipped = "\(folder.sourceDescription): no tokenizer, so no calibration: converted data-free (FFN wo kept float32 for gated models)"
+        }
+        if let prompts, skipped == nil, !folder.config.isEncoderOnly {
             let start = Date()
             let statistics = try Calibrator.calibrate(weights: folder, prompts: prompts, promptSource: source,
                                                       options: options.calibrationOptions, pool: pool) { done, total in
@@ -91,7 +98,8 @@ public enum CalibratedConverter {
         let report = try Converter.convert(folder, output: output, options: convertOptions) { done, total, name in
             progress?(.converting, done, total, name)
         }
-        return RecipeReport(convert: report, calibration: summary, calibrationSeconds: seconds)
+        return RecipeReport(convert: report, calibration: summary, calibrationSeconds: seconds,
+                            calibrationSkipped: skipped)
     }
 
     /// The per-layer summary stored in the .flint metadata.

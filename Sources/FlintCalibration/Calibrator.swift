@@ -86,10 +86,10 @@ public enum Calibrator {
                                  options: CalibrationOptions = CalibrationOptions(), pool: ThreadPool? = .shared,
                                  progress: ((Int, Int) -> Void)? = nil) throws -> ActivationStatistics {
         guard !prompts.isEmpty else { throw FlintError("calibration: no prompts") }
-        guard let tokenizerBytes = weights.tokenizerModel else {
-            throw FlintError("\(weights.sourceDescription): calibration needs the model's tokenizer (spiece.model) to encode its prompts; add it to the folder, or convert with --no-calibration")
+        // Whichever tokenizer the source ships (spiece.model or tokenizer.json, with its added tokens).
+        guard let tokenizer = try T5Tokenizer.load(from: weights) else {
+            throw FlintError("\(weights.sourceDescription): calibration needs the model's tokenizer (spiece.model or tokenizer.json) to encode its prompts; add it to the folder, or convert with --no-calibration")
         }
-        let tokenizer = try T5Tokenizer(modelBytes: tokenizerBytes)
         let recorder = ActivationRecorder(tracked: options.tracked)
         let model = try T5ForConditionalGeneration(weights: weights, pool: pool)
         // A layer's input arrives just before it multiplies; the layer before it is done by then, so its weight's
