@@ -34,10 +34,31 @@ func flint(arguments args: [String]) throws -> CLIResult {
     p.standardError = err
     try p.run()
     // Read before waiting so a large output cannot fill the pipe and block.
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
+    let (o, e) = readToEnd(out, err)
     p.waitUntilExit()
     return CLIResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// Everything written to two pipes until both close. Both are drained at once (stderr on another thread) so a
+/// child that fills one pipe while we wait on the other cannot block, and an interrupted read (EINTR: test
+/// processes receive signals, and FileHandle.readDataToEndOfFile traps on it) is simply retried.
+func readToEnd(_ out: Pipe, _ err: Pipe) -> (Data, Data) {
+    func drain(_ fd: Int32) -> Data {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { data.append(contentsOf: buffer[0..<n]); continue }
+            if n < 0 && errno == EINTR { continue }
+            return data
+        }
+    }
+    nonisolated(unsafe) var errData = Data()
+    let group = DispatchGroup()
+    DispatchQueue.global().async(group: group) { errData = drain(err.fileHandleForReading.fileDescriptor) }
+    let outData = drain(out.fileHandleForReading.fileDescriptor)
+    group.wait()
+    return (outData, errData)
 }
 
 func scratch() -> String {
