@@ -10,8 +10,9 @@ struct BenchCommand: ParsableCommand {
         abstract: "Measure load time, encoder and decoder speed, and peak memory of a model.",
         discussion: """
         The prompt is a synthetic sequence of --prompt-tokens ids (deterministic, no special tokens but the final
-        </s>). Decoding is greedy and forced to run all --new-tokens steps (an </s> does not stop it), so every
-        run does the same work. With --batch B, B sequences are decoded together against the same input. Each
+        </s>). Decoding is greedy and runs all --new-tokens steps (</s> is barred before the limit, as HF min_new_tokens does), so every
+        run does the same work. With --batch B, B inputs (distinct ids, same length) are encoded in one pass and
+        decoded together, the batched path `flint run` takes; tokens/s count every sequence. Each
         measure is the median of --runs runs after one warm-up run.
 
         load_ms is open-to-ready: mapping the file, validating it and building the model. peak_rss_mb is the
@@ -86,37 +87,41 @@ struct BenchCommand: ParsableCommand {
             let loadMs = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e6
             let config = t5.config
 
-            // Deterministic ids spread over the ordinary vocabulary (3…), ending in </s>.
+            // Deterministic ids spread over the ordinary vocabulary (3…), ending in </s>; each sequence of a
+            // batch gets its own input of the same length.
             let ordinary = max(4, min(config.vocabSize, 32000)) - 3
-            var ids = (0..<(promptTokens - 1)).map { 3 + ($0 &* 7919 &+ 13) % ordinary }
-            ids.append(config.eosTokenId)
+            let inputs: [[Int]] = (0..<batch).map { b in
+                (0..<(promptTokens - 1)).map { 3 + (($0 &+ 101 &* b) &* 7919 &+ 13) % ordinary } + [config.eosTokenId]
+            }
+            // The batched greedy path of `flint run`, forced to run every step (no eos before the limit).
+            let options = GenerationOptions(maxNewTokens: newTokens, minNewTokens: newTokens, strategy: .greedy)
 
             var encodeTimes: [Double] = [], firstTokenTimes: [Double] = [], decodeRates: [Double] = []
             for run in 0...runs {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                let encoded = try t5.encode(ids)
-                let t1 = DispatchTime.now().uptimeNanoseconds
-                let state = try t5.startDecoding(encoded, beams: batch, maxLength: newTokens + 1)
-                var tokens = [Int](repeating: config.decoderStartTokenId, count: batch)
-                var logits = try t5.decodeStep(state, tokens: tokens)
-                let t2 = DispatchTime.now().uptimeNanoseconds
-                for _ in 1..<max(1, newTokens) {
-                    for b in 0..<batch { tokens[b] = argmax(logits, row: b, vocab: config.vocabSize) }
-                    logits = try t5.decodeStep(state, tokens: tokens)
+                var firstStepAt: UInt64 = 0, reported = 0
+                let results = try t5.generate(batch: inputs, options: options) { _, _ in
+                    reported += 1
+                    if reported == batch { firstStepAt = DispatchTime.now().uptimeNanoseconds }
                 }
                 let t3 = DispatchTime.now().uptimeNanoseconds
+                guard results.allSatisfy({ $0.generatedIds.count == newTokens }) else {
+                    throw FlintError("bench: a sequence stopped before \(newTokens) tokens")
+                }
                 guard run > 0 else { continue }  // the first run warms caches and pages
-                encodeTimes.append(Double(t1 - t0) / 1e9)
-                firstTokenTimes.append(Double(t2 - t0) / 1e9)
-                // Tokens after the first, over the time they took (the first is in time-to-first-token).
-                decodeRates.append(newTokens > 1 ? Double((newTokens - 1) * batch) / (Double(t3 - t2) / 1e9)
-                                                 : Double(batch) / (Double(t2 - t1) / 1e9))
+                let encodeSeconds = results[0].encoderSeconds
+                let t1 = t0 + UInt64(encodeSeconds * 1e9)
+                encodeTimes.append(encodeSeconds)
+                firstTokenTimes.append(Double(firstStepAt - t0) / 1e9)
+                // Tokens after the first step, over the time they took (the first is in time-to-first-token).
+                decodeRates.append(newTokens > 1 ? Double((newTokens - 1) * batch) / (Double(t3 - firstStepAt) / 1e9)
+                                                 : Double(batch) / (Double(firstStepAt - t1) / 1e9))
             }
             let result = Result(model: model, file_bytes: fileSize(model), kernels: mode.cliName,
                                 isa: t5.isa.rawValue, isa_detail: t5.isa.summary, threads: pool.threadCount,
                                 prompt_tokens: promptTokens, new_tokens: newTokens, batch: batch, runs: runs,
                                 load_ms: round2(loadMs),
-                                encoder_tokens_per_second: round2(Double(promptTokens) / median(encodeTimes)),
+                                encoder_tokens_per_second: round2(Double(promptTokens * batch) / median(encodeTimes)),
                                 time_to_first_token_ms: round2(median(firstTokenTimes) * 1000),
                                 decode_tokens_per_second: round2(median(decodeRates)),
                                 peak_rss_mb: round2(peakResidentMegabytes()))
@@ -132,12 +137,6 @@ struct BenchCommand: ParsableCommand {
                 print(String(format: "peak RSS         %.1f MB", result.peak_rss_mb))
             }
         }
-    }
-
-    private func argmax(_ logits: UnsafeBufferPointer<Float>, row: Int, vocab: Int) -> Int {
-        var best = row * vocab
-        for i in (row * vocab)..<((row + 1) * vocab) where logits[i] > logits[best] { best = i }
-        return best - row * vocab
     }
 
     private func median(_ xs: [Double]) -> Double {

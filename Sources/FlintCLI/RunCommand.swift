@@ -31,16 +31,20 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Generate text from prompts (greedy, beam search or sampling).",
         discussion: """
-        Each prompt's text is printed on its own line; on a terminal it appears as it is generated (beam \
-        search prints when the search ends). --json prints one JSON object per line and prompt instead: \
+        Each prompt's text is printed on its own line, in prompt order. Prompts are generated --batch-size at \
+        a time in one batch (one encoder pass, then each decoder step for every sequence still running; a \
+        sequence leaves the batch when it finishes); the results equal generating each prompt alone. With a \
+        single prompt on a terminal the text appears as it is generated (beam search prints when the search \
+        ends). --json prints one JSON object per line and prompt instead: \
         {"prompt", "input_ids", "ids", "text", "tokens_per_second"}, where ids are the generated tokens \
-        without the decoder start token and tokens_per_second is the decoding speed (encoder excluded).
+        without the decoder start token and tokens_per_second is that sequence's decoding speed (its tokens \
+        over the time from the batch's first decoder step to its last token; encoder excluded).
 
         Examples:
           flint run ./flan-t5-small "translate English to German: How old are you?"
           flint run ./flan-t5-small "summarize: ..." --beams 4 --length-penalty 0.6
           flint run ./flan-t5-small "Write a poem:" --sample --top-p 0.9 --seed 42
-          flint run ./flan-t5-small --input-file prompts.txt --json
+          flint run ./flan-t5-small --input-file prompts.txt --json --batch-size 16
         """)
 
     @Argument(help: "A .flint file, a Hugging Face model folder, or hf:OWNER/NAME[@REVISION].")
@@ -54,6 +58,9 @@ struct RunCommand: ParsableCommand {
 
     @Option(name: .customLong("max-tokens"), help: "At most this many new tokens per prompt (the eos counts).")
     var maxTokens = 64
+
+    @Option(name: .customLong("batch-size"), help: "Prompts generated together in one batch.")
+    var batchSize = 8
 
     @Option(help: "Beam search with this many beams (1 = greedy).")
     var beams = 1
@@ -98,6 +105,7 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("--input-file \(inputFile) does not exist")
         }
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1, got \(maxTokens)") }
+        guard (1...256).contains(batchSize) else { throw ValidationError("--batch-size must be 1…256, got \(batchSize)") }
         guard beams >= 1 else { throw ValidationError("--beams must be at least 1, got \(beams)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         if sample && beams > 1 { throw ValidationError("--sample and --beams > 1 cannot be combined") }
@@ -150,23 +158,27 @@ struct RunCommand: ParsableCommand {
             let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
             let engine = try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: KernelChoice.resolve(kernels, for: weights))
             let options = generationOptions
-            let streaming = !json && isatty(STDOUT_FILENO) != 0
-            for prompt in allPrompts {
-                let inputIds = tokenizer.encode(prompt)
-                var printer = StreamingPrinter(tokenizer: tokenizer, enabled: streaming)
-                let result = try engine.generate(inputIds: inputIds, options: options) { printer.add($0) }
-                let ids = result.generatedIds
-                let text = tokenizer.decode(ids, skipSpecialTokens: true)
-                if json {
-                    let line = RunJSON(prompt: prompt, input_ids: inputIds, ids: ids, text: text,
-                                       tokens_per_second: result.decoderSeconds > 0 ? Double(ids.count) / result.decoderSeconds : nil)
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
-                    FileHandle.standardOutput.write(try encoder.encode(line) + Data("\n".utf8))
-                } else if streaming {
-                    printer.finish(text)
-                } else {
-                    print(text)
+            let terminal = !json && isatty(STDOUT_FILENO) != 0
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+            for first in stride(from: 0, to: allPrompts.count, by: batchSize) {
+                let batch = Array(allPrompts[first..<min(first + batchSize, allPrompts.count)])
+                let inputs = batch.map { tokenizer.encode($0) }
+                // Streaming needs one sequence at a time on the screen: only a batch of one streams.
+                var printer = StreamingPrinter(tokenizer: tokenizer, enabled: terminal && batch.count == 1)
+                let results = try engine.generate(batch: inputs, options: options) { _, token in printer.add(token) }
+                for (i, result) in results.enumerated() {
+                    let ids = result.generatedIds
+                    let text = tokenizer.decode(ids, skipSpecialTokens: true)
+                    if json {
+                        let line = RunJSON(prompt: batch[i], input_ids: inputs[i], ids: ids, text: text,
+                                           tokens_per_second: result.decoderSeconds > 0 ? Double(ids.count) / result.decoderSeconds : nil)
+                        FileHandle.standardOutput.write(try encoder.encode(line) + Data("\n".utf8))
+                    } else if printer.enabled {
+                        printer.finish(text)
+                    } else {
+                        print(text)
+                    }
                 }
             }
         }

@@ -54,16 +54,21 @@ public enum DecodingStrategy: Sendable, Equatable {
 public struct GenerationOptions: Sendable, Equatable {
     /// At most this many tokens after the decoder start token (HF `max_new_tokens`; the eos counts).
     public var maxNewTokens: Int
+    /// The eos cannot be chosen before this many tokens were generated (HF `min_new_tokens`: its logit is -inf
+    /// until then). Equal to `maxNewTokens`, every sequence runs to the limit (the benchmarks do this).
+    public var minNewTokens: Int
     public var strategy: DecodingStrategy
 
-    public init(maxNewTokens: Int = 20, strategy: DecodingStrategy = .greedy) {
+    public init(maxNewTokens: Int = 20, minNewTokens: Int = 0, strategy: DecodingStrategy = .greedy) {
         self.maxNewTokens = maxNewTokens
+        self.minNewTokens = minNewTokens
         self.strategy = strategy
     }
 
     /// Checks the numbers; names the first bad option.
     public func validate() throws {
         guard maxNewTokens >= 1 else { throw FlintError("generation: max new tokens must be at least 1, got \(maxNewTokens)") }
+        guard minNewTokens >= 0 else { throw FlintError("generation: min new tokens must be 0 or more, got \(minNewTokens)") }
         switch strategy {
         case .greedy:
             break
@@ -87,7 +92,8 @@ public struct GenerationResult: Sendable, Equatable {
     public var sequence: [Int]
     /// Beam search: the returned hypothesis' length-normalized score; nil for greedy and sampling.
     public var score: Float?
-    /// Wall time of the encoder pass and of the decoding loop (the cross-attention set-up included).
+    /// Wall time of the encoder pass (of the whole batch, when generated in one) and of decoding until this
+    /// sequence finished (the cross-attention set-up included).
     public var encoderSeconds: Double = 0
     public var decoderSeconds: Double = 0
 
@@ -100,128 +106,217 @@ extension T5ForConditionalGeneration {
     /// only knows its tokens at the end and reports them then.
     public func generate(inputIds: [Int], options: GenerationOptions,
                          onToken: ((Int) -> Void)? = nil) throws -> GenerationResult {
+        try generate(batch: [inputIds], options: options, onToken: onToken.map { report in { _, token in report(token) } })[0]
+    }
+
+    /// Generates for several inputs decoded together: one encoder pass over all of them, then one decoder step
+    /// per position for every sequence still running (a request's beams are rows of the batch); a sequence
+    /// leaves the batch as soon as it finishes. Each result is what `generate(inputIds:)` gives for that input
+    /// alone (the same rules per sequence; the numbers agree up to float rounding). `onToken(input, token)` as in
+    /// the single-input form.
+    public func generate(batch inputs: [[Int]], options: GenerationOptions,
+                         onToken: ((_ input: Int, _ token: Int) -> Void)? = nil) throws -> [GenerationResult] {
         try options.validate()
+        guard !inputs.isEmpty else { return [] }
         let start = DispatchTime.now().uptimeNanoseconds
-        let encoded = try encode(inputIds)
+        let encoded = try encode(batch: inputs)
         let encodedAt = DispatchTime.now().uptimeNanoseconds
-        var result: GenerationResult
-        switch options.strategy {
-        case .greedy:
-            var noSampler: TokenSampler? = nil
-            result = try generateOneBeam(encoded, maxNewTokens: options.maxNewTokens, sampler: &noSampler, onToken: onToken)
-        case .sampling(let sampling):
-            var sampler: TokenSampler? = TokenSampler(options: sampling, vocabSize: config.vocabSize)
-            result = try generateOneBeam(encoded, maxNewTokens: options.maxNewTokens, sampler: &sampler, onToken: onToken)
-        case .beamSearch(let beam):
-            result = try beamSearch(encoded, maxNewTokens: options.maxNewTokens, options: beam)
-            if let onToken { result.sequence.dropFirst().forEach(onToken) }
+        let encoderSeconds = Double(encodedAt - start) / 1e9
+        let state = makeDecoderState()
+        var running: [DecodingRequest] = []
+        for (index, encoderOutput) in encoded.enumerated() {
+            let request: DecodingRequest
+            switch options.strategy {
+            case .greedy:
+                request = OneSequenceRequest(index: index, options: options, config: config, sampler: nil)
+            case .sampling(let sampling):
+                request = OneSequenceRequest(index: index, options: options, config: config,
+                                             sampler: TokenSampler(options: sampling, vocabSize: config.vocabSize))
+            case .beamSearch(let beam):
+                request = BeamSearchRequest(index: index, options: options, beam: beam, config: config)
+            }
+            try addSequences(to: state, cross: try crossAttentionCache(encoderOutput), rows: request.rowCount,
+                             maxLength: options.maxNewTokens + 1)
+            running.append(request)
         }
-        let end = DispatchTime.now().uptimeNanoseconds
-        result.encoderSeconds = Double(encodedAt - start) / 1e9
-        result.decoderSeconds = Double(end - encodedAt) / 1e9
-        return result
-    }
-
-    /// Several inputs, one after another (each with its own caches).
-    public func generate(batch: [[Int]], options: GenerationOptions) throws -> [GenerationResult] {
-        try batch.map { try generate(inputIds: $0, options: options) }
-    }
-
-    /// Greedy (no sampler) or sampling, one sequence.
-    private func generateOneBeam(_ encoded: T5EncoderOutput, maxNewTokens: Int, sampler: inout TokenSampler?,
-                                 onToken: ((Int) -> Void)?) throws -> GenerationResult {
-        let state = try startDecoding(encoded, beams: 1, maxLength: maxNewTokens + 1)
-        var sequence = [config.decoderStartTokenId]
-        sequence.reserveCapacity(maxNewTokens + 1)
-        while sequence.count <= maxNewTokens {
-            let logits = try decodeStep(state, tokens: [sequence.last!])
-            let next = sampler != nil ? sampler!.sample(logits) : argmax(logits)
-            sequence.append(next)
-            onToken?(next)
-            if next == config.eosTokenId { break }
+        var results = [GenerationResult?](repeating: nil, count: inputs.count)
+        let vocab = config.vocabSize
+        while !running.isEmpty {
+            let logits = try decodeStep(state, tokens: running.flatMap(\.nextTokens))
+            var sources: [Int] = [], leaving: [Int] = [], stillRunning: [DecodingRequest] = []
+            var row = 0
+            for request in running {
+                let rows = row..<(row + request.rowCount)
+                let own = UnsafeMutableBufferPointer(mutating: UnsafeBufferPointer(
+                    rebasing: logits[(rows.lowerBound * vocab)..<(rows.upperBound * vocab)]))
+                let step = request.advance(own, onToken: onToken)
+                sources += step.sources?.map { $0 + row } ?? Array(rows)
+                if step.finished {
+                    leaving += rows
+                    var result = request.result
+                    result.encoderSeconds = encoderSeconds
+                    result.decoderSeconds = Double(DispatchTime.now().uptimeNanoseconds - encodedAt) / 1e9
+                    if case .beamSearch = options.strategy, let onToken {
+                        result.sequence.dropFirst().forEach { onToken(request.index, $0) }
+                    }
+                    results[request.index] = result
+                } else {
+                    stillRunning.append(request)
+                }
+                row = rows.upperBound
+            }
+            try state.reorderRows(sources)
+            if !leaving.isEmpty { try state.removeRows(leaving) }
+            running = stillRunning
         }
-        return GenerationResult(sequence: sequence, score: nil)
+        return results.map { $0! }
+    }
+}
+
+/// One request of a decoding batch: its rows' next tokens, and what it does with their logits.
+protocol DecodingRequest: AnyObject {
+    /// The request's position in the batch given to `generate`.
+    var index: Int { get }
+    var rowCount: Int { get }
+    var nextTokens: [Int] { get }
+    /// Takes this step's logits of the request's rows (`rowCount × vocab`, may be modified); returns which of
+    /// its rows each row continues from (nil: each its own) and whether the request is done.
+    func advance(_ logits: UnsafeMutableBufferPointer<Float>, onToken: ((Int, Int) -> Void)?) -> (sources: [Int]?, finished: Bool)
+    var result: GenerationResult { get }
+}
+
+/// Greedy (no sampler) or sampling: one row.
+final class OneSequenceRequest: DecodingRequest {
+    let index: Int
+    let rowCount = 1
+    private var sequence: [Int]
+    private var sampler: TokenSampler?
+    private let maxNewTokens: Int, minNewTokens: Int
+    private let eos: Int
+
+    init(index: Int, options: GenerationOptions, config: T5Config, sampler: TokenSampler?) {
+        self.index = index
+        sequence = [config.decoderStartTokenId]
+        sequence.reserveCapacity(options.maxNewTokens + 1)
+        self.sampler = sampler
+        maxNewTokens = options.maxNewTokens
+        minNewTokens = options.minNewTokens
+        eos = config.eosTokenId
     }
 
-    /// Beam search for one input, step for step as transformers 4.57 `_beam_search` with batch size 1,
-    /// one eos token and no logits processors (`decoder_prompt_len` = 1: the decoder start token).
-    /// Scores are float32 and the "impossible" marks are the same `-1e9` additions, so ties resolve alike.
-    func beamSearch(_ encoded: T5EncoderOutput, maxNewTokens: Int, options: BeamSearchOptions) throws -> GenerationResult {
-        let numBeams = options.numBeams, vocab = config.vocabSize
-        let maxLength = maxNewTokens + 1
-        let candidatesKept = 2 * numBeams  // HF: max(2, 1 + number of eos tokens) * num_beams
-        let impossible: Float = -1.0e9
-        let state = try startDecoding(encoded, beams: numBeams, maxLength: maxLength)
+    var nextTokens: [Int] { [sequence.last!] }
 
-        // Running beams: the first starts at 0, the others at -1e9 so step one only expands the first.
-        var running = [[Int]](repeating: [config.decoderStartTokenId], count: numBeams)
-        var runningScores = [Float](repeating: impossible, count: numBeams)
+    func advance(_ logits: UnsafeMutableBufferPointer<Float>, onToken: ((Int, Int) -> Void)?) -> (sources: [Int]?, finished: Bool) {
+        // HF MinNewTokensLengthLogitsProcessor: no eos before min_new_tokens.
+        if sequence.count - 1 < minNewTokens { logits[eos] = -.infinity }
+        let scores = UnsafeBufferPointer(logits)
+        let next = sampler != nil ? sampler!.sample(scores) : argmax(scores)
+        sequence.append(next)
+        onToken?(index, next)
+        return (nil, next == eos || sequence.count > maxNewTokens)
+    }
+
+    var result: GenerationResult { GenerationResult(sequence: sequence, score: nil) }
+}
+
+/// Beam search for one request, step for step as transformers 4.57 `_beam_search` with one eos token and
+/// `min_new_tokens` as its only logits processor (`decoder_prompt_len` = 1: the decoder start token).
+/// Scores are float32 and the "impossible" marks are the same `-1e9` additions, so ties resolve alike.
+final class BeamSearchRequest: DecodingRequest {
+    let index: Int
+    let rowCount: Int
+    private let options: BeamSearchOptions
+    private let vocab: Int, eos: Int
+    private let maxLength: Int, minNewTokens: Int
+    private let impossible: Float = -1.0e9
+    // Running beams: the first starts at 0, the others at -1e9 so step one only expands the first.
+    private var running: [[Int]]
+    private var runningScores: [Float]
+    // Finished hypotheses, kept sorted best first.
+    private var finished: [[Int]]
+    private var finishedScores: [Float]
+    private var isFinished: [Bool]
+    private var improvementPossible = true
+    private var currentLength = 1
+    private var logProbs: [Float]
+    private var top: TopK
+
+    init(index: Int, options generation: GenerationOptions, beam: BeamSearchOptions, config: T5Config) {
+        self.index = index
+        options = beam
+        rowCount = beam.numBeams
+        vocab = config.vocabSize
+        eos = config.eosTokenId
+        maxLength = generation.maxNewTokens + 1
+        minNewTokens = generation.minNewTokens
+        running = [[Int]](repeating: [config.decoderStartTokenId], count: beam.numBeams)
+        runningScores = [Float](repeating: impossible, count: beam.numBeams)
         runningScores[0] = 0
-        // Finished hypotheses, kept sorted best first.
-        var finished = running
-        var finishedScores = [Float](repeating: impossible, count: numBeams)
-        var isFinished = [Bool](repeating: false, count: numBeams)
-        var improvementPossible = true
-        var currentLength = 1
-        var logProbs = [Float](repeating: 0, count: vocab)
-        var top = TopK(capacity: candidatesKept)
-
-        while true {
-            let logits = try decodeStep(state, tokens: running.map { $0.last! })
-            // Best `candidatesKept` of (beam score + log-softmax) over all beams × vocabulary.
-            top.reset()
-            for b in 0..<numBeams {
-                let row = UnsafeBufferPointer(rebasing: logits[(b * vocab)..<((b + 1) * vocab)])
-                logSoftmax(row, into: &logProbs)
-                let base = runningScores[b]
-                for t in 0..<vocab { top.offer(logProbs[t] + base, index: b * vocab + t) }
-            }
-            let candidates = top.sortedDescending()
-            let candidateBeam = candidates.map { $0.index / vocab }
-            let candidateToken = candidates.map { $0.index % vocab }
-            let hitsStop = candidateToken.map { $0 == config.eosTokenId || currentLength + 1 >= maxLength }
-
-            // Next running beams: the best candidates that did not stop.
-            let runningValue = (0..<candidates.count).map { candidates[$0].value + (hitsStop[$0] ? impossible : 0) }
-            let runningOrder = stableTopIndices(runningValue, count: numBeams)
-
-            // Finished hypotheses: only the first `numBeams` candidates may enter, scored by length.
-            let lengthDivisor = Float(pow(Double(currentLength), options.lengthPenalty))
-            let allFinished = isFinished.allSatisfy { $0 }
-            var newScores: [Float] = []
-            for c in 0..<candidates.count {
-                var score = candidates[c].value / lengthDivisor
-                if allFinished && options.earlyStopping { score += impossible }
-                if !improvementPossible { score += impossible }
-                if !(hitsStop[c] && c < numBeams) { score += impossible }
-                newScores.append(score)
-            }
-            let mergedScores = finishedScores + newScores
-            let mergedSequences = finished + (0..<candidates.count).map { running[candidateBeam[$0]] + [candidateToken[$0]] }
-            let mergedIsFinished = isFinished + (0..<candidates.count).map { hitsStop[$0] && $0 < numBeams }
-            let kept = stableTopIndices(mergedScores, count: numBeams)
-            finished = kept.map { mergedSequences[$0] }
-            finishedScores = kept.map { mergedScores[$0] }
-            isFinished = kept.map { mergedIsFinished[$0] }
-
-            let nextRunning = runningOrder.map { running[candidateBeam[$0]] + [candidateToken[$0]] }
-            runningScores = runningOrder.map { runningValue[$0] }
-            try state.reorderBeams(runningOrder.map { candidateBeam[$0] })
-            running = nextRunning
-            currentLength += 1
-
-            // HF `_check_early_stop_heuristic` (early_stopping True/False): the best running beam at its current
-            // length against the worst finished one; a beam slot not yet finished always allows improvement.
-            let bestPossible = runningScores[0] / Float(pow(Double(currentLength - 1), options.lengthPenalty))
-            let worstFinished = finishedScores.min()!
-            improvementPossible = improvementPossible
-                && isFinished.contains { bestPossible > ($0 ? worstFinished : impossible) }
-            let openBeamExists = !(isFinished.allSatisfy { $0 } && options.earlyStopping)
-            let continuationExists = !hitsStop.allSatisfy { $0 }
-            if !(improvementPossible && openBeamExists && continuationExists) { break }
-        }
-        return GenerationResult(sequence: finished[0], score: finishedScores[0])
+        finished = running
+        finishedScores = [Float](repeating: impossible, count: beam.numBeams)
+        isFinished = [Bool](repeating: false, count: beam.numBeams)
+        logProbs = [Float](repeating: 0, count: config.vocabSize)
+        top = TopK(capacity: 2 * beam.numBeams)  // HF: max(2, 1 + number of eos tokens) * num_beams
     }
+
+    var nextTokens: [Int] { running.map { $0.last! } }
+
+    func advance(_ logits: UnsafeMutableBufferPointer<Float>, onToken: ((Int, Int) -> Void)?) -> (sources: [Int]?, finished: Bool) {
+        let numBeams = rowCount
+        // Best `2 × numBeams` of (beam score + log-softmax) over all beams × vocabulary.
+        top.reset()
+        for b in 0..<numBeams {
+            let row = UnsafeBufferPointer(rebasing: logits[(b * vocab)..<((b + 1) * vocab)])
+            logSoftmax(row, into: &logProbs)
+            if currentLength - 1 < minNewTokens { logProbs[eos] = -.infinity }
+            let base = runningScores[b]
+            for t in 0..<vocab { top.offer(logProbs[t] + base, index: b * vocab + t) }
+        }
+        let candidates = top.sortedDescending()
+        let candidateBeam = candidates.map { $0.index / vocab }
+        let candidateToken = candidates.map { $0.index % vocab }
+        let hitsStop = candidateToken.map { $0 == eos || currentLength + 1 >= maxLength }
+
+        // Next running beams: the best candidates that did not stop.
+        let runningValue = (0..<candidates.count).map { candidates[$0].value + (hitsStop[$0] ? impossible : 0) }
+        let runningOrder = stableTopIndices(runningValue, count: numBeams)
+
+        // Finished hypotheses: only the first `numBeams` candidates may enter, scored by length.
+        let lengthDivisor = Float(pow(Double(currentLength), options.lengthPenalty))
+        let allFinished = isFinished.allSatisfy { $0 }
+        var newScores: [Float] = []
+        for c in 0..<candidates.count {
+            var score = candidates[c].value / lengthDivisor
+            if allFinished && options.earlyStopping { score += impossible }
+            if !improvementPossible { score += impossible }
+            if !(hitsStop[c] && c < numBeams) { score += impossible }
+            newScores.append(score)
+        }
+        let mergedScores = finishedScores + newScores
+        let mergedSequences = finished + (0..<candidates.count).map { running[candidateBeam[$0]] + [candidateToken[$0]] }
+        let mergedIsFinished = isFinished + (0..<candidates.count).map { hitsStop[$0] && $0 < numBeams }
+        let kept = stableTopIndices(mergedScores, count: numBeams)
+        finished = kept.map { mergedSequences[$0] }
+        finishedScores = kept.map { mergedScores[$0] }
+        isFinished = kept.map { mergedIsFinished[$0] }
+
+        let sources = runningOrder.map { candidateBeam[$0] }
+        running = runningOrder.map { running[candidateBeam[$0]] + [candidateToken[$0]] }
+        runningScores = runningOrder.map { runningValue[$0] }
+        currentLength += 1
+
+        // HF `_check_early_stop_heuristic` (early_stopping True/False): the best running beam at its current
+        // length against the worst finished one; a beam slot not yet finished always allows improvement.
+        let bestPossible = runningScores[0] / Float(pow(Double(currentLength - 1), options.lengthPenalty))
+        let worstFinished = finishedScores.min()!
+        improvementPossible = improvementPossible
+            && isFinished.contains { bestPossible > ($0 ? worstFinished : impossible) }
+        let openBeamExists = !(isFinished.allSatisfy { $0 } && options.earlyStopping)
+        let continuationExists = !hitsStop.allSatisfy { $0 }
+        return (sources, !(improvementPossible && openBeamExists && continuationExists))
+    }
+
+    var result: GenerationResult { GenerationResult(sequence: finished[0], score: finishedScores[0]) }
 }
 
 // MARK: - Helpers
