@@ -8,7 +8,7 @@ RELEASE_BIN   = $(shell $(SWIFT) build -c release --show-bin-path)/flint
 DEMO_DIR     := Tests/Fixtures/models/demo
 DEMO_OUT     := out/demo
 
-.PHONY: all deps build release test kernel-test kernel-test-arm demo clean fixtures peers
+.PHONY: all deps build release test kernel-test kernel-test-arm demo clean fixtures peers fuzz fuzz-build fuzz-corpus fuzz-smoke
 
 all: build
 
@@ -33,6 +33,52 @@ release: deps
 # ARM64 NEON under qemu), then the Swift tests.
 test: deps kernel-test kernel-test-arm
 	$(SWIFT) test
+	$(MAKE) fuzz-smoke
+
+# libFuzzer harnesses (Fuzz/): every parser and model construction from a .flint, built with
+# -sanitize=fuzzer,address into .build-fuzz. `make fuzz` runs each target FUZZ_SECONDS (default 300) from a
+# corpus in .build-fuzz/corpus/<target> seeded from Tests/Fixtures; crashes land in .build-fuzz/crashes/.
+# Leak detection is off: the signal-safe tables of temporary and mapped file names leak their strings by design
+# (a signal handler may be reading them). A crash input replays without the fuzzer: swift build --product fuzz-<target> && .build/debug/fuzz-<target> FILE
+FUZZ_TARGETS  := flint-file safetensors pickle-zip msgpack sentencepiece config-json model
+FUZZ_SECONDS  ?= 300
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_FLAGS    := --build-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \
+                 -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
+FIX           := Tests/Fixtures
+
+fuzz-build: deps
+	@mkdir -p .build-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  $(SWIFT) build $(FUZZ_FLAGS) --product fuzz-$$t > .build-fuzz/build.log 2>&1 || { grep -E "error" .build-fuzz/build.log; exit 1; }; \
+	done
+
+# Seeds: the committed fixtures each parser reads.
+fuzz-corpus:
+	@c=.build-fuzz/corpus; mkdir -p $$c/flint-file $$c/model $$c/safetensors $$c/pickle-zip $$c/msgpack \
+	  $$c/sentencepiece $$c/config-json .build-fuzz/crashes; \
+	cp $(FIX)/format-golden/*.flint $$c/flint-file/; cp $(FIX)/format-golden/*.flint $$c/model/; \
+	cp $(FIX)/models/flan-tiny/model.safetensors $$c/safetensors/; \
+	for f in $(FIX)/formats/*/*.bin; do cp $$f $$c/pickle-zip/$$(basename $$(dirname $$f))-$$(basename $$f); done; \
+	for f in $(FIX)/formats/*/*.msgpack; do cp $$f $$c/msgpack/$$(basename $$(dirname $$f))-$$(basename $$f); done; \
+	cp $(FIX)/models/flan-tiny/spiece.model $$c/sentencepiece/; \
+	for f in $(FIX)/models/*/config.json $(FIX)/formats/*/config.json; do \
+	  cp $$f $$c/config-json/$$(basename $$(dirname $$f)).json; done
+
+fuzz-run = for t in $(FUZZ_TARGETS); do \
+	  ASAN_OPTIONS=detect_leaks=0 .build-fuzz/debug/fuzz-$$t .build-fuzz/corpus/$$t -max_total_time=$(1) -timeout=20 -rss_limit_mb=2048 -detect_leaks=0 \
+	    -artifact_prefix=.build-fuzz/crashes/$$t- -print_final_stats=1 > .build-fuzz/$$t.log 2>&1; \
+	  status=$$?; \
+	  echo "fuzz-$$t: $(1) s, $$(grep -h '^stat::number_of_executed_units' .build-fuzz/$$t.log | tail -1 | awk '{print $$2}') executions, peak RSS $$(grep -h '^stat::peak_rss_mb' .build-fuzz/$$t.log | tail -1 | awk '{print $$2}') MB, exit $$status"; \
+	  [ $$status -eq 0 ] || { grep -E "ERROR|SUMMARY|Test unit written" .build-fuzz/$$t.log; exit 1; }; \
+	done
+
+fuzz: fuzz-build fuzz-corpus
+	@$(call fuzz-run,$(FUZZ_SECONDS))
+
+# A few seconds per target (make test): the harnesses build and run.
+fuzz-smoke: fuzz-build fuzz-corpus
+	@$(call fuzz-run,$(FUZZ_SMOKE_SECONDS))
 
 # CFlintKernels against its portable C reference (Tests/CKernels/kernel_test.c), for the paths this CPU runs.
 # -ffp-contract=off: the W8A8 kernels promise results bit-identical to the portable (unfused) arithmetic.
@@ -80,4 +126,4 @@ peers: release
 	Tools/.venv-hf/bin/python Tools/bench/run_peers.py --update-readme
 
 clean:
-	rm -rf .build out
+	rm -rf .build .build-fuzz out

@@ -68,6 +68,16 @@ let package = Package(
         // The `flint` executable: only the entry point.
         .executableTarget(name: "flint", dependencies: ["FlintCLI"]),
 
+        // Fuzz harnesses (Fuzz/, `make fuzz`): libFuzzer targets when built with -DFUZZING and
+        // -sanitize=fuzzer,address; in a plain build, replay tools that run files through the same code.
+        .executableTarget(name: "fuzz-flint-file", dependencies: ["FlintFormat"], path: "Fuzz/FlintFile"),
+        .executableTarget(name: "fuzz-safetensors", dependencies: ["FlintFormat", "FlintCheckpoint"], path: "Fuzz/Safetensors"),
+        .executableTarget(name: "fuzz-pickle-zip", dependencies: ["FlintFormat", "FlintCheckpoint"], path: "Fuzz/PickleZip"),
+        .executableTarget(name: "fuzz-msgpack", dependencies: ["FlintFormat", "FlintCheckpoint"], path: "Fuzz/Msgpack"),
+        .executableTarget(name: "fuzz-sentencepiece", dependencies: ["FlintFormat", "FlintTokenizer"], path: "Fuzz/Sentencepiece"),
+        .executableTarget(name: "fuzz-config-json", dependencies: ["FlintFormat", "FlintCheckpoint"], path: "Fuzz/ConfigJSON"),
+        .executableTarget(name: "fuzz-model", dependencies: ["FlintFormat", "FlintT5"], path: "Fuzz/Model"),
+
         .testTarget(name: "FlintFormatTests", dependencies: ["FlintFormat"]),
         .testTarget(name: "FlintCheckpointTests", dependencies: ["FlintCheckpoint"]),
         .testTarget(name: "FlintQuantTests", dependencies: ["FlintQuant"]),

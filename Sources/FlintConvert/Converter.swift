@@ -152,7 +152,9 @@ public enum Converter {
                 let quantizer = try makeInt8Quantizer(for: scheme)
                 // Aligned float32 sources are quantized where they lie (no float copy of the tensor).
                 let (q, snr) = try withFloats(view, scratch: &source) { floats in
-                    let q = try quantizer.quantize(floats, rows: rows, cols: cols, tensorName: info.name)
+                    let q: QuantizedMatrix
+                    do { q = try quantizer.quantize(floats, rows: rows, cols: cols, tensorName: info.name) }
+                    catch let e as FlintError { throw FlintError("\(folder.sourceDescription): \(e.message)") }
                     return (q, try measureQuantizationError(floats, q, quantizer: quantizer, tensor: info.name))
                 }
                 try q.values.withUnsafeBytes { d in

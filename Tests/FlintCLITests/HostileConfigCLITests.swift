@@ -80,4 +80,29 @@ import FlintFormat
         #expect(isCleanRefusal(r, naming: "spiece.model", saying: "sentencepiece"), "\(r)")
         #expect(!FileManager.default.fileExists(atPath: out))
     }
+
+    @Test func aBrokenTokenizerIsReportedWithTheModelItCameWith() throws {
+        // A folder run directly (no convert to check it first), and a .flint whose tokenizer section is garbage.
+        let model = try copyFixture(flanTiny)
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: model + "/spiece.model"))
+        for args in [["run", model, "hello"], ["embed", model, "hello"]] {
+            let r = try measuredFlint(args)
+            #expect(isCleanRefusal(r, naming: model, saying: "spiece.model"), "\(args): \(r)")
+        }
+        let dir = scratch()
+        let valid = dir + "/valid.flint", hostile = dir + "/hostile.flint"
+        #expect(try flint("convert", flanTiny, "-o", valid).status == 0)
+        let f = try FlintFile(path: valid)
+        let w = try FlintWriter(path: hostile)
+        for r in f.records {
+            let v = try f.tensor(r.name)
+            try w.addTensor(name: r.name, storage: r.storage, shape: r.shape, scheme: r.scheme, data: v.data,
+                            scales: UnsafeRawBufferPointer(v.scales))
+        }
+        try w.finish(metadata: f.metadata, tokenizer: Array("garbage".utf8))
+        for args in [["run", hostile, "hello"], ["tokenize", hostile, "hello"]] {
+            let r = try measuredFlint(args)
+            #expect(isCleanRefusal(r, naming: hostile, saying: "tokenizer"), "\(args): \(r)")
+        }
+    }
 }
