@@ -12,17 +12,23 @@ spiece.model (copy of the vocabulary used) and the weights. Fixed seeds.
                      has a >= 300-token input, beyond every kernel block size)
   flan-tiny-f16      flan-tiny's weights saved by save_pretrained after .half() (float16 safetensors, no spiece)
   flan-tiny-bf16     the same after .bfloat16()
+  umt5-tiny          UMT5ForConditionalGeneration (model_type umt5: a relative_attention_bias table in every
+                     self-attention layer of both stacks), gated-gelu, untied lm_head like google/umt5-*,
+                     d_model 16, d_kv 4, 4 heads, d_ff 32, 3+3 layers; no spiece.model copied (the fixture budget):
+                     it uses vocab/small/spiece.model, which its golden and the tests take from there
 (`demo` is trained by train_demo.py.)
-Run with Tools/.venv-hf/bin/python Tools/make_model_fixtures.py
+Run with Tools/.venv-hf/bin/python Tools/make_model_fixtures.py [names...]  (no names: all of them)
 """
 import json
 import shutil
+import sys
 import warnings
 
 import torch
 import transformers
 from safetensors import safe_open
-from transformers import T5Config, T5EncoderModel, T5ForConditionalGeneration, T5Tokenizer
+from transformers import (T5Config, T5EncoderModel, T5ForConditionalGeneration, T5Tokenizer, UMT5Config,
+                          UMT5ForConditionalGeneration)
 
 from fixture_common import MODELS_DIR, SMALL_SPIECE, T5_SPIECE
 
@@ -58,9 +64,9 @@ def save(model, name, spiece, **save_kwargs):
     return out
 
 
-def make_model(cls, seed, residual_scale=1.0, **config_kwargs):
+def make_model(cls, seed, residual_scale=1.0, config_class=T5Config, **config_kwargs):
     torch.manual_seed(seed)
-    config = T5Config(**SPECIAL_IDS, **config_kwargs)
+    config = config_class(**SPECIAL_IDS, **config_kwargs)
     model = cls(config).eval()
     reshape_random_weights(model, residual_scale)
     return model
@@ -88,11 +94,12 @@ def reshape_random_weights(model, residual_scale):
                 param.mul_(4.0)
             elif name.endswith(".o.weight") or name.endswith(".wo.weight"):
                 param.mul_(residual_scale)
-        if isinstance(model, T5ForConditionalGeneration):
+        if isinstance(model, (T5ForConditionalGeneration, UMT5ForConditionalGeneration)):
             model.get_output_embeddings().weight[model.config.eos_token_id].mul_(EOS_ROW_SCALE)
 
 
-def main():
+def main(names):
+    wanted = lambda name: not names or name in names
     small_vocab = padded_vocab_size(SMALL_SPIECE)
     # The real T5 checkpoints pad 32100 to 32128 (a multiple of 128, not 8); keep their number.
     assert len(T5Tokenizer(vocab_file=str(T5_SPIECE))) == 32100
@@ -102,41 +109,63 @@ def main():
         T5ForConditionalGeneration, seed=101, vocab_size=small_vocab, d_model=40, d_kv=8, num_heads=4, d_ff=72,
         num_layers=2, num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
         relative_attention_num_buckets=32, relative_attention_max_distance=128)
-    save(flan_tiny, "flan-tiny", SMALL_SPIECE)
-    # ~150 kB shards: flan-tiny holds ~0.6 MB of float32 weights.
-    save(flan_tiny, "flan-tiny-sharded", SMALL_SPIECE, max_shard_size="150KB")
-    shards = list((MODELS_DIR / "flan-tiny-sharded").glob("model-*.safetensors"))
-    assert len(shards) >= 3, shards
+    if wanted("flan-tiny"):
+        save(flan_tiny, "flan-tiny", SMALL_SPIECE)
+    if wanted("flan-tiny-sharded"):
+        # ~150 kB shards: flan-tiny holds ~0.6 MB of float32 weights.
+        save(flan_tiny, "flan-tiny-sharded", SMALL_SPIECE, max_shard_size="150KB")
+        shards = list((MODELS_DIR / "flan-tiny-sharded").glob("model-*.safetensors"))
+        assert len(shards) >= 3, shards
 
     t5_tiny = make_model(
         T5ForConditionalGeneration, seed=202, vocab_size=small_vocab, d_model=64, d_kv=16, num_heads=4, d_ff=128,
         num_layers=2, num_decoder_layers=2, feed_forward_proj="relu", residual_scale=25.0)
-    save(t5_tiny, "t5-tiny", SMALL_SPIECE)
+    if wanted("t5-tiny"):
+        save(t5_tiny, "t5-tiny", SMALL_SPIECE)
 
     t5_vocab32k = make_model(
         T5ForConditionalGeneration, seed=303, vocab_size=t5_vocab, d_model=32, d_kv=8, num_heads=4, d_ff=64,
         num_layers=1, num_decoder_layers=1, feed_forward_proj="relu", residual_scale=25.0)
-    save(t5_vocab32k, "t5-vocab32k", T5_SPIECE)
+    if wanted("t5-vocab32k"):
+        save(t5_vocab32k, "t5-vocab32k", T5_SPIECE)
 
     t5_encoder = make_model(
         T5EncoderModel, seed=404, vocab_size=small_vocab, d_model=48, d_kv=12, num_heads=4, d_ff=96,
         num_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
-    save(t5_encoder, "t5-encoder", SMALL_SPIECE)
+    if wanted("t5-encoder"):
+        save(t5_encoder, "t5-encoder", SMALL_SPIECE)
 
     flan_long = make_model(
         T5ForConditionalGeneration, seed=505, vocab_size=small_vocab, d_model=64, d_kv=64, num_heads=2, d_ff=128,
         num_layers=2, num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
         relative_attention_num_buckets=32, relative_attention_max_distance=128)
-    save(flan_long, "flan-long", SMALL_SPIECE)
+    if wanted("flan-long"):
+        save(flan_long, "flan-long", SMALL_SPIECE)
 
     # Half-precision source checkpoints (what many hub repos ship): the tokenizer is not needed to test them.
-    save(flan_tiny.half(), "flan-tiny-f16", None)
+    if wanted("flan-tiny-f16"):
+        save(flan_tiny.half(), "flan-tiny-f16", None)
     flan_tiny_bf16 = make_model(
         T5ForConditionalGeneration, seed=101, vocab_size=small_vocab, d_model=40, d_kv=8, num_heads=4, d_ff=72,
         num_layers=2, num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
         relative_attention_num_buckets=32, relative_attention_max_distance=128)
-    save(flan_tiny_bf16.bfloat16(), "flan-tiny-bf16", None)
+    if wanted("flan-tiny-bf16"):
+        save(flan_tiny_bf16.bfloat16(), "flan-tiny-bf16", None)
+
+    # UMT5: every self-attention layer has its own bias table; 3 layers per stack (not 2) so an engine that reused
+    # block 0's table, or took block i's table for block i+1, is caught in more than one place. (Equal layer counts:
+    # transformers 4.57's UMT5 sizes its decoder cache by num_layers, so generate() fails with num_decoder_layers
+    # larger than num_layers.)
+    umt5_tiny = make_model(
+        UMT5ForConditionalGeneration, seed=606, config_class=UMT5Config, vocab_size=small_vocab, d_model=16, d_kv=4,
+        num_heads=4, d_ff=32, num_layers=3, num_decoder_layers=3, feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False, relative_attention_num_buckets=32, relative_attention_max_distance=128)
+    if wanted("umt5-tiny"):
+        out = save(umt5_tiny, "umt5-tiny", None)
+        with safe_open(out / "model.safetensors", "pt") as sf:
+            tables = sorted(k for k in sf.keys() if "relative_attention_bias" in k)
+        assert len(tables) == 3 + 3, tables
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

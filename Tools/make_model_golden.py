@@ -8,7 +8,8 @@ first_logits (decoder input = [decoder_start_token_id], full vocab_size), greedy
 beam4_es_score), "beams": {setting: {ids, score}} for the further BEAM_SETTINGS (3 and 5 beams, length
 penalties 0.5 / 1.5 / 2.0, early stopping on and off), and greedy_text (decode, skip_special_tokens).
 flan-tiny also gets step_logits: the raw logits of the first 3 greedy steps for the first two prompts; flan-long
-for every prompt (one of them is LONG_INPUT, >= 300 tokens).
+for every prompt (one of them is LONG_INPUT, >= 300 tokens); umt5-tiny (UMT5ForConditionalGeneration) for its long
+prompt (the fixture size budget).
 flan-tiny-f16 / -bf16: the half-precision checkpoint loaded into float32 (what Flint does: widen once at load), a
 few prompts, tokenized with the small vocabulary (their folders carry no spiece.model).
 t5-encoder: input_ids and encoder_last_hidden_state only.
@@ -22,7 +23,7 @@ import warnings
 
 import torch
 import transformers
-from transformers import (AutoConfig, GenerationConfig, T5EncoderModel, T5ForConditionalGeneration, T5Tokenizer)
+from transformers import (AutoConfig, AutoModelForSeq2SeqLM, GenerationConfig, T5EncoderModel, T5Tokenizer)
 
 from fixture_common import DEMO_WORDS, MODELS_DIR, SMALL_SPIECE
 
@@ -107,7 +108,8 @@ def check_model_generation_config(model_dir):
 
 
 def golden_encoder_decoder(name, model_dir):
-    model = T5ForConditionalGeneration.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    # T5ForConditionalGeneration, or UMT5ForConditionalGeneration for model_type umt5.
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
     spiece = model_dir / "spiece.model"
     tokenizer = T5Tokenizer(vocab_file=str(spiece if spiece.exists() else SMALL_SPIECE))
     saved_generation = check_model_generation_config(model_dir)
@@ -155,7 +157,8 @@ def golden_encoder_decoder(name, model_dir):
             path_logits = model(input_ids=input_ids, decoder_input_ids=greedy[:, :-1]).logits[0]
         top2 = torch.topk(path_logits, 2, dim=-1).values
         case["greedy_min_top2_margin"] = float((top2[:, 0] - top2[:, 1]).min())
-        if (name == "flan-tiny" and index < 2) or name == "flan-long":
+        if ((name == "flan-tiny" and index < 2) or name == "flan-long"
+                or (name == "umt5-tiny" and prompt == LONG_SMALL_PROMPT)):
             # Raw logits (no processors) of the first 3 greedy decoder steps: teacher-force the greedy prefix.
             prefix = greedy[:, :3]
             with torch.no_grad():
@@ -169,7 +172,7 @@ def golden_encoder_decoder(name, model_dir):
         cases.append(case)
     return {
         "model": name,
-        "class": "T5ForConditionalGeneration",
+        "class": type(model).__name__,
         "dtype": "float32",
         "cases": cases,
         "generation": {

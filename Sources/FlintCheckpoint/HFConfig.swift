@@ -12,6 +12,12 @@
 //   `scale_decoder_outputs` is present it alone decides the rescale, and tied-or-not can only be decided from
 //   the weights (a stored `lm_head.weight` distinct from `shared.weight` means untied): see
 //   `HFConfigDetails.tieDecidedByWeights` and `resolved(hasDistinctLMHead:)`.
+// - UMT5 (`model_type` "umt5", modeling_umt5.py) is T5 v1.1 with a `relative_attention_bias` table in the
+//   self-attention of every block of both stacks (T5 keeps one in block 0 and reuses it); same tensor names,
+//   same bucketing. UMT5Config defaults `tie_word_embeddings` to true and `feed_forward_proj` to gated-gelu
+//   (the released google/umt5-* configs write `tie_word_embeddings: false`).
+// - LongT5 (local / transient-global attention) and Switch Transformers (mixture-of-experts FFN) are different
+//   architectures: refused by name.
 import Foundation
 import FlintFormat
 
@@ -20,7 +26,7 @@ public struct HFConfigDetails: Sendable, Equatable {
     /// The parsed configuration. When `tieDecidedByWeights` is true its `tieWordEmbeddings` is provisional
     /// (equal to `scaleDecoderOutputs`) until `resolved(hasDistinctLMHead:)` is applied.
     public var config: T5Config
-    /// `t5` or `mt5`.
+    /// `t5`, `mt5` or `umt5`.
     public var modelType: String
     /// The `architectures` list as written (empty when absent).
     public var architectures: [String]
@@ -49,8 +55,14 @@ public struct HFConfigDetails: Sendable, Equatable {
 }
 
 public enum HFConfig {
-    /// Model types this reader accepts (T5 and mT5 share the architecture).
-    public static let supportedModelTypes = ["t5", "mt5"]
+    /// Model types this reader accepts (T5 and mT5 share the architecture; UMT5 adds per-layer position bias).
+    public static let supportedModelTypes = ["t5", "mt5", "umt5"]
+
+    /// T5 relatives this reader refuses, with why (`model_type` → reason).
+    public static let refusedModelTypes: [String: String] = [
+        "longt5": "LongT5 replaces T5's full self-attention with local / transient-global attention",
+        "switch_transformers": "Switch Transformers replace the feed-forward blocks with a mixture of experts (router + experts)",
+    ]
 
     /// Parses config.json bytes (`path` is used in messages). For transformers-5 configs the tying is
     /// provisional; `HFModelFolder` finishes it from the weights.
@@ -87,17 +99,23 @@ public enum HFConfig {
         var modelType = try keys.string("model_type")
         if modelType == nil {
             // Very old configs may lack model_type; the architecture class then says which model it is.
-            if architectures.contains(where: { $0.hasPrefix("MT5") }) { modelType = "mt5" }
+            if architectures.contains(where: { $0.hasPrefix("UMT5") }) { modelType = "umt5" }
+            else if architectures.contains(where: { $0.hasPrefix("MT5") }) { modelType = "mt5" }
             else if architectures.contains(where: { $0.hasPrefix("T5") }) { modelType = "t5" }
         }
         guard let modelType else {
-            throw FlintError("\(path): missing key \"model_type\" (expected \"t5\" or \"mt5\")")
+            throw FlintError("\(path): missing key \"model_type\" (expected \"t5\", \"mt5\" or \"umt5\")")
+        }
+        if let reason = refusedModelTypes[modelType] {
+            throw FlintError("\(path): model_type \"\(modelType)\" is not supported: \(reason), which Flint does not "
+                + "implement (supported: t5, mt5, umt5)")
         }
         guard supportedModelTypes.contains(modelType) else {
             throw FlintError("\(path): model_type is \"\(modelType)\"; this reader handles T5-family checkpoints "
-                + "with model_type \"t5\" or \"mt5\"")
+                + "with model_type \"t5\", \"mt5\" or \"umt5\"")
         }
         let isMT5 = modelType == "mt5"
+        let isUMT5 = modelType == "umt5"
 
         // Sizes.
         let dModel = try keys.requiredInt("d_model")
@@ -112,7 +130,7 @@ public enum HFConfig {
         let epsilon = try keys.double("layer_norm_epsilon") ?? 1e-6
 
         // Feed-forward block.
-        let feedForwardProj = try keys.string("feed_forward_proj") ?? (isMT5 ? "gated-gelu" : "relu")
+        let feedForwardProj = try keys.string("feed_forward_proj") ?? (isMT5 || isUMT5 ? "gated-gelu" : "relu")
         let parts = feedForwardProj.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 1 || (parts.count == 2 && parts[0] == "gated"), !(parts.last ?? "").isEmpty else {
             throw FlintError("\(path): feed_forward_proj \"\(feedForwardProj)\" is not of the form "
@@ -153,7 +171,7 @@ public enum HFConfig {
             scale = scaleKey
             tied = scaleKey  // provisional: the folder decides from the weights
         } else {
-            tied = tieKey ?? !isMT5
+            tied = tieKey ?? !isMT5  // T5Config and UMT5Config default to tied, MT5Config to untied
             scale = tied
         }
 
@@ -168,7 +186,8 @@ public enum HFConfig {
             numEncoderLayers: numLayers, numDecoderLayers: numDecoderLayers, vocabSize: vocabSize,
             relativeAttentionNumBuckets: buckets, relativeAttentionMaxDistance: maxDistance,
             activation: activation, isGatedFFN: isGated, tieWordEmbeddings: tied, scaleDecoderOutputs: scale,
-            layerNormEpsilon: epsilon, padTokenId: pad, eosTokenId: eos, decoderStartTokenId: decoderStart)
+            layerNormEpsilon: epsilon, padTokenId: pad, eosTokenId: eos, decoderStartTokenId: decoderStart,
+            relativeAttentionBiasPerLayer: isUMT5)
         do {
             try config.validate()
         } catch let e as FlintError {

@@ -182,7 +182,7 @@ public enum Converter {
         let tokenizerInfo = tokenizer == nil ? nil : folder.tokenizerInfo
         let metadata = FlintMetadata(config: config, tokenizer: tokenizerInfo,
                                      provenance: provenance, aliases: aliases, quantizationError: errors,
-                                     requiredFeatures: tokenizerInfo?.requiredFeatures ?? [],
+                                     requiredFeatures: (tokenizerInfo?.requiredFeatures ?? []) + config.requiredFeatures,
                                      calibration: options.calibration)
         try writer.finish(metadata: metadata, tokenizer: tokenizer)
         let outSize = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int64) ?? nil

@@ -372,6 +372,10 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         do { try metadata.config.validate() } catch let e as FlintError {
             throw FlintError("\(path): \(e.message)")
         }
+        // A config needing a feature the file does not declare would be misread by readers that predate it.
+        for feature in metadata.config.requiredFeatures where !metadata.requiredFeatures.contains(feature) {
+            throw FlintError("\(path): the config needs required_features to list \"\(feature)\", the file lists \(metadata.requiredFeatures)")
+        }
         for (alias, target) in metadata.aliases.sorted(by: { $0.key < $1.key }) {
             guard index[alias] == nil else { throw FlintError("\(path): alias \"\(alias)\" is also a stored tensor") }
             guard index[target] != nil else { throw FlintError("\(path): alias \"\(alias)\" points to \"\(target)\", which is not stored") }

@@ -9,7 +9,8 @@ public enum FlintLayout {
     public static let maxNameLength = 1024
     public static let maxDims = 8
     /// Features this reader implements (see `required_features` in the spec).
-    public static let knownFeatures: Set<String> = [TokenizerInfo.jsonFeature, TokenizerInfo.addedTokensFeature]
+    public static let knownFeatures: Set<String> = [TokenizerInfo.jsonFeature, TokenizerInfo.addedTokensFeature,
+                                                    T5Config.perLayerRelativeBiasFeature]
 
     /// Rounds `offset` up to the format's alignment.
     @inline(__always) public static func aligned(_ offset: Int) -> Int {

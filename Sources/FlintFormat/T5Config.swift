@@ -34,13 +34,27 @@ public struct T5Config: Codable, Sendable, Equatable {
     public var padTokenId: Int
     public var eosTokenId: Int
     public var decoderStartTokenId: Int
+    /// Every self-attention layer of both stacks has its own `relative_attention_bias` table (UMT5); otherwise
+    /// only block 0 of each stack has one and the other blocks reuse it (T5, mT5). Stored in the metadata only
+    /// when true, and then the file lists `T5Config.perLayerRelativeBiasFeature` in `required_features`.
+    public var relativeAttentionBiasPerLayer: Bool
+
+    /// The `required_features` entry of files whose config sets `relative_attention_bias_per_layer`: a reader
+    /// that predates it would reuse block 0's bias in every block and silently compute a different model.
+    public static let perLayerRelativeBiasFeature = "per-layer-relative-attention-bias"
+
+    /// The `required_features` a file with this config must list.
+    public var requiredFeatures: [String] {
+        relativeAttentionBiasPerLayer ? [Self.perLayerRelativeBiasFeature] : []
+    }
 
     public init(architecture: String = "encoder-decoder", dModel: Int, dKV: Int, dFF: Int, numHeads: Int,
                 numEncoderLayers: Int, numDecoderLayers: Int, vocabSize: Int,
                 relativeAttentionNumBuckets: Int = 32, relativeAttentionMaxDistance: Int = 128,
                 activation: FeedForwardActivation, isGatedFFN: Bool, tieWordEmbeddings: Bool,
                 scaleDecoderOutputs: Bool, layerNormEpsilon: Double = 1e-6,
-                padTokenId: Int = 0, eosTokenId: Int = 1, decoderStartTokenId: Int = 0) {
+                padTokenId: Int = 0, eosTokenId: Int = 1, decoderStartTokenId: Int = 0,
+                relativeAttentionBiasPerLayer: Bool = false) {
         self.architecture = architecture
         self.dModel = dModel
         self.dKV = dKV
@@ -59,6 +73,7 @@ public struct T5Config: Codable, Sendable, Equatable {
         self.padTokenId = padTokenId
         self.eosTokenId = eosTokenId
         self.decoderStartTokenId = decoderStartTokenId
+        self.relativeAttentionBiasPerLayer = relativeAttentionBiasPerLayer
     }
 
     public var isEncoderOnly: Bool { architecture == "encoder-only" }
@@ -84,6 +99,56 @@ public struct T5Config: Codable, Sendable, Equatable {
         case padTokenId = "pad_token_id"
         case eosTokenId = "eos_token_id"
         case decoderStartTokenId = "decoder_start_token_id"
+        case relativeAttentionBiasPerLayer = "relative_attention_bias_per_layer"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        architecture = try c.decode(String.self, forKey: .architecture)
+        dModel = try c.decode(Int.self, forKey: .dModel)
+        dKV = try c.decode(Int.self, forKey: .dKV)
+        dFF = try c.decode(Int.self, forKey: .dFF)
+        numHeads = try c.decode(Int.self, forKey: .numHeads)
+        numEncoderLayers = try c.decode(Int.self, forKey: .numEncoderLayers)
+        numDecoderLayers = try c.decode(Int.self, forKey: .numDecoderLayers)
+        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+        relativeAttentionNumBuckets = try c.decode(Int.self, forKey: .relativeAttentionNumBuckets)
+        relativeAttentionMaxDistance = try c.decode(Int.self, forKey: .relativeAttentionMaxDistance)
+        activation = try c.decode(FeedForwardActivation.self, forKey: .activation)
+        isGatedFFN = try c.decode(Bool.self, forKey: .isGatedFFN)
+        tieWordEmbeddings = try c.decode(Bool.self, forKey: .tieWordEmbeddings)
+        scaleDecoderOutputs = try c.decode(Bool.self, forKey: .scaleDecoderOutputs)
+        layerNormEpsilon = try c.decode(Double.self, forKey: .layerNormEpsilon)
+        padTokenId = try c.decode(Int.self, forKey: .padTokenId)
+        eosTokenId = try c.decode(Int.self, forKey: .eosTokenId)
+        decoderStartTokenId = try c.decode(Int.self, forKey: .decoderStartTokenId)
+        relativeAttentionBiasPerLayer = try c.decodeIfPresent(Bool.self, forKey: .relativeAttentionBiasPerLayer) ?? false
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(architecture, forKey: .architecture)
+        try c.encode(dModel, forKey: .dModel)
+        try c.encode(dKV, forKey: .dKV)
+        try c.encode(dFF, forKey: .dFF)
+        try c.encode(numHeads, forKey: .numHeads)
+        try c.encode(numEncoderLayers, forKey: .numEncoderLayers)
+        try c.encode(numDecoderLayers, forKey: .numDecoderLayers)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(relativeAttentionNumBuckets, forKey: .relativeAttentionNumBuckets)
+        try c.encode(relativeAttentionMaxDistance, forKey: .relativeAttentionMaxDistance)
+        try c.encode(activation, forKey: .activation)
+        try c.encode(isGatedFFN, forKey: .isGatedFFN)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encode(scaleDecoderOutputs, forKey: .scaleDecoderOutputs)
+        try c.encode(layerNormEpsilon, forKey: .layerNormEpsilon)
+        try c.encode(padTokenId, forKey: .padTokenId)
+        try c.encode(eosTokenId, forKey: .eosTokenId)
+        try c.encode(decoderStartTokenId, forKey: .decoderStartTokenId)
+        // Written only when set, so T5 / mT5 files keep the bytes earlier writers gave them.
+        if relativeAttentionBiasPerLayer {
+            try c.encode(true, forKey: .relativeAttentionBiasPerLayer)
+        }
     }
 
     /// Upper bounds on the sizes a config may declare (Formats/FLINT.md, "config"). Each is several times the

@@ -17,7 +17,7 @@ public final class T5Stack {
         self.config = config
         let count = kind == .encoder ? config.numEncoderLayers : config.numDecoderLayers
         blocks = try (0..<count).map { i in
-            try T5Block(loader, stack: kind, index: i, config: config, hasRelativeBias: i == 0)
+            try T5Block(loader, stack: kind, index: i, config: config, hasRelativeBias: i == 0 || config.relativeAttentionBiasPerLayer)
         }
         finalLayerNorm = try T5LayerNorm(loader, "\(kind.rawValue).final_layer_norm.weight", dModel: config.dModel,
                                          epsilon: config.layerNormEpsilon)

@@ -88,9 +88,9 @@ import FlintFormat
         #expect(tie.contains("\"tie_word_embeddings\" must be true or false"))
     }
 
-    @Test func modelTypeMustBeT5OrMT5() throws {
+    @Test func modelTypeMustBeT5MT5OrUMT5() throws {
         let m = try failure(ConfigTexts.t5Small.replacingOccurrences(of: #""model_type": "t5""#, with: #""model_type": "bart""#))
-        #expect(m.contains("\"bart\"") && m.contains("\"t5\" or \"mt5\""))
+        #expect(m.contains("\"bart\"") && m.contains("\"t5\", \"mt5\" or \"umt5\""))
         let missing = try failure(#"{"d_model":4,"d_kv":2,"d_ff":8,"num_heads":2,"num_layers":1,"vocab_size":6}"#)
         #expect(missing.contains("missing key \"model_type\""))
     }
