@@ -105,6 +105,7 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         do {
+            if let report, golden == nil { try checkReportTarget(report) }
             let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
             if let golden {
                 try runGolden(golden, pool: pool)
@@ -190,11 +191,36 @@ struct VerifyCommand: ParsableCommand {
         return result
     }
 
-    private func writeReport(_ result: VerifyReport, to path: String) throws {
+    /// The report and its chart beside it (`<name>-layers.svg`).
+    private func reportPaths(_ path: String) -> (report: URL, chart: URL) {
         let url = URL(fileURLWithPath: path)
         let chart = url.deletingPathExtension().lastPathComponent + "-layers.svg"
-        let chartURL = url.deletingLastPathComponent().appendingPathComponent(chart)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        return (url, url.deletingLastPathComponent().appendingPathComponent(chart))
+    }
+
+    /// Before any work: the report folder exists (made if missing) and neither the report nor its chart is one
+    /// of the inputs (a model folder's files count, but for earlier reports and charts in it). An earlier report
+    /// is replaced without --force: a report is derived output, rewritten on every run, unlike the model files
+    /// convert/export/pack write.
+    private func checkReportTarget(_ path: String) throws {
+        let (report, chart) = reportPaths(path)
+        try FileManager.default.createDirectory(at: report.deletingLastPathComponent(), withIntermediateDirectories: true)
+        var inputs: [String] = []
+        for source in [file, reference, golden, prompts].compactMap({ $0 }) {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: source, isDirectory: &isFolder), isFolder.boolValue {
+                inputs += OutputTarget.filesIn(source).filter { !$0.hasSuffix(".md") && !$0.hasSuffix(".svg") }
+            } else {
+                inputs.append(source)
+            }
+        }
+        try OutputTarget.check(report.path, inputs: inputs, force: true)
+        try OutputTarget.check(chart.path, inputs: inputs, force: true)
+    }
+
+    private func writeReport(_ result: VerifyReport, to path: String) throws {
+        let (url, chartURL) = reportPaths(path)
+        let chart = chartURL.lastPathComponent
         try atomicWrite(VerifyReportWriter.svgChart(result), to: chartURL.path)
         try atomicWrite(VerifyReportWriter.markdown(result, chartFileName: chart), to: path)
     }

@@ -109,13 +109,26 @@ final class FileLock {
     }
 }
 
-/// Writes a small file through a temporary name and a rename, so readers never see half of it.
+/// Writes a small file through a temporary name and a rename, so readers never see half of it. The temporary is
+/// registered for removal on SIGINT/SIGTERM, and one a killed process left is removed by the next write in that
+/// folder (TemporaryFiles).
 func atomicWrite(_ data: Data, to path: String) throws {
-    let temporary = path + ".tmp-\(getpid())"
-    try data.write(to: URL(fileURLWithPath: temporary))
-    if rename(temporary, path) != 0 {
-        let reason = String(cString: strerror(errno))
-        unlink(temporary)
-        throw FlintError("\(path): cannot write (\(reason))")
+    let (temporary, fd) = try TemporaryFiles.create(besides: path)
+    var failure: String?
+    data.withUnsafeBytes { bytes in
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { failure = String(cString: strerror(errno)); return }
+            done += n
+        }
     }
+    if close(fd) != 0 && failure == nil { failure = String(cString: strerror(errno)) }
+    if failure == nil && rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
+    if let failure {
+        TemporaryFiles.remove(temporary)
+        throw FlintError("\(path): cannot write (\(failure))")
+    }
+    TemporaryFiles.unregister(temporary)
 }

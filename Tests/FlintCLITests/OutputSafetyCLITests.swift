@@ -45,6 +45,27 @@ import Glibc
         #expect(snapshot(dir) == before)
     }
 
+    @Test func verifyRefusesAReportPathThatIsAnInputButReplacesAnEarlierReport() throws {
+        let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let m = try converted(dir)
+        let model = try copyFixture(flanTiny)
+        defer { try? FileManager.default.removeItem(atPath: model) }
+        let before = snapshot(dir), beforeModel = snapshot(model)
+        for report in [m, model + "/config.json", model + "/model.safetensors"] {
+            let r = try measuredFlint(["verify", m, "--reference", model, "--report", report, "--sensitivity", "never"])
+            #expect(r.status == 2 && r.stderr.contains("input"), "\(report): \(r)")
+        }
+        #expect(snapshot(dir) == before)
+        #expect(snapshot(model) == beforeModel)
+        let report = dir + "/out/verify.md"
+        for _ in 0..<2 {
+            let r = try flint("verify", m, "--reference", flanTiny, "--report", report, "--sensitivity", "never")
+            #expect(r.status == 0 || r.status == 1, "\(r.stderr)")
+            #expect(FileManager.default.fileExists(atPath: report) && FileManager.default.fileExists(atPath: dir + "/out/verify-layers.svg"))
+        }
+    }
+
     @Test func anExistingOutputIsReplacedOnlyWithForce() throws {
         let dir = scratch()
         let m = try converted(dir)
