@@ -58,6 +58,27 @@ public struct GenerationOptions: Sendable, Equatable {
     /// until then). Equal to `maxNewTokens`, every sequence runs to the limit (the benchmarks do this).
     public var minNewTokens: Int
     public var strategy: DecodingStrategy
+    /// HF `min_length`: the eos cannot be chosen while the decoder sequence (start token and prefix included) is
+    /// shorter than this.
+    public var minLength: Int = 0
+    /// HF `no_repeat_ngram_size`: no n-gram of this size occurs twice in the decoder sequence (start token
+    /// included); 0 = off.
+    public var noRepeatNgramSize: Int = 0
+    /// HF `repetition_penalty`: the score of every token already in the decoder sequence is divided by this when
+    /// positive and multiplied when negative (> 1 discourages repeats); 1 = off.
+    public var repetitionPenalty: Double = 1
+    /// HF `bad_words_ids`: token sequences that must not be generated (a one-token word is never chosen; a longer
+    /// one's last token is banned after its other tokens).
+    public var badWordsIds: [[Int]] = []
+    /// HF `suppress_tokens`: tokens never chosen.
+    public var suppressTokens: [Int] = []
+    /// HF `num_return_sequences`: beam search returns this many finished hypotheses (best first, at most
+    /// `numBeams`); sampling draws this many independent sequences. Greedy returns one.
+    public var numReturnSequences: Int = 1
+    /// Tokens forced after the decoder start token before generation begins (HF `decoder_input_ids` =
+    /// `[decoder_start_token_id] + decoderPrefix`); `maxNewTokens` and `minNewTokens` count after them, and the
+    /// returned sequence contains them.
+    public var decoderPrefix: [Int] = []
 
     public init(maxNewTokens: Int = 20, minNewTokens: Int = 0, strategy: DecodingStrategy = .greedy) {
         self.maxNewTokens = maxNewTokens
@@ -69,11 +90,25 @@ public struct GenerationOptions: Sendable, Equatable {
     public func validate() throws {
         guard maxNewTokens >= 1 else { throw FlintError("generation: max new tokens must be at least 1, got \(maxNewTokens)") }
         guard minNewTokens >= 0 else { throw FlintError("generation: min new tokens must be 0 or more, got \(minNewTokens)") }
+        guard minLength >= 0 else { throw FlintError("generation: min length must be 0 or more, got \(minLength)") }
+        guard noRepeatNgramSize >= 0 else { throw FlintError("generation: no-repeat n-gram size must be 0 (off) or more, got \(noRepeatNgramSize)") }
+        guard repetitionPenalty > 0, repetitionPenalty.isFinite else {
+            throw FlintError("generation: repetition penalty must be a positive number, got \(repetitionPenalty)")
+        }
+        guard numReturnSequences >= 1 else { throw FlintError("generation: number of returned sequences must be at least 1, got \(numReturnSequences)") }
+        if let empty = badWordsIds.firstIndex(where: { $0.isEmpty }) {
+            throw FlintError("generation: bad word \(empty) has no tokens")
+        }
         switch strategy {
         case .greedy:
-            break
+            guard numReturnSequences == 1 else {
+                throw FlintError("generation: greedy decoding returns one sequence; \(numReturnSequences) need beam search with at least as many beams, or sampling")
+            }
         case .beamSearch(let beam):
             guard beam.numBeams >= 1 else { throw FlintError("generation: number of beams must be at least 1, got \(beam.numBeams)") }
+            guard numReturnSequences <= beam.numBeams else {
+                throw FlintError("generation: \(numReturnSequences) returned sequences need at least as many beams, got \(beam.numBeams)")
+            }
             guard beam.lengthPenalty.isFinite else { throw FlintError("generation: length penalty must be finite, got \(beam.lengthPenalty)") }
         case .sampling(let sampling):
             guard sampling.temperature > 0, sampling.temperature.isFinite else {
@@ -84,6 +119,28 @@ public struct GenerationOptions: Sendable, Equatable {
                 throw FlintError("generation: top-p must be in (0, 1], got \(sampling.topP)")
             }
         }
+    }
+
+    /// Checks every token id the options name against a vocabulary of `vocabSize`.
+    public func validate(vocabSize: Int) throws {
+        try validate()
+        for (name, ids) in [("decoder prefix", decoderPrefix), ("suppressed tokens", suppressTokens), ("bad words", badWordsIds.flatMap { $0 })] {
+            if let bad = ids.first(where: { $0 < 0 || $0 >= vocabSize }) {
+                throw FlintError("generation: \(name): token \(bad) is outside the vocabulary (0..<\(vocabSize))")
+            }
+        }
+    }
+}
+
+/// One returned sequence: the decoder start token, the prefix, the generated tokens; and its beam score.
+public struct GeneratedSequence: Sendable, Equatable {
+    public var sequence: [Int]
+    /// Beam search: the length-normalized score (HF `sequences_scores`); nil for greedy and sampling.
+    public var score: Float?
+
+    public init(sequence: [Int], score: Float?) {
+        self.sequence = sequence
+        self.score = score
     }
 }
 
@@ -96,6 +153,8 @@ public struct GenerationResult: Sendable, Equatable {
     /// sequence finished (the cross-attention set-up included).
     public var encoderSeconds: Double = 0
     public var decoderSeconds: Double = 0
+    /// All `numReturnSequences` sequences, best first for beam search; the first is `sequence` / `score`.
+    public var returned: [GeneratedSequence] = []
 
     /// The generated tokens without the decoder start token.
     public var generatedIds: [Int] { Array(sequence.dropFirst()) }
@@ -116,7 +175,7 @@ extension T5ForConditionalGeneration {
     /// the single-input form.
     public func generate(batch inputs: [[Int]], options: GenerationOptions,
                          onToken: ((_ input: Int, _ token: Int) -> Void)? = nil) throws -> [GenerationResult] {
-        try options.validate()
+        try options.validate(vocabSize: config.vocabSize)
         guard !inputs.isEmpty else { return [] }
         let start = DispatchTime.now().uptimeNanoseconds
         let encoded = try encode(batch: inputs)
@@ -124,20 +183,29 @@ extension T5ForConditionalGeneration {
         let encoderSeconds = Double(encodedAt - start) / 1e9
         let state = makeDecoderState()
         var running: [DecodingRequest] = []
+        let processors = LogitsProcessors(options: options, config: config)
+        let cacheLength = options.maxNewTokens + 1 + options.decoderPrefix.count
         for (index, encoderOutput) in encoded.enumerated() {
-            let request: DecodingRequest
+            var requests: [DecodingRequest] = []
             switch options.strategy {
             case .greedy:
-                request = OneSequenceRequest(index: index, options: options, config: config, sampler: nil)
+                requests = [OneSequenceRequest(index: index, options: options, config: config, processors: processors, sampler: nil)]
             case .sampling(let sampling):
-                request = OneSequenceRequest(index: index, options: options, config: config,
-                                             sampler: TokenSampler(options: sampling, vocabSize: config.vocabSize))
+                // Independent draws: draw i uses seed + i (draw 0 is what a single sequence gets).
+                requests = (0..<options.numReturnSequences).map { draw in
+                    var seeded = sampling
+                    seeded.seed = sampling.seed &+ UInt64(draw)
+                    return OneSequenceRequest(index: index, options: options, config: config, processors: processors,
+                                              sampler: TokenSampler(options: seeded, vocabSize: config.vocabSize))
+                }
             case .beamSearch(let beam):
-                request = BeamSearchRequest(index: index, options: options, beam: beam, config: config)
+                requests = [BeamSearchRequest(index: index, options: options, beam: beam, config: config, processors: processors)]
             }
-            try addSequences(to: state, cross: try crossAttentionCache(encoderOutput), rows: request.rowCount,
-                             maxLength: options.maxNewTokens + 1)
-            running.append(request)
+            let cross = try crossAttentionCache(encoderOutput)
+            for request in requests {
+                try addSequences(to: state, cross: cross, rows: request.rowCount, maxLength: cacheLength)
+                running.append(request)
+            }
         }
         var results = [GenerationResult?](repeating: nil, count: inputs.count)
         let vocab = config.vocabSize
@@ -157,9 +225,16 @@ extension T5ForConditionalGeneration {
                     result.encoderSeconds = encoderSeconds
                     result.decoderSeconds = Double(DispatchTime.now().uptimeNanoseconds - encodedAt) / 1e9
                     if case .beamSearch = options.strategy, let onToken {
-                        result.sequence.dropFirst().forEach { onToken(request.index, $0) }
+                        result.sequence.dropFirst(processors.promptLength).forEach { onToken(request.index, $0) }
                     }
-                    results[request.index] = result
+                    if var earlier = results[request.index] {
+                        // A further sampled draw of the same input.
+                        earlier.returned += result.returned
+                        earlier.decoderSeconds = max(earlier.decoderSeconds, result.decoderSeconds)
+                        results[request.index] = earlier
+                    } else {
+                        results[request.index] = result
+                    }
                 } else {
                     stillRunning.append(request)
                 }
@@ -190,44 +265,62 @@ final class OneSequenceRequest: DecodingRequest {
     let index: Int
     let rowCount = 1
     private var sequence: [Int]
+    /// Decoder prefix tokens not yet fed.
+    private var forced: ArraySlice<Int>
     private var sampler: TokenSampler?
-    private let maxNewTokens: Int, minNewTokens: Int
+    private let maxNewTokens: Int
+    private let processors: LogitsProcessors
     private let eos: Int
 
-    init(index: Int, options: GenerationOptions, config: T5Config, sampler: TokenSampler?) {
+    init(index: Int, options: GenerationOptions, config: T5Config, processors: LogitsProcessors, sampler: TokenSampler?) {
         self.index = index
         sequence = [config.decoderStartTokenId]
-        sequence.reserveCapacity(options.maxNewTokens + 1)
+        sequence.reserveCapacity(options.maxNewTokens + 1 + options.decoderPrefix.count)
+        forced = options.decoderPrefix[...]
         self.sampler = sampler
         maxNewTokens = options.maxNewTokens
-        minNewTokens = options.minNewTokens
+        self.processors = processors
         eos = config.eosTokenId
     }
 
     var nextTokens: [Int] { [sequence.last!] }
 
     func advance(_ logits: UnsafeMutableBufferPointer<Float>, onToken: ((Int, Int) -> Void)?) -> (sources: [Int]?, finished: Bool) {
-        // HF MinNewTokensLengthLogitsProcessor: no eos before min_new_tokens.
-        if sequence.count - 1 < minNewTokens { logits[eos] = -.infinity }
+        if let token = forced.popFirst() {
+            // The prefix is fed, not chosen: this step's logits only move the cache on.
+            sequence.append(token)
+            return (nil, false)
+        }
+        if !processors.isEmpty { processors.apply(logits, sequence: sequence) }
         let scores = UnsafeBufferPointer(logits)
         let next = sampler != nil ? sampler!.sample(scores) : argmax(scores)
         sequence.append(next)
         onToken?(index, next)
-        return (nil, next == eos || sequence.count > maxNewTokens)
+        return (nil, next == eos || sequence.count - processors.promptLength >= maxNewTokens)
     }
 
-    var result: GenerationResult { GenerationResult(sequence: sequence, score: nil) }
+    var result: GenerationResult {
+        var r = GenerationResult(sequence: sequence, score: nil)
+        r.returned = [GeneratedSequence(sequence: sequence, score: nil)]
+        return r
+    }
 }
 
-/// Beam search for one request, step for step as transformers 4.57 `_beam_search` with one eos token and
-/// `min_new_tokens` as its only logits processor (`decoder_prompt_len` = 1: the decoder start token).
+/// Beam search for one request, step for step as transformers 4.57 `_beam_search` with one eos token and the
+/// logits processors of `LogitsProcessors` applied to each beam's log-probs (`decoder_prompt_len` = the decoder
+/// start token and the prefix).
 /// Scores are float32 and the "impossible" marks are the same `-1e9` additions, so ties resolve alike.
 final class BeamSearchRequest: DecodingRequest {
     let index: Int
     let rowCount: Int
     private let options: BeamSearchOptions
     private let vocab: Int, eos: Int
-    private let maxLength: Int, minNewTokens: Int
+    private let maxLength: Int
+    private let processors: LogitsProcessors
+    private let promptLength: Int
+    private let numReturn: Int
+    /// Decoder prefix tokens not yet fed (every beam gets the same).
+    private var forced: ArraySlice<Int>
     private let impossible: Float = -1.0e9
     // Running beams: the first starts at 0, the others at -1e9 so step one only expands the first.
     private var running: [[Int]]
@@ -237,19 +330,24 @@ final class BeamSearchRequest: DecodingRequest {
     private var finishedScores: [Float]
     private var isFinished: [Bool]
     private var improvementPossible = true
-    private var currentLength = 1
+    private var currentLength: Int
     private var logProbs: [Float]
     private var top: TopK
 
-    init(index: Int, options generation: GenerationOptions, beam: BeamSearchOptions, config: T5Config) {
+    init(index: Int, options generation: GenerationOptions, beam: BeamSearchOptions, config: T5Config,
+         processors: LogitsProcessors) {
         self.index = index
         options = beam
         rowCount = beam.numBeams
         vocab = config.vocabSize
         eos = config.eosTokenId
-        maxLength = generation.maxNewTokens + 1
-        minNewTokens = generation.minNewTokens
-        running = [[Int]](repeating: [config.decoderStartTokenId], count: beam.numBeams)
+        self.processors = processors
+        promptLength = processors.promptLength
+        maxLength = generation.maxNewTokens + promptLength
+        numReturn = generation.numReturnSequences
+        forced = generation.decoderPrefix[...]
+        currentLength = promptLength
+        running = [[Int]](repeating: [config.decoderStartTokenId] + generation.decoderPrefix, count: beam.numBeams)
         runningScores = [Float](repeating: impossible, count: beam.numBeams)
         runningScores[0] = 0
         finished = running
@@ -259,16 +357,28 @@ final class BeamSearchRequest: DecodingRequest {
         top = TopK(capacity: 2 * beam.numBeams)  // HF: max(2, 1 + number of eos tokens) * num_beams
     }
 
-    var nextTokens: [Int] { running.map { $0.last! } }
+    /// While the prefix is fed, every beam takes the decoder start token, then the prefix tokens but the last;
+    /// from then on each beam's newest token (the last prefix token first).
+    var nextTokens: [Int] {
+        let fed = promptLength - 1 - forced.count
+        if !forced.isEmpty { return [Int](repeating: running[0][fed], count: rowCount) }
+        return running.map { $0.last! }
+    }
 
     func advance(_ logits: UnsafeMutableBufferPointer<Float>, onToken: ((Int, Int) -> Void)?) -> (sources: [Int]?, finished: Bool) {
         let numBeams = rowCount
-        // Best `2 × numBeams` of (beam score + log-softmax) over all beams × vocabulary.
+        if forced.popFirst() != nil {
+            // Feeding the prefix (already in `running`): nothing is chosen this step.
+            return (nil, false)
+        }
+        // Best `2 × numBeams` of (beam score + processed log-softmax) over all beams × vocabulary.
         top.reset()
         for b in 0..<numBeams {
             let row = UnsafeBufferPointer(rebasing: logits[(b * vocab)..<((b + 1) * vocab)])
             logSoftmax(row, into: &logProbs)
-            if currentLength - 1 < minNewTokens { logProbs[eos] = -.infinity }
+            if !processors.isEmpty {
+                logProbs.withUnsafeMutableBufferPointer { processors.apply($0, sequence: running[b]) }
+            }
             let base = runningScores[b]
             for t in 0..<vocab { top.offer(logProbs[t] + base, index: b * vocab + t) }
         }
@@ -282,7 +392,7 @@ final class BeamSearchRequest: DecodingRequest {
         let runningOrder = stableTopIndices(runningValue, count: numBeams)
 
         // Finished hypotheses: only the first `numBeams` candidates may enter, scored by length.
-        let lengthDivisor = Float(pow(Double(currentLength), options.lengthPenalty))
+        let lengthDivisor = Float(pow(Double(currentLength + 1 - promptLength), options.lengthPenalty))
         let allFinished = isFinished.allSatisfy { $0 }
         var newScores: [Float] = []
         for c in 0..<candidates.count {
@@ -307,7 +417,7 @@ final class BeamSearchRequest: DecodingRequest {
 
         // HF `_check_early_stop_heuristic` (early_stopping True/False): the best running beam at its current
         // length against the worst finished one; a beam slot not yet finished always allows improvement.
-        let bestPossible = runningScores[0] / Float(pow(Double(currentLength - 1), options.lengthPenalty))
+        let bestPossible = runningScores[0] / Float(pow(Double(currentLength - promptLength), options.lengthPenalty))
         let worstFinished = finishedScores.min()!
         improvementPossible = improvementPossible
             && isFinished.contains { bestPossible > ($0 ? worstFinished : impossible) }
@@ -316,7 +426,11 @@ final class BeamSearchRequest: DecodingRequest {
         return (sources, !(improvementPossible && openBeamExists && continuationExists))
     }
 
-    var result: GenerationResult { GenerationResult(sequence: finished[0], score: finishedScores[0]) }
+    var result: GenerationResult {
+        var r = GenerationResult(sequence: finished[0], score: finishedScores[0])
+        r.returned = (0..<numReturn).map { GeneratedSequence(sequence: finished[$0], score: finishedScores[$0]) }
+        return r
+    }
 }
 
 // MARK: - Helpers

@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import FlintFormat
+@testable import FlintT5
+
+// generate() options against transformers 4.57.6 (Tests/Fixtures/generation/<model>.json, written by
+// Tools/make_generation_golden.py): no_repeat_ngram_size, repetition_penalty, min_new_tokens, min_length,
+// bad_words_ids, suppress_tokens, num_return_sequences (n-best with scores), decoder prefix; greedy and beam search,
+// alone and combined. Ids must be identical; scores within `scoreTolerance`.
+
+let generationGoldenDirectory = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("generation")
+
+/// Beam scores are float32 sums of ~20 log-probs; transformers and Flint round differently (measured ≤ 3e-6 here).
+let scoreTolerance: Float = 5e-5
+
+struct GenerationGolden {
+    let json: [String: Any]
+    let common: [String: Any]
+    let settings: [String: [String: Any]]
+    let cases: [[String: Any]]
+
+    init(_ model: String) throws {
+        let url = generationGoldenDirectory.appendingPathComponent(model + ".json")
+        json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        common = try #require(json["common"] as? [String: Any])
+        settings = try #require(json["settings"] as? [String: [String: Any]])
+        cases = try #require(json["cases"] as? [[String: Any]])
+    }
+
+    /// The GenerationOptions a golden setting means (its keys over `common`); `prefix` from the case's result.
+    func options(_ setting: [String: Any], prefix: [Int]) throws -> GenerationOptions {
+        let s = common.merging(setting) { $1 }
+        var o = GenerationOptions(maxNewTokens: try #require(s["max_new_tokens"] as? Int))
+        let beams = s["num_beams"] as? Int ?? 1
+        if beams > 1 {
+            o.strategy = .beamSearch(BeamSearchOptions(numBeams: beams, lengthPenalty: s["length_penalty"] as? Double ?? 1,
+                                                       earlyStopping: s["early_stopping"] as? Bool ?? false))
+        }
+        o.minNewTokens = s["min_new_tokens"] as? Int ?? 0
+        o.minLength = s["min_length"] as? Int ?? 0
+        o.noRepeatNgramSize = s["no_repeat_ngram_size"] as? Int ?? 0
+        o.repetitionPenalty = s["repetition_penalty"] as? Double ?? 1
+        o.badWordsIds = s["bad_words_ids"] as? [[Int]] ?? []
+        o.suppressTokens = s["suppress_tokens"] as? [Int] ?? []
+        o.numReturnSequences = s["num_return_sequences"] as? Int ?? 1
+        o.decoderPrefix = prefix
+        return o
+    }
+}
+
+let generationGoldenModels = ["flan-tiny", "t5-tiny", "demo"]
+
+@Suite struct GenerationOptionsGoldenTests {
+    @Test(arguments: generationGoldenModels)
+    func everyOptionGivesTransformersIds(model name: String) throws {
+        let golden = try GenerationGolden(name)
+        let model = try LoadedModels.shared.model(name)
+        var compared = 0, differFromPlain = Set<String>()
+        for c in golden.cases {
+            let prompt = c["prompt"] as? String ?? ""
+            let inputIds = try #require(c["input_ids"] as? [Int])
+            let results = try #require(c["results"] as? [String: [String: Any]])
+            let plain = try #require((results["plain"]?["sequences"] as? [[Int]])?.first)
+            for (settingName, expected) in results.sorted(by: { $0.key < $1.key }) {
+                let setting = settingName == "plain" ? [:] : try #require(golden.settings[settingName], "no setting \(settingName)")
+                let options = try golden.options(setting, prefix: expected["prefix_ids"] as? [Int] ?? [])
+                let sequences = try #require(expected["sequences"] as? [[Int]])
+                let result = try model.generate(inputIds: inputIds, options: options)
+                #expect(result.returned.map(\.sequence) == sequences, "\(name) \(settingName) \"\(prompt.prefix(30))\"")
+                #expect(result.sequence == sequences[0])
+                if let scores = expected["scores"] as? [Double] {
+                    let ours = result.returned.compactMap(\.score)
+                    #expect(ours.count == scores.count, "\(name) \(settingName): scores")
+                    for (a, b) in zip(ours, scores) {
+                        #expect(abs(a - Float(b)) <= scoreTolerance, "\(name) \(settingName) \"\(prompt.prefix(30))\": score \(a) vs \(b)")
+                    }
+                }
+                if sequences[0] != plain { differFromPlain.insert(settingName) }
+                compared += 1
+            }
+        }
+        #expect(compared == golden.cases.count * (golden.settings.count + 1))
+        // The settings matter on these inputs (otherwise the comparison could not fail).
+        #expect(differFromPlain.count >= golden.settings.count / 2, "\(name): only \(differFromPlain.sorted()) change the output")
+    }
+
+    /// The same options through generate(batch:): every input of a batch gets what it gets alone.
+    @Test func batchedGenerationAppliesTheProcessorsPerSequence() throws {
+        let golden = try GenerationGolden("t5-tiny")
+        let model = try LoadedModels.shared.model("t5-tiny")
+        let inputs = try golden.cases.map { try #require($0["input_ids"] as? [Int]) }
+        for settingName in ["combined_beam4", "combined_greedy", "num_return_3_beam4", "no_repeat_ngram_2"] {
+            let options = try golden.options(try #require(golden.settings[settingName]), prefix: [])
+            let batch = try model.generate(batch: inputs, options: options)
+            for (c, result) in zip(golden.cases, batch) {
+                let results = try #require(c["results"] as? [String: [String: Any]])
+                #expect(result.returned.map(\.sequence) == results[settingName]?["sequences"] as? [[Int]], "\(settingName)")
+            }
+        }
+    }
+
+    @Test func optionsAreValidated() throws {
+        let model = try LoadedModels.shared.model("t5-tiny")
+        func message(_ change: (inout GenerationOptions) -> Void) -> String {
+            var o = GenerationOptions(maxNewTokens: 5)
+            change(&o)
+            do { _ = try model.generate(inputIds: [5, 1], options: o); return "" } catch let e as FlintError { return e.message } catch { return "\(error)" }
+        }
+        #expect(message { $0.numReturnSequences = 2 }.contains("greedy decoding returns one sequence"))
+        #expect(message { $0.numReturnSequences = 3; $0.strategy = .beamSearch(BeamSearchOptions(numBeams: 2)) }.contains("at least as many beams"))
+        #expect(message { $0.repetitionPenalty = 0 }.contains("repetition penalty must be a positive number"))
+        #expect(message { $0.noRepeatNgramSize = -1 }.contains("no-repeat n-gram size"))
+        #expect(message { $0.suppressTokens = [99999] }.contains("suppressed tokens: token 99999 is outside the vocabulary"))
+        #expect(message { $0.badWordsIds = [[]] }.contains("bad word 0 has no tokens"))
+        #expect(message { $0.decoderPrefix = [-1] }.contains("decoder prefix: token -1"))
+        // Sampling with several returned sequences: independent draws, draw 0 the single-sequence result.
+        var sampled = GenerationOptions(maxNewTokens: 8, strategy: .sampling(SamplingOptions(seed: 7)))
+        let one = try model.generate(inputIds: [5, 1], options: sampled)
+        sampled.numReturnSequences = 3
+        let three = try model.generate(inputIds: [5, 1], options: sampled)
+        #expect(three.returned.count == 3 && three.returned[0].sequence == one.sequence)
+    }
+}
