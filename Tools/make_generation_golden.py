@@ -50,11 +50,16 @@ def trim(ids, eos):
     return ids
 
 
-def settings_for(greedy):
+BAD_WORDS_TEXT = ["apple", "one two"]
+
+
+def settings_for(greedy, tokenizer):
     """The option settings; bad/suppressed tokens are taken from the plain greedy output of the first prompt so
-    they change the result."""
+    they change the result. bad_words_text: the ids `tokenizer(words, add_special_tokens=False)` gives (what
+    `flint run --bad-words WORD` uses)."""
     g = greedy[1:]
     return {
+        "bad_words_text": dict(bad_words_ids=tokenizer(BAD_WORDS_TEXT, add_special_tokens=False).input_ids),
         "no_repeat_ngram_2": dict(no_repeat_ngram_size=2),
         "no_repeat_ngram_1": dict(no_repeat_ngram_size=1),
         "no_repeat_ngram_3_beam4": dict(no_repeat_ngram_size=3, num_beams=4),
@@ -105,7 +110,7 @@ def golden(name):
         plain = generate(model, input_ids, {})
         if first_greedy is None:
             first_greedy = plain["sequences"][0]
-            settings = settings_for(first_greedy)
+            settings = settings_for(first_greedy, tokenizer)
         results = {"plain": plain}
         for setting_name, setting in settings.items():
             results[setting_name] = generate(model, input_ids, setting)
@@ -138,7 +143,8 @@ def golden(name):
     return {
         "model": name,
         "common": {k: v for k, v in COMMON.items() if v is not None},
-        "settings": {**{k: v for k, v in settings_for(first_greedy).items()},
+        "bad_words_text": BAD_WORDS_TEXT,
+        "settings": {**{k: v for k, v in settings_for(first_greedy, tokenizer).items()},
                      "decoder_prefix": {"decoder_prefix_text": "blue apple"},
                      "decoder_prefix_beam4": {"decoder_prefix_text": "blue apple", "num_beams": 4, "min_new_tokens": 2}},
         "cases": cases,

@@ -146,6 +146,9 @@ struct ConvertCommand: ParsableCommand {
             try checkTokenizer(of: folder)
             let tokenizerStatus = TokenizerStatus(folder: folder)
             if let problem = tokenizerStatus.problem { warn(problem) }
+            if let generation = try folder.generationConfig(), !generation.ignored.isEmpty {
+                warn("generation_config.json: not stored (not implemented by flint run): \(generation.ignored.joined(separator: ", "))")
+            }
             let report: ConvertReport
             var search: RecipeSearchRecord? = nil
             var recipe: RecipeReport? = nil

@@ -183,7 +183,8 @@ public enum Converter {
         let metadata = FlintMetadata(config: config, tokenizer: tokenizerInfo,
                                      provenance: provenance, aliases: aliases, quantizationError: errors,
                                      requiredFeatures: (tokenizerInfo?.requiredFeatures ?? []) + config.requiredFeatures,
-                                     calibration: options.calibration)
+                                     calibration: options.calibration,
+                                     generation: try folder.generationConfig()?.defaults.nilIfEmpty)
         try writer.finish(metadata: metadata, tokenizer: tokenizer)
         let outSize = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int64) ?? nil
         return ConvertReport(output: output, sourceFormat: folder.sourceFormat, quant: options.quant.name,

@@ -372,6 +372,9 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         do { try metadata.config.validate() } catch let e as FlintError {
             throw FlintError("\(path): \(e.message)")
         }
+        do { try metadata.generation?.validate(vocabSize: metadata.config.vocabSize) } catch let e as FlintError {
+            throw FlintError("\(path): metadata \(e.message)")
+        }
         // A config needing a feature the file does not declare would be misread by readers that predate it.
         for feature in metadata.config.requiredFeatures where !metadata.requiredFeatures.contains(feature) {
             throw FlintError("\(path): the config needs required_features to list \"\(feature)\", the file lists \(metadata.requiredFeatures)")

@@ -278,11 +278,16 @@ public struct FlintMetadata: Codable, Sendable, Equatable {
     /// Activation statistics from calibration at conversion and the smoothing applied; nil for a data-free
     /// conversion (absent from the JSON then).
     public var calibration: CalibrationSummary?
+    /// The model's generation settings from its generation_config.json (what `generate()` uses by default); nil
+    /// (absent from the JSON) when the folder had none beyond the special ids.
+    public var generation: GenerationDefaults?
 
     public init(config: T5Config, tokenizer: TokenizerInfo?, provenance: Provenance,
                 aliases: [String: String] = [:], quantizationError: [String: Double?] = [:],
-                requiredFeatures: [String] = [], calibration: CalibrationSummary? = nil) {
+                requiredFeatures: [String] = [], calibration: CalibrationSummary? = nil,
+                generation: GenerationDefaults? = nil) {
         self.calibration = calibration
+        self.generation = generation
         self.requiredFeatures = requiredFeatures
         self.config = config
         self.tokenizer = tokenizer
@@ -296,6 +301,7 @@ public struct FlintMetadata: Codable, Sendable, Equatable {
         case config, tokenizer, provenance, aliases
         case quantizationError = "quantization_error"
         case calibration
+        case generation
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -311,6 +317,7 @@ public struct FlintMetadata: Codable, Sendable, Equatable {
             if let snr, snr.isFinite { try errors.encode(snr, forKey: AnyKey(name)) } else { try errors.encodeNil(forKey: AnyKey(name)) }
         }
         try c.encodeIfPresent(calibration, forKey: .calibration)
+        try c.encodeIfPresent(generation, forKey: .generation)
     }
 
     public init(from decoder: Decoder) throws {
@@ -322,6 +329,7 @@ public struct FlintMetadata: Codable, Sendable, Equatable {
         aliases = try c.decodeIfPresent([String: String].self, forKey: .aliases) ?? [:]
         quantizationError = try c.decodeIfPresent([String: Double?].self, forKey: .quantizationError) ?? [:]
         calibration = try c.decodeIfPresent(CalibrationSummary.self, forKey: .calibration)
+        generation = try c.decodeIfPresent(GenerationDefaults.self, forKey: .generation)
     }
 }
 

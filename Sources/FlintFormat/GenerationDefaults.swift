@@ -1,0 +1,74 @@
+// The generation settings a model ships in its generation_config.json, as the .flint metadata stores them
+// (Formats/FLINT.md, "generation"): what `model.generate(**inputs)` uses when the caller passes nothing.
+
+/// The settings of a Hugging Face `generation_config.json` that Flint's generation implements; nil = not set
+/// (transformers' default applies). Keys are transformers' names.
+public struct GenerationDefaults: Codable, Sendable, Equatable {
+    public var maxNewTokens: Int?
+    /// Decoder length limit, the decoder start token included (used when `maxNewTokens` is not set).
+    public var maxLength: Int?
+    public var minNewTokens: Int?
+    public var minLength: Int?
+    public var numBeams: Int?
+    public var lengthPenalty: Double?
+    public var earlyStopping: Bool?
+    public var doSample: Bool?
+    public var temperature: Double?
+    public var topK: Int?
+    public var topP: Double?
+    public var noRepeatNgramSize: Int?
+    public var repetitionPenalty: Double?
+    public var numReturnSequences: Int?
+    public var badWordsIds: [[Int]]?
+    public var suppressTokens: [Int]?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case maxNewTokens = "max_new_tokens"
+        case maxLength = "max_length"
+        case minNewTokens = "min_new_tokens"
+        case minLength = "min_length"
+        case numBeams = "num_beams"
+        case lengthPenalty = "length_penalty"
+        case earlyStopping = "early_stopping"
+        case doSample = "do_sample"
+        case temperature
+        case topK = "top_k"
+        case topP = "top_p"
+        case noRepeatNgramSize = "no_repeat_ngram_size"
+        case repetitionPenalty = "repetition_penalty"
+        case numReturnSequences = "num_return_sequences"
+        case badWordsIds = "bad_words_ids"
+        case suppressTokens = "suppress_tokens"
+    }
+
+    /// No setting at all.
+    public var isEmpty: Bool { self == GenerationDefaults() }
+
+    /// Names the first value no generation could use (the reader rejects such a file; the converter such a folder).
+    public func validate(vocabSize: Int) throws {
+        func atLeast(_ v: Int?, _ lower: Int, _ name: String) throws {
+            if let v, v < lower { throw FlintError("generation: \(name) must be at least \(lower), got \(v)") }
+        }
+        try atLeast(maxNewTokens, 1, "max_new_tokens")
+        try atLeast(maxLength, 2, "max_length")
+        try atLeast(minNewTokens, 0, "min_new_tokens")
+        try atLeast(minLength, 0, "min_length")
+        try atLeast(numBeams, 1, "num_beams")
+        try atLeast(topK, 0, "top_k")
+        try atLeast(noRepeatNgramSize, 0, "no_repeat_ngram_size")
+        try atLeast(numReturnSequences, 1, "num_return_sequences")
+        if let v = lengthPenalty, !v.isFinite { throw FlintError("generation: length_penalty must be finite, got \(v)") }
+        if let v = temperature, !(v > 0 && v.isFinite) { throw FlintError("generation: temperature must be positive, got \(v)") }
+        if let v = topP, !(v > 0 && v <= 1) { throw FlintError("generation: top_p must be in (0, 1], got \(v)") }
+        if let v = repetitionPenalty, !(v > 0 && v.isFinite) { throw FlintError("generation: repetition_penalty must be positive, got \(v)") }
+        let ids = (badWordsIds ?? []).flatMap { $0 } + (suppressTokens ?? [])
+        if let bad = ids.first(where: { $0 < 0 || $0 >= vocabSize }) {
+            throw FlintError("generation: token \(bad) is outside the vocabulary (0..<\(vocabSize))")
+        }
+        if let empty = badWordsIds?.firstIndex(where: { $0.isEmpty }) {
+            throw FlintError("generation: bad_words_ids[\(empty)] is empty")
+        }
+    }
+}
