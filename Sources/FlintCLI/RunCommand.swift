@@ -59,15 +59,20 @@ struct RunCommand: ParsableCommand {
           flint run ./flan-t5-small "translate English to German: Hello" --decoder-prefix "Hallo"
           flint run ./flan-t5-small "Write a poem:" --sample --top-p 0.9 --seed 42
           flint run ./flan-t5-small --input-file prompts.txt --json --batch-size 16
+          cat prompts.jsonl | flint run ./flan-t5-small - --json --stream
+
+        A prompt that cannot be used (a JSON line without "prompt", a prompt the model rejects) is reported in \
+        its place — {"line", "prompt", "error"} with --json, a message on stderr otherwise — and the others are \
+        still generated; the exit status is then 1.
         """)
 
     @Argument(help: "A .flint file, a Hugging Face model folder, or hf:OWNER/NAME[@REVISION].")
     var model: String
 
-    @Argument(help: "Prompts, each generated separately.")
+    @Argument(help: "Prompts, each generated separately; - alone reads them from stdin (one per line or JSON lines).")
     var prompts: [String] = []
 
-    @Option(name: .customLong("input-file"), help: "A text file with one prompt per line (empty lines are skipped).")
+    @Option(name: .customLong("input-file"), help: "A file with one prompt per line (LF or CRLF; empty lines skipped) or JSON lines {\"prompt\": ...}; - is stdin.")
     var inputFile: String?
 
     @Option(name: .customLong("max-tokens"), help: "At most this many new tokens per prompt (the eos counts). Default: the model's generation config, else 64.")
@@ -130,13 +135,16 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Print one JSON object per prompt.")
     var json = false
 
+    @Flag(help: "Show tokens as they are generated: text on a terminal (one prompt at a time); JSON events {\"event\": \"token\", \"index\", \"line\", \"id\", \"text\"} then the result with \"event\": \"done\" in a pipe or with --json.")
+    var stream = false
+
     func validate() throws {
         try KernelChoice.validate(kernels)
         if prompts.isEmpty && inputFile == nil { throw ValidationError("give at least one PROMPT or --input-file") }
         if !prompts.isEmpty && inputFile != nil {
             throw ValidationError("give prompts either as arguments or with --input-file, not both")
         }
-        if let inputFile, !FileManager.default.fileExists(atPath: inputFile) {
+        if let inputFile, inputFile != "-", !FileManager.default.fileExists(atPath: inputFile) {
             throw ValidationError("--input-file \(inputFile) does not exist")
         }
         if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1, got \(maxTokens)") }
@@ -218,22 +226,18 @@ struct RunCommand: ParsableCommand {
         return o
     }
 
-    func readPrompts() throws -> [String] {
-        guard let inputFile else { return prompts }
-        guard let data = FileManager.default.contents(atPath: inputFile),
-              let text = String(data: data, encoding: .utf8) else {
-            throw FlintError("\(inputFile): cannot be read as UTF-8 text")
-        }
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
-            .map { $0.hasSuffix("\r") ? String($0.dropLast()) : String($0) }
-            .filter { !$0.isEmpty }
-        guard !lines.isEmpty else { throw FlintError("\(inputFile): no prompts (every line is empty)") }
-        return lines
+    /// The prompts in order: the arguments, stdin (`-` as the only prompt, or `--input-file -`), or the file's
+    /// lines (LF or CRLF; JSON lines with "prompt" / "text", as `verify --prompts` reads them). A bad line is an
+    /// entry with its error, reported in its place.
+    func readPrompts() throws -> [PromptLines.Entry] {
+        if let inputFile { return try PromptLines.readEntries(inputFile) }
+        if prompts == ["-"] { return try PromptLines.readEntries("-") }
+        return prompts.enumerated().map { PromptLines.Entry(line: $0.offset + 1, prompt: $0.element, error: nil) }
     }
 
     func run() throws {
         try reportingErrors {
-            let allPrompts = try readPrompts()
+            let entries = try readPrompts()
             let weights = try loadWeights(path: model)
             let tokenizer = try loadTokenizer(weights)
             let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
@@ -246,21 +250,68 @@ struct RunCommand: ParsableCommand {
             if case .sampling(let s) = options.strategy { sampledSeed = s.seed }
             let isBeam: Bool
             if case .beamSearch = options.strategy { isBeam = true } else { isBeam = false }
-            let terminal = !json && isatty(STDOUT_FILENO) != 0
+            let onTerminal = isatty(STDOUT_FILENO) != 0
+            // --stream on a terminal shows text as it comes (one prompt at a time); in a pipe (or with --json) it
+            // writes JSON token events. Without --stream, a single prompt on a terminal streams its text too.
+            let jsonEvents = stream && (json || !onTerminal)
+            let textStreaming = !json && onTerminal && (stream || entries.count == 1) && options.numReturnSequences == 1
+            let step = textStreaming ? 1 : batchSize
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
-            for first in stride(from: 0, to: allPrompts.count, by: batchSize) {
-                let batch = Array(allPrompts[first..<min(first + batchSize, allPrompts.count)])
-                let inputs = batch.map { tokenizer.encode($0) }
-                // Streaming needs one sequence at a time on the screen: only a batch of one streams.
-                var printer = StreamingPrinter(tokenizer: tokenizer, enabled: terminal && batch.count == 1 && options.numReturnSequences == 1,
+            func emit<T: Encodable>(_ value: T) throws {
+                FileHandle.standardOutput.write(try encoder.encode(value) + Data("\n".utf8))
+            }
+            var failed = 0
+            func report(_ entry: PromptLines.Entry, _ message: String) throws {
+                failed += 1
+                if json || jsonEvents {
+                    try emit(RunErrorJSON(line: entry.line, prompt: entry.prompt, error: message, event: jsonEvents ? "error" : nil))
+                } else {
+                    FileHandle.standardError.write(Data("flint: error: prompt \(entry.line): \(message)\n".utf8))
+                }
+            }
+            for first in stride(from: 0, to: entries.count, by: step) {
+                let chunk = Array(entries[first..<min(first + step, entries.count)])
+                let good = chunk.filter { $0.prompt != nil }
+                let inputs = good.map { tokenizer.encode($0.prompt!) }
+                var printer = StreamingPrinter(tokenizer: tokenizer, enabled: textStreaming && good.count == 1,
                                                prefix: options.decoderPrefix)
-                let results = try engine.generate(batch: inputs, options: options) { _, token in printer.add(token) }
-                for (i, result) in results.enumerated() {
+                var deltas = TokenTextDeltas(tokenizer: tokenizer, count: good.count, prefix: options.decoderPrefix)
+                func onToken(_ i: Int, _ token: Int) {
+                    printer.add(token)
+                    if jsonEvents {
+                        let text = deltas.add(token, to: i)
+                        try? emit(RunTokenEvent(index: first + i, line: good[i].line, id: token, text: text))
+                    }
+                }
+                // One prompt failing must not lose the others: a failed batch is retried prompt by prompt.
+                var results: [Result<GenerationResult, FlintError>]
+                do {
+                    results = try engine.generate(batch: inputs, options: options, onToken: onToken).map { .success($0) }
+                } catch let e as FlintError where inputs.count > 1 {
+                    _ = e
+                    results = inputs.indices.map { i in
+                        do { return .success(try engine.generate(batch: [inputs[i]], options: options) { onToken(i, $1) }[0]) }
+                        catch let e as FlintError { return .failure(e) }
+                        catch { return .failure(FlintError("\(error)")) }
+                    }
+                } catch let e as FlintError {
+                    results = [.failure(e)]
+                }
+                var next = 0
+                for entry in chunk {
+                    guard entry.prompt != nil else { try report(entry, entry.error ?? "bad prompt"); continue }
+                    let i = next
+                    next += 1
+                    let result: GenerationResult
+                    switch results[i] {
+                    case .failure(let e): try report(entry, e.message); continue
+                    case .success(let r): result = r
+                    }
                     let ids = result.generatedIds
                     let text = tokenizer.decode(ids, skipSpecialTokens: true)
-                    if json {
-                        var line = RunJSON(prompt: batch[i], input_ids: inputs[i], ids: ids, text: text,
+                    if json || jsonEvents {
+                        var line = RunJSON(prompt: entry.prompt!, input_ids: inputs[i], ids: ids, text: text,
                                            tokens_per_second: result.decoderSeconds > 0 ? Double(ids.count) / result.decoderSeconds : nil)
                         line.score = isBeam ? result.score.map(Double.init) : nil
                         line.seed = sampledSeed
@@ -271,7 +322,8 @@ struct RunCommand: ParsableCommand {
                                                        score: $0.score.map(Double.init))
                             }
                         }
-                        FileHandle.standardOutput.write(try encoder.encode(line) + Data("\n".utf8))
+                        if jsonEvents { line.event = "done"; line.index = first + i; line.line = entry.line }
+                        try emit(line)
                     } else if printer.enabled {
                         printer.finish(text)
                     } else if options.numReturnSequences > 1 {
@@ -284,7 +336,50 @@ struct RunCommand: ParsableCommand {
                     }
                 }
             }
+            if failed > 0 {
+                throw FlintError("\(failed) of \(entries.count) prompts failed (reported in their place)")
+            }
         }
+    }
+}
+
+/// A failed prompt in `--json` output (or a `--stream` event).
+struct RunErrorJSON: Encodable {
+    let line: Int
+    let prompt: String?
+    let error: String
+    var event: String?
+}
+
+/// `--stream` in a pipe: one generated token of prompt `index` (the order of the prompts, from 0).
+struct RunTokenEvent: Encodable {
+    var event = "token"
+    let index: Int
+    let line: Int
+    let id: Int
+    /// The text this token adds to the prompt's output so far (may be empty while a piece is incomplete).
+    let text: String
+}
+
+/// The text each new token adds, per sequence: the decoded text so far minus what was already reported.
+struct TokenTextDeltas {
+    let tokenizer: T5Tokenizer
+    private var ids: [[Int]]
+    private var shown: [String]
+
+    init(tokenizer: T5Tokenizer, count: Int, prefix: [Int]) {
+        self.tokenizer = tokenizer
+        ids = [[Int]](repeating: prefix, count: count)
+        shown = [String](repeating: "", count: count)
+    }
+
+    mutating func add(_ token: Int, to i: Int) -> String {
+        ids[i].append(token)
+        let text = tokenizer.decode(ids[i], skipSpecialTokens: true)
+        guard text.hasPrefix(shown[i]) else { return "" }
+        let delta = String(text.dropFirst(shown[i].count))
+        shown[i] = text
+        return delta
     }
 }
 
@@ -301,6 +396,10 @@ struct RunJSON: Encodable {
     var seed: UInt64? = nil
     /// --num-return N > 1: every returned sequence, best first.
     var sequences: [RunSequenceJSON]? = nil
+    /// --stream in a pipe: "done", the prompt's position and its line.
+    var event: String? = nil
+    var index: Int? = nil
+    var line: Int? = nil
 }
 
 struct RunSequenceJSON: Encodable {

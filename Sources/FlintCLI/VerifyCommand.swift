@@ -169,26 +169,9 @@ struct VerifyCommand: ParsableCommand {
         if !result.passed { throw ExitCode(1) }
     }
 
-    /// One prompt per line, or JSON lines with "prompt" / "text".
+    /// One prompt per line (LF or CRLF), or JSON lines with "prompt" / "text" (shared with `run --input-file`).
     private func readPrompts(_ path: String) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw FlintError("\(path): cannot read the prompts file as UTF-8 text")
-        }
-        var result: [String] = []
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.hasPrefix("{") {
-                guard let obj = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any],
-                      let prompt = (obj["prompt"] ?? obj["text"]) as? String else {
-                    throw FlintError("\(path): line \(n + 1) looks like JSON but has no string \"prompt\" or \"text\" field")
-                }
-                result.append(prompt)
-            } else if !trimmed.isEmpty {
-                result.append(String(line))
-            }
-        }
-        guard !result.isEmpty else { throw FlintError("\(path): no prompts in the file") }
-        return result
+        try PromptLines.read(path)
     }
 
     /// The report and its chart beside it (`<name>-layers.svg`).
