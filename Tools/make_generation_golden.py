@@ -4,6 +4,7 @@
 suppress_tokens, num_return_sequences, decoder_input_ids as a decoder prefix), each alone and combined, greedy and
 beam search, on the existing model fixtures (float32, CPU, eval mode). Sequences are cut after their first eos
 (generate() pads shorter ones of an n-best list with pad_token_id); scores are generate()'s sequences_scores.
+stop_strings: greedy with StopStringCriteria (what generate(stop_strings=..., tokenizer=...) uses).
 
 Also `generation_config_case`: a generation_config.json (4 beams, 12 new tokens, no_repeat_ngram_size 2) and the ids
 of `model.generate(**inputs)` with that file beside the weights — what `flint run` must give with no flags.
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModelForSeq2SeqLM, GenerationConfig, T5Tokenizer
+from transformers import (AutoModelForSeq2SeqLM, GenerationConfig, StoppingCriteriaList, StopStringCriteria,
+                          T5Tokenizer)
 
 from fixture_common import MODELS_DIR, SMALL_SPIECE
 
@@ -82,13 +84,16 @@ def settings_for(greedy, tokenizer):
     }
 
 
-def generate(model, input_ids, setting, decoder_prefix=None):
+def generate(model, input_ids, setting, decoder_prefix=None, stop_strings=None, tokenizer=None):
     start = model.config.decoder_start_token_id
     config = GenerationConfig(decoder_start_token_id=start, pad_token_id=model.config.pad_token_id,
                               eos_token_id=model.config.eos_token_id, **{**COMMON, **setting})
     kwargs = {}
     if decoder_prefix is not None:
         kwargs["decoder_input_ids"] = torch.tensor([[start] + decoder_prefix])
+    if stop_strings is not None:
+        # generate(stop_strings=...) builds this criterion; passed directly (the T5 forward rejects tokenizer=).
+        kwargs["stopping_criteria"] = StoppingCriteriaList([StopStringCriteria(tokenizer=tokenizer, stop_strings=stop_strings)])
     with torch.no_grad():
         out = model.generate(input_ids, generation_config=config, return_dict_in_generate=True,
                              output_scores=True, **kwargs)
@@ -105,6 +110,7 @@ def golden(name):
     tokenizer = T5Tokenizer(vocab_file=str(SMALL_SPIECE))
     cases = []
     first_greedy = None
+    stops = None
     for prompt in PROMPTS:
         input_ids = torch.tensor([tokenizer(prompt).input_ids])
         plain = generate(model, input_ids, {})
@@ -121,6 +127,13 @@ def golden(name):
         results["decoder_prefix"] = {**generate(model, input_ids, {}, prefix), "prefix_ids": prefix}
         results["decoder_prefix_beam4"] = {**generate(model, input_ids, dict(num_beams=4, min_new_tokens=2), prefix),
                                            "prefix_ids": prefix}
+        # Stop strings (greedy): a piece of the first prompt's plain text that spans a token boundary, and one that
+        # never occurs.
+        if stops is None:
+            text = tokenizer.decode(first_greedy, skip_special_tokens=True)
+            stops = [text[3:8], "zzzq"]
+        results["stop_strings"] = {**generate(model, input_ids, {}, stop_strings=stops, tokenizer=tokenizer),
+                                   "stop_strings": stops}
         cases.append({"prompt": prompt, "input_ids": input_ids[0].tolist(), "results": results})
     for case in cases:
         for setting_name, result in case["results"].items():
@@ -146,7 +159,8 @@ def golden(name):
         "bad_words_text": BAD_WORDS_TEXT,
         "settings": {**{k: v for k, v in settings_for(first_greedy, tokenizer).items()},
                      "decoder_prefix": {"decoder_prefix_text": "blue apple"},
-                     "decoder_prefix_beam4": {"decoder_prefix_text": "blue apple", "num_beams": 4, "min_new_tokens": 2}},
+                     "decoder_prefix_beam4": {"decoder_prefix_text": "blue apple", "num_beams": 4, "min_new_tokens": 2},
+                     "stop_strings": {"stop_strings": stops}},
         "cases": cases,
         "generation_config_json": GENERATION_CONFIG_JSON,
         "generation_config_cases": config_cases,

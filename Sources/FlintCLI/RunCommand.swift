@@ -57,6 +57,7 @@ struct RunCommand: ParsableCommand {
           flint run ./flan-t5-small "Write a story:" --no-repeat-ngram 3 --repetition-penalty 1.2 --min-tokens 20
           flint run ./flan-t5-small "Name a fruit:" --bad-words "apple" --bad-words "banana" --suppress-tokens 3,5
           flint run ./flan-t5-small "translate English to German: Hello" --decoder-prefix "Hallo"
+          flint run ./flan-t5-small "List three fruits:" --stop "."
           flint run ./flan-t5-small "Write a poem:" --sample --top-p 0.9 --seed 42
           flint run ./flan-t5-small --input-file prompts.txt --json --batch-size 16
           cat prompts.jsonl | flint run ./flan-t5-small - --json --stream
@@ -95,6 +96,9 @@ struct RunCommand: ParsableCommand {
 
     @Option(name: .customLong("suppress-tokens"), help: ArgumentHelp("Token ids never generated, comma-separated.", valueName: "ids"))
     var suppressTokens: String?
+
+    @Option(help: ArgumentHelp("Stop once the output contains this text (transformers' stop_strings; kept in the output; repeatable; not with beam search).", valueName: "text"))
+    var stop: [String] = []
 
     @Option(name: .customLong("decoder-prefix"), help: ArgumentHelp("Start every output with this text (forced after the decoder start token).", valueName: "text"))
     var decoderPrefix: String?
@@ -158,6 +162,8 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("--num-return \(numReturn) needs --beams \(numReturn) or more (or --sample)")
         }
         if badWords.contains(where: { $0.isEmpty }) { throw ValidationError("--bad-words needs a non-empty text") }
+        if stop.contains(where: { $0.isEmpty }) { throw ValidationError("--stop needs a non-empty text") }
+        if !stop.isEmpty, let beams, beams > 1 { throw ValidationError("--stop works with greedy decoding and --sample, not --beams") }
         _ = try suppressedIds()
         guard (1...256).contains(batchSize) else { throw ValidationError("--batch-size must be 1…256, got \(batchSize)") }
         if let beams, beams < 1 { throw ValidationError("--beams must be at least 1, got \(beams)") }
@@ -190,7 +196,7 @@ struct RunCommand: ParsableCommand {
 
     /// The options of one run: the flags given, else the model's generation settings (`defaults`), else Flint's
     /// defaults. `randomSeed` is the seed used when sampling without --seed.
-    func generationOptions(defaults: GenerationDefaults?, tokenizer: T5Tokenizer?, randomSeed: UInt64) throws -> GenerationOptions {
+    func generationOptions(defaults: GenerationDefaults?, tokenizer: T5Tokenizer?, vocabSize: Int, randomSeed: UInt64) throws -> GenerationOptions {
         let d = defaults ?? GenerationDefaults()
         let numBeams = beams ?? (sample ? 1 : d.numBeams ?? 1)
         let sampling = sample || (beams == nil && d.doSample == true && numBeams == 1)
@@ -222,6 +228,14 @@ struct RunCommand: ParsableCommand {
         if let tokenizer {
             o.badWordsIds += badWords.map { tokenizer.encode($0, addEOS: false) }
             if let decoderPrefix { o.decoderPrefix = tokenizer.encode(decoderPrefix, addEOS: false) }
+            if !stop.isEmpty {
+                if case .beamSearch = strategy {
+                    throw FlintError("--stop works with greedy decoding and sampling; this model's generation config uses beam search (add --beams 1)")
+                }
+                // What each token adds to decoded text: its piece with sentencepiece's "▁" as a space.
+                let texts = (0..<vocabSize).map { (tokenizer.idToPiece($0) ?? "").replacingOccurrences(of: "\u{2581}", with: " ") }
+                o.stopStrings = StopStrings(stop, tokenText: texts)
+            }
         }
         return o
     }
@@ -245,7 +259,7 @@ struct RunCommand: ParsableCommand {
             var generator = SystemRandomNumberGenerator()
             let randomSeed = generator.next()
             let options = try generationOptions(defaults: try generationDefaults(of: weights), tokenizer: tokenizer,
-                                                randomSeed: randomSeed)
+                                                vocabSize: engine.config.vocabSize, randomSeed: randomSeed)
             var sampledSeed: UInt64? = nil
             if case .sampling(let s) = options.strategy { sampledSeed = s.seed }
             let isBeam: Bool

@@ -79,6 +79,9 @@ public struct GenerationOptions: Sendable, Equatable {
     /// `[decoder_start_token_id] + decoderPrefix`); `maxNewTokens` and `minNewTokens` count after them, and the
     /// returned sequence contains them.
     public var decoderPrefix: [Int] = []
+    /// HF `stop_strings`: greedy and sampling stop once the output text contains one of them (see `StopStrings`);
+    /// the tokens that make the match stay in the output. Not with beam search.
+    public var stopStrings: StopStrings? = nil
 
     public init(maxNewTokens: Int = 20, minNewTokens: Int = 0, strategy: DecodingStrategy = .greedy) {
         self.maxNewTokens = maxNewTokens
@@ -105,6 +108,9 @@ public struct GenerationOptions: Sendable, Equatable {
                 throw FlintError("generation: greedy decoding returns one sequence; \(numReturnSequences) need beam search with at least as many beams, or sampling")
             }
         case .beamSearch(let beam):
+            guard stopStrings == nil || stopStrings!.strings.isEmpty else {
+                throw FlintError("generation: stop strings work with greedy decoding and sampling, not beam search")
+            }
             guard beam.numBeams >= 1 else { throw FlintError("generation: number of beams must be at least 1, got \(beam.numBeams)") }
             guard numReturnSequences <= beam.numBeams else {
                 throw FlintError("generation: \(numReturnSequences) returned sequences need at least as many beams, got \(beam.numBeams)")
@@ -270,9 +276,11 @@ final class OneSequenceRequest: DecodingRequest {
     private var sampler: TokenSampler?
     private let maxNewTokens: Int
     private let processors: LogitsProcessors
+    private let stop: StopStrings?
     private let eos: Int
 
     init(index: Int, options: GenerationOptions, config: T5Config, processors: LogitsProcessors, sampler: TokenSampler?) {
+        stop = options.stopStrings
         self.index = index
         sequence = [config.decoderStartTokenId]
         sequence.reserveCapacity(options.maxNewTokens + 1 + options.decoderPrefix.count)
@@ -296,7 +304,7 @@ final class OneSequenceRequest: DecodingRequest {
         let next = sampler != nil ? sampler!.sample(scores) : argmax(scores)
         sequence.append(next)
         onToken?(index, next)
-        return (nil, next == eos || sequence.count - processors.promptLength >= maxNewTokens)
+        return (nil, next == eos || sequence.count - processors.promptLength >= maxNewTokens || stop?.matches(sequence) == true)
     }
 
     var result: GenerationResult {

@@ -73,3 +73,45 @@ struct LogitsProcessors {
         for token in suppressTokens { scores[token] = -.infinity }
     }
 }
+
+/// Stop strings with transformers' `StopStringCriteria` rule: generation stops once the text of the decoder
+/// tokens contains a stop string that overlaps the newest token (the match may start inside an earlier token and
+/// the newest token may run past its end: "st"+"opera" stops on "stop"; "stop"+"at" does not stop at "at").
+/// A token's text is what it adds to decoded text (sentencepiece "▁" as a space), from `tokenText`.
+public struct StopStrings: Sendable, Equatable {
+    public let strings: [String]
+    private let stops: [[Unicode.Scalar]]
+    private let texts: [[Unicode.Scalar]]
+
+    /// `tokenText[id]`: the text token `id` contributes.
+    public init(_ strings: [String], tokenText: [String]) {
+        self.strings = strings
+        stops = strings.map { Array($0.unicodeScalars) }
+        texts = tokenText.map { Array($0.unicodeScalars) }
+    }
+
+    /// Whether `sequence` (ending with the newest token) ends a match.
+    func matches(_ sequence: [Int]) -> Bool {
+        guard let newest = sequence.last, newest >= 0, newest < texts.count else { return false }
+        let last = texts[newest]
+        guard !last.isEmpty else { return false }
+        for stop in stops where !stop.isEmpty {
+            // The tail of the text long enough to hold any match overlapping the newest token.
+            var tail = last
+            var i = sequence.count - 2
+            while tail.count < stop.count + last.count && i >= 0 {
+                let t = sequence[i]
+                if t >= 0 && t < texts.count { tail = texts[t] + tail }
+                i -= 1
+            }
+            let boundary = tail.count - last.count  // the newest token starts here
+            if stop.count > tail.count { continue }
+            var start = max(0, boundary - stop.count + 1)
+            while start + stop.count <= tail.count {
+                if tail[start..<(start + stop.count)].elementsEqual(stop) && start + stop.count > boundary { return true }
+                start += 1
+            }
+        }
+        return false
+    }
+}

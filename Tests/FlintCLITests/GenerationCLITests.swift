@@ -66,6 +66,7 @@ private func copyModel(_ name: String, to dir: String) throws -> String {
         let settings = try #require(golden["settings"] as? [String: [String: Any]])
         let suppress = try #require(settings["suppress_tokens"]?["suppress_tokens"] as? [Int])
         let badWords = try #require(golden["bad_words_text"] as? [String])
+        let stops = try #require(settings["stop_strings"]?["stop_strings"] as? [String])
         let flags: [String: [String]] = [
             "no_repeat_ngram_2": ["--no-repeat-ngram", "2"],
             "no_repeat_ngram_3_beam4": ["--no-repeat-ngram", "3", "--beams", "4"],
@@ -77,6 +78,7 @@ private func copyModel(_ name: String, to dir: String) throws -> String {
             "num_return_3_beam4": ["--beams", "4", "--num-return", "3"],
             "num_return_5_beam5_lp0.6_es": ["--beams", "5", "--num-return", "5", "--length-penalty", "0.6", "--early-stopping"],
             "decoder_prefix": ["--decoder-prefix", "blue apple"],
+            "stop_strings": stops.flatMap { ["--stop", $0] },
             "decoder_prefix_beam4": ["--decoder-prefix", "blue apple", "--beams", "4", "--min-tokens", "2"],
         ]
         let cases = try #require(golden["cases"] as? [[String: Any]])
@@ -114,14 +116,15 @@ private func copyModel(_ name: String, to dir: String) throws -> String {
 
     @Test func badFlagCombinationsAreRejected() throws {
         for bad in [["--num-return", "3"], ["--num-return", "3", "--beams", "2"], ["--repetition-penalty", "0"],
-                    ["--no-repeat-ngram", "-1"], ["--suppress-tokens", "a,b"], ["--min-tokens", "-2"], ["--bad-words", ""]] {
+                    ["--no-repeat-ngram", "-1"], ["--suppress-tokens", "a,b"], ["--min-tokens", "-2"], ["--bad-words", ""],
+                    ["--stop", "x", "--beams", "2"]] {
             let r = try flint(arguments: ["run", flanTiny, "x"] + bad)
             #expect(r.status != 0, "\(bad) must fail")
             #expect(!r.stderr.isEmpty)
         }
         let help = try flint("run", "--help")
         for flag in ["--min-tokens", "--no-repeat-ngram", "--repetition-penalty", "--num-return", "--bad-words",
-                     "--suppress-tokens", "--decoder-prefix"] {
+                     "--suppress-tokens", "--decoder-prefix", "--stop"] {
             #expect(help.stdout.contains(flag), "\(flag) in --help")
         }
         #expect(help.stdout.contains("--decoder-prefix \"Hallo\""))
