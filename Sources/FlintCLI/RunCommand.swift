@@ -37,8 +37,8 @@ struct RunCommand: ParsableCommand {
         sequence leaves the batch when it finishes); the results equal generating each prompt alone. With a \
         single prompt on a terminal the text appears as it is generated (beam search prints when the search \
         ends). --json prints one JSON object per line and prompt instead: \
-        {"prompt", "input_ids", "ids", "text", "tokens_per_second"}, where ids are the generated tokens \
-        without the decoder start token and tokens_per_second is that sequence's decoding speed (its tokens \
+        {"prompt", "input_ids", "ids", "text", "tokens_per_second"}, where ids are the tokens after the \
+        decoder start token (a --decoder-prefix included) and tokens_per_second is that sequence's decoding speed (its tokens \
         over the time from the batch's first decoder step to its last token; encoder excluded). Beam search adds \
         "score"; --num-return N adds "sequences": [{"ids", "text", "score"}], best first; sampling adds the \
         "seed" used (random unless --seed is given).
