@@ -21,6 +21,13 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // flint serve: Hummingbird 2 without its default traits (no swift-configuration), with the SwiftNIO,
+        // service-lifecycle and swift-log it builds on, and swift-prometheus for /metrics.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The .flint container: header, metadata, tensor table, reader (mmap) and atomic writer.
@@ -59,10 +66,21 @@ let package = Package(
         // Calibration at conversion: per-channel statistics of every linear layer's input on calibration prompts.
         .target(name: "FlintCalibration", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintConvert", "FlintKernels", "FlintQuant", "FlintT5",
                                                          "FlintTokenizer", "FlintVerify"]),
+        // `flint serve`: the HTTP API (OpenAI-compatible completions, embeddings, tokenize) and the scheduler that
+        // batches concurrent requests into shared encoder and decoder steps.
+        .target(name: "FlintServe", dependencies: [
+            "FlintFormat", "FlintKernels", "FlintT5", "FlintTokenizer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         // The commands of the command-line tool (a library, so tests can run them in-process).
         .target(name: "FlintCLI", dependencies: [
             "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack",
-            "FlintTokenizer", "FlintT5", "FlintVerify", "FlintHub", "FlintRecipe", "FlintCalibration",
+            "FlintTokenizer", "FlintT5", "FlintVerify", "FlintHub", "FlintRecipe", "FlintCalibration", "FlintServe",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The `flint` executable: only the entry point.
@@ -86,6 +104,7 @@ let package = Package(
         .testTarget(name: "FlintTokenizerTests", dependencies: ["FlintTokenizer", "FlintCheckpoint"]),
         .testTarget(name: "FlintT5Tests", dependencies: ["FlintT5"]),
         .testTarget(name: "FlintCLITests", dependencies: ["FlintCLI"]),
+        .testTarget(name: "FlintServeTests", dependencies: ["FlintServe", "FlintT5", "FlintTokenizer", "FlintCheckpoint", "FlintFormat"]),
         .testTarget(name: "FlintVerifyTests", dependencies: ["FlintVerify", "FlintConvert", "FlintCheckpoint", "FlintKernels"]),
         .testTarget(name: "FlintKernelsTests", dependencies: ["FlintKernels"]),
         .testTarget(name: "FlintHubTests", dependencies: ["FlintHub"]),

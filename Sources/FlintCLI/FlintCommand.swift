@@ -9,6 +9,6 @@ public struct FlintCommand: ParsableCommand {
         // The kernel path this process runs (FLINT_ISA forces one, clamped to what the CPU has) and the ones it could.
         version: "\(FlintVersion.version)\nkernels: \(KernelISA.preferred.summary) on \(KernelISA.cpuName) "
             + "(supported: \(KernelISA.supported.map(\.rawValue).joined(separator: ", ")))",
-        subcommands: [ConvertCommand.self, InspectCommand.self, ExportCommand.self, PackCommand.self, UnpackCommand.self, RunCommand.self, EmbedCommand.self, TokenizeCommand.self, VerifyCommand.self, BenchCommand.self])
+        subcommands: [ConvertCommand.self, InspectCommand.self, ExportCommand.self, PackCommand.self, UnpackCommand.self, RunCommand.self, ServeCommand.self, EmbedCommand.self, TokenizeCommand.self, VerifyCommand.self, BenchCommand.self])
     public init() {}
 }
