@@ -133,7 +133,7 @@ import Testing
     }
 
     @Test func aFullQueueIs429AtOnceAndAClientThatHangsUpFreesItsPlace() async throws {
-        try await withServer({ $0.maxBatch = 1; $0.maxQueue = 1; $0.maxTokens = 200_000 }) { port in
+        try await withServer({ $0.maxBatch = 1; $0.maxQueue = 1; $0.maxTokens = 200_000; $0.timeoutSeconds = 60 }) { port in
             // A takes the only row: its first piece of text shows it is running.
             let a = try TestConnection(port: port)
             let first = try await onThread { () -> String in

@@ -89,20 +89,41 @@ final class ServeProcess: @unchecked Sendable {
     }
 }
 
+enum CapturedStream { case stdout, stderr }
+
+/// Runs `flint` to its end; its exit status and one of its outputs (read with read(2), retrying EINTR).
+func runFlint(_ arguments: [String], capture: CapturedStream) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: flintBinary())
+    p.arguments = arguments
+    let pipe = Pipe()
+    if capture == .stdout {
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+    } else {
+        p.standardError = pipe
+        p.standardOutput = FileHandle.nullDevice
+    }
+    try p.run()
+    var data = [UInt8]()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    let fd = pipe.fileHandleForReading.fileDescriptor
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n > 0 { data += buffer[0..<n]; continue }
+        if n < 0 && errno == EINTR { continue }
+        break
+    }
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 @Suite(.serialized) struct ServeBinaryTests {
     /// `flint run --json`'s ids and text for prompts.
     func flintRun(_ prompts: [String]) throws -> [(ids: [Int], text: String)] {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: flintBinary())
-        p.arguments = ["run", demoFolder, "--json", "--max-tokens", "20"] + prompts
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
+        let (status, output) = try runFlint(["run", demoFolder, "--json", "--max-tokens", "20"] + prompts, capture: .stdout)
+        #expect(status == 0)
+        return output.split(separator: "\n").map { line in
             let json = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
             return (json["ids"] as? [Int] ?? [], json["text"] as? String ?? "")
         }
@@ -110,9 +131,11 @@ final class ServeProcess: @unchecked Sendable {
 
     @Test func greedyAnswersAreFlintRunsAndSIGTERMEndsTheServerWithExit0() async throws {
         let prompts = Fixtures.demo.golden.map { $0["prompt"] as! String }
-        let expected = try flintRun(prompts)
+        let expected = try await onThread { try self.flintRun(prompts) }
         try #require(expected.count == prompts.count)
-        let server = try ServeProcess([demoFolder, "--max-batch", "4", "--max-tokens", "200000", "--shutdown-grace", "1"])
+        let server = try await onThread {
+            try ServeProcess([demoFolder, "--max-batch", "4", "--max-tokens", "200000", "--shutdown-grace", "1", "--timeout", "60"])
+        }
         let port = server.port
         for (i, prompt) in prompts.enumerated() {
             let r = try await complete(port, ["prompt": prompt, "max_tokens": 20])
@@ -124,48 +147,42 @@ final class ServeProcess: @unchecked Sendable {
         let ids = try await http(port, "POST", "/tokenize", json: ["text": prompts[0]])
         #expect(ids.json?["ids"] as? [Int] == Fixtures.demo.golden[0]["input_ids"] as? [Int])
 
-        // A stream that would run for minutes is running when SIGTERM comes.
-        let stream = try TestConnection(port: port)
-        let firstPiece = try await onThread { () -> Bool in
+        // A stream that would run for minutes is running when SIGTERM comes. The sequence runs on one thread,
+        // so a busy test process cannot stretch the time between the first piece and the signal.
+        let pid = server.process.processIdentifier
+        let (firstPiece, tail) = try await onThread { () -> (Bool, String) in
+            let stream = try TestConnection(port: port)
             try stream.sendRequest("POST", "/v1/completions", body: try JSONSerialization.data(withJSONObject: ProtectionTests.endless(stream: true)))
-            return try stream.readHead().status == 200 && stream.readChunk() != nil
-        }
-        #expect(firstPiece)
-        kill(server.process.processIdentifier, SIGTERM)
-        // The stream ends (with an error event: the grace ran out) instead of hanging, and the process exits 0.
-        let tail = try await onThread { () -> String in
+            let running = try stream.readHead().status == 200 && stream.readChunk() != nil
+            kill(pid, SIGTERM)
+            // The stream ends (with an error event: the grace ran out) instead of hanging.
             var text = ""
             while let chunk = try stream.readChunk() { text = String(decoding: chunk, as: UTF8.self) }
-            return text
+            return (running, text)
         }
+        #expect(firstPiece)
         #expect(tail.contains("\"error\""), "last event: \(tail)")
-        let status = await Task.detached { server.waitForExit(seconds: 30) }.value
+        let status = try await onThread { server.waitForExit(seconds: 30) }
         #expect(status == 0, "exit status \(String(describing: status)); stderr: \(server.stderr)")
         // One log line per request.
         #expect(server.stderr.components(separatedBy: "POST /v1/completions 200").count - 1 == prompts.count + 1, "\(server.stderr)")
     }
 
     @Test func SIGINTOnAnIdleServerExits0() async throws {
-        let server = try ServeProcess([demoFolder])
+        let server = try await onThread { try ServeProcess([demoFolder]) }
         #expect(try await http(server.port, "GET", "/health").status == 200)
         kill(server.process.processIdentifier, SIGINT)
-        let status = await Task.detached { server.waitForExit(seconds: 30) }.value
+        let status = try await onThread { server.waitForExit(seconds: 30) }
         #expect(status == 0, "stderr: \(server.stderr)")
     }
 
     @Test func aPortInUseIsOneClearError() async throws {
-        let first = try ServeProcess([demoFolder])
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: flintBinary())
-        p.arguments = ["serve", demoFolder, "--port", String(first.port)]
-        let err = Pipe()
-        p.standardError = err
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 1, "\(text)")
+        let first = try await onThread { try ServeProcess([demoFolder]) }
+        let port = first.port
+        let (status, text) = try await onThread { try runFlint(["serve", demoFolder, "--port", String(port)], capture: .stderr) }
+        #expect(status == 1, "\(text)")
         #expect(text.contains("flint: error: serve:"), "\(text)")
         kill(first.process.processIdentifier, SIGTERM)
-        #expect(await Task.detached { first.waitForExit(seconds: 30) }.value == 0)
+        #expect(try await onThread { first.waitForExit(seconds: 30) } == 0)
     }
 }
