@@ -22,25 +22,28 @@ public final class T5SequenceGenerator {
     private var chosen: Int?
 
     /// Validates the options (a FlintError names the bad one).
+    /// One sequence (sampling: the draw with the options' seed; several draws are several generators).
     public init(options: GenerationOptions, config: T5Config) throws {
-        try options.validate()
+        try options.validate(vocabSize: config.vocabSize)
         self.options = options
+        let processors = LogitsProcessors(options: options, config: config)
         switch options.strategy {
         case .greedy:
-            request = OneSequenceRequest(index: 0, options: options, config: config, sampler: nil)
+            request = OneSequenceRequest(index: 0, options: options, config: config, processors: processors, sampler: nil)
         case .sampling(let sampling):
-            request = OneSequenceRequest(index: 0, options: options, config: config,
+            request = OneSequenceRequest(index: 0, options: options, config: config, processors: processors,
                                          sampler: TokenSampler(options: sampling, vocabSize: config.vocabSize))
         case .beamSearch(let beam):
-            request = BeamSearchRequest(index: 0, options: options, beam: beam, config: config)
+            request = BeamSearchRequest(index: 0, options: options, beam: beam, config: config, processors: processors)
         }
     }
 
     /// Decoder rows the request occupies (its beams, or 1).
     public var rowCount: Int { request.rowCount }
 
-    /// Positions each row needs at most (`addSequences(maxLength:)`): the start token and every new token.
-    public var maxLength: Int { options.maxNewTokens + 1 }
+    /// Positions each row needs at most (`addSequences(maxLength:)`): the start token, the decoder prefix and
+    /// every new token.
+    public var maxLength: Int { options.maxNewTokens + 1 + options.decoderPrefix.count }
 
     /// The token each of the request's rows feeds into the next step, in row order.
     public var nextTokens: [Int] { request.nextTokens }
