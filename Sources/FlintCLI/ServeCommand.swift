@@ -20,7 +20,8 @@ struct ServeCommand: ParsableCommand {
         discussion: """
         Endpoints: POST /v1/completions (OpenAI's fields: prompt, max_tokens, temperature (0 or absent = greedy), \
         top_p, n, seed, stop, stream; and flint run's options as extra fields: beams, length_penalty, \
-        early_stopping, sample, top_k, min_tokens), POST /v1/embeddings (the encoder's mean over tokens, as \
+        early_stopping, sample, top_k, min_tokens, no_repeat_ngram, repetition_penalty; a field left out takes \
+        the model's generation config, as flint run without that flag), POST /v1/embeddings (the encoder's mean over tokens, as \
         flint embed), POST /tokenize {"text"} → {"ids", "pieces"}, POST /detokenize {"ids"} → {"text"}, \
         GET /v1/models, GET /health, GET /metrics (Prometheus). Greedy output equals flint run's for the same \
         model and options.
@@ -139,7 +140,9 @@ struct ServeCommand: ParsableCommand {
                 : .seq2seq(try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: int8))
             var logger = Logger(label: "flint.serve") { StreamLogHandler.standardError(label: $0) }
             logger.logLevel = Logger.Level(rawValue: logLevel.lowercased()) ?? .info
-            let server = try FlintServer(model: ServedModel(id: servedName, engine: engine, tokenizer: tokenizer),
+            let served = ServedModel(id: servedName, engine: engine, tokenizer: tokenizer,
+                                     generationDefaults: try generationDefaults(of: weights))
+            let server = try FlintServer(model: served,
                                          configuration: serveConfiguration, logger: logger)
             try runBlocking { try await server.run(handleSignals: true) }
         }

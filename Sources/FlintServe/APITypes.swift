@@ -2,6 +2,7 @@
 // names, response objects, error object); generation options OpenAI lacks are extra fields named as `flint run`
 // names its flags (beams, length_penalty, early_stopping, sample, top_k, seed, min_tokens).
 import Foundation
+import FlintFormat
 import FlintT5
 import FlintTokenizer
 
@@ -13,6 +14,9 @@ enum PromptInput {
 
 /// The limits the server enforces on every request (from `flint serve`'s options).
 struct RequestLimits {
+    /// The model's generation settings (generation_config.json), used for every field a request leaves out,
+    /// as `flint run` uses them for every flag not given.
+    var defaults: GenerationDefaults = GenerationDefaults()
     var maxInputTokens: Int
     var maxTokens: Int
     var defaultMaxTokens: Int
@@ -33,6 +37,10 @@ struct CompletionRequest {
     var beams: Int
     var lengthPenalty: Double?
     var earlyStopping: Bool
+    var noRepeatNgram: Int
+    var repetitionPenalty: Double
+    /// The model's settings without a request field (min length, bad words, suppressed tokens).
+    var defaults: GenerationDefaults
     /// Sampling settings, nil for greedy / beam search.
     var sampling: SamplingOptions?
     /// The seed the client gave (sampling choice i uses seed + i); nil: a random seed per choice.
@@ -45,8 +53,11 @@ struct CompletionRequest {
         var f = try JSONFields(body: body)
         try checkModel(&f, model)
         prompts = try Self.prompts(&f, limits: limits)
-        maxTokens = try f.integer("max_tokens", in: 1...limits.maxTokens) ?? min(limits.defaultMaxTokens, limits.maxTokens)
-        minTokens = try f.integer("min_tokens", in: 0...limits.maxTokens) ?? 0
+        let d = limits.defaults
+        defaults = d
+        let configMax = d.maxNewTokens ?? d.maxLength.map { $0 - 1 }
+        maxTokens = try f.integer("max_tokens", in: 1...limits.maxTokens) ?? min(configMax ?? limits.defaultMaxTokens, limits.maxTokens)
+        minTokens = try f.integer("min_tokens", in: 0...limits.maxTokens) ?? min(d.minNewTokens ?? 0, maxTokens)
         guard minTokens <= maxTokens else {
             throw APIError.outOfRange("min_tokens", "must be at most max_tokens (\(maxTokens)), got \(minTokens)")
         }
@@ -64,20 +75,33 @@ struct CompletionRequest {
         }
         stop = try Self.stops(&f)
 
-        beams = try f.integer("beams", in: 1...limits.maxBatch) ?? 1
+        noRepeatNgram = try f.integer("no_repeat_ngram", in: 0...1024) ?? d.noRepeatNgramSize ?? 0
+        let penalty = try f.number("repetition_penalty")
+        if let penalty, !(penalty > 0 && penalty.isFinite) {
+            throw APIError.outOfRange("repetition_penalty", "must be a positive number (1 = off), got \(penalty)")
+        }
+        repetitionPenalty = penalty ?? d.repetitionPenalty ?? 1
+        let requestedBeams = try f.integer("beams", in: 1...limits.maxBatch)
         lengthPenalty = try f.number("length_penalty")
         earlyStopping = try f.bool("early_stopping") ?? false
         if let lengthPenalty, !lengthPenalty.isFinite {
             throw APIError.outOfRange("length_penalty", "must be a finite number")
+        }
+        // Sampling: "temperature" > 0 (OpenAI's way; 0 = greedy) or "sample": true (flint run's --sample); without
+        // either, the model's generation config decides (do_sample, num_beams), as for flint run without flags.
+        let temperature = try f.number("temperature")
+        let sample = try f.bool("sample")
+        let configSamples = requestedBeams == nil && temperature == nil && sample == nil && d.doSample == true && (d.numBeams ?? 1) == 1
+        beams = requestedBeams ?? (configSamples || (temperature ?? 0) > 0 || sample == true ? 1 : min(d.numBeams ?? 1, limits.maxBatch))
+        if requestedBeams == nil && beams > 1 {
+            lengthPenalty = lengthPenalty ?? d.lengthPenalty
+            earlyStopping = earlyStopping || (d.earlyStopping ?? false)
         }
         if beams == 1 && (lengthPenalty != nil || earlyStopping) {
             throw APIError.badRequest("'length_penalty' and 'early_stopping' need \"beams\": 2 or more",
                                       param: lengthPenalty != nil ? "length_penalty" : "early_stopping")
         }
 
-        // Sampling: "temperature" > 0 (OpenAI's way; 0 = greedy) or "sample": true (flint run's --sample).
-        let temperature = try f.number("temperature")
-        let sample = try f.bool("sample")
         let topP = try f.number("top_p")
         let topK = try f.integer("top_k", in: 0...limits.vocabSize)
         if let seedValue = f.value("seed") {
@@ -101,11 +125,14 @@ struct CompletionRequest {
             throw APIError.badRequest("\"sample\": true needs a temperature above 0 (0 is greedy)", param: "temperature")
         case (true?, _): sampled = true
         case (_, let t?): sampled = t > 0
-        default: sampled = false
+        default: sampled = configSamples
         }
         if sampled {
             guard beams == 1 else { throw APIError.badRequest("sampling cannot be combined with \"beams\" > 1", param: "beams") }
-            sampling = SamplingOptions(temperature: Float(temperature ?? 1), topK: topK ?? 0, topP: Float(topP ?? 1), seed: 0)
+            // Settings from the model's config only when it chose sampling (transformers' top_k default is 50).
+            sampling = SamplingOptions(temperature: Float(temperature ?? (configSamples ? d.temperature : nil) ?? 1),
+                                       topK: topK ?? (configSamples ? d.topK ?? 50 : 0),
+                                       topP: Float(topP ?? (configSamples ? d.topP : nil) ?? 1), seed: 0)
         } else {
             // The neutral values OpenAI clients send by default are accepted with greedy decoding.
             if let topP, topP != 1 {
@@ -200,7 +227,13 @@ struct CompletionRequest {
         } else {
             strategy = .greedy
         }
-        return GenerationOptions(maxNewTokens: maxTokens, minNewTokens: minTokens, strategy: strategy)
+        var options = GenerationOptions(maxNewTokens: maxTokens, minNewTokens: minTokens, strategy: strategy)
+        options.minLength = defaults.minLength ?? 0
+        options.noRepeatNgramSize = noRepeatNgram
+        options.repetitionPenalty = repetitionPenalty
+        options.badWordsIds = defaults.badWordsIds ?? []
+        options.suppressTokens = defaults.suppressTokens ?? []
+        return options
     }
 }
 
@@ -394,10 +427,10 @@ struct ErrorJSON: Encodable {
     init(_ e: APIError) { error = Body(message: e.message, type: e.type, param: e.param, code: e.code) }
 }
 
-/// JSON as the API writes it: compact, keys in declaration order, slashes unescaped.
+/// JSON as the API writes it: compact, keys sorted (the same bytes for the same answer), slashes unescaped.
 func encodeJSON<T: Encodable>(_ value: T) -> Data {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.withoutEscapingSlashes]
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     // Every value here is encodable (finite floats: the model's outputs are checked before they get here).
     return (try? encoder.encode(value)) ?? Data("{}".utf8)
 }

@@ -54,11 +54,15 @@ public struct ServedModel: Sendable {
     public let id: String
     public let engine: ServedEngine
     public let tokenizer: T5Tokenizer
+    /// The model's generation settings (a .flint file's metadata, a folder's generation_config.json): the
+    /// defaults of every completion field a request leaves out, as for `flint run` without flags.
+    public let generationDefaults: GenerationDefaults?
 
-    public init(id: String, engine: ServedEngine, tokenizer: T5Tokenizer) {
+    public init(id: String, engine: ServedEngine, tokenizer: T5Tokenizer, generationDefaults: GenerationDefaults? = nil) {
         self.id = id
         self.engine = engine
         self.tokenizer = tokenizer
+        self.generationDefaults = generationDefaults
     }
 }
 
@@ -110,7 +114,7 @@ public final class FlintServer: @unchecked Sendable {
     }
 
     var limits: RequestLimits {
-        RequestLimits(maxInputTokens: configuration.maxInputTokens, maxTokens: configuration.maxTokens,
+        RequestLimits(defaults: model.generationDefaults ?? GenerationDefaults(), maxInputTokens: configuration.maxInputTokens, maxTokens: configuration.maxTokens,
                       defaultMaxTokens: configuration.defaultMaxTokens, maxBatch: configuration.maxBatch,
                       maxQueue: configuration.maxQueue, vocabSize: model.engine.config.vocabSize)
     }

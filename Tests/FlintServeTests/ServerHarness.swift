@@ -65,15 +65,15 @@ struct CapturingLogHandler: LogHandler {
 /// whatever the body does.
 func withServer(_ configure: (inout ServeConfiguration) -> Void = { _ in },
                 engine: ServedEngine? = nil, tokenizer: T5Tokenizer? = nil, modelName: String = "demo",
-                log: CapturedLog = CapturedLog(),
+                served: ServedModel? = nil, log: CapturedLog = CapturedLog(),
                 _ body: (Int) async throws -> Void) async throws {
     var configuration = ServeConfiguration()
     configuration.port = 0
     configuration.shutdownGraceSeconds = 1
     configure(&configuration)
     let logger = Logger(label: "flint.serve.test") { _ in CapturingLogHandler(log: log) }
-    let served = ServedModel(id: modelName, engine: engine ?? .seq2seq(Fixtures.demo.model),
-                             tokenizer: tokenizer ?? Fixtures.demo.tokenizer)
+    let served = served ?? ServedModel(id: modelName, engine: engine ?? .seq2seq(Fixtures.demo.model),
+                                       tokenizer: tokenizer ?? Fixtures.demo.tokenizer)
     let server = try FlintServer(model: served, configuration: configuration, logger: logger)
     let (ports, portContinuation) = AsyncStream<Int>.makeStream()
     let running = Task { try await server.run(handleSignals: false) { portContinuation.yield($0); portContinuation.finish() } }
