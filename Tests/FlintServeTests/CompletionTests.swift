@@ -36,7 +36,8 @@ import Testing
                 #expect(usage["total_tokens"] == usage["prompt_tokens"]! + usage["completion_tokens"]!)
             }
         }
-        // One log line per request, naming the path and status.
+        // One log line per request, naming the path and status (logged once the last byte is written, which
+        // the client may see a moment before; the server has stopped here, so every line is in).
         let lines = log.lines.filter { $0.hasPrefix("POST /v1/completions 200") }
         #expect(lines.count == cases.count, "\(log.lines)")
     }

@@ -77,7 +77,12 @@ import Testing
             #expect(health.json?["status"] as? String == "ok")
 
             _ = try await complete(port, ["prompt": ["reverse: cat dog", "reverse: sun moon star rain"], "max_tokens": 20])
-            let r = try await http(port, "GET", "/metrics")
+            // A request is counted once its last byte is written, which the client may see a moment before.
+            var r = try await http(port, "GET", "/metrics")
+            for _ in 0..<300 where !r.text.contains("flint_requests_total{endpoint=\"/v1/completions\"") {
+                try await Task.sleep(nanoseconds: 100_000_000)
+                r = try await http(port, "GET", "/metrics")
+            }
             #expect(r.status == 200)
             #expect(r.headers["content-type"]?.hasPrefix("text/plain") == true)
             let text = r.text
