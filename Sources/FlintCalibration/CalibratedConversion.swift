@@ -80,8 +80,8 @@ public enum CalibratedConverter {
         if let prompts, skipped == nil, !folder.config.isEncoderOnly {
             let start = Date()
             let statistics = try Calibrator.calibrate(weights: folder, prompts: prompts, promptSource: source,
-                                                      options: options.calibrationOptions, pool: pool) { done, total in
-                progress?(.calibrating, done, total, "prompt \(done)/\(total)")
+                                                      options: options.calibrationOptions, pool: pool) { done, total, what in
+                progress?(.calibrating, done, total, what)
             }
             var smoothing: SmoothingSummary? = nil
             // A float conversion stores the weights as they are: smoothing helps only what gets quantized.

@@ -3,10 +3,11 @@
 // activations entering it (ActivationStatistics). Conversion smooths the outlier channels this finds into the
 // weights (FlintConvert.Smoothing).
 //
-// Memory: the float weights of a safetensors checkpoint are used in place from the file mapping, and each
-// layer's pages are handed back to the kernel as soon as the next layer starts (they are read again from the
-// page cache on the next use), so resident memory stays near the largest tensor plus activations — the conversion bound —
-// instead of the whole float model. Statistics cost (K + 1) floats per input channel of each layer.
+// Memory: the model runs block by block (FlintT5.T5BlockStreamer, as GPTQ/AWQ calibrate): one block's weights
+// are loaded at a time (f32 in place from the file mapping, f16/bf16 widened), run over all prompts of a chunk,
+// and dropped before the next; the decoder's greedy steps stream its blocks once per step. Resident memory is
+// one block + the output head + the chunk's activations and caches (CalibrationOptions.maxActivationBytes) +
+// the statistics, (K + 1) floats per input channel of each layer — never the whole float model.
 
 import Foundation
 import FlintFormat
@@ -25,12 +26,17 @@ public struct CalibrationOptions: Sendable {
     public var tracked: Int
     /// Longest prompt, in tokens (longer ones are cut, keeping the start and the final </s>).
     public var maxInputTokens: Int
+    /// Activations and caches of the prompts run together (see `Calibrator.chunks`); more prompts than fit
+    /// run in several chunks, each streaming the model once more.
+    public var maxActivationBytes: Int
 
-    public init(maxNewTokens: Int = 16, percentile: Double = 99.9, tracked: Int = 16, maxInputTokens: Int = 512) {
+    public init(maxNewTokens: Int = 16, percentile: Double = 99.9, tracked: Int = 16, maxInputTokens: Int = 512,
+                maxActivationBytes: Int = 192 << 20) {
         self.maxNewTokens = maxNewTokens
         self.percentile = percentile
         self.tracked = tracked
         self.maxInputTokens = maxInputTokens
+        self.maxActivationBytes = maxActivationBytes
     }
 }
 
@@ -81,54 +87,77 @@ final class ActivationRecorder: @unchecked Sendable {
 
 public enum Calibrator {
     /// Runs the float model in `weights` over `prompts` and returns every linear layer's input statistics.
-    /// `progress(done, total)` is called after each prompt.
+    /// The model runs block by block (`T5BlockStreamer`): the prompts go through the encoder one block at a time,
+    /// then the decoder generates greedily for all of them together, one step at a time, each step streaming the
+    /// decoder's blocks. Prompts are taken in chunks whose activations and caches fit
+    /// `options.maxActivationBytes`; each chunk streams the model once more.
+    /// `progress(done, total, what)` after each block run.
     public static func calibrate(weights: WeightSource, prompts: [String], promptSource: String,
                                  options: CalibrationOptions = CalibrationOptions(), pool: ThreadPool? = .shared,
-                                 progress: ((Int, Int) -> Void)? = nil) throws -> ActivationStatistics {
+                                 progress: ((Int, Int, String) -> Void)? = nil) throws -> ActivationStatistics {
         guard !prompts.isEmpty else { throw FlintError("calibration: no prompts") }
+        guard options.maxNewTokens >= 1 else { throw FlintError("calibration: --calibration-tokens must be at least 1") }
         // Whichever tokenizer the source ships (spiece.model or tokenizer.json, with its added tokens).
         guard let tokenizer = try T5Tokenizer.load(from: weights) else {
             throw FlintError("\(weights.sourceDescription): calibration needs the model's tokenizer (spiece.model or tokenizer.json) to encode its prompts; add it to the folder, or convert with --no-calibration")
         }
         let recorder = ActivationRecorder(tracked: options.tracked)
-        let model = try T5ForConditionalGeneration(weights: weights, pool: pool)
-        // A layer's input arrives just before it multiplies; the layer before it is done by then, so its weight's
-        // file-mapped pages are handed back (they come again from the page cache on its next use).
-        var views: [String: UnsafeRawBufferPointer] = [:]
-        var previous: String? = nil
+        let streamer = try T5BlockStreamer(weights: weights, pool: pool)
         let observer: T5LinearInputObserver = { name, input, rows in
             recorder.observe(name, input.baseAddress!, rows: rows, channels: input.count / max(rows, 1))
-            if let previous, previous != name, let data = views[previous] { releaseMappedPages(data) }
-            if views[name] == nil { views[name] = (try? weights.tensor(name))?.data ?? UnsafeRawBufferPointer(start: nil, count: 0) }
-            previous = name
         }
-        let eos = weights.config.eosTokenId, start = weights.config.decoderStartTokenId
-        for (i, prompt) in prompts.enumerated() {
+        let inputs: [[Int]] = prompts.map { prompt in
             var ids = tokenizer.encode(prompt)
-            if ids.count > options.maxInputTokens {
-                ids = Array(ids.prefix(options.maxInputTokens - 1)) + [ids.last!]
-            }
-            // Greedy generation, so the decoder sees the tokens the model itself would produce.
-            let encoded = try model.encode(ids, linearObserver: observer)
-            let cross = try model.crossAttentionCache(encoded, linearObserver: observer)
-            let state = model.makeDecoderState()
-            try model.addSequences(to: state, cross: cross, rows: 1, maxLength: options.maxNewTokens + 1)
-            var token = start
-            for _ in 0..<options.maxNewTokens {
-                let logits = try model.decodeStep(state, tokens: [token], linearObserver: observer)
-                var best = 0
-                for j in 1..<logits.count where logits[j] > logits[best] { best = j }
-                token = best
-                if token == eos { break }
-            }
-            progress?(i + 1, prompts.count)
+            if ids.isEmpty { ids = [weights.config.eosTokenId] }
+            if ids.count > options.maxInputTokens { ids = Array(ids.prefix(options.maxInputTokens - 1)) + [ids.last!] }
+            return ids
         }
-        if let previous, let data = views[previous] { releaseMappedPages(data) }
+        let chunks = Self.chunks(inputs.map(\.count), config: weights.config, options: options)
+        let config = weights.config
+        let perChunk = config.numEncoderLayers + options.maxNewTokens * config.numDecoderLayers
+        let total = chunks.count * perChunk
+        for (c, chunk) in chunks.enumerated() {
+            let base = c * perChunk
+            let span = chunks.count == 1 ? "" : ", prompts \(chunk.lowerBound + 1)-\(chunk.upperBound) of \(inputs.count)"
+            let encoded = try streamer.encode(Array(inputs[chunk]), linearObserver: observer) { done, count in
+                progress?(base + done, total, "encoder block \(done)/\(count)\(span)")
+            }
+            _ = try streamer.greedy(encoded, maxNewTokens: options.maxNewTokens, linearObserver: observer) { done, count in
+                let step = (done - 1) / config.numDecoderLayers + 1, block = (done - 1) % config.numDecoderLayers + 1
+                progress?(base + config.numEncoderLayers + done, total,
+                          "decoder step \(step)/\(options.maxNewTokens) block \(block)/\(config.numDecoderLayers)\(span)")
+            }
+        }
+        progress?(total, total, "done")
         var layers: [String: ChannelStatistics] = [:]
         for (name, accumulator) in recorder.accumulators {
             layers[name] = accumulator.statistics(percentile: options.percentile)
         }
         return ActivationStatistics(layers: layers, percentile: options.percentile, prompts: prompts.count,
                                     promptSource: promptSource, maxNewTokens: options.maxNewTokens)
+    }
+
+    /// Consecutive prompt ranges whose activations and caches stay within `options.maxActivationBytes`: per
+    /// input token, the encoder's scratch rows, its output row and every decoder block's cross-attention keys
+    /// and values; per prompt, every decoder block's self-attention cache. A prompt larger than the budget on its
+    /// own is a chunk by itself.
+    static func chunks(_ lengths: [Int], config: T5Config, options: CalibrationOptions) -> [Range<Int>] {
+        let float = MemoryLayout<Float>.size
+        let perToken = float * (2 * config.innerDim * config.numDecoderLayers
+                                + 4 * config.dModel + 4 * config.innerDim + 2 * config.dFF)
+        let perPrompt = float * 2 * config.innerDim * config.numDecoderLayers * options.maxNewTokens
+        var result: [Range<Int>] = []
+        var start = 0, bytes = 0
+        for (i, length) in lengths.enumerated() {
+            let cost = length * perToken + perPrompt
+            if i > start, bytes + cost > options.maxActivationBytes {
+                result.append(start..<i)
+                start = i
+                bytes = 0
+            }
+            bytes += cost
+        }
+        result.append(start..<lengths.count)
+        return result
     }
 }

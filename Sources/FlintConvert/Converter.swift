@@ -109,9 +109,8 @@ public enum Converter {
             var smoothed: UnsafeMutableBufferPointer<Float>? = nil
             defer { smoothed?.deallocate() }
             if let ops = scalings[info.name] {
-                try TensorDecoding.floats(view, into: &source)
-                let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: source.count)
-                _ = buffer.initialize(from: source)
+                // Decoded straight into the copy that gets rescaled: one float32 copy of the tensor, not two.
+                let buffer = try decodedCopy(view)
                 smoothed = buffer
                 for op in ops { try op.apply(to: buffer, shape: info.shape) }
                 if let bad = buffer.firstIndex(where: { !$0.isFinite }) {
@@ -192,6 +191,27 @@ public enum Converter {
                              bytesIn: folder.sourceFiles.reduce(0) { $0 + $1.bytes },
                              bytesOut: outSize ?? Int64(writer.bytesWritten), unmatchedKeepRules: unmatched,
                              ignored: folder.ignoredTensors)
+    }
+
+    /// The tensor's values as a new float32 buffer (the caller deallocates it).
+    static func decodedCopy(_ view: TensorView) throws -> UnsafeMutableBufferPointer<Float> {
+        let count = view.elementCount
+        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(count, 1))
+        do {
+            let values = UnsafeMutableBufferPointer(rebasing: buffer[0..<count])
+            switch view.storage {
+            case .f32 where view.scheme == .none && view.data.count == count * 4:
+                if count > 0 { UnsafeMutableRawPointer(values.baseAddress!).copyMemory(from: view.data.baseAddress!, byteCount: count * 4) }
+            case .f16 where view.scheme == .none, .bf16 where view.scheme == .none:
+                try HalfConversion.decode(view.data, storage: view.storage, into: values)
+            default:
+                _ = values.initialize(from: try TensorDecoding.floats(view))
+            }
+            return UnsafeMutableBufferPointer(start: buffer.baseAddress, count: count)
+        } catch {
+            buffer.deallocate()
+            throw error
+        }
     }
 
     /// SNR of a quantized matrix against its float original, dequantizing a few rows at a time so no second
