@@ -76,7 +76,7 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Search the recipe until the mean KL against the float model is at most this (nats).")
     var maxMeanKl: Double?
 
-    @Option(help: ArgumentHelp("Prompts the search scores on (default: the built-in verify prompts).", valueName: "file"))
+    @Option(help: ArgumentHelp("Prompts the search scores on, e.g. a held-out set (default: the calibration prompts).", valueName: "file"))
     var searchPrompts: String?
     @Option(help: ArgumentHelp("Calibration prompts: one per line, or JSON lines with a \"prompt\" field (default: the built-in verify prompts).",
                                valueName: "file"))
@@ -153,9 +153,12 @@ struct ConvertCommand: ParsableCommand {
             var search: RecipeSearchRecord? = nil
             var recipe: RecipeReport? = nil
             if targetTop1 != nil || maxMeanKl != nil {
-                // The search measures its own recipe on the float model (data-free conversion).
-                (report, search) = try searchRecipe(folder, options: convert, promptsFile: searchPrompts,
-                                                    target: RecipeTarget(minTop1: targetTop1, maxMeanKL: maxMeanKl))
+                let prepared: PreparedRecipe
+                (report, search, prepared) = try searchRecipe(folder, options: options, promptsFile: searchPrompts,
+                                                              target: RecipeTarget(minTop1: targetTop1, maxMeanKL: maxMeanKl))
+                recipe = RecipeReport(convert: report, calibration: prepared.calibration,
+                                      calibrationSeconds: prepared.calibrationSeconds,
+                                      calibrationSkipped: prepared.calibrationSkipped)
             } else {
                 var calibrating = true
                 recipe = try CalibratedConverter.convert(folder, output: output, options: options) { phase, done, total, item in

@@ -1,6 +1,7 @@
 // `flint convert --target-top1 X / --max-mean-kl X`: the recipe search (FlintRecipe) wired into convert.
 
 import Foundation
+import FlintCalibration
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat
@@ -12,37 +13,53 @@ import FlintVerify
 
 extension ConvertCommand {
     static let searchDiscussion = """
-        --target-top1 X and/or --max-mean-kl X search the recipe: the model is converted as asked, scored
-        teacher-forced against the float model on the calibration prompts (top-1 agreement, mean KL), and while
+        --target-top1 X and/or --max-mean-kl X search the recipe: the model is converted as asked (calibrated
+        and smoothed by default, once), scored teacher-forced against the float model on the calibration prompts
+        (or --search-prompts FILE, a held-out set) on the kernels it will run with, and while
         the target is missed the tensor whose quantization alone costs the most (measured: the float model with
         only that tensor quantized) moves one step finer, int8 → int8-g32 → f32, and is measured again. What was
         kept, in order, with the bytes it cost and the quality after each step, is printed and recorded in the
         file's provenance (quantization.search; `flint inspect` shows it).
         """
 
-    /// Converts with the search; returns the final conversion's report and the search record.
-    func searchRecipe(_ folder: HFModelFolder, options: ConvertOptions, promptsFile: String?,
-                      target: RecipeTarget) throws -> (ConvertReport, RecipeSearchRecord) {
-        guard let tokBytes = folder.tokenizerModel else {
-            throw FlintError("\(source): --target-top1 needs the tokenizer (spiece.model) to encode the calibration prompts")
+    /// Converts with the search; returns the final conversion's report, the search record and the recipe's
+    /// calibration. The recipe is the default one (calibration + smoothing unless turned off), calibrated once:
+    /// every candidate is converted with the same folds, the per-tensor measurements start from the float
+    /// model in that smoothed basis, and candidates are scored on the kernels the file will run with
+    /// (`--kernels auto`: W8A8 when smoothed).
+    func searchRecipe(_ folder: HFModelFolder, options: RecipeOptions, promptsFile: String?,
+                      target: RecipeTarget) throws -> (ConvertReport, RecipeSearchRecord, PreparedRecipe) {
+        guard let tokenizer = try T5Tokenizer.load(from: folder) else {
+            throw FlintError("\(source): --target-top1 / --max-mean-kl need the tokenizer (spiece.model or tokenizer.json) to encode the prompts")
         }
-        let tokenizer = try T5Tokenizer(modelBytes: tokBytes)
-        let texts = try promptsFile.map(readPromptFile) ?? DefaultPrompts.prompts
+        // Scored on the --search-prompts file when given (a held-out set), else on the calibration prompts.
+        let scoringFile: String?
+        if let promptsFile { scoringFile = promptsFile } else if case .file(let path) = options.calibration { scoringFile = path } else { scoringFile = nil }
+        let texts = try scoringFile.map(CalibrationPrompts.load) ?? CalibrationPrompts.builtIn
         let inputs = texts.map { VerifyInput(prompt: $0, inputIds: Array(tokenizer.encode($0).prefix(512))) }
+        let calibrationBar = ProgressBar("calibrating")
+        let prepared = try CalibratedConverter.prepare(folder, options: options) { _, done, total, item in
+            calibrationBar.update(done: done, total: total, detail: item)
+        }
+        calibrationBar.finish()
+        if let skipped = prepared.calibrationSkipped { warn(skipped) }
         let searchOptions = RecipeSearchOptions(
             target: target, inputs: inputs,
-            promptSource: promptsFile.map { ($0 as NSString).lastPathComponent } ?? "built-in verify prompts")
+            promptSource: scoringFile.map { ($0 as NSString).lastPathComponent } ?? CalibrationPrompts.builtInSource,
+            int8Kernels: prepared.smoothed ? .w8a8 : .weightOnly)
         let bar = ProgressBar("searching")
+        let floatBase: ((FlintFile) throws -> WeightSource)? = prepared.smoothed
+            ? { first in try ScaledWeights.smoothedBasis(folder, for: first) } : nil
         let result = try RecipeSearch.run(folder, output: output, options: searchOptions, convert: { path, rules, search in
-            var o = options
+            var o = prepared.convert
             o.schemeRules += rules
             o.search = search
             return try Converter.convert(folder, output: path, options: o)
-        }) { phase, done, total, item in
+        }, floatBase: floatBase) { phase, done, total, item in
             bar.update(done: done, total: max(total, done), detail: "\(phase.rawValue) \(item)")
         }
         bar.finish()
-        return (result.convert, result.record)
+        return (result.convert, result.record, prepared)
     }
 
     func printSearch(_ s: RecipeSearchRecord) {
@@ -59,27 +76,5 @@ extension ConvertCommand {
             print(String(format: "               %@ %@ → %@  +%@  (alone it cost KL %.3g; after: top-1 %.4f, KL %.3g)",
                          c.tensor, c.from, c.to, formatBytes(Int64(c.bytes)), c.sensitivityKL, c.after.top1, c.after.meanKL))
         }
-    }
-
-    /// One prompt per line, or JSON lines with "prompt" / "text".
-    func readPromptFile(_ path: String) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw FlintError("\(path): cannot read the prompts file as UTF-8 text")
-        }
-        var result: [String] = []
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.hasPrefix("{") {
-                guard let obj = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any],
-                      let prompt = (obj["prompt"] ?? obj["text"]) as? String else {
-                    throw FlintError("\(path): line \(n + 1) looks like JSON but has no string \"prompt\" or \"text\" field")
-                }
-                result.append(prompt)
-            } else if !trimmed.isEmpty {
-                result.append(String(line))
-            }
-        }
-        guard !result.isEmpty else { throw FlintError("\(path): no prompts in the file") }
-        return result
     }
 }

@@ -50,6 +50,25 @@ public struct RecipeReport: Sendable {
     public var calibrationSeconds: Double
     /// Why calibration was asked for but did not run (the conversion was data-free), nil otherwise.
     public var calibrationSkipped: String? = nil
+
+    public init(convert: ConvertReport, calibration: CalibrationSummary?, calibrationSeconds: Double,
+                calibrationSkipped: String? = nil) {
+        self.convert = convert
+        self.calibration = calibration
+        self.calibrationSeconds = calibrationSeconds
+        self.calibrationSkipped = calibrationSkipped
+    }
+}
+
+/// What calibration decided, before any tensor is written: the converter options carrying the smoothing
+/// scalings and the calibration metadata (`CalibratedConverter.prepare`).
+public struct PreparedRecipe: Sendable {
+    public var convert: ConvertOptions
+    public var calibration: CalibrationSummary?
+    public var calibrationSeconds: Double
+    public var calibrationSkipped: String?
+    /// The conversion folds outliers into the weights (its files run on the W8A8 kernels by default).
+    public var smoothed: Bool { !convert.scalings.isEmpty }
 }
 
 public enum CalibratedConverter {
@@ -57,6 +76,18 @@ public enum CalibratedConverter {
     public static func convert(_ folder: HFModelFolder, output: String, options: RecipeOptions,
                                pool: ThreadPool? = .shared,
                                progress: ((RecipePhase, Int, Int, String) -> Void)? = nil) throws -> RecipeReport {
+        let prepared = try prepare(folder, options: options, pool: pool, progress: progress)
+        let report = try Converter.convert(folder, output: output, options: prepared.convert) { done, total, name in
+            progress?(.converting, done, total, name)
+        }
+        return RecipeReport(convert: report, calibration: prepared.calibration,
+                            calibrationSeconds: prepared.calibrationSeconds, calibrationSkipped: prepared.calibrationSkipped)
+    }
+
+    /// Calibrates (unless data-free) and plans the smoothing: the options every conversion of this recipe
+    /// uses (the recipe search converts more than once from one calibration).
+    public static func prepare(_ folder: HFModelFolder, options: RecipeOptions, pool: ThreadPool? = .shared,
+                               progress: ((RecipePhase, Int, Int, String) -> Void)? = nil) throws -> PreparedRecipe {
         // Refuse a checkpoint that disagrees with its config before running it (Converter checks again).
         let stored = folder.tensorInfos.filter { folder.aliases[$0.name] == nil && folder.ignoredTensors[$0.name] == nil }
         try folder.config.checkTensorShapes(stored.map { ($0.name, $0.shape) }, source: folder.sourceDescription)
@@ -95,11 +126,8 @@ public enum CalibratedConverter {
             summary = Self.summary(statistics, smoothing: smoothing)
             convertOptions.calibration = summary
         }
-        let report = try Converter.convert(folder, output: output, options: convertOptions) { done, total, name in
-            progress?(.converting, done, total, name)
-        }
-        return RecipeReport(convert: report, calibration: summary, calibrationSeconds: seconds,
-                            calibrationSkipped: skipped)
+        return PreparedRecipe(convert: convertOptions, calibration: summary, calibrationSeconds: seconds,
+                              calibrationSkipped: skipped)
     }
 
     /// The per-layer summary stored in the .flint metadata.

@@ -150,18 +150,6 @@ public enum Smoothing {
     /// them: applied to the original float weights (Converter `scalings`, or ModelVariant) they give the
     /// smoothed float model the file was quantized from, bit for bit.
     public static func scalings(from summary: SmoothingSummary) throws -> [ChannelScaling] {
-        var scalings: [ChannelScaling] = []
-        for fold in summary.folds {
-            guard let axis = ChannelScaling.Axis(rawValue: fold.producerAxis), axis != .column else {
-                throw FlintError("smoothing fold of \(fold.producer): unknown producer_axis \"\(fold.producerAxis)\"")
-            }
-            for (j, s) in fold.scales.enumerated() where s != 1 {
-                scalings.append(ChannelScaling(tensor: fold.producer, axis: axis, channel: j, op: .divide, factor: s))
-                for consumer in fold.consumers {
-                    scalings.append(ChannelScaling(tensor: consumer, axis: .column, channel: j, op: .multiply, factor: s))
-                }
-            }
-        }
-        return scalings
+        try summary.channelScalings()
     }
 }

@@ -78,3 +78,24 @@ extension Array where Element == ChannelScaling {
         Dictionary(grouping: self, by: \.tensor)
     }
 }
+
+extension SmoothingSummary {
+    /// The channel scalings a .flint file's `calibration.smoothing` records, in the order conversion applied
+    /// them: applied to the original float weights they give the smoothed float model the file was quantized
+    /// from, bit for bit (Formats/FLINT.md, `calibration`).
+    public func channelScalings() throws -> [ChannelScaling] {
+        var scalings: [ChannelScaling] = []
+        for fold in folds {
+            guard let axis = ChannelScaling.Axis(rawValue: fold.producerAxis), axis != .column else {
+                throw FlintError("smoothing fold of \(fold.producer): unknown producer_axis \"\(fold.producerAxis)\"")
+            }
+            for (j, s) in fold.scales.enumerated() where s != 1 {
+                scalings.append(ChannelScaling(tensor: fold.producer, axis: axis, channel: j, op: .divide, factor: s))
+                for consumer in fold.consumers {
+                    scalings.append(ChannelScaling(tensor: consumer, axis: .column, channel: j, op: .multiply, factor: s))
+                }
+            }
+        }
+        return scalings
+    }
+}

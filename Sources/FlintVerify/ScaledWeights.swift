@@ -23,6 +23,15 @@ public final class ScaledWeights: WeightSource, @unchecked Sendable {
 
     deinit { buffers.forEach { $0.deallocate() } }
 
+    /// The float model in the basis `candidate` was quantized in: `reference` with the candidate's recorded
+    /// smoothing folds applied (metadata `calibration.smoothing`), or `reference` itself for an unsmoothed
+    /// candidate. Per-part comparisons (sensitivity hybrids) must start from it.
+    public static func smoothedBasis(_ reference: WeightSource, for candidate: WeightSource) throws -> WeightSource {
+        guard let file = candidate as? FlintFile, let smoothing = file.metadata.calibration?.smoothing,
+              !smoothing.folds.isEmpty else { return reference }
+        return ScaledWeights(base: reference, scalings: try smoothing.channelScalings())
+    }
+
     public var config: T5Config { base.config }
     public var tensorNames: [String] { base.tensorNames }
     public var tokenizerModel: [UInt8]? { base.tokenizerModel }

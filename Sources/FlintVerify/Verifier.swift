@@ -352,8 +352,11 @@ public enum Verifier {
         judge(&report)
         if sensitivity == .always || (sensitivity == .auto && !report.passed) {
             let total = inputs.count + sensitivityRuns
+            // A smoothed candidate's folds cross blocks (encoder final norm → every cross-attention k/v,
+            // decoder final norm → lm_head): its parts are mixed into the reference in the candidate's basis.
             var measured = try Sensitivity.measure(
-                reference: reference, candidate: candidate, components: Sensitivity.blockComponents(candidate),
+                reference: try ScaledWeights.smoothedBasis(reference, for: candidate), candidate: candidate,
+                components: Sensitivity.blockComponents(candidate),
                 scripts: scripts, pool: pool, int8Kernels: int8Kernels) { done, _, _ in progress?(inputs.count + done, total) }
             if let h = report.head {
                 measured.append(ComponentSensitivity(name: "lm_head", meanKL: h.meanKL, top1Agreement: h.top1Agreement,

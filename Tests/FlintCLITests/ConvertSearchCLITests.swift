@@ -7,10 +7,10 @@ import Testing
 @Suite struct ConvertSearchCLITests {
     @Test func targetTop1SearchRecordsWhatItKept() throws {
         let dir = scratch()
-        // The demo model on words it is unsure about: plain per-row int8 with no keep-list misses top-1 0.999.
+        // The demo model on words it is unsure about: plain data-free per-row int8 with no keep-list misses top-1 0.999.
         let prompts = dir + "/prompts.txt"
         try "reverse: five six seven\nreverse: door window roof wall\nreverse: cat dog\n".write(toFile: prompts, atomically: true, encoding: .utf8)
-        let r = try flint("convert", demo, "-o", dir + "/s.flint", "--no-default-keep", "--target-top1", "0.999",
+        let r = try flint("convert", demo, "-o", dir + "/s.flint", "--no-calibration", "--no-default-keep", "--target-top1", "0.999",
                           "--max-mean-kl", "0.001", "--search-prompts", prompts, "--json")
         #expect(r.status == 0, "\(r.stderr)")
         let j = try #require(r.json as? [String: Any])
@@ -31,7 +31,7 @@ import Testing
         #expect(text.stdout.contains("search     top-1 ≥ 0.999"), "\(text.stdout)")
         for c in changes { #expect(text.stdout.contains(c["tensor"] as? String ?? "?")) }
         // Text mode prints the steps.
-        let t = try flint("convert", demo, "-o", dir + "/t.flint", "--no-default-keep", "--target-top1", "0.999",
+        let t = try flint("convert", demo, "-o", dir + "/t.flint", "--no-calibration", "--no-default-keep", "--target-top1", "0.999",
                           "--max-mean-kl", "0.001", "--search-prompts", prompts)
         #expect(t.status == 0 && t.stdout.contains("search") && t.stdout.contains("met"), "\(t.stdout)")
     }
