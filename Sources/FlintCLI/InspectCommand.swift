@@ -14,6 +14,11 @@ struct InspectCommand: ParsableCommand {
           flint inspect model.flint
           flint inspect model.flint --json | jq '.tensors[] | select(.scheme != "float") | .name'
           flint inspect model.flint.zst --verify
+          flint inspect model.flint --json | jq '.calibration.smoothing.folds[] | [.producer, .max_scale]'
+
+        A calibrated file also shows its calibration: the prompts, every smoothing fold (producer → consumers,
+        scale range, largest input before → after) and, after the tensor table, each linear layer's input
+        statistics (rows, abs max, percentile, median channel maximum, top channels).
         """)
 
     @Argument(help: "A .flint file (or .flint.zst).")
@@ -80,10 +85,12 @@ struct InspectCommand: ParsableCommand {
                       + String(format: " (alone it cost KL %.3g)", c.sensitivityKL))
             }
         }
+        if let calibration = m.calibration { printCalibration(calibration) }
         if !m.aliases.isEmpty {
             print("aliases    " + m.aliases.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value)" }.joined(separator: ", "))
         }
         if verify { print("checksums  all \(f.records.count) tensors verified") }
+        if let calibration = m.calibration { printCalibrationLayers(calibration) }
         print("")
         let nameWidth = min(96, f.records.map(\.name.count).max() ?? 10)
         print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  scheme    shape            bytes      SNR dB")
@@ -95,6 +102,109 @@ struct InspectCommand: ParsableCommand {
                   + "\(r.shape)".padding(toLength: 16, withPad: " ", startingAt: 0) + " "
                   + String(r.dataSize + r.scaleSize).padding(toLength: 10, withPad: " ", startingAt: 0) + " " + snr)
         }
+    }
+}
+
+extension InspectCommand {
+    /// The calibration line and the folds (what was smoothed, with its scale range).
+    func printCalibration(_ c: CalibrationSummary) {
+        let largest = c.layers.max { $0.value.absMax < $1.value.absMax }
+        print("calibration \(c.prompts) prompts (\(c.promptSource)), \(c.maxNewTokens) new tokens each, \(c.layers.count) layers"
+              + (largest.map { String(format: "; largest input %.4g at ", $0.value.absMax) + $0.key } ?? ""))
+        guard let s = c.smoothing else {
+            print("           no smoothing (statistics only)")
+            return
+        }
+        let minScale = s.folds.map(\.minScale).min() ?? 1, maxScale = s.folds.map(\.maxScale).max() ?? 1
+        let after = s.folds.map(\.activationMaxAfter).max() ?? 0
+        print(String(format: "smoothing  α %.3g, %d folds, scales %.3g–%.3g; largest smoothed input %.4g", s.alpha, s.folds.count,
+                     minScale, maxScale, after))
+        for fold in s.folds {
+            let consumers = fold.consumers.count <= 3 ? fold.consumers.map(Self.shortName).joined(separator: ", ")
+                                                      : "\(fold.consumers.count) layers"
+            print("           \(fold.producer) (\(fold.producerAxis)) → \(consumers): "
+                  + String(format: "scales %.3g–%.3g, input max %.4g → %.4g", fold.minScale, fold.maxScale,
+                           fold.activationMaxBefore, fold.activationMaxAfter))
+        }
+    }
+
+    /// Every calibrated layer's input statistics, after the tensor table.
+    func printCalibrationLayers(_ c: CalibrationSummary) {
+        print("")
+        let width = min(96, c.layers.keys.map(\.count).max() ?? 10)
+        print("calibrated input".padding(toLength: width, withPad: " ", startingAt: 0)
+              + "  rows     abs max    p\(String(format: "%g", c.percentile))     median   top channels")
+        for (name, l) in c.layers.sorted(by: { Self.layerOrder($0.key) < Self.layerOrder($1.key) }) {
+            let top = l.topChannels.map { $0.count == 2 ? String(format: "%d:%.3g", Int($0[0]), $0[1]) : "?" }.joined(separator: " ")
+            print(name.padding(toLength: width, withPad: " ", startingAt: 0)
+                  + "  " + String(l.rows).padding(toLength: 7, withPad: " ", startingAt: 0)
+                  + String(format: " %10.4g %10.4g %10.4g   ", l.absMax, l.percentileMax, l.medianChannelAbsMax) + top)
+        }
+    }
+
+    /// `encoder.block.0.layer.0.SelfAttention.q.weight` → `SelfAttention.q`.
+    static func shortName(_ name: String) -> String {
+        let parts = name.split(separator: ".")
+        return parts.count >= 3 ? parts.suffix(3).prefix(2).joined(separator: ".") : name
+    }
+
+    /// Encoder before decoder, blocks in numeric order, then the head.
+    static func layerOrder(_ name: String) -> (Int, Int, String) {
+        let parts = name.split(separator: ".")
+        let stack = name.hasPrefix("encoder.") ? 0 : name.hasPrefix("decoder.") ? 1 : 2
+        let block = parts.count > 2 ? Int(parts[2]) ?? 0 : 0
+        return (stack, block, name)
+    }
+}
+
+/// `inspect --json`'s calibration object: the stored summary without the per-channel fold scales (those are in
+/// the file's metadata, for tools that rebuild the smoothed weights).
+struct CalibrationInspectJSON: Encodable {
+    struct Fold: Encodable {
+        var producer: String, producer_axis: String, consumers: [String]
+        var min_scale: Double, max_scale: Double, activation_max_before: Double, activation_max_after: Double
+    }
+    struct Smoothing: Encodable { var alpha: Double; var folds: [Fold] }
+    var prompts: Int
+    var prompt_source: String
+    var max_new_tokens: Int
+    var percentile: Double
+    var layers: [String: CalibrationLayerSummary]
+    var largest_input: Double
+    var largest_input_layer: String?
+    var smoothing: Smoothing?
+
+    init(_ c: CalibrationSummary) {
+        prompts = c.prompts
+        prompt_source = c.promptSource
+        max_new_tokens = c.maxNewTokens
+        percentile = c.percentile
+        layers = c.layers
+        let largest = c.layers.max { $0.value.absMax < $1.value.absMax }
+        largest_input = largest?.value.absMax ?? 0
+        largest_input_layer = largest?.key
+        smoothing = c.smoothing.map { s in
+            Smoothing(alpha: s.alpha, folds: s.folds.map {
+                Fold(producer: $0.producer, producer_axis: $0.producerAxis, consumers: $0.consumers,
+                     min_scale: $0.minScale, max_scale: $0.maxScale, activation_max_before: $0.activationMaxBefore,
+                     activation_max_after: $0.activationMaxAfter)
+            })
+        }
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(prompts, forKey: .prompts)
+        try c.encode(prompt_source, forKey: .prompt_source)
+        try c.encode(max_new_tokens, forKey: .max_new_tokens)
+        try c.encode(percentile, forKey: .percentile)
+        try c.encode(layers, forKey: .layers)
+        try c.encode(largest_input, forKey: .largest_input)
+        try c.encode(largest_input_layer, forKey: .largest_input_layer)
+        if let smoothing { try c.encode(smoothing, forKey: .smoothing) } else { try c.encodeNil(forKey: .smoothing) }
+    }
+    enum CodingKeys: String, CodingKey {
+        case prompts, prompt_source, max_new_tokens, percentile, layers, largest_input, largest_input_layer, smoothing
     }
 }
 
@@ -119,6 +229,7 @@ struct InspectJSON: Encodable {
     var tokenizer: Tokenizer?
     var provenance: Provenance
     var aliases: [String: String]
+    var calibration: CalibrationInspectJSON?
     var tensors: [Tensor]
 
     init(_ f: FlintFile, verified: Bool) {
@@ -129,6 +240,7 @@ struct InspectJSON: Encodable {
         tokenizer = f.metadata.tokenizer.map { Tokenizer(type: $0.type, bytes: f.header.tokenizerSize, extra_ids: $0.extraIds) }
         provenance = f.metadata.provenance
         aliases = f.metadata.aliases
+        calibration = f.metadata.calibration.map(CalibrationInspectJSON.init)
         tensors = f.records.map {
             Tensor(name: $0.name, dtype: $0.storage.name, shape: $0.shape, offset: $0.dataOffset, bytes: $0.dataSize,
                    scheme: $0.scheme.name, group_size: $0.scheme.groupSize, scale_offset: $0.scaleOffset,
@@ -145,7 +257,10 @@ struct InspectJSON: Encodable {
         if let tokenizer { try c.encode(tokenizer, forKey: .tokenizer) } else { try c.encodeNil(forKey: .tokenizer) }
         try c.encode(provenance, forKey: .provenance)
         try c.encode(aliases, forKey: .aliases)
+        if let calibration { try c.encode(calibration, forKey: .calibration) } else { try c.encodeNil(forKey: .calibration) }
         try c.encode(tensors, forKey: .tensors)
     }
-    enum CodingKeys: String, CodingKey { case format_version, file_bytes, checksums_verified, config, tokenizer, provenance, aliases, tensors }
+    enum CodingKeys: String, CodingKey {
+        case format_version, file_bytes, checksums_verified, config, tokenizer, provenance, aliases, calibration, tensors
+    }
 }
