@@ -14,6 +14,8 @@ what real FLAN-T5 checkpoints look like at `wo`, attention `o` and after the lay
 
 Variants (Tests/Fixtures/outliers/<name>/):
   outlier-s30, outlier-s100, outlier-s300   every site of every block, and both final norms, at s = 30/100/300
+  outlier-s3000                             the same at s = 3000 (not committed: --folders only, for
+                                            Tools/measure_outlier_recipes.py; folds need scales near the 1e4 clamp)
   outlier-block                             s = 300 at every site of encoder.block.1 only
   outlier-head                              s = 300 only at decoder.final_layer_norm → lm_head
 
@@ -121,9 +123,15 @@ VARIANTS = [
     ("outlier-s30", "all", 30.0, "every site of every block and both final norms, s = 30"),
     ("outlier-s100", "all", 100.0, "every site of every block and both final norms, s = 100"),
     ("outlier-s300", "all", 300.0, "every site of every block and both final norms, s = 300"),
+    ("outlier-s3000", "all", 3000.0, "every site of every block and both final norms, s = 3000 (10x the issue's "
+     "largest scale; folds then need scales in the thousands, near the smoothing clamp of 1e4)"),
     ("outlier-block", "block", 300.0, "s = 300 at every site of encoder.block.1 only (the injected block)"),
     ("outlier-head", "head", 300.0, "s = 300 only at decoder.final_layer_norm → lm_head (only the head damaged)"),
 ]
+
+
+# Written only with --folders (for Tools/measure_outlier_recipes.py), never into Tests/Fixtures (size budget).
+FOLDERS_ONLY = {"outlier-s3000"}
 
 
 def apply(tensors, ops, scale):
@@ -182,6 +190,8 @@ def main():
 
     OUT_DIR.mkdir(exist_ok=True)
     for name, which, scale, description in VARIANTS:
+        if name in FOLDERS_ONLY and not args.folders:
+            continue
         rng = np.random.default_rng(SEED)
         ops = variant_operations(base.config, which, rng)
         tensors = {k: v.copy() for k, v in base_tensors.items()}
@@ -209,8 +219,9 @@ def main():
                 cases.append({"prompt": prompt, "input_ids": ids[0].tolist(), "first_logits": floats(first),
                               "greedy_ids": greedy[0].tolist(),
                               "greedy_text": tokenizer.decode(greedy[0], skip_special_tokens=True)})
-        out = OUT_DIR / name
-        out.mkdir(exist_ok=True)
+        # Folder-only variants keep their transform and golden in the folder, not in Tests/Fixtures.
+        out = __import__("pathlib").Path(args.folders) / name if name in FOLDERS_ONLY else OUT_DIR / name
+        out.mkdir(parents=True, exist_ok=True)
         transform = {
             "base": "models/demo",
             "name": name,
@@ -238,7 +249,8 @@ def main():
             for f in ("config.json", "generation_config.json", "spiece.model"):
                 shutil.copy(BASE / f, folder / f)
             save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
-            shutil.copy(out / "golden.json", folder / "golden.json")
+            if out != folder:
+                shutil.copy(out / "golden.json", folder / "golden.json")
         print(f"{name}: {len(ops)} operations on {len(changed)} tensors, float logits within {worst:.1e} "
               f"relative of demo over {len(check_prompts)} prompts, same greedy ids")
 
