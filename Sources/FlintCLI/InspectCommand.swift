@@ -93,12 +93,13 @@ struct InspectCommand: ParsableCommand {
         if let calibration = m.calibration { printCalibrationLayers(calibration) }
         print("")
         let nameWidth = min(96, f.records.map(\.name.count).max() ?? 10)
-        print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  scheme    shape            bytes      SNR dB")
+        print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  scheme    layout      shape            bytes      SNR dB")
         for r in f.records {
             let snr = m.quantizationError[r.name].flatMap { $0 }.map { String(format: "%6.1f", $0) } ?? ""
             let scheme = r.scheme == .none ? r.storage.name : r.scheme.name
             print(r.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
                   + scheme.padding(toLength: 9, withPad: " ", startingAt: 0) + " "
+                  + r.layout.name.padding(toLength: 11, withPad: " ", startingAt: 0) + " "
                   + "\(r.shape)".padding(toLength: 16, withPad: " ", startingAt: 0) + " "
                   + String(r.dataSize + r.scaleSize).padding(toLength: 10, withPad: " ", startingAt: 0) + " " + snr)
         }
@@ -217,6 +218,8 @@ struct InspectJSON: Encodable {
         var offset: Int
         var bytes: Int
         var scheme: String
+        /// `row-major` or `packed16x4` (FLINT.md "Tensor layouts"); `bytes` is the stored size in that layout.
+        var layout: String
         var group_size: Int
         var scale_offset: Int
         var scale_bytes: Int
@@ -243,7 +246,7 @@ struct InspectJSON: Encodable {
         calibration = f.metadata.calibration.map(CalibrationInspectJSON.init)
         tensors = f.records.map {
             Tensor(name: $0.name, dtype: $0.storage.name, shape: $0.shape, offset: $0.dataOffset, bytes: $0.dataSize,
-                   scheme: $0.scheme.name, group_size: $0.scheme.groupSize, scale_offset: $0.scaleOffset,
+                   scheme: $0.scheme.name, layout: $0.layout.name, group_size: $0.scheme.groupSize, scale_offset: $0.scaleOffset,
                    scale_bytes: $0.scaleSize, checksum: String(format: "%016llx", $0.checksum))
         }
     }

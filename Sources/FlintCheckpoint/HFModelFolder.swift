@@ -333,7 +333,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
         let v = try readers[r].tensor(stored)
         if stored == name { return v }
         return TensorView(name: name, storage: v.storage, shape: v.shape, scheme: v.scheme, data: v.data,
-                          scales: v.scales, owner: v.owner)
+                          scales: v.scales, layout: v.layout, owner: v.owner)
     }
 
     /// The stored bytes of a tensor (any dtype), tied aliases resolved.

@@ -30,6 +30,8 @@ public struct ConvertOptions: Sendable {
 
     /// Recorded in the provenance when `flint convert --target-top1 / --max-mean-kl` chose the recipe.
     public var search: RecipeSearchRecord? = nil
+    /// How int8 matrices are stored: packed for the kernels (FLINT.md layout 1, the default) or row-major.
+    public var int8Layout: TensorLayout = .int8Packed16x4
 }
 
 public struct ConvertedTensor: Sendable, Equatable {
@@ -90,7 +92,7 @@ public enum Converter {
 
         // A checkpoint that disagrees with its own config is refused before anything is written.
         try config.checkTensorShapes(stored.map { ($0.name, $0.shape) }, source: folder.sourceDescription)
-        let writer = try FlintWriter(path: output)
+        let writer = try FlintWriter(path: output, int8Layout: options.int8Layout)
         var converted: [ConvertedTensor] = []
         var errors: [String: Double?] = [:]
         var source: [Float] = []
@@ -163,7 +165,7 @@ public enum Converter {
                 }
                 record.snrDB = snr.isFinite ? snr : nil
                 errors[info.name] = record.snrDB
-                record.bytesOut = q.values.count + q.scales.count * 4
+                record.bytesOut = writer.lastTensorBytes
             }
             // The source bytes are done with: drop them from resident memory (bounded-memory conversion).
             releaseMappedPages(view.data)

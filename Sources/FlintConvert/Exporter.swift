@@ -56,8 +56,11 @@ public enum TensorDecoding {
                 try HalfConversion.decode(view.data, storage: view.storage, into: dst)
             case .int8Row, .int8Group:
                 let q = makeQuantizerOrThrow(view)
-                try q.dequantize(view.data.bindMemory(to: Int8.self), scales: view.scales,
-                                 rows: view.rows, cols: view.cols, tensorName: view.name, into: dst)
+                // Packed int8 (FLINT.md layout 1) is unpacked to row-major codes first.
+                try view.withRowMajorInt8 { codes in
+                    try q.dequantize(codes, scales: view.scales,
+                                     rows: view.rows, cols: view.cols, tensorName: view.name, into: dst)
+                }
             }
         }
     }

@@ -127,7 +127,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         try FlintFile.checkRegions(path, records, header)
         self.records = records
         self.index = index
-        self.metadata = try FlintFile.readMetadata(file, header, index)
+        self.metadata = try FlintFile.readMetadata(file, header, index, records)
     }
 
     // MARK: WeightSource
@@ -148,7 +148,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
             ? UnsafeBufferPointer<Float>(start: nil, count: 0)
             : file.slice(r.scaleOffset, r.scaleSize).bindMemory(to: Float.self)
         return TensorView(name: r.name, storage: r.storage, shape: r.shape, scheme: r.scheme,
-                          data: file.slice(r.dataOffset, r.dataSize), scales: scales, owner: file)
+                          data: file.slice(r.dataOffset, r.dataSize), scales: scales, layout: r.layout, owner: file)
     }
 
     /// Reads every tensor's bytes and compares them with its stored checksum.
@@ -274,6 +274,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
             }
             let storageCode = file.load(p, as: UInt8.self)
             let schemeCode = file.load(p + 1, as: UInt8.self)
+            let layoutCode = file.load(p + 2, as: UInt8.self)
             let groupSize = Int(file.load(p + 4, as: UInt32.self))
             let nDims = Int(file.load(p + 8, as: UInt32.self))
             p += 12
@@ -313,12 +314,22 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
                 guard v <= UInt64(Int.max / 2) else { throw failT("\(fieldName) out of range (\(v))") }
                 return Int(v)
             }
-            let r = TensorRecord(name: name, storage: storage, scheme: scheme, shape: shape,
+            guard let layout = TensorLayout(rawValue: layoutCode) else {
+                throw failT("unknown layout code \(layoutCode) (this flint knows 0…1)")
+            }
+            var expectedData = count * storage.byteSize
+            if layout == .int8Packed16x4 {
+                guard storage == .i8, let geometry = PackedInt8Geometry(shape: shape, scheme: scheme) else {
+                    throw failT("layout packed16x4 needs a 2-D i8 tensor with scheme int8 or int8-gG (G a multiple of 4), found \(storage) \(shape) \(scheme)")
+                }
+                expectedData = geometry.byteCount
+            }
+            let r = TensorRecord(name: name, storage: storage, scheme: scheme, shape: shape, layout: layout,
                                  dataOffset: try field(0, "data_offset"), dataSize: try field(1, "data_size"),
                                  scaleOffset: try field(2, "scale_offset"), scaleSize: try field(3, "scale_size"),
                                  checksum: file.load(p + 32, as: UInt64.self))
-            guard r.dataSize == count * storage.byteSize else {
-                throw failT("data_size \(r.dataSize) but shape \(shape) of \(storage) needs \(count * storage.byteSize) bytes")
+            guard r.dataSize == expectedData else {
+                throw failT("data_size \(r.dataSize) but shape \(shape) of \(storage)\(layout == .rowMajor ? "" : " in layout \(layout)") needs \(expectedData) bytes")
             }
             let expectedScales = scheme.scaleCount(shape: shape) * 4
             guard r.scaleSize == expectedScales else {
@@ -354,7 +365,8 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         }
     }
 
-    private static func readMetadata(_ file: MappedFile, _ h: FlintHeader, _ index: [String: Int]) throws -> FlintMetadata {
+    private static func readMetadata(_ file: MappedFile, _ h: FlintHeader, _ index: [String: Int],
+                                     _ records: [TensorRecord]) throws -> FlintMetadata {
         let path = file.path
         let json = Data(file.slice(h.metadataOffset, h.metadataSize))
         let metadata: FlintMetadata
@@ -382,6 +394,12 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         for (alias, target) in metadata.aliases.sorted(by: { $0.key < $1.key }) {
             guard index[alias] == nil else { throw FlintError("\(path): alias \"\(alias)\" is also a stored tensor") }
             guard index[target] != nil else { throw FlintError("\(path): alias \"\(alias)\" points to \"\(target)\", which is not stored") }
+        }
+        for (name, i) in index.sorted(by: { $0.value < $1.value }) {
+            guard let feature = records[i].layout.requiredFeature else { continue }
+            guard metadata.requiredFeatures.contains(feature) else {
+                throw FlintError("\(path): tensor \"\(name)\" is stored in layout \(records[i].layout), but required_features does not list \"\(feature)\"")
+            }
         }
         if metadata.tokenizer != nil, h.tokenizerSize == 0 {
             throw FlintError("\(path): metadata describes a tokenizer but the tokenizer section is empty")

@@ -10,7 +10,8 @@ public enum FlintLayout {
     public static let maxDims = 8
     /// Features this reader implements (see `required_features` in the spec).
     public static let knownFeatures: Set<String> = [TokenizerInfo.jsonFeature, TokenizerInfo.addedTokensFeature,
-                                                    T5Config.perLayerRelativeBiasFeature]
+                                                    T5Config.perLayerRelativeBiasFeature,
+                                                    PackedInt8Geometry.requiredFeature]
 
     /// Rounds `offset` up to the format's alignment.
     @inline(__always) public static func aligned(_ offset: Int) -> Int {
@@ -347,14 +348,16 @@ public struct TensorRecord: Sendable, Equatable {
     public var storage: StorageType
     public var scheme: QuantScheme
     public var shape: [Int]
+    public var layout: TensorLayout
     public var dataOffset: Int
     public var dataSize: Int
     public var scaleOffset: Int
     public var scaleSize: Int
     public var checksum: UInt64
 
-    public init(name: String, storage: StorageType, scheme: QuantScheme, shape: [Int], dataOffset: Int,
-                dataSize: Int, scaleOffset: Int, scaleSize: Int, checksum: UInt64) {
+    public init(name: String, storage: StorageType, scheme: QuantScheme, shape: [Int], layout: TensorLayout = .rowMajor,
+                dataOffset: Int, dataSize: Int, scaleOffset: Int, scaleSize: Int, checksum: UInt64) {
+        self.layout = layout
         self.name = name
         self.storage = storage
         self.scheme = scheme
@@ -379,7 +382,8 @@ public struct TensorRecord: Sendable, Equatable {
         out += nameBytes
         out.append(storage.rawValue)
         out.append(scheme.code)
-        out.appendLE(UInt16(0))
+        out.append(layout.rawValue)
+        out.append(0)
         out.appendLE(UInt32(scheme.groupSize))
         out.appendLE(UInt32(shape.count))
         for d in shape { out.appendLE(UInt64(d)) }

@@ -16,10 +16,14 @@ public final class FlintWriter {
     private var records: [TensorRecord] = []
     private var names: Set<String> = []
     private var finished = false
+    /// The layout int8 matrices are stored in: `.int8Packed16x4` (the default, what the kernels read fastest)
+    /// packs every 2-D int8 tensor that can be packed; `.rowMajor` stores them as given.
+    public let int8Layout: TensorLayout
 
     /// Creates the temporary file next to `path` (same directory, so the final rename is atomic).
-    public init(path: String) throws {
+    public init(path: String, int8Layout: TensorLayout = .int8Packed16x4) throws {
         self.path = path
+        self.int8Layout = int8Layout
         // Registered for removal on SIGINT/SIGTERM; stale ones of dead processes are removed first.
         (temporaryPath, fd) = try TemporaryFiles.create(besides: path)
         offset = 0
@@ -38,8 +42,11 @@ public final class FlintWriter {
     public static func temporaryName(for path: String) -> String { TemporaryFiles.name(for: path) }
 
     /// Appends one tensor: its element bytes, then (int8 schemes) its float32 scales, each aligned to 64.
+    /// `layout` says how `data` is ordered: row-major data is packed when the writer's `int8Layout` asks for it;
+    /// data already packed (copied from another file) is stored as it is.
     public func addTensor(name: String, storage: StorageType, shape: [Int], scheme: QuantScheme,
-                          data: UnsafeRawBufferPointer, scales: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) throws {
+                          data: UnsafeRawBufferPointer, scales: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                          layout given: TensorLayout = .rowMajor) throws {
         precondition(!finished, "FlintWriter used after finish()")
         let nameBytes = name.utf8.count
         guard nameBytes >= 1, nameBytes <= FlintLayout.maxNameLength else {
@@ -50,7 +57,14 @@ public final class FlintWriter {
             throw FlintError("\(path): tensor \"\(name)\": shape \(shape) is not storable (1…\(FlintLayout.maxDims) dims, each ≥ 1)")
         }
         let count = shape.reduce(1, *)
-        guard data.count == count * storage.byteSize else {
+        if given == .int8Packed16x4 {
+            guard storage == .i8, let geometry = PackedInt8Geometry(shape: shape, scheme: scheme) else {
+                throw FlintError("\(path): tensor \"\(name)\": layout packed16x4 needs a 2-D i8 tensor with scheme int8 or int8-gG (G a multiple of 4), found \(storage) \(shape) \(scheme)")
+            }
+            guard data.count == geometry.byteCount else {
+                throw FlintError("\(path): tensor \"\(name)\": \(data.count) bytes given, packed16x4 \(shape) \(scheme) needs \(geometry.byteCount)")
+            }
+        } else if data.count != count * storage.byteSize {
             throw FlintError("\(path): tensor \"\(name)\": \(data.count) bytes given, shape \(shape) of \(storage) needs \(count * storage.byteSize)")
         }
         switch scheme {
@@ -61,11 +75,22 @@ public final class FlintWriter {
         guard scales.count == scaleBytes else {
             throw FlintError("\(path): tensor \"\(name)\": \(scales.count) scale bytes given, scheme \(scheme) on \(shape) needs \(scaleBytes)")
         }
+        // Packable int8 matrices are re-laid (the given bytes are row-major) with their weight sums appended.
+        var layout = given
+        var packed: UnsafeMutableRawBufferPointer? = nil
+        defer { packed?.deallocate() }
+        if given == .rowMajor, int8Layout == .int8Packed16x4, storage == .i8, let geometry = PackedInt8Geometry(shape: shape, scheme: scheme) {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: geometry.byteCount, alignment: 64)
+            packed = buffer
+            geometry.pack(data.bindMemory(to: Int8.self), into: buffer)
+            layout = .int8Packed16x4
+        }
+        let stored = packed.map { UnsafeRawBufferPointer($0) } ?? data
         var checksum = XXH64()
         try pad()
         let dataOffset = offset
-        try writeBytes(data)
-        checksum.update(data)
+        try writeBytes(stored)
+        checksum.update(stored)
         var scaleOffset = 0
         if scaleBytes > 0 {
             try pad()
@@ -73,12 +98,14 @@ public final class FlintWriter {
             try writeBytes(scales)
             checksum.update(scales)
         }
-        records.append(TensorRecord(name: name, storage: storage, scheme: scheme, shape: shape,
-                                    dataOffset: dataOffset, dataSize: data.count,
+        records.append(TensorRecord(name: name, storage: storage, scheme: scheme, shape: shape, layout: layout,
+                                    dataOffset: dataOffset, dataSize: stored.count,
                                     scaleOffset: scaleOffset, scaleSize: scaleBytes, checksum: checksum.finalize()))
     }
 
     public var tensorCount: Int { records.count }
+    /// Data and scale bytes the last `addTensor` stored (an int8 matrix grows when packed).
+    public var lastTensorBytes: Int { records.last.map { $0.dataSize + $0.scaleSize } ?? 0 }
     public var bytesWritten: Int { offset }
 
     /// Writes table, metadata and tokenizer, then the header; syncs and renames onto `path`.
@@ -93,6 +120,12 @@ public final class FlintWriter {
             let dataSize = offset - dataOffset
             var table: [UInt8] = []
             for r in records { table += r.serialized() }
+            // Layouts old readers would misread are announced in required_features (they reject the file).
+            var metadata = metadata
+            for feature in Set(records.compactMap(\.layout.requiredFeature)).sorted()
+            where !metadata.requiredFeatures.contains(feature) {
+                metadata.requiredFeatures.append(feature)
+            }
             let encoder = JSONEncoderForMetadata.make()
             let json = try encoder(metadata)
             let tok = tokenizer ?? []

@@ -102,8 +102,11 @@ public struct TensorView: @unchecked Sendable {
     public let storage: StorageType
     public let shape: [Int]
     public let scheme: QuantScheme
-    /// The element bytes, row-major (C order).
+    /// The element bytes: row-major (C order), or for `.int8Packed16x4` the packed blocks and weight sums
+    /// (`PackedInt8Geometry`).
     public let data: UnsafeRawBufferPointer
+    /// How `data` is ordered.
+    public let layout: TensorLayout
     /// Float32 scales for int8 schemes (row-major `[rows, groupsPerRow]`), empty otherwise.
     public let scales: UnsafeBufferPointer<Float>
     /// Keeps the memory behind `data` and `scales` alive.
@@ -111,7 +114,8 @@ public struct TensorView: @unchecked Sendable {
 
     public init(name: String, storage: StorageType, shape: [Int], scheme: QuantScheme = .none,
                 data: UnsafeRawBufferPointer, scales: UnsafeBufferPointer<Float> = UnsafeBufferPointer(start: nil, count: 0),
-                owner: AnyObject?) {
+                layout: TensorLayout = .rowMajor, owner: AnyObject?) {
+        self.layout = layout
         self.name = name
         self.storage = storage
         self.shape = shape
@@ -124,6 +128,30 @@ public struct TensorView: @unchecked Sendable {
     public var elementCount: Int { shape.reduce(1, *) }
     public var rows: Int { QuantScheme.matrixShape(shape).rows }
     public var cols: Int { QuantScheme.matrixShape(shape).cols }
+
+    /// The packed geometry of a `.int8Packed16x4` view whose byte count matches it; nil for any other view.
+    public var packedGeometry: PackedInt8Geometry? {
+        guard layout == .int8Packed16x4, storage == .i8,
+              let g = PackedInt8Geometry(shape: shape, scheme: scheme), g.byteCount == data.count else { return nil }
+        return g
+    }
+
+    /// The int8 values in row-major order: the bytes themselves for a row-major view, an unpacked copy for a
+    /// packed one. Throws naming the tensor when a packed view's size does not match its shape.
+    public func withRowMajorInt8<R>(_ body: (UnsafeBufferPointer<Int8>) throws -> R) throws -> R {
+        switch layout {
+        case .rowMajor:
+            return try body(data.bindMemory(to: Int8.self))
+        case .int8Packed16x4:
+            guard let g = packedGeometry else {
+                throw FlintError("tensor \(name): packed16x4 \(storage) \(shape) \(scheme) needs \(PackedInt8Geometry(shape: shape, scheme: scheme)?.byteCount ?? -1) bytes, found \(data.count)")
+            }
+            let copy = UnsafeMutableBufferPointer<Int8>.allocate(capacity: g.rows * g.cols)
+            defer { copy.deallocate() }
+            g.unpack(data, into: copy)
+            return try body(UnsafeBufferPointer(copy))
+        }
+    }
 }
 
 /// An error about bad input, always naming where (file, tensor, offset) and what was expected.

@@ -96,6 +96,13 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
     private let scratch: Int8Scratch
     /// Row stride of the quantized activations, a multiple of 64 bytes.
     private let quantizedStride: Int
+    /// Set for a weight stored in the packed layout (FLINT.md layout 1): its blocks and stored weight sums are
+    /// read in place and nothing is computed at load.
+    private let packed: PackedInt8Geometry?
+    private let packedSums: UnsafePointer<Int32>?
+
+    /// The layout this layer reads its weights in.
+    public var layout: TensorLayout { packed == nil ? .rowMajor : .int8Packed16x4 }
 
     /// - Parameters:
     ///   - view: an `i8` tensor `[out, in]` with `.int8Row` or `.int8Group(g)` scales; its bytes are used in place.
@@ -131,6 +138,16 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
         self.scratch = scratch ?? Int8Scratch()
         quantizedStride = (cols + 63) / 64 * 64
 
+        if let geometry = view.packedGeometry {
+            // validateInt8Matrix checked the geometry; the packed kernels of every path take every group size it
+            // allows, and the weight sums come from the file: nothing to compute here.
+            packed = geometry
+            packedSums = UnsafeRawPointer(weights + geometry.weightBytes).assumingMemoryBound(to: Int32.self)
+            self.isa = isa
+            compensation = nil
+            weightSums = nil
+            return
+        }
         // What the AVX-512 kernels handle (see CFlintKernels.h); the AVX2 and NEON ones take any group size.
         let avx512Fits: Bool
         switch mode {
@@ -141,7 +158,8 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
         case .avx512: self.isa = avx512Fits ? .avx512 : .portable
         case .avx2, .neon, .portable: self.isa = isa
         }
-
+        packed = nil
+        packedSums = nil
         if mode == .w8a8 && rows * groups > 0 {
             let comp = UnsafeMutablePointer<Float>.allocate(capacity: rows * groups)
             let needsSums = self.isa == .avx2 || self.isa == .neon
@@ -182,6 +200,22 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
         }
     }
 
+    /// The C view of a packed weight.
+    private func packedMatrix(_ g: PackedInt8Geometry) -> flint_packed_int8 {
+        flint_packed_int8(blocks: weights, sums: packedSums, scales: scales, n: Int64(g.rows), k: Int64(g.cols),
+                          k_padded: Int64(g.paddedCols), group_size: Int64(g.groupSize), groups: Int64(g.groups))
+    }
+
+    /// Splits the 16-row blocks of a packed weight over the pool, skipping the wake-up for jobs under about 128k
+    /// multiply-adds per thread.
+    private func splitBlocks(_ g: PackedInt8Geometry, rows: Int, pool: ThreadPool?, _ body: (Int64, Int64) -> Void) {
+        guard let pool else { return body(0, Int64(g.blocks)) }
+        let minimumBlocks = max(1, 131_072 / max(1, rows * inFeatures * 16))
+        pool.parallelFor(g.blocks, granularity: 1, minimumPerThread: minimumBlocks) { range in
+            body(Int64(range.lowerBound), Int64(range.upperBound))
+        }
+    }
+
     /// The C view of this weight.
     private func matrix() -> flint_int8_matrix {
         flint_int8_matrix(weights: weights, scales: scales, compensation: compensation.map { UnsafePointer($0) },
@@ -199,6 +233,23 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
 
     private func forwardWeightOnly(_ x: UnsafePointer<Float>, rows: Int, y: UnsafeMutablePointer<Float>,
                                    pool: ThreadPool?) {
+        if let g = packed {
+            let isa = self.isa
+            withUnsafePointer(to: packedMatrix(g)) { m in
+                splitBlocks(g, rows: rows, pool: pool) { begin, end in
+                    let (ldx, r, ldy) = (Int64(inFeatures), Int64(rows), Int64(outFeatures))
+                    switch isa {
+                    case .avx512: flint_avx512_packed_weight_only(m, begin, end, x, ldx, r, y, ldy)
+                    case .avx2: flint_avx2_packed_weight_only(m, begin, end, x, ldx, r, y, ldy)
+                    case .neon: flint_neon_packed_weight_only(m, begin, end, x, ldx, r, y, ldy)
+                    case .portable:
+                        Int8PackedPortableKernels.weightOnly(m, blocks: Int(begin)..<Int(end), x: x, rows: rows, y: y,
+                                                             ldy: outFeatures)
+                    }
+                }
+            }
+            return
+        }
         if isa != .portable {
             let isa = self.isa
             // One pointer shared read-only by every thread (no inout access from concurrent closures).
@@ -240,7 +291,22 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
                 Int8ActivationQuantizer.quantize(x, rows: rows, k: inFeatures, groupSize: groupSize, groups: groups,
                                                  into: xq, stride: ldq, scales: xs)
             }
-            if isa != .portable {
+            if let geometry = packed {
+                let isa = self.isa
+                withUnsafePointer(to: packedMatrix(geometry)) { m in
+                    splitBlocks(geometry, rows: rows, pool: pool) { begin, end in
+                        let ldy = Int64(outFeatures)
+                        switch isa {
+                        case .avx512: flint_avx512_packed_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                        case .avx2: flint_avx2_packed_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                        case .neon: flint_neon_packed_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                        case .portable:
+                            Int8PackedPortableKernels.w8a8(m, blocks: Int(begin)..<Int(end), xq: xq, ldq: ldq,
+                                                           xScales: xs, rows: rows, y: y, ldy: outFeatures)
+                        }
+                    }
+                }
+            } else if isa != .portable {
                 let isa = self.isa
                 withUnsafePointer(to: matrix()) { m in
                     splitRows(rows: rows, pool: pool) { range in
@@ -411,6 +477,68 @@ enum Int8PortableKernels {
     }
 }
 
+/// The Swift kernels on the packed layout (FLINT.md layout 1), for `.portable`: the same arithmetic as
+/// `Int8PortableKernels` (W8A8 bit-identical: exact Int32 dots per group, the unfused epilogue in its order, the
+/// compensation `(128 · scale) · Float(Σ q)` from the stored sums).
+enum Int8PackedPortableKernels {
+    static func w8a8(_ m: UnsafePointer<flint_packed_int8>, blocks: Range<Int>, xq: UnsafePointer<UInt8>, ldq: Int,
+                     xScales: UnsafePointer<Float>, rows: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        let (n, kp, groups) = (Int(m.pointee.n), Int(m.pointee.k_padded), Int(m.pointee.groups))
+        let groupSize = groups == 1 ? kp : Int(m.pointee.group_size)
+        let w = m.pointee.blocks!, sums = m.pointee.sums!, scales = m.pointee.scales!
+        for b in blocks {
+            let block = w + b * 16 * kp
+            for lane in 0..<min(16, n - 16 * b) {
+                let row = 16 * b + lane
+                for r in 0..<rows {
+                    let qr = xq + r * ldq
+                    var sum: Float = 0
+                    var correction: Float = 0
+                    for g in 0..<groups {
+                        let q0 = g * groupSize / 4, q1 = min(kp, (g + 1) * groupSize) / 4
+                        var dot: Int32 = 0
+                        for q in q0..<q1 {
+                            let wq = block + 64 * q + 4 * lane, xr = qr + 4 * q
+                            dot &+= Int32(xr[0]) &* Int32(wq[0]) &+ Int32(xr[1]) &* Int32(wq[1])
+                                &+ Int32(xr[2]) &* Int32(wq[2]) &+ Int32(xr[3]) &* Int32(wq[3])
+                        }
+                        let sw = scales[row * groups + g], sx = xScales[r * groups + g]
+                        let compensation = 128 * sw * Float(sums[(b * groups + g) * 16 + lane])
+                        sum += Float(dot) * (sw * sx)
+                        correction += compensation * sx
+                    }
+                    y[r * ldy + row] = sum - correction
+                }
+            }
+        }
+    }
+
+    static func weightOnly(_ m: UnsafePointer<flint_packed_int8>, blocks: Range<Int>, x: UnsafePointer<Float>,
+                           rows: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        let (n, k, kp, groups) = (Int(m.pointee.n), Int(m.pointee.k), Int(m.pointee.k_padded), Int(m.pointee.groups))
+        let groupSize = groups == 1 ? kp : Int(m.pointee.group_size)
+        let w = m.pointee.blocks!, scales = m.pointee.scales!
+        for b in blocks {
+            let block = w + b * 16 * kp
+            for lane in 0..<min(16, n - 16 * b) {
+                let row = 16 * b + lane
+                for r in 0..<rows {
+                    let xr = x + r * k
+                    var total: Float = 0
+                    for g in 0..<groups {
+                        var sum: Float = 0
+                        for i in (g * groupSize)..<min(k, (g + 1) * groupSize) {
+                            sum += Float(block[64 * (i >> 2) + 4 * lane + (i & 3)]) * xr[i]
+                        }
+                        total += sum * scales[row * groups + g]
+                    }
+                    y[r * ldy + row] = total
+                }
+            }
+        }
+    }
+}
+
 /// An int8 embedding table (`[vocab, dim]`, e.g. `shared.weight`) read in place: one row is dequantized per lookup.
 public final class Int8Embedding: @unchecked Sendable {
     public let rows: Int
@@ -437,8 +565,19 @@ public final class Int8Embedding: @unchecked Sendable {
             throw FlintError("tensor \(view.name): row \(index) is outside 0..<\(rows)")
         }
         guard dimension > 0 else { return }
-        let q = view.data.baseAddress!.assumingMemoryBound(to: Int8.self) + index * dimension
         let scales = view.scales.baseAddress! + index * groups
+        if let packed = view.packedGeometry {
+            // The row's bytes are spread over its block (4 per 64): gathered into `out` first, widened in place.
+            let codes = UnsafeMutableRawPointer(out).assumingMemoryBound(to: Int8.self)
+            packed.unpackRow(view.data, row: index, into: codes)
+            // Back to front, so no code is overwritten (as a 4-byte float) before it is read.
+            for i in stride(from: dimension - 1, through: 0, by: -1) {
+                let g = i / groupSize
+                out[i] = Float(codes[i]) * scales[g]
+            }
+            return
+        }
+        let q = view.data.baseAddress!.assumingMemoryBound(to: Int8.self) + index * dimension
         for g in 0..<groups {
             let start = g * groupSize
             let end = min(dimension, start + groupSize)
@@ -454,8 +593,18 @@ public func validateInt8Matrix(_ view: TensorView, user: String) throws {
     guard view.storage == .i8, view.shape.count == 2, view.shape.allSatisfy({ $0 >= 0 }) else {
         throw FlintError("tensor \(view.name): \(user) needs a 2-D i8 tensor [out, in], found \(view.storage) \(view.shape)")
     }
-    guard view.data.count == view.shape[0] * view.shape[1] else {
-        throw FlintError("tensor \(view.name): i8 shape \(view.shape) needs \(view.shape[0] * view.shape[1]) bytes, found \(view.data.count)")
+    switch view.layout {
+    case .rowMajor:
+        guard view.data.count == view.shape[0] * view.shape[1] else {
+            throw FlintError("tensor \(view.name): i8 shape \(view.shape) needs \(view.shape[0] * view.shape[1]) bytes, found \(view.data.count)")
+        }
+    case .int8Packed16x4:
+        guard let geometry = PackedInt8Geometry(shape: view.shape, scheme: view.scheme) else {
+            throw FlintError("tensor \(view.name): layout packed16x4 cannot hold an i8 \(view.shape) tensor with scheme \(view.scheme)")
+        }
+        guard view.data.count == geometry.byteCount else {
+            throw FlintError("tensor \(view.name): packed16x4 i8 shape \(view.shape) \(view.scheme) needs \(geometry.byteCount) bytes, found \(view.data.count)")
+        }
     }
     switch view.scheme {
     case .none:

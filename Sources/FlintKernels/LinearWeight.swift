@@ -138,7 +138,8 @@ public enum TensorConversion {
             count = product
         }
         count /= view.storage.byteSize
-        guard view.data.count == count * view.storage.byteSize else {
+        // Packed int8 has its own size rule, checked by validateInt8Matrix in dequantizeInt8.
+        guard view.data.count == count * view.storage.byteSize || (view.storage == .i8 && view.layout != .rowMajor) else {
             throw FlintError("tensor \(view.name): \(view.storage) shape \(view.shape) needs \(count * view.storage.byteSize) bytes, found \(view.data.count)")
         }
         if count == 0 { return FloatStorage(count: 0) }
@@ -178,14 +179,16 @@ public enum TensorConversion {
         try validateInt8Matrix(view, user: "dequantizing")
         let storage = FloatStorage(count: rows * cols)
         let out = storage.mutablePointer
-        let q = view.data.bindMemory(to: Int8.self)
         let scales = view.scales
         let group = view.scheme.groupSize
         let groupsPerRow = group > 0 ? (cols + group - 1) / group : 1
-        for r in 0..<rows {
-            for c in 0..<cols {
-                let scale = group > 0 ? scales[r * groupsPerRow + c / group] : scales[r]
-                out[r * cols + c] = Float(q[r * cols + c]) * scale
+        // A packed view is unpacked to row-major codes first (validateInt8Matrix checked its size).
+        try view.withRowMajorInt8 { q in
+            for r in 0..<rows {
+                for c in 0..<cols {
+                    let scale = group > 0 ? scales[r * groupsPerRow + c / group] : scales[r]
+                    out[r * cols + c] = Float(q[r * cols + c]) * scale
+                }
             }
         }
         return storage

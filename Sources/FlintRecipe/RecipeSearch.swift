@@ -196,7 +196,9 @@ public enum RecipeSearch {
         case .float(let s): return rows * cols * s.byteSize
         case .int8(let scheme):
             let groups = scheme.groupSize > 0 ? (cols + scheme.groupSize - 1) / scheme.groupSize : 1
-            return rows * cols + rows * groups * 4
+            // Converted int8 matrices are packed (FLINT.md layout 1): padded blocks plus their weight sums.
+            let data = PackedInt8Geometry(shape: [rows, cols], scheme: scheme)?.byteCount ?? rows * cols
+            return data + rows * groups * 4
         }
     }
 

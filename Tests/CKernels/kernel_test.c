@@ -11,6 +11,8 @@
 //   attend                 |context − ref| ≤ 1e-5 · max|v| (ref in double)
 //   gelu_new               |y − ref| ≤ 2e-6 · |ref| + 4e-7 · |x| (for x ≪ 0, 1 + tanh(u) cancels: absolute error ≈ |x|·ulp(1))
 //   exp_shifted            |y − ref| ≤ 2e-6 · ref, and the sum within 2e-6 relative
+//   packed w8a8 (all)      bit-identical to the row-major reference (weights packed here as FLINT.md layout 1)
+//   packed weight_only     |y − ref| ≤ 1e-5 · Σ|w·x| + 1e-30
 // Exit status 0 when everything passes; every failure prints what, where and by how much.
 #include "CFlintKernels.h"
 
@@ -87,6 +89,27 @@ static void ref_w8a8(const flint_int8_matrix *m, int64_t n_out, const uint8_t *x
         }
 }
 
+/// Packs row-major int8 weights as FLINT.md layout 1 (blocks of 16 rows × 4 inputs, then the weight sums per
+/// [block][group][lane]); written independently of the Swift packer (PackedInt8Geometry.pack), which the Swift
+/// tests check against the same kernels.
+static flint_packed_int8 ref_pack(const int8_t *w, const float *scales, int64_t n, int64_t k, int64_t gsize,
+                                  int64_t groups, void **storage) {
+    const int64_t blocks = (n + 15) / 16, kp = (k + 3) / 4 * 4;
+    const size_t weight_bytes = (size_t)(blocks * 16 * kp), sum_bytes = (size_t)(blocks * groups * 16) * 4;
+    uint8_t *mem = aligned_alloc(64, (weight_bytes + sum_bytes + 63) / 64 * 64);
+    memset(mem, 0, weight_bytes + sum_bytes);
+    int8_t *b = (int8_t *)mem;
+    int32_t *sums = (int32_t *)(mem + weight_bytes);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < k; i++) {
+            b[(r / 16) * 16 * kp + (i / 4) * 64 + (r % 16) * 4 + (i % 4)] = w[r * k + i];
+            sums[((r / 16) * groups + i / gsize) * 16 + r % 16] += w[r * k + i];
+        }
+    *storage = mem;
+    const flint_packed_int8 m = {b, sums, scales, n, k, kp, gsize, groups};
+    return m;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The paths under test.
 
@@ -101,6 +124,11 @@ typedef void (*exp_fn)(float *, int64_t, float, float *);
 typedef void (*attend_fn)(const float *, int64_t, const float *, const float *, int64_t, int64_t, int64_t,
                           const float *, int64_t, float *, float *);
 
+typedef void (*packed_w8a8_fn)(const flint_packed_int8 *, int64_t, int64_t, const uint8_t *, int64_t,
+                               const float *, int64_t, float *, int64_t);
+typedef void (*packed_wo_fn)(const flint_packed_int8 *, int64_t, int64_t, const float *, int64_t, int64_t, float *,
+                             int64_t);
+
 typedef struct {
     const char *name;
     int available;
@@ -113,6 +141,8 @@ typedef struct {
     gelu_fn gelu;
     exp_fn exp_shifted;
     attend_fn attend;
+    packed_w8a8_fn packed_w8a8;
+    packed_wo_fn packed_weight_only;
 } path;
 
 static int fits(const path *p, int64_t k, int64_t gsize, int64_t groups, int w8a8) {
@@ -220,6 +250,43 @@ static void check_int8(const path *p, int8_case c, int64_t rows) {
                 if (fabs(y[r * n + j] - ref) > 1e-5 * mass + 1e-30)
                     FAIL("%s: weight-only (%lld, %lld) %.9g vs %.9g (Σ|w·x| %g)", where, (long long)r, (long long)j, y[r * n + j], ref, mass);
             }
+    }
+    // The packed layout: every path, W8A8 bit-identical to the row-major reference (with the activation bytes
+    // past k, which the packed kernels may read, holding garbage), weight-only within the float tolerance.
+    if (p->packed_w8a8 && (groups == 1 || gsize % 4 == 0)) {
+        void *storage = NULL;
+        const flint_packed_int8 pm = ref_pack(w, scales, n, k, gsize, groups, &storage);
+        const int64_t blocks = (n + 15) / 16, split = blocks / 2;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = k; i < ldq; i++) xq_ref[r * ldq + i] = (uint8_t)(0x5A + i);
+        ref_w8a8(&m, n, xq_ref, ldq, xs_ref, rows, y_ref);
+        for (int64_t i = 0; i < rows * n; i++) y[i] = -12345.0f;
+        p->packed_w8a8(&pm, 0, split, xq_ref, ldq, xs_ref, rows, y, n);
+        p->packed_w8a8(&pm, split, blocks, xq_ref, ldq, xs_ref, rows, y, n);
+        checks++;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < n; j++) {
+                const float a = y[r * n + j], b = y_ref[r * n + j];
+                if (isnan(a) && isnan(b)) continue;
+                if (memcmp(&a, &b, 4) != 0)
+                    FAIL("%s: packed w8a8 (%lld, %lld) %.9g vs %.9g (must be bit-identical)", where, (long long)r, (long long)j, a, b);
+            }
+        for (int64_t i = 0; i < rows * k; i++) if (!isfinite(x[i])) x[i] = 0.5f;
+        for (int64_t i = 0; i < rows * n; i++) y[i] = -12345.0f;
+        p->packed_weight_only(&pm, 0, split, x, k, rows, y, n);
+        p->packed_weight_only(&pm, split, blocks, x, k, rows, y, n);
+        checks++;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < n; j++) {
+                double ref = 0, mass = 0;
+                for (int64_t i = 0; i < k; i++) {
+                    const double t = (double)w[j * k + i] * scales[j * groups + i / gsize] * x[r * k + i];
+                    ref += t; mass += fabs(t);
+                }
+                if (fabs(y[r * n + j] - ref) > 1e-5 * mass + 1e-30)
+                    FAIL("%s: packed weight-only (%lld, %lld) %.9g vs %.9g (Σ|w·x| %g)", where, (long long)r, (long long)j, y[r * n + j], ref, mass);
+            }
+        free(storage);
     }
     free(w); free(scales); free(comp); free(wsum); free(x); free(xq); free(xq_ref); free(xs); free(xs_ref); free(y); free(y_ref);
 }
@@ -334,18 +401,19 @@ int main(void) {
     const path paths[] = {
         {"avx2 (+avx-vnni)", flint_isa_supported(FLINT_ISA_AVX2), 1, 0, flint_avx2_int8_quantize_activations,
          flint_avx2_int8_w8a8, flint_avx2_int8_weight_only, flint_avx2_f32_xwt, flint_avx2_f32_gelu_new,
-         flint_avx2_f32_exp_shifted, flint_avx2_f32_attend},
+         flint_avx2_f32_exp_shifted, flint_avx2_f32_attend, flint_avx2_packed_w8a8, flint_avx2_packed_weight_only},
         {"avx2 w8a8 without vnni", flint_isa_supported(FLINT_ISA_AVX2), 1, 0, flint_avx2_int8_quantize_activations,
          flint_avx2_int8_w8a8_plain, flint_avx2_int8_weight_only, flint_avx2_f32_xwt, flint_avx2_f32_gelu_new,
-         flint_avx2_f32_exp_shifted, flint_avx2_f32_attend},
+         flint_avx2_f32_exp_shifted, flint_avx2_f32_attend, flint_avx2_packed_w8a8_plain, flint_avx2_packed_weight_only},
         {"avx512", flint_isa_supported(FLINT_ISA_AVX512), 0, 1, flint_int8_quantize_activations, flint_int8_w8a8,
-         flint_int8_weight_only, flint_f32_xwt, flint_f32_gelu_new, flint_f32_exp_shifted, flint_f32_attend},
+         flint_int8_weight_only, flint_f32_xwt, flint_f32_gelu_new, flint_f32_exp_shifted, flint_f32_attend,
+         flint_avx512_packed_w8a8, flint_avx512_packed_weight_only},
         {"neon (+sdot)", flint_isa_supported(FLINT_ISA_NEON), 1, 0, flint_neon_int8_quantize_activations,
          flint_neon_int8_w8a8, flint_neon_int8_weight_only, flint_neon_f32_xwt, flint_neon_f32_gelu_new,
-         flint_neon_f32_exp_shifted, flint_neon_f32_attend},
+         flint_neon_f32_exp_shifted, flint_neon_f32_attend, flint_neon_packed_w8a8, flint_neon_packed_weight_only},
         {"neon w8a8 without sdot", flint_isa_supported(FLINT_ISA_NEON), 1, 0, flint_neon_int8_quantize_activations,
          flint_neon_int8_w8a8_plain, flint_neon_int8_weight_only, flint_neon_f32_xwt, flint_neon_f32_gelu_new,
-         flint_neon_f32_exp_shifted, flint_neon_f32_attend},
+         flint_neon_f32_exp_shifted, flint_neon_f32_attend, flint_neon_packed_w8a8_plain, flint_neon_packed_weight_only},
     };
     printf("CFlintKernels paths on %s (avx2 dot product: %d, neon sdot: %d):\n", flint_cpu_name(),
            flint_isa_has_dot_product(FLINT_ISA_AVX2), flint_isa_has_dot_product(FLINT_ISA_NEON));

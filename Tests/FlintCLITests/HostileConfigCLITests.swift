@@ -15,7 +15,7 @@ import FlintFormat
         for r in f.records {
             let v = try f.tensor(r.name)
             try w.addTensor(name: r.name, storage: r.storage, shape: r.shape, scheme: r.scheme, data: v.data,
-                            scales: UnsafeRawBufferPointer(v.scales))
+                            scales: UnsafeRawBufferPointer(v.scales), layout: r.layout)
         }
         var m = f.metadata
         change(&m.config)
@@ -97,7 +97,7 @@ import FlintFormat
         for r in f.records {
             let v = try f.tensor(r.name)
             try w.addTensor(name: r.name, storage: r.storage, shape: r.shape, scheme: r.scheme, data: v.data,
-                            scales: UnsafeRawBufferPointer(v.scales))
+                            scales: UnsafeRawBufferPointer(v.scales), layout: r.layout)
         }
         try w.finish(metadata: f.metadata, tokenizer: Array("garbage".utf8))
         for args in [["run", hostile, "hello"], ["tokenize", hostile, "hello"]] {

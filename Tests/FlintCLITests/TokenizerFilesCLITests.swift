@@ -42,7 +42,7 @@ private func flintMetadata(_ path: String) throws -> [String: Any] {
         #expect(tokenizer["extra_ids"] as? Int == 100)
         #expect(tokenizer["problem"] == nil)
         let metadata = try flintMetadata(out)
-        #expect(metadata["required_features"] as? [String] == ["tokenizer-json"])
+        #expect(metadata["required_features"] as? [String] == ["tokenizer-json", "int8-packed16x4"])
 
         let r = try flint("run", out, "reverse: red apple blue")
         #expect(r.status == 0, "\(r.stderr)")
@@ -70,7 +70,7 @@ private func flintMetadata(_ path: String) throws -> [String: Any] {
         #expect(c.status == 0, "\(c.stderr)")
         let tokenizer = try #require((c.json as? [String: Any])?["tokenizer"] as? [String: Any])
         #expect(tokenizer["file"] as? String == "spiece.model")
-        #expect(try flintMetadata(out)["required_features"] as? [String] == ["tokenizer-added-tokens"])
+        #expect(try flintMetadata(out)["required_features"] as? [String] == ["tokenizer-added-tokens", "int8-packed16x4"])
         // transformers 4.57.6 T5Tokenizer (folder-small-slow-added.json).
         for model in [folder, out] {
             let t = try flint("tokenize", model, "<user> hello <bot> hi there", "--json")
@@ -81,7 +81,7 @@ private func flintMetadata(_ path: String) throws -> [String: Any] {
     }
 
     /// mT5 as published (extra_ids 0): no sentinels, <extra_id_0> is plain text, and the file stays a plain
-    /// version-1 sentencepiece file.
+    /// version-1 sentencepiece file (needing only the packed int8 layout every conversion writes).
     @Test func mT5StyleFolderHasNoSentinels() throws {
         let folder = try demoWithTokenizer("small-slow-mt5")
         let out = (folder as NSString).deletingLastPathComponent + "/m.flint"
@@ -89,7 +89,7 @@ private func flintMetadata(_ path: String) throws -> [String: Any] {
         #expect(c.status == 0, "\(c.stderr)")
         #expect(((c.json as? [String: Any])?["tokenizer"] as? [String: Any])?["extra_ids"] as? Int == 0)
         let metadata = try flintMetadata(out)
-        #expect(metadata["required_features"] as? [String] == [])
+        #expect(metadata["required_features"] as? [String] == ["int8-packed16x4"])
         #expect((metadata["tokenizer"] as? [String: Any])?["extra_ids"] as? Int == 0)
         let t = try flint("tokenize", out, "<extra_id_0>", "--json")
         // transformers 4.57.6 T5Tokenizer(extra_ids=0) (folder-small-slow-mt5.json).

@@ -71,7 +71,7 @@ private func umt5Golden() throws -> [[String: Any]] {
         #expect(biases.count == 6)
         #expect(biases.allSatisfy { $0["scheme"] as? String == "f32" }, "\(biases)")
         #expect(perTensor.contains { $0["name"] as? String == "encoder.block.2.layer.0.SelfAttention.q.weight" && $0["scheme"] as? String == "int8" })
-        #expect(try metadataOf(int8)["required_features"] as? [String] == ["per-layer-relative-attention-bias"])
+        #expect(try metadataOf(int8)["required_features"] as? [String] == ["per-layer-relative-attention-bias", "int8-packed16x4"])
         let r = try flint("run", int8, "reverse: red apple blue", "--max-tokens", "20")
         #expect(r.status == 0, "\(r.stderr)")
     }

@@ -70,7 +70,10 @@ func blockSelector(_ block: String) -> (String) -> Bool { { $0.hasPrefix(block +
     func int8Demo() throws -> (HFModelFolder, FlintFile) {
         let dir = scratch()
         let folder = try HFModelFolder(path: fixture("demo"))
-        _ = try Converter.convert(folder, output: dir + "/int8.flint", options: ConvertOptions())
+        // Row-major int8, so the rewrites below edit int8 values (packed data also holds the weight sums).
+        var options = ConvertOptions()
+        options.int8Layout = .rowMajor
+        _ = try Converter.convert(folder, output: dir + "/int8.flint", options: options)
         return (folder, try FlintFile(path: dir + "/int8.flint"))
     }
 

@@ -132,6 +132,59 @@ void flint_avx2_int8_w8a8_plain(const flint_int8_matrix *m, int64_t n_begin, int
 void flint_neon_int8_w8a8_plain(const flint_int8_matrix *m, int64_t n_begin, int64_t n_end, const uint8_t *xq,
                                 int64_t ldxq, const float *xscales, int64_t rows, float *y, int64_t ldy);
 
+// ---------------------------------------------------------------------------------------------------------------
+// The packed int8 layout (Formats/FLINT.md, tensor layout 1, "int8-packed16x4"): the weight rows in blocks of 16,
+// each block `16 × k_padded` bytes (k_padded = k rounded up to 4, zero weights past k), ordered by input quad:
+//     block b, quad q, lane l, byte j  =  w[16·b + l][4·q + j]        (at b·16·k_padded + 64·q + 4·l + j)
+// so one 64-byte load is four inputs of 16 output rows: the operand of one AVX-512 `vpdpbusd` with the four
+// activation bytes broadcast, whose 16 int32 lanes are 16 outputs (no horizontal adds). AVX2 reads it as two ymm
+// halves of 8 rows, NEON `sdot` as four q registers of 4 rows: every path runs the same file. The exact int32
+// sums `Σ q` per (row, group) that the W8A8 `+128` compensation needs are stored beside the blocks, ordered
+// `[block][group][lane]` (16 per block and group, zero for padding rows), so nothing is computed at load.
+// Row n's scales are the tensor's ordinary `[n, groups]` scales. Groups must start on multiples of 4 inputs.
+//
+// The W8A8 kernels (every path, with and without the dot-product instruction) are bit-identical to the portable
+// kernel on the row-major layout: exact int32 dot products per (row, group), then per lane, in this order and
+// unfused: `sum += float(dot) · (scale_w · scale_x)`, `corr += ((128 · scale_w) · float(Σ q)) · scale_x`,
+// `y = sum − corr` (sum and corr start at 0). Weight-only: float summation, within 1e-5 of Σ|w·x|.
+typedef struct {
+    const int8_t *blocks;   ///< ceil(n / 16) blocks of 16 × k_padded bytes
+    const int32_t *sums;    ///< ceil(n / 16) × groups × 16 int32
+    const float *scales;    ///< n × groups
+    int64_t n, k, k_padded, group_size, groups;
+} flint_packed_int8;
+
+/// W8A8 on the packed layout for the output blocks `[block_begin, block_end)` (rows 16·block_begin … , clipped to
+/// n), `rows` activation rows: `xq` as for `flint_int8_w8a8` (bytes `q + 128`, row stride `ldxq`, readable up to
+/// `k_padded` bytes per row; bytes past k may hold anything), `xscales` `rows × groups`.
+typedef void (*flint_packed_w8a8_fn)(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                     const uint8_t *xq, int64_t ldxq, const float *xscales, int64_t rows,
+                                     float *y, int64_t ldy);
+/// Weight-only on the packed layout: float activations `x` (row stride `ldx`, k floats read per row).
+typedef void (*flint_packed_weight_only_fn)(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                            const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy);
+
+#define FLINT_DECLARE_PACKED(prefix) \
+    void prefix##_packed_w8a8(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end, \
+                              const uint8_t *xq, int64_t ldxq, const float *xscales, int64_t rows, float *y, \
+                              int64_t ldy); \
+    void prefix##_packed_weight_only(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end, \
+                                     const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy);
+
+/// AVX-512 VNNI (callable when `flint_isa_supported(FLINT_ISA_AVX512)`).
+FLINT_DECLARE_PACKED(flint_avx512)
+/// AVX2: W8A8 with AVX-VNNI when the CPU has it, else `vpmaddubsw`.
+FLINT_DECLARE_PACKED(flint_avx2)
+/// NEON: W8A8 with `sdot` when the CPU has it, else `smull`.
+FLINT_DECLARE_PACKED(flint_neon)
+/// The W8A8 kernels without the dot-product instruction, for the tests on CPUs that have it.
+void flint_avx2_packed_w8a8_plain(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                  const uint8_t *xq, int64_t ldxq, const float *xscales, int64_t rows, float *y,
+                                  int64_t ldy);
+void flint_neon_packed_w8a8_plain(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                  const uint8_t *xq, int64_t ldxq, const float *xscales, int64_t rows, float *y,
+                                  int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,617 @@
+// Int8 kernels on the packed layout (include/CFlintKernels.h, "The packed int8 layout"): AVX-512 VNNI, AVX2 with
+// and without AVX-VNNI, NEON with and without sdot. Output rows live in vector lanes (16 per block), so a tile's
+// accumulators are whole outputs: no horizontal adds, and the W8A8 float epilogue runs lane-wise in the portable
+// kernel's order, which makes every path bit-identical to it.
+//
+// Tiles: R activation rows × C blocks of 16 weight rows, R and C literals at every call site so the loops unroll
+// and the accumulators stay in registers. Matrix-matrix products (prefill) use R = 8 (per-row scales) against
+// 2 blocks: per 4 inputs, 2 weight loads feed 16 dot-product instructions, and the 4 activation bytes come as
+// broadcasts. Matrix-vector products (decode) use R = 1 or 2 against 4 blocks: four sequential weight streams.
+// The activation rows are blocked (≤ 256 KB per pass) so they stay in L2 while this thread's weight blocks pass.
+#include "CFlintKernels.h"
+
+#include <string.h>
+
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
+/// Activation rows per pass over the weight blocks (multiple of 8, ≥ 8): about 256 KB of activations.
+static inline int64_t packed_x_block(int64_t row_bytes) {
+    int64_t rows = (256 * 1024) / (row_bytes > 0 ? row_bytes : 1);
+    rows &= ~(int64_t)7;
+    return rows < 8 ? 8 : rows;
+}
+
+static inline int32_t load_quad(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/// Rows of block `b` that exist (16, or fewer in the last block).
+static inline int valid_rows(const flint_packed_int8 *m, int64_t b) {
+    const int64_t left = m->n - 16 * b;
+    return left >= 16 ? 16 : (int)left;
+}
+
+/// The lane scales and compensations of block `b`, group `g`, as the portable kernel computes them
+/// (`comp = (128 · scale) · float(Σ q)`); zero for padding rows.
+static inline void lane_scales(const flint_packed_int8 *m, int64_t b, int64_t g, float sw[16], float comp[16]) {
+    const int rows = valid_rows(m, b);
+    const int32_t *s = m->sums + (b * m->groups + g) * 16;
+    for (int l = 0; l < 16; l++) {
+        const float scale = l < rows ? m->scales[(16 * b + l) * m->groups + g] : 0.0f;
+        sw[l] = scale;
+        comp[l] = 128 * scale * (float)s[l];
+    }
+}
+
+/// Writes the valid lanes of a block's 16 outputs.
+static inline void store_rows(const flint_packed_int8 *m, int64_t b, const float out[16], float *y) {
+    memcpy(y + 16 * b, out, sizeof(float) * (size_t)valid_rows(m, b));
+}
+
+// =================================================================================================================
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#include <immintrin.h>
+
+#define P512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
+#define PX_INLINE static inline __attribute__((always_inline))
+
+P512_TARGET PX_INLINE __mmask16 p512_row_mask(const flint_packed_int8 *m, int64_t b) {
+    const int rows = valid_rows(m, b);
+    return rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1);
+}
+
+/// Scales of block b's 16 rows for group g: one load (per-row scales) or a gather (groups).
+P512_TARGET PX_INLINE __m512 p512_scales(const flint_packed_int8 *m, int64_t b, int64_t g) {
+    const __mmask16 mask = p512_row_mask(m, b);
+    if (m->groups == 1) return _mm512_maskz_loadu_ps(mask, m->scales + 16 * b);
+    const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32((int)m->groups));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, index, m->scales + 16 * b * m->groups + g, 4);
+}
+
+P512_TARGET PX_INLINE void p512_w8a8_tile(const flint_packed_int8 *m, int64_t b, const int C, const uint8_t *xq,
+                                          int64_t ldxq, const float *xs, const int R, float *y, int64_t ldy) {
+    const int64_t kp = m->k_padded, groups = m->groups;
+    const int64_t quads_per_group = groups == 1 ? kp / 4 : m->group_size / 4;
+    const int64_t total_quads = kp / 4;
+    const int64_t bstride = 16 * kp;
+    const int8_t *w = m->blocks + b * bstride;
+    __m512 sum[8][4], corr[8][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) sum[r][c] = corr[r][c] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t q0 = g * quads_per_group;
+        const int64_t q1 = q0 + quads_per_group < total_quads ? q0 + quads_per_group : total_quads;
+        __m512i acc[8][4];
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_si512();
+        for (int64_t q = q0; q < q1; q++) {
+            __m512i wv[4];
+            for (int c = 0; c < C; c++) {
+                wv[c] = _mm512_loadu_si512((const void *)(w + c * bstride + 64 * q));
+                if (R <= 2) _mm_prefetch((const char *)(w + c * bstride + 64 * q + 1024), _MM_HINT_T0);
+            }
+            for (int r = 0; r < R; r++) {
+                const __m512i xb = _mm512_set1_epi32(load_quad(xq + r * ldxq + 4 * q));
+                for (int c = 0; c < C; c++) acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], xb, wv[c]);
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const __m512 sw = p512_scales(m, b + c, g);
+            const __m512 s128 = _mm512_mul_ps(_mm512_set1_ps(128.0f), sw);
+            const __m512 comp = _mm512_mul_ps(
+                s128, _mm512_cvtepi32_ps(_mm512_loadu_si512((const void *)(m->sums + ((b + c) * groups + g) * 16))));
+            for (int r = 0; r < R; r++) {
+                const __m512 sx = _mm512_set1_ps(xs[r * groups + g]);
+                sum[r][c] = _mm512_add_ps(sum[r][c], _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][c]), _mm512_mul_ps(sw, sx)));
+                corr[r][c] = _mm512_add_ps(corr[r][c], _mm512_mul_ps(comp, sx));
+            }
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        const __mmask16 mask = p512_row_mask(m, b + c);
+        for (int r = 0; r < R; r++)
+            _mm512_mask_storeu_ps(y + r * ldy + 16 * (b + c), mask, _mm512_sub_ps(sum[r][c], corr[r][c]));
+    }
+}
+
+/// The row loop of one group of blocks: the widest row tiles first.
+#define P512_ROWS(TILE, C, WIDE)                                                                                    \
+    do {                                                                                                           \
+        int64_t r = r_begin;                                                                                       \
+        if (WIDE)                                                                                                  \
+            for (; r + 8 <= r_end; r += 8) TILE(m, b, C, xq + r * ldxq, ldxq, xs + r * groups, 8, y + r * ldy, ldy); \
+        for (; r + 4 <= r_end; r += 4) TILE(m, b, C, xq + r * ldxq, ldxq, xs + r * groups, 4, y + r * ldy, ldy);    \
+        for (; r + 2 <= r_end; r += 2) TILE(m, b, C, xq + r * ldxq, ldxq, xs + r * groups, 2, y + r * ldy, ldy);    \
+        for (; r < r_end; r++) TILE(m, b, C, xq + r * ldxq, ldxq, xs + r * groups, 1, y + r * ldy, ldy);           \
+    } while (0)
+
+P512_TARGET void flint_avx512_packed_w8a8(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                          const uint8_t *xq, int64_t ldxq, const float *xs, int64_t rows, float *y,
+                                          int64_t ldy) {
+    if (!flint_isa_supported(FLINT_ISA_AVX512)) return;
+    const int64_t groups = m->groups;
+    const int64_t x_block = packed_x_block(ldxq);
+    for (int64_t r_begin = 0; r_begin < rows; r_begin += x_block) {
+        const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;
+        int64_t b = block_begin;
+        if (r_end - r_begin <= 2) {
+            // Matrix-vector: four weight streams per tile.
+            for (; b + 4 <= block_end; b += 4) P512_ROWS(p512_w8a8_tile, 4, 0);
+        }
+        if (groups == 1) {
+            for (; b + 2 <= block_end; b += 2) P512_ROWS(p512_w8a8_tile, 2, 1);
+            for (; b < block_end; b++) P512_ROWS(p512_w8a8_tile, 1, 1);
+        } else {
+            // Group epilogues keep float sums per tile: at most 4 rows so they stay in registers.
+            for (; b + 2 <= block_end; b += 2) P512_ROWS(p512_w8a8_tile, 2, 0);
+            for (; b < block_end; b++) P512_ROWS(p512_w8a8_tile, 1, 0);
+        }
+    }
+}
+
+/// Byte j of every int32 lane, sign-extended, as floats: input 4q + j of the tile's 16 rows.
+#define P512_BYTE(v, j) _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * (j)), 24))
+
+P512_TARGET PX_INLINE void p512_weight_only_tile(const flint_packed_int8 *m, int64_t b, const int C,
+                                                 const float *x, int64_t ldx, const int R, float *y, int64_t ldy) {
+    const int64_t k = m->k, kp = m->k_padded, groups = m->groups;
+    const int64_t quads_per_group = groups == 1 ? kp / 4 : m->group_size / 4;
+    const int64_t total_quads = kp / 4, full_quads = k / 4;
+    const int64_t bstride = 16 * kp;
+    const int8_t *w = m->blocks + b * bstride;
+    __m512 total[4][2];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) total[r][c] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t q0 = g * quads_per_group;
+        const int64_t q1 = q0 + quads_per_group < total_quads ? q0 + quads_per_group : total_quads;
+        __m512 acc[4][2];
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int64_t q = q0; q < q1; q++) {
+            __m512i wv[2];
+            for (int c = 0; c < C; c++) {
+                wv[c] = _mm512_loadu_si512((const void *)(w + c * bstride + 64 * q));
+                if (R == 1) _mm_prefetch((const char *)(w + c * bstride + 64 * q + 1024), _MM_HINT_T0);
+            }
+            const int inputs = q < full_quads ? 4 : (int)(k - 4 * q);
+            for (int j = 0; j < 4; j++) {
+                if (j >= inputs) break;
+                __m512 wf[2];
+                switch (j) {
+                case 0: for (int c = 0; c < C; c++) wf[c] = P512_BYTE(wv[c], 0); break;
+                case 1: for (int c = 0; c < C; c++) wf[c] = P512_BYTE(wv[c], 1); break;
+                case 2: for (int c = 0; c < C; c++) wf[c] = P512_BYTE(wv[c], 2); break;
+                default: for (int c = 0; c < C; c++) wf[c] = P512_BYTE(wv[c], 3); break;
+                }
+                for (int r = 0; r < R; r++) {
+                    const __m512 xb = _mm512_set1_ps(x[r * ldx + 4 * q + j]);
+                    for (int c = 0; c < C; c++) acc[r][c] = _mm512_fmadd_ps(wf[c], xb, acc[r][c]);
+                }
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const __m512 sw = p512_scales(m, b + c, g);
+            for (int r = 0; r < R; r++) total[r][c] = _mm512_fmadd_ps(acc[r][c], sw, total[r][c]);
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        const __mmask16 mask = p512_row_mask(m, b + c);
+        for (int r = 0; r < R; r++) _mm512_mask_storeu_ps(y + r * ldy + 16 * (b + c), mask, total[r][c]);
+    }
+}
+
+P512_TARGET void flint_avx512_packed_weight_only(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                                 const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy) {
+    if (!flint_isa_supported(FLINT_ISA_AVX512)) return;
+    const int64_t x_block = packed_x_block(ldx * (int64_t)sizeof(float));
+    for (int64_t r_begin = 0; r_begin < rows; r_begin += x_block) {
+        const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;
+        int64_t b = block_begin;
+        for (; b + 2 <= block_end; b += 2) {
+            int64_t r = r_begin;
+            for (; r + 4 <= r_end; r += 4) p512_weight_only_tile(m, b, 2, x + r * ldx, ldx, 4, y + r * ldy, ldy);
+            for (; r < r_end; r++) p512_weight_only_tile(m, b, 2, x + r * ldx, ldx, 1, y + r * ldy, ldy);
+        }
+        for (; b < block_end; b++) {
+            int64_t r = r_begin;
+            for (; r + 4 <= r_end; r += 4) p512_weight_only_tile(m, b, 1, x + r * ldx, ldx, 4, y + r * ldy, ldy);
+            for (; r < r_end; r++) p512_weight_only_tile(m, b, 1, x + r * ldx, ldx, 1, y + r * ldy, ldy);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// AVX2: a block is two ymm halves (rows 0–7 in bytes 0–31 of each quad, rows 8–15 in bytes 32–63).
+
+#define PA2_TARGET __attribute__((target("avx2,fma")))
+#define PVNNI_TARGET __attribute__((target("avx2,fma,avxvnni")))
+
+/// The tile body; VNNI is a literal. Without VNNI: signed activations `xq ^ 0x80` and `vpmaddubsw(|x|, sign(w, x))`
+/// (pairs ≤ 2·127² fit int16), then `+ 128 · Σ q` makes the unsigned sum exact again.
+#define PA2_W8A8_TILE(VNNI)                                                                                        \
+    const int64_t kp = m->k_padded, groups = m->groups;                                                            \
+    const int64_t quads_per_group = groups == 1 ? kp / 4 : m->group_size / 4;                                      \
+    const int64_t total_quads = kp / 4;                                                                            \
+    const int8_t *w = m->blocks + b * 16 * kp;                                                                     \
+    __m256 sum[4][2], corr[4][2];                                                                                  \
+    for (int r = 0; r < R; r++) sum[r][0] = sum[r][1] = corr[r][0] = corr[r][1] = _mm256_setzero_ps();            \
+    for (int64_t g = 0; g < groups; g++) {                                                                         \
+        const int64_t q0 = g * quads_per_group;                                                                    \
+        const int64_t q1 = q0 + quads_per_group < total_quads ? q0 + quads_per_group : total_quads;                \
+        __m256i acc[4][2];                                                                                         \
+        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();                               \
+        for (int64_t q = q0; q < q1; q++) {                                                                        \
+            const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * q));                                   \
+            const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * q + 32));                              \
+            if (R == 1) _mm_prefetch((const char *)(w + 64 * q + 1024), _MM_HINT_T0);                              \
+            for (int r = 0; r < R; r++) {                                                                          \
+                const __m256i xb = _mm256_set1_epi32(load_quad(xq + r * ldxq + 4 * q));                            \
+                if (VNNI) {                                                                                        \
+                    acc[r][0] = PA2_DPBUSD(acc[r][0], xb, w0);                                                     \
+                    acc[r][1] = PA2_DPBUSD(acc[r][1], xb, w1);                                                     \
+                } else {                                                                                           \
+                    const __m256i sx = _mm256_xor_si256(xb, _mm256_set1_epi8((char)0x80));                         \
+                    const __m256i ax = _mm256_abs_epi8(sx), ones = _mm256_set1_epi16(1);                           \
+                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(                                      \
+                        _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, sx)), ones));                                \
+                    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(                                      \
+                        _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, sx)), ones));                                \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        float swl[16], compl_[16];                                                                                 \
+        lane_scales(m, b, g, swl, compl_);                                                                         \
+        const int32_t *sums = m->sums + (b * groups + g) * 16;                                                     \
+        for (int h = 0; h < 2; h++) {                                                                              \
+            const __m256 sw = _mm256_loadu_ps(swl + 8 * h), comp = _mm256_loadu_ps(compl_ + 8 * h);                \
+            const __m256i s128 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(sums + 8 * h)), 7);        \
+            for (int r = 0; r < R; r++) {                                                                          \
+                const __m256i dot = VNNI ? acc[r][h] : _mm256_add_epi32(acc[r][h], s128);                          \
+                const __m256 sx = _mm256_set1_ps(xs[r * groups + g]);                                              \
+                sum[r][h] = _mm256_add_ps(sum[r][h], _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(sw, sx))); \
+                corr[r][h] = _mm256_add_ps(corr[r][h], _mm256_mul_ps(comp, sx));                                   \
+            }                                                                                                      \
+        }                                                                                                          \
+    }                                                                                                              \
+    for (int r = 0; r < R; r++) {                                                                                  \
+        float out[16];                                                                                             \
+        _mm256_storeu_ps(out, _mm256_sub_ps(sum[r][0], corr[r][0]));                                               \
+        _mm256_storeu_ps(out + 8, _mm256_sub_ps(sum[r][1], corr[r][1]));                                           \
+        store_rows(m, b, out, y + r * ldy);                                                                        \
+    }
+
+#define PA2_DPBUSD(acc, x, w) _mm256_dpbusd_avx_epi32(acc, x, w)
+PVNNI_TARGET PX_INLINE void pa2_w8a8_tile_vnni(const flint_packed_int8 *m, int64_t b, const uint8_t *xq,
+                                               int64_t ldxq, const float *xs, const int R, float *y, int64_t ldy) {
+    PA2_W8A8_TILE(1)
+}
+#undef PA2_DPBUSD
+#define PA2_DPBUSD(acc, x, w) (acc)
+PA2_TARGET PX_INLINE void pa2_w8a8_tile_plain(const flint_packed_int8 *m, int64_t b, const uint8_t *xq,
+                                              int64_t ldxq, const float *xs, const int R, float *y, int64_t ldy) {
+    PA2_W8A8_TILE(0)
+}
+#undef PA2_DPBUSD
+
+#define PA2_DRIVER(TILE)                                                                                           \
+    const int64_t groups = m->groups;                                                                              \
+    const int64_t x_block = packed_x_block(ldxq);                                                                  \
+    for (int64_t r_begin = 0; r_begin < rows; r_begin += x_block) {                                               \
+        const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;                                 \
+        for (int64_t b = block_begin; b < block_end; b++) {                                                        \
+            int64_t r = r_begin;                                                                                   \
+            if (groups == 1)                                                                                       \
+                for (; r + 4 <= r_end; r += 4) TILE(m, b, xq + r * ldxq, ldxq, xs + r * groups, 4, y + r * ldy, ldy); \
+            for (; r + 2 <= r_end; r += 2) TILE(m, b, xq + r * ldxq, ldxq, xs + r * groups, 2, y + r * ldy, ldy);  \
+            for (; r < r_end; r++) TILE(m, b, xq + r * ldxq, ldxq, xs + r * groups, 1, y + r * ldy, ldy);         \
+        }                                                                                                          \
+    }
+
+PVNNI_TARGET static void pa2_w8a8_vnni(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                       const uint8_t *xq, int64_t ldxq, const float *xs, int64_t rows, float *y,
+                                       int64_t ldy) {
+    PA2_DRIVER(pa2_w8a8_tile_vnni)
+}
+
+PA2_TARGET void flint_avx2_packed_w8a8_plain(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                             const uint8_t *xq, int64_t ldxq, const float *xs, int64_t rows,
+                                             float *y, int64_t ldy) {
+    if (!flint_isa_supported(FLINT_ISA_AVX2)) return;
+    PA2_DRIVER(pa2_w8a8_tile_plain)
+}
+
+void flint_avx2_packed_w8a8(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end, const uint8_t *xq,
+                            int64_t ldxq, const float *xs, int64_t rows, float *y, int64_t ldy) {
+    static int vnni = -1;
+    if (vnni < 0) vnni = flint_isa_has_dot_product(FLINT_ISA_AVX2);
+    if (vnni) pa2_w8a8_vnni(m, block_begin, block_end, xq, ldxq, xs, rows, y, ldy);
+    else flint_avx2_packed_w8a8_plain(m, block_begin, block_end, xq, ldxq, xs, rows, y, ldy);
+}
+
+#define PA2_BYTE(v, j) _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, 24 - 8 * (j)), 24))
+
+PA2_TARGET PX_INLINE void pa2_weight_only_tile(const flint_packed_int8 *m, int64_t b, const float *x, int64_t ldx,
+                                               const int R, float *y, int64_t ldy) {
+    const int64_t k = m->k, kp = m->k_padded, groups = m->groups;
+    const int64_t quads_per_group = groups == 1 ? kp / 4 : m->group_size / 4;
+    const int64_t total_quads = kp / 4, full_quads = k / 4;
+    const int8_t *w = m->blocks + b * 16 * kp;
+    __m256 total[4][2];
+    for (int r = 0; r < R; r++) total[r][0] = total[r][1] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t q0 = g * quads_per_group;
+        const int64_t q1 = q0 + quads_per_group < total_quads ? q0 + quads_per_group : total_quads;
+        __m256 acc[4][2];
+        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (int64_t q = q0; q < q1; q++) {
+            const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * q));
+            const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * q + 32));
+            if (R == 1) _mm_prefetch((const char *)(w + 64 * q + 1024), _MM_HINT_T0);
+            const int inputs = q < full_quads ? 4 : (int)(k - 4 * q);
+            for (int j = 0; j < 4; j++) {
+                if (j >= inputs) break;
+                __m256 f0, f1;
+                switch (j) {
+                case 0: f0 = PA2_BYTE(w0, 0); f1 = PA2_BYTE(w1, 0); break;
+                case 1: f0 = PA2_BYTE(w0, 1); f1 = PA2_BYTE(w1, 1); break;
+                case 2: f0 = PA2_BYTE(w0, 2); f1 = PA2_BYTE(w1, 2); break;
+                default: f0 = PA2_BYTE(w0, 3); f1 = PA2_BYTE(w1, 3); break;
+                }
+                for (int r = 0; r < R; r++) {
+                    const __m256 xb = _mm256_set1_ps(x[r * ldx + 4 * q + j]);
+                    acc[r][0] = _mm256_fmadd_ps(f0, xb, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(f1, xb, acc[r][1]);
+                }
+            }
+        }
+        float swl[16], unused[16];
+        lane_scales(m, b, g, swl, unused);
+        const __m256 s0 = _mm256_loadu_ps(swl), s1 = _mm256_loadu_ps(swl + 8);
+        for (int r = 0; r < R; r++) {
+            total[r][0] = _mm256_fmadd_ps(acc[r][0], s0, total[r][0]);
+            total[r][1] = _mm256_fmadd_ps(acc[r][1], s1, total[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float out[16];
+        _mm256_storeu_ps(out, total[r][0]);
+        _mm256_storeu_ps(out + 8, total[r][1]);
+        store_rows(m, b, out, y + r * ldy);
+    }
+}
+
+PA2_TARGET void flint_avx2_packed_weight_only(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                              const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy) {
+    if (!flint_isa_supported(FLINT_ISA_AVX2)) return;
+    const int64_t x_block = packed_x_block(ldx * (int64_t)sizeof(float));
+    for (int64_t r_begin = 0; r_begin < rows; r_begin += x_block) {
+        const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;
+        for (int64_t b = block_begin; b < block_end; b++) {
+            int64_t r = r_begin;
+            for (; r + 4 <= r_end; r += 4) pa2_weight_only_tile(m, b, x + r * ldx, ldx, 4, y + r * ldy, ldy);
+            for (; r < r_end; r++) pa2_weight_only_tile(m, b, x + r * ldx, ldx, 1, y + r * ldy, ldy);
+        }
+    }
+}
+
+#else
+void flint_avx512_packed_w8a8(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end, const uint8_t *xq,
+                              int64_t ldxq, const float *xs, int64_t rows, float *y, int64_t ldy) {
+    (void)m; (void)block_begin; (void)block_end; (void)xq; (void)ldxq; (void)xs; (void)rows; (void)y; (void)ldy;
+}
+void flint_avx512_packed_weight_only(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                     const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy) {
+    (void)m; (void)block_begin; (void)block_end; (void)x; (void)ldx; (void)rows; (void)y; (void)ldy;
+}
+void flint_avx2_packed_w8a8(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end, const uint8_t *xq,
+                            int64_t ldxq, const float *xs, int64_t rows, float *y, int64_t ldy) {
+    (void)m; (void)block_begin; (void)block_end; (void)xq; (void)ldxq; (void)xs; (void)rows; (void)y; (void)ldy;
+}
+void flint_avx2_packed_w8a8_plain(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                  const uint8_t *xq, int64_t ldxq, const float *xs, int64_t rows, float *y,
+                                  int64_t ldy) {
+    (void)m; (void)block_begin; (void)block_end; (void)xq; (void)ldxq; (void)xs; (void)rows; (void)y; (void)ldy;
+}
+void flint_avx2_packed_weight_only(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                   const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy) {
+    (void)m; (void)block_begin; (void)block_end; (void)x; (void)ldx; (void)rows; (void)y; (void)ldy;
+}
+#endif
+
+// =================================================================================================================
+#if defined(__aarch64__) && (defined(__clang__) || defined(__GNUC__))
+#include <arm_neon.h>
+
+#define PN_DOT_TARGET __attribute__((target("arch=armv8.2-a+dotprod")))
+#define PN_INLINE static inline __attribute__((always_inline))
+
+int flint_neon_path_has_dot(void);
+
+/// One quad step for 4 rows without sdot: bytes 0–7 are rows 0–1, 8–15 rows 2–3; `smull` then pairwise adds into
+/// two int32x4 (row 0 lo/hi pair, row 1 …), folded into one lane per row at the end of the group.
+PN_INLINE void pn_plain_step(int32x4_t *lo, int32x4_t *hi, int8x16_t w, int8x16_t x) {
+    *lo = vpadalq_s16(*lo, vmull_s8(vget_low_s8(w), vget_low_s8(x)));
+    *hi = vpadalq_s16(*hi, vmull_high_s8(w, x));
+}
+
+/// The tile body. DOT: a literal; plain tiles keep two int32x4 per 4 rows.
+#define PN_W8A8_TILE(DOT)                                                                                          \
+    const int64_t kp = m->k_padded, groups = m->groups;                                                            \
+    const int64_t quads_per_group = groups == 1 ? kp / 4 : m->group_size / 4;                                      \
+    const int64_t total_quads = kp / 4;                                                                            \
+    const int8_t *w = m->blocks + b * 16 * kp;                                                                     \
+    float32x4_t sum[2][4], corr[2][4];                                                                             \
+    for (int r = 0; r < R; r++)                                                                                    \
+        for (int h = 0; h < 4; h++) sum[r][h] = corr[r][h] = vdupq_n_f32(0);                                       \
+    for (int64_t g = 0; g < groups; g++) {                                                                         \
+        const int64_t q0 = g * quads_per_group;                                                                    \
+        const int64_t q1 = q0 + quads_per_group < total_quads ? q0 + quads_per_group : total_quads;                \
+        int32x4_t acc[2][4], acc2[2][4];                                                                           \
+        for (int r = 0; r < R; r++)                                                                                \
+            for (int h = 0; h < 4; h++) acc[r][h] = acc2[r][h] = vdupq_n_s32(0);                                   \
+        for (int64_t q = q0; q < q1; q++) {                                                                        \
+            int8x16_t wv[4];                                                                                       \
+            for (int h = 0; h < 4; h++) wv[h] = vld1q_s8(w + 64 * q + 16 * h);                                     \
+            if (R == 1) __builtin_prefetch(w + 64 * q + 1024);                                                     \
+            for (int r = 0; r < R; r++) {                                                                          \
+                const int8x16_t xb = vreinterpretq_s8_s32(                                                         \
+                    vdupq_n_s32(load_quad(xq + r * ldxq + 4 * q) ^ (int32_t)0x80808080u));                         \
+                for (int h = 0; h < 4; h++) {                                                                      \
+                    if (DOT) acc[r][h] = PN_SDOT(acc[r][h], wv[h], xb);                                            \
+                    else pn_plain_step(&acc[r][h], &acc2[r][h], wv[h], xb);                                        \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        float swl[16], compl_[16];                                                                                 \
+        lane_scales(m, b, g, swl, compl_);                                                                         \
+        const int32_t *sums = m->sums + (b * groups + g) * 16;                                                     \
+        for (int h = 0; h < 4; h++) {                                                                              \
+            const float32x4_t sw = vld1q_f32(swl + 4 * h), comp = vld1q_f32(compl_ + 4 * h);                       \
+            const int32x4_t s128 = vshlq_n_s32(vld1q_s32(sums + 4 * h), 7);                                        \
+            for (int r = 0; r < R; r++) {                                                                          \
+                const int32x4_t signed_dot = DOT ? acc[r][h] : vpaddq_s32(acc[r][h], acc2[r][h]);                  \
+                const int32x4_t dot = vaddq_s32(signed_dot, s128);                                                 \
+                const float32x4_t sx = vdupq_n_f32(xs[r * groups + g]);                                            \
+                sum[r][h] = vaddq_f32(sum[r][h], vmulq_f32(vcvtq_f32_s32(dot), vmulq_f32(sw, sx)));                \
+                corr[r][h] = vaddq_f32(corr[r][h], vmulq_f32(comp, sx));                                           \
+            }                                                                                                      \
+        }                                                                                                          \
+    }                                                                                                              \
+    for (int r = 0; r < R; r++) {                                                                                  \
+        float out[16];                                                                                             \
+        for (int h = 0; h < 4; h++) vst1q_f32(out + 4 * h, vsubq_f32(sum[r][h], corr[r][h]));                      \
+        store_rows(m, b, out, y + r * ldy);                                                                        \
+    }
+
+#define PN_SDOT(acc, w, x) vdotq_s32(acc, w, x)
+PN_DOT_TARGET PN_INLINE void pn_w8a8_tile_dot(const flint_packed_int8 *m, int64_t b, const uint8_t *xq,
+                                              int64_t ldxq, const float *xs, const int R, float *y, int64_t ldy) {
+    PN_W8A8_TILE(1)
+}
+#undef PN_SDOT
+#define PN_SDOT(acc, w, x) (acc)
+PN_INLINE void pn_w8a8_tile_plain(const flint_packed_int8 *m, int64_t b, const uint8_t *xq, int64_t ldxq,
+                                  const float *xs, const int R, float *y, int64_t ldy) {
+    PN_W8A8_TILE(0)
+}
+#undef PN_SDOT
+
+#define PN_DRIVER(TILE)                                                                                            \
+    const int64_t groups = m->groups;                                                                              \
+    const int64_t x_block = packed_x_block(ldxq);                                                                  \
+    for (int64_t r_begin = 0; r_begin < rows; r_begin += x_block) {                                               \
+        const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;                                 \
+        for (int64_t b = block_begin; b < block_end; b++) {                                                        \
+            int64_t r = r_begin;                                                                                   \
+            for (; r + 2 <= r_end; r += 2) TILE(m, b, xq + r * ldxq, ldxq, xs + r * groups, 2, y + r * ldy, ldy);  \
+            for (; r < r_end; r++) TILE(m, b, xq + r * ldxq, ldxq, xs + r * groups, 1, y + r * ldy, ldy);         \
+        }                                                                                                          \
+    }
+
+PN_DOT_TARGET static void pn_w8a8_dot(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                      const uint8_t *xq, int64_t ldxq, const float *xs, int64_t rows, float *y,
+                                      int64_t ldy) {
+    PN_DRIVER(pn_w8a8_tile_dot)
+}
+
+void flint_neon_packed_w8a8_plain(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                  const uint8_t *xq, int64_t ldxq, const float *xs, int64_t rows, float *y,
+                                  int64_t ldy) {
+    PN_DRIVER(pn_w8a8_tile_plain)
+}
+
+void flint_neon_packed_w8a8(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end, const uint8_t *xq,
+                            int64_t ldxq, const float *xs, int64_t rows, float *y, int64_t ldy) {
+    static int dot = -1;
+    if (dot < 0) dot = flint_neon_path_has_dot();
+    if (dot) pn_w8a8_dot(m, block_begin, block_end, xq, ldxq, xs, rows, y, ldy);
+    else flint_neon_packed_w8a8_plain(m, block_begin, block_end, xq, ldxq, xs, rows, y, ldy);
+}
+
+#define PN_BYTE(v, j) vcvtq_f32_s32(vshrq_n_s32(vshlq_n_s32(v, 24 - 8 * (j)), 24))
+
+PN_INLINE void pn_weight_only_tile(const flint_packed_int8 *m, int64_t b, const float *x, int64_t ldx, const int R,
+                                   float *y, int64_t ldy) {
+    const int64_t k = m->k, kp = m->k_padded, groups = m->groups;
+    const int64_t quads_per_group = groups == 1 ? kp / 4 : m->group_size / 4;
+    const int64_t total_quads = kp / 4, full_quads = k / 4;
+    const int8_t *w = m->blocks + b * 16 * kp;
+    float32x4_t total[2][4];
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < 4; h++) total[r][h] = vdupq_n_f32(0);
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t q0 = g * quads_per_group;
+        const int64_t q1 = q0 + quads_per_group < total_quads ? q0 + quads_per_group : total_quads;
+        float32x4_t acc[2][4];
+        for (int r = 0; r < R; r++)
+            for (int h = 0; h < 4; h++) acc[r][h] = vdupq_n_f32(0);
+        for (int64_t q = q0; q < q1; q++) {
+            int32x4_t wv[4];
+            for (int h = 0; h < 4; h++) wv[h] = vreinterpretq_s32_s8(vld1q_s8(w + 64 * q + 16 * h));
+            if (R == 1) __builtin_prefetch(w + 64 * q + 1024);
+            const int inputs = q < full_quads ? 4 : (int)(k - 4 * q);
+            for (int j = 0; j < 4; j++) {
+                if (j >= inputs) break;
+                float32x4_t f[4];
+                for (int h = 0; h < 4; h++) {
+                    switch (j) {
+                    case 0: f[h] = PN_BYTE(wv[h], 0); break;
+                    case 1: f[h] = PN_BYTE(wv[h], 1); break;
+                    case 2: f[h] = PN_BYTE(wv[h], 2); break;
+                    default: f[h] = PN_BYTE(wv[h], 3); break;
+                    }
+                }
+                for (int r = 0; r < R; r++) {
+                    const float32x4_t xb = vdupq_n_f32(x[r * ldx + 4 * q + j]);
+                    for (int h = 0; h < 4; h++) acc[r][h] = vfmaq_f32(acc[r][h], f[h], xb);
+                }
+            }
+        }
+        float swl[16], unused[16];
+        lane_scales(m, b, g, swl, unused);
+        for (int h = 0; h < 4; h++) {
+            const float32x4_t sw = vld1q_f32(swl + 4 * h);
+            for (int r = 0; r < R; r++) total[r][h] = vfmaq_f32(total[r][h], acc[r][h], sw);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float out[16];
+        for (int h = 0; h < 4; h++) vst1q_f32(out + 4 * h, total[r][h]);
+        store_rows(m, b, out, y + r * ldy);
+    }
+}
+
+void flint_neon_packed_weight_only(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                   const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy) {
+    const int64_t x_block = packed_x_block(ldx * (int64_t)sizeof(float));
+    for (int64_t r_begin = 0; r_begin < rows; r_begin += x_block) {
+        const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;
+        for (int64_t b = block_begin; b < block_end; b++) {
+            int64_t r = r_begin;
+            for (; r + 2 <= r_end; r += 2) pn_weight_only_tile(m, b, x + r * ldx, ldx, 2, y + r * ldy, ldy);
+            for (; r < r_end; r++) pn_weight_only_tile(m, b, x + r * ldx, ldx, 1, y + r * ldy, ldy);
+        }
+    }
+}
+
+#else
+void flint_neon_packed_w8a8(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end, const uint8_t *xq,
+                            int64_t ldxq, const float *xs, int64_t rows, float *y, int64_t ldy) {
+    (void)m; (void)block_begin; (void)block_end; (void)xq; (void)ldxq; (void)xs; (void)rows; (void)y; (void)ldy;
+}
+void flint_neon_packed_w8a8_plain(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                  const uint8_t *xq, int64_t ldxq, const float *xs, int64_t rows, float *y,
+                                  int64_t ldy) {
+    (void)m; (void)block_begin; (void)block_end; (void)xq; (void)ldxq; (void)xs; (void)rows; (void)y; (void)ldy;
+}
+void flint_neon_packed_weight_only(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                   const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy) {
+    (void)m; (void)block_begin; (void)block_end; (void)x; (void)ldx; (void)rows; (void)y; (void)ldy;
+}
+#endif
