@@ -36,17 +36,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Sequences decoded together.")
     var batch: Int = 1
 
-    @Option(help: "Threads (default: all cores).")
-    var threads: Int?
-
-    @Option(help: ArgumentHelp(KernelChoice.help))
-    var kernels: String = KernelChoice.auto
+    @OptionGroup var kernelOptions: KernelOptions
 
     @Option(help: "Measured runs (after one warm-up).")
     var runs: Int = 3
 
-    @Flag(help: "Print the result as JSON.")
-    var json = false
+    @OptionGroup var format: JSONOption
 
     func validate() throws {
         guard modelArgumentExists(model) else { throw ValidationError("\(model) does not exist") }
@@ -54,8 +49,6 @@ struct BenchCommand: ParsableCommand {
         guard (1...4096).contains(newTokens) else { throw ValidationError("--new-tokens must be 1…4096") }
         guard (1...64).contains(batch) else { throw ValidationError("--batch must be 1…64") }
         guard (1...100).contains(runs) else { throw ValidationError("--runs must be 1…100") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        try KernelChoice.validate(kernels)
     }
 
     struct Result: Encodable {
@@ -79,10 +72,10 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
+            let pool = kernelOptions.makePool()
             let loadStart = DispatchTime.now().uptimeNanoseconds
             let weights = try openModel(model)
-            let mode = KernelChoice.resolve(kernels, for: weights)
+            let mode = kernelOptions.mode(for: weights)
             let t5 = try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: mode)
             let loadMs = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e6
             let config = t5.config
@@ -125,7 +118,7 @@ struct BenchCommand: ParsableCommand {
                                 time_to_first_token_ms: round2(median(firstTokenTimes) * 1000),
                                 decode_tokens_per_second: round2(median(decodeRates)),
                                 peak_rss_mb: round2(peakResidentMegabytes()))
-            if json {
+            if format.json {
                 try printJSON(result)
             } else {
                 print("model            \(model) (\(formatBytes(result.file_bytes)))")

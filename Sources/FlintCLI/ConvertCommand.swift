@@ -54,18 +54,18 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "Model folder, a weights file with config.json beside it, or hf:OWNER/NAME[@REVISION].")
     var source: String
 
-    @Option(name: .shortAndLong, help: "Output .flint file.")
-    var output: String
+    @OptionGroup var destination: OutputFileOptions<FlintOutputFile>
 
-    @Option(help: "Storage scheme: \(QuantRequest.validNames.joined(separator: ", ")).")
-    var quant: String = "int8"
+    @Option(help: "Storage scheme: \(QuantRequest.validNames.joined(separator: ", ")) (default: int8).", transform: QuantRequest.init(cliName:))
+    var quant: QuantRequest = .int8(.int8Row)
 
     @Option(name: .customLong("keep"), help: ArgumentHelp(
-        "Keep matching tensors float: GLOB[=f32|f16|bf16] (repeatable; later rules win).", valueName: "glob[=dtype]"))
-    var keep: [String] = []
+        "Keep matching tensors float: GLOB[=f32|f16|bf16] (repeatable; later rules win).", valueName: "glob[=dtype]"),
+            transform: KeepRule.init(parsing:))
+    var keep: [KeepRule] = []
 
-    @Option(name: .customLong("from"), help: "Read this weights format: safetensors, pytorch, h5 or msgpack (default: detect).")
-    var from: String?
+    @Option(name: .customLong("from"), help: "Read this weights format (default: detect; safetensors, then pytorch, h5, msgpack).")
+    var from: CheckpointFormat?
 
     @Flag(help: "Data-free conversion with --no-calibration: do not keep the gated-GELU FFN output projections (wo) float.")
     var noDefaultKeep = false
@@ -94,10 +94,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Tokens generated per calibration prompt.")
     var calibrationTokens: Int = CalibrationOptions().maxNewTokens
 
-    @Flag(help: "Print the result as JSON.")
-    var json = false
+    @OptionGroup var format: JSONOption
 
-    @OptionGroup var overwrite: OverwriteOptions
+    var output: String { destination.output }
 
     func validate() throws {
         if let t = targetTop1, !(0...1).contains(t) { throw ValidationError("--target-top1 is a fraction in 0…1, got \(t)") }
@@ -106,17 +105,9 @@ struct ConvertCommand: ParsableCommand {
             throw ValidationError("--search-prompts needs --target-top1 or --max-mean-kl")
         }
         if let p = searchPrompts, !FileManager.default.fileExists(atPath: p) { throw ValidationError("\(p) does not exist") }
-        do { _ = try QuantRequest(cliName: quant) } catch let e as FlintError { throw ValidationError(e.message) }
-        for rule in keep {
-            do { _ = try KeepRule(parsing: rule) } catch let e as FlintError { throw ValidationError(e.message) }
-        }
-        if let from, CheckpointFormat(rawValue: from) == nil {
-            throw ValidationError("--from must be one of safetensors, pytorch, h5, msgpack; got \(from)")
-        }
         guard modelArgumentExists(source) else {
             throw ValidationError("source \(source) does not exist")
         }
-        guard !output.isEmpty, !output.hasSuffix("/") else { throw ValidationError("--output must name a file") }
         if noCalibration && calibration != nil { throw ValidationError("--calibration and --no-calibration are exclusive") }
         if let calibration, !FileManager.default.fileExists(atPath: calibration) {
             throw ValidationError("--calibration \(calibration) does not exist")
@@ -127,11 +118,11 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let convert = ConvertOptions(quant: try QuantRequest(cliName: quant),
-                                         keepRules: try keep.map { try KeepRule(parsing: $0) },
+            let convert = ConvertOptions(quant: quant,
+                                         keepRules: keep,
                                          useDefaultKeep: !noDefaultKeep)
             // Before any work: the output must not be an input, nor replace a file without --force.
-            try OutputTarget.check(output, inputs: OutputTarget.filesIn(source), force: overwrite.force)
+            try OutputTarget.check(output, inputs: OutputTarget.filesIn(source), force: destination.force)
             let prompts: CalibrationSource = noCalibration ? .none : calibration.map { .file($0) } ?? .builtIn
             let options = RecipeOptions(convert: convert, calibration: prompts, smooth: !noSmoothing,
                                         alpha: smoothingAlpha,
@@ -139,9 +130,9 @@ struct ConvertCommand: ParsableCommand {
             let started = Date()
             let calibrationBar = ProgressBar("calibrating")
             let bar = ProgressBar("converting")
-            let hub = try resolveHubModel(source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
-            if let hub { try OutputTarget.check(output, inputs: OutputTarget.filesIn(hub.folder), force: overwrite.force) }
-            let folder = try HFModelFolder(path: hub?.folder ?? source, format: from.flatMap(CheckpointFormat.init(rawValue:)))
+            let hub = try resolveHubModel(source, format: from)
+            if let hub { try OutputTarget.check(output, inputs: OutputTarget.filesIn(hub.folder), force: destination.force) }
+            let folder = try HFModelFolder(path: hub?.folder ?? source, format: from)
             if let note = folder.formatChoice { warn(note) }
             try checkTokenizer(of: folder)
             let tokenizerStatus = TokenizerStatus(folder: folder)
@@ -177,7 +168,7 @@ struct ConvertCommand: ParsableCommand {
             for rule in report.unmatchedKeepRules { warn("keep rule \(rule) matched no tensor") }
             for (name, why) in report.ignored.sorted(by: { $0.key < $1.key }) { warn("left out \(name): \(why)") }
             let seconds = Date().timeIntervalSince(started)
-            if json {
+            if format.json {
                 var result = ConvertJSON(report)
                 result.hub = hub.map(HubSourceJSON.init)
                 result.search = search

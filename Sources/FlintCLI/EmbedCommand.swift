@@ -25,26 +25,17 @@ struct EmbedCommand: ParsableCommand {
     @Argument(help: "The text to encode (</s> is appended, like the Hugging Face tokenizer does).")
     var text: String
 
-    @Option(help: ArgumentHelp(KernelChoice.help))
-    var kernels: String = KernelChoice.auto
-
-    @Option(help: "Threads for the matrix kernels (default: active processors).")
-    var threads: Int?
+    @OptionGroup var kernelOptions: KernelOptions
 
     @Flag(help: "Print the token states and the mean as JSON.")
     var json = false
-
-    func validate() throws {
-        try KernelChoice.validate(kernels)
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
 
     func run() throws {
         try reportingErrors {
             let weights = try loadWeights(path: model)
             let tokenizer = try loadTokenizer(weights)
-            let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
-            let encoder = try T5EncoderModel(weights: weights, pool: pool, int8Kernels: KernelChoice.resolve(kernels, for: weights))
+            let encoder = try T5EncoderModel(weights: weights, pool: kernelOptions.makePool(),
+                                             int8Kernels: kernelOptions.mode(for: weights))
             let inputIds = tokenizer.encode(text)
             let output = try encoder.encode(inputIds)
             let mean = output.meanOverTokens

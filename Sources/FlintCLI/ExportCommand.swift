@@ -21,29 +21,26 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: "A .flint file (or .flint.zst).")
     var file: String
 
-    @Option(name: .shortAndLong, help: "Output .safetensors file.")
-    var output: String
+    @OptionGroup var destination: OutputFileOptions<SafetensorsOutputFile>
 
-    @Flag(help: "Print the result as JSON.")
-    var json = false
+    @OptionGroup var format: JSONOption
 
-    @OptionGroup var overwrite: OverwriteOptions
+    var output: String { destination.output }
 
     func validate() throws {
         guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) does not exist") }
-        guard !output.isEmpty, !output.hasSuffix("/") else { throw ValidationError("--output must name a file") }
     }
 
     func run() throws {
         try reportingErrors {
             var inputs = [file]
             if file.hasSuffix(".zst") { inputs.append(FlintPacker.unpackedCachePath(for: file)) }
-            try OutputTarget.check(output, inputs: inputs, force: overwrite.force)
+            try OutputTarget.check(output, inputs: inputs, force: destination.force)
             let f = try openFlintFile(file)
             let bar = ProgressBar("exporting")
             let report = try Exporter.export(f, to: output) { done, total, name in bar.update(done: done, total: total, detail: name) }
             bar.finish()
-            if json {
+            if format.json {
                 struct Out: Encodable { var output: String; var tensors: Int; var bytes_out: Int64 }
                 try printJSON(Out(output: report.output, tensors: report.tensors, bytes_out: fileSize(report.output)))
             } else {

@@ -27,8 +27,7 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Check every tensor's checksum (reads the whole file).")
     var verify = false
 
-    @Flag(help: "Print the result as JSON.")
-    var json = false
+    @OptionGroup var format: JSONOption
 
     func validate() throws {
         guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) does not exist") }
@@ -42,7 +41,7 @@ struct InspectCommand: ParsableCommand {
                 try f.verifyChecksums { bar.update(done: $0, total: $1) }
                 bar.finish()
             }
-            if json {
+            if format.json {
                 try printJSON(InspectJSON(f, verified: verify))
             } else {
                 printText(f)

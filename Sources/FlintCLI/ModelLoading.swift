@@ -6,8 +6,6 @@ import FlintFormat
 import FlintPack
 import FlintCheckpoint
 import FlintHub
-import FlintKernels
-import ArgumentParser
 
 /// Whether a model argument can be opened: an existing path, or an `hf:` reference (checked when it is resolved).
 func modelArgumentExists(_ argument: String) -> Bool {
@@ -101,25 +99,4 @@ func isFlintFile(_ path: String) -> Bool {
     defer { try? handle.close() }
     let head = handle.readData(ofLength: FlintLayout.magic.count)
     return Array(head) == FlintLayout.magic
-}
-
-/// `--kernels auto|weight-only|w8a8` of run, verify, bench and embed. `auto` (the default) picks the fastest
-/// kernels that stay faithful for the file: W8A8 (int8 activations) when conversion smoothed the model's
-/// activation outliers into its weights (metadata `calibration.smoothing`), weight-only otherwise — a
-/// data-free file's activation outliers are exactly what per-row int8 activations cannot carry.
-enum KernelChoice {
-    static let auto = "auto"
-    static let help = "Int8 kernels: auto (w8a8 for files converted with calibration+smoothing, else weight-only), weight-only (int8 weights, float math) or w8a8 (int8 activations too, faster)."
-
-    static func validate(_ name: String) throws {
-        guard name.lowercased() == auto || Int8KernelMode(cliName: name) != nil else {
-            throw ValidationError("--kernels must be auto, weight-only or w8a8, got \(name)")
-        }
-    }
-
-    static func resolve(_ name: String, for weights: WeightSource) -> Int8KernelMode {
-        if let mode = Int8KernelMode(cliName: name) { return mode }
-        if let file = weights as? FlintFile, file.metadata.calibration?.smoothing != nil { return .w8a8 }
-        return .weightOnly
-    }
 }

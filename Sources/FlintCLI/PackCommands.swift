@@ -25,8 +25,7 @@ struct PackCommand: ParsableCommand {
     @Option(help: "zstd compression level (1…19; int8 weights gain little from high levels).")
     var level: Int32 = FlintPacker.defaultLevel
 
-    @Flag(help: "Print the result as JSON.")
-    var json = false
+    @OptionGroup var format: JSONOption
 
     @OptionGroup var overwrite: OverwriteOptions
 
@@ -46,7 +45,7 @@ struct PackCommand: ParsableCommand {
             try FlintPacker.pack(input: file, output: out, level: level) { bar.update(done: Int($0), total: Int($1)) }
             bar.finish()
             let inBytes = fileSize(file), outBytes = fileSize(out)
-            if json {
+            if format.json {
                 struct Out: Encodable { var output: String; var bytes_in: Int64; var bytes_out: Int64 }
                 try printJSON(Out(output: out, bytes_in: inBytes, bytes_out: outBytes))
             } else {
@@ -75,8 +74,7 @@ struct UnpackCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file (default: FILE without .zst).")
     var output: String?
 
-    @Flag(help: "Print the result as JSON.")
-    var json = false
+    @OptionGroup var format: JSONOption
 
     @OptionGroup var overwrite: OverwriteOptions
 
@@ -102,7 +100,7 @@ struct UnpackCommand: ParsableCommand {
                 TemporaryFiles.remove(temporary)
                 throw error
             }
-            if json {
+            if format.json {
                 struct Out: Encodable { var output: String; var bytes_out: Int64; var checksums_verified: Bool }
                 try printJSON(Out(output: out, bytes_out: fileSize(out), checksums_verified: true))
             } else {

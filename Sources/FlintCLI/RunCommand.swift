@@ -130,11 +130,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Sampling: random seed (the same seed gives the same text; default: a random one, printed with --json).")
     var seed: UInt64?
 
-    @Option(help: ArgumentHelp(KernelChoice.help))
-    var kernels: String = KernelChoice.auto
-
-    @Option(help: "Threads for the matrix kernels (default: active processors).")
-    var threads: Int?
+    @OptionGroup var kernelOptions: KernelOptions
 
     @Flag(help: "Print one JSON object per prompt.")
     var json = false
@@ -143,7 +139,6 @@ struct RunCommand: ParsableCommand {
     var stream = false
 
     func validate() throws {
-        try KernelChoice.validate(kernels)
         if prompts.isEmpty && inputFile == nil { throw ValidationError("give at least one PROMPT or --input-file") }
         if !prompts.isEmpty && inputFile != nil {
             throw ValidationError("give prompts either as arguments or with --input-file, not both")
@@ -167,7 +162,6 @@ struct RunCommand: ParsableCommand {
         _ = try suppressedIds()
         guard (1...256).contains(batchSize) else { throw ValidationError("--batch-size must be 1…256, got \(batchSize)") }
         if let beams, beams < 1 { throw ValidationError("--beams must be at least 1, got \(beams)") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         if sample, let beams, beams > 1 { throw ValidationError("--sample and --beams > 1 cannot be combined") }
         if beams == 1 && (lengthPenalty != nil || earlyStopping) {
             throw ValidationError("--length-penalty and --early-stopping need --beams 2 or more")
@@ -254,8 +248,8 @@ struct RunCommand: ParsableCommand {
             let entries = try readPrompts()
             let weights = try loadWeights(path: model)
             let tokenizer = try loadTokenizer(weights)
-            let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
-            let engine = try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: KernelChoice.resolve(kernels, for: weights))
+            let engine = try T5ForConditionalGeneration(weights: weights, pool: kernelOptions.makePool(),
+                                                        int8Kernels: kernelOptions.mode(for: weights))
             var generator = SystemRandomNumberGenerator()
             let randomSeed = generator.next()
             let options = try generationOptions(defaults: try generationDefaults(of: weights), tokenizer: tokenizer,

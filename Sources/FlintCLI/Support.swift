@@ -101,9 +101,3 @@ func checkTokenizer(of folder: HFModelFolder) throws {
         throw FlintError("\(files.path): \(message)")
     }
 }
-
-/// `--force`, shared by every command that writes a file: without it an existing output is never replaced.
-struct OverwriteOptions: ParsableArguments {
-    @Flag(help: "Replace the output file if it exists (an output that is one of the inputs is refused even so).")
-    var force = false
-}

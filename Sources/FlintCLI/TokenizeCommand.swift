@@ -89,8 +89,8 @@ struct TokenizerStatus: Encodable {
     }
 }
 
-public struct TokenizeCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+struct TokenizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Turn text into T5 token ids and pieces, or token ids back into text.",
         discussion: """
@@ -115,23 +115,20 @@ public struct TokenizeCommand: ParsableCommand {
         """)
 
     @Argument(help: "A model folder, a .flint file, a tokenizer.json or spiece.model file, or hf:OWNER/NAME[@REVISION].")
-    public var model: String
+    var model: String
 
     @Argument(help: "The text to tokenize; with --decode, token ids separated by commas or spaces.")
-    public var text: String
+    var text: String
 
-    @Flag(help: "Print the result as JSON.")
-    public var json = false
+    @OptionGroup var format: JSONOption
 
     @Flag(help: "Decode TEXT (token ids) into text.")
-    public var decode = false
+    var decode = false
 
     @Flag(help: "With --decode, leave out the special tokens (<pad>, </s>, <unk>, sentinels, special added tokens).")
-    public var skipSpecial = false
+    var skipSpecial = false
 
-    public init() {}
-
-    public func validate() throws {
+    func validate() throws {
         guard modelArgumentExists(model) else {
             throw ValidationError("\(model) does not exist")
         }
@@ -143,7 +140,7 @@ public struct TokenizeCommand: ParsableCommand {
         }
     }
 
-    public func run() throws {
+    func run() throws {
         try reportingErrors {
             let loaded = try loadTokenizer(modelPath: model)
             if decode {
@@ -157,7 +154,7 @@ public struct TokenizeCommand: ParsableCommand {
     private func runEncode(_ loaded: LoadedTokenizer) throws {
         // Pieces keep the surface of unknown pieces (where idToPiece would say <unk>), one per id.
         let (ids, pieces) = loaded.tokenizer.encodeWithPieces(text)
-        if json {
+        if format.json {
             try Self.printCompactJSON(EncodeOutput(ids: ids, pieces: pieces, tokenizer: loaded.fileName))
         } else {
             print(ids.map(String.init).joined(separator: " "))
@@ -174,7 +171,7 @@ public struct TokenizeCommand: ParsableCommand {
             warn("\(unknown.count) id(s) the tokenizer does not have (it has \(tokenizer.count) tokens) were left out: \(listed)")
         }
         let decoded = tokenizer.decode(ids, skipSpecialTokens: skipSpecial)
-        if json {
+        if format.json {
             try Self.printCompactJSON(DecodeOutput(text: decoded, tokenizer: loaded.fileName))
         } else {
             print(decoded)

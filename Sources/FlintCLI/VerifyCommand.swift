@@ -80,17 +80,11 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Write a Markdown report here, with an SVG chart of per-block SNR beside it.")
     var report: String?
 
-    @Option(help: ArgumentHelp(KernelChoice.help))
-    var kernels: String = KernelChoice.auto
+    @OptionGroup var kernelOptions: KernelOptions
 
-    @Option(help: "Threads (default: all cores).")
-    var threads: Int?
-
-    @Flag(help: "Print the result as JSON.")
-    var json = false
+    @OptionGroup var format: JSONOption
 
     func validate() throws {
-        try KernelChoice.validate(kernels)
         guard modelArgumentExists(file) else { throw ValidationError("\(file) does not exist") }
         if golden == nil && reference == nil { throw ValidationError("give --reference SOURCE (or --golden FILE)") }
         if golden != nil && reference != nil { throw ValidationError("--golden and --reference are exclusive") }
@@ -100,13 +94,12 @@ struct VerifyCommand: ParsableCommand {
         guard (0...1).contains(minTop1), maxChanged >= 0, maxMeanKl >= 0 else {
             throw ValidationError("--min-top1 is a fraction in 0…1; --max-changed and --max-mean-kl are ≥ 0")
         }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
         do {
             if let report, golden == nil { try checkReportTarget(report) }
-            let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
+            let pool = kernelOptions.makePool()
             if let golden {
                 try runGolden(golden, pool: pool)
             } else {
@@ -134,11 +127,11 @@ struct VerifyCommand: ParsableCommand {
         let bar = ProgressBar("verifying")
         let result = try Verifier.verify(candidate: candidate, reference: ref, inputs: inputs, maxNewTokens: maxTokens,
                                          thresholds: thresholds, pool: pool,
-                                         int8Kernels: KernelChoice.resolve(kernels, for: candidate),
+                                         int8Kernels: kernelOptions.mode(for: candidate),
                                          sensitivity: sensitivity) { bar.update(done: $0, total: $1) }
         bar.finish()
         if let report { try writeReport(result, to: report) }
-        if json {
+        if format.json {
             try printJSON(result)
         } else {
             print(VerifyReportWriter.summary(result))
@@ -153,7 +146,7 @@ struct VerifyCommand: ParsableCommand {
             bar.update(done: $0, total: $1)
         }
         bar.finish()
-        if json {
+        if format.json {
             try printJSON(result)
         } else {
             print("model      \(result.model)")

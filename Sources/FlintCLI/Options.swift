@@ -1,0 +1,118 @@
+// Options several commands share, each declared once as an @OptionGroup type (parsed and validated by
+// ArgumentParser before the command's own validate() runs).
+
+import ArgumentParser
+import FlintCheckpoint
+import FlintFormat
+import FlintKernels
+
+/// `--kernels auto|weight-only|w8a8` of run, verify, bench and embed. `auto` (the default) picks the fastest
+/// kernels that stay faithful for the file: W8A8 (int8 activations) when conversion smoothed the model's
+/// activation outliers into its weights (metadata `calibration.smoothing`), weight-only otherwise — a
+/// data-free file's activation outliers are exactly what per-row int8 activations cannot carry.
+enum KernelChoice: String, CaseIterable, ExpressibleByArgument {
+    case auto
+    case weightOnly = "weight-only"
+    case w8a8
+
+    static let help = "Int8 kernels: auto (w8a8 for files converted with calibration+smoothing, else weight-only), weight-only (int8 weights, float math) or w8a8 (int8 activations too, faster)."
+
+    /// Names are matched without regard to case (`W8A8` works), as before.
+    init?(argument: String) {
+        self.init(rawValue: argument.lowercased())
+    }
+
+    /// The kernels this choice runs for these weights.
+    func resolve(for weights: WeightSource) -> Int8KernelMode {
+        switch self {
+        case .weightOnly: return .weightOnly
+        case .w8a8: return .w8a8
+        case .auto:
+            if let file = weights as? FlintFile, file.metadata.calibration?.smoothing != nil { return .w8a8 }
+            return .weightOnly
+        }
+    }
+
+    /// For callers that hold the name as text (`flint serve`'s request options): a usage error unless the
+    /// name is one of the choices.
+    static func validate(_ name: String) throws {
+        guard KernelChoice(argument: name) != nil else {
+            throw ValidationError("--kernels must be auto, weight-only or w8a8, got \(name)")
+        }
+    }
+
+    /// For callers that hold the name as text; an unknown name counts as `auto` (validate it first).
+    static func resolve(_ name: String, for weights: WeightSource) -> Int8KernelMode {
+        (KernelChoice(argument: name) ?? .auto).resolve(for: weights)
+    }
+}
+
+/// `--kernels` and `--threads`: how the model's matrix products run.
+struct KernelOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(KernelChoice.help))
+    var kernels: KernelChoice = .auto
+
+    @Option(help: "Threads for the matrix kernels (default: all active processors).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    /// The pool the kernels run on: `--threads N` gets its own, otherwise the process-wide one.
+    func makePool() -> ThreadPool {
+        threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
+    }
+
+    /// The int8 kernel mode for these weights (`auto` looks at how the file was converted).
+    func mode(for weights: WeightSource) -> Int8KernelMode {
+        kernels.resolve(for: weights)
+    }
+}
+
+/// `--json`: the result as JSON on stdout instead of text (each command's discussion describes the fields).
+struct JSONOption: ParsableArguments {
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+}
+
+/// `--force`, shared by every command that writes a file: without it an existing output is never replaced.
+struct OverwriteOptions: ParsableArguments {
+    @Flag(help: "Replace the output file if it exists (an output that is one of the inputs is refused even so).")
+    var force = false
+}
+
+/// What a command's required `-o/--output` file is, for its help line.
+protocol OutputFileKind {
+    static var help: String { get }
+}
+
+/// A .flint model file (`convert`).
+enum FlintOutputFile: OutputFileKind {
+    static let help = "Output .flint file."
+}
+
+/// A safetensors checkpoint (`export`).
+enum SafetensorsOutputFile: OutputFileKind {
+    static let help = "Output .safetensors file."
+}
+
+/// A required `-o/--output FILE` with `--force`: the file is written to a temporary name and renamed into
+/// place, and an existing one is replaced only with --force.
+struct OutputFileOptions<Kind: OutputFileKind>: ParsableArguments {
+    @Option(name: .shortAndLong, help: ArgumentHelp(Kind.help))
+    var output: String
+
+    @OptionGroup var overwrite: OverwriteOptions
+
+    init() {}
+
+    var force: Bool { overwrite.force }
+
+    func validate() throws {
+        guard !output.isEmpty, !output.hasSuffix("/") else { throw ValidationError("--output must name a file") }
+    }
+}
+
+/// `convert --from safetensors|pytorch|h5|msgpack`.
+extension CheckpointFormat: ExpressibleByArgument {}
