@@ -8,7 +8,7 @@ RELEASE_BIN   = $(shell $(SWIFT) build -c release --show-bin-path)/flint
 DEMO_DIR     := Tests/Fixtures/models/demo
 DEMO_OUT     := out/demo
 
-.PHONY: all deps build release test kernel-test kernel-test-arm demo clean fixtures peers fuzz fuzz-build fuzz-corpus fuzz-smoke
+.PHONY: all deps build release install uninstall library-check docs test kernel-test kernel-test-arm demo clean fixtures peers fuzz fuzz-build fuzz-corpus fuzz-smoke
 
 all: build
 
@@ -127,3 +127,30 @@ peers: release
 
 clean:
 	rm -rf .build .build-fuzz out
+
+# Installs the release `flint` into $(DESTDIR)$(PREFIX)/bin (PREFIX=/usr/local; PREFIX=$$HOME/.local needs no root).
+# Shell completions: `flint --generate-completion-script bash|zsh|fish` (README, "Install the command").
+PREFIX ?= /usr/local
+BINDIR  = $(DESTDIR)$(PREFIX)/bin
+
+install: release
+	install -d $(BINDIR)
+	install -m 755 $(RELEASE_BIN) $(BINDIR)/flint
+
+uninstall:
+	rm -f $(BINDIR)/flint
+
+# A separate package that depends on Flint by URL and version tag, built in release mode, runs the README's
+# library example on the demo model (Tools/check_library_package.sh; not part of `make test`, see README).
+library-check: deps
+	bash Tools/check_library_package.sh
+
+# The DocC documentation archive of the Flint module (the toolchain's docc; no plugin needed):
+# .build-docs/Flint.doccarchive (its own build folder, so the flags do not invalidate .build).
+SYMBOL_GRAPHS := .build-docs/symbol-graphs
+docs:
+	@mkdir -p $(SYMBOL_GRAPHS)
+	$(SWIFT) build --scratch-path .build-docs --target Flint -Xswiftc -emit-symbol-graph -Xswiftc -emit-symbol-graph-dir -Xswiftc $(SYMBOL_GRAPHS)
+	docc convert Sources/Flint/Flint.docc --additional-symbol-graph-dir $(SYMBOL_GRAPHS) \
+	  --fallback-display-name Flint --fallback-bundle-identifier org.flint.Flint \
+	  --output-path .build-docs/Flint.doccarchive

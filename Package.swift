@@ -1,23 +1,27 @@
 // swift-tools-version: 6.1
 // Flint: T5 / FLAN-T5 checkpoints → memory-mapped .flint files with int8 weights, run and verified.
 //
-// Modules, with dependencies pointing one way:
-//   FlintFormat → FlintCheckpoint → FlintQuant → FlintConvert / FlintPack
-//   FlintFormat → FlintCheckpoint → FlintHub → flint (CLI)
-//   FlintFormat → FlintKernels → FlintT5 (+ FlintTokenizer) → FlintVerify → FlintCalibration → flint (CLI)
-//   FlintConvert → FlintCalibration (calibrate, smooth, then convert: the default recipe)
-//   FlintConvert + FlintVerify → FlintRecipe (convert --target-top1) → flint (CLI)
+// Modules, with dependencies pointing one way (each target declares exactly the modules its files import):
+//   FlintFormat ← FlintQuant ← FlintKernels ← FlintT5 ← FlintVerify      the engine (FlintTokenizer beside it)
+//   FlintFormat ← FlintCheckpoint ← FlintConvert (+ FlintQuant)           checkpoints in, .flint out
+//   FlintCheckpoint ← FlintHub (hf: downloads); FlintFormat ← FlintPack (.flint.zst)
+//   FlintConvert + FlintVerify ← FlintRecipe (convert --target-top1)
+//   FlintConvert + FlintT5 + FlintVerify ← FlintCalibration (calibrate, smooth, then convert: the default recipe)
+//   all of the above ← Flint (`import Flint`: FlintModel, model opening, every module re-exported)
+//   FlintT5 + FlintTokenizer ← FlintServe (`flint serve`: HTTP API, batching scheduler; Hummingbird)
+//   Flint + FlintServe ← FlintCLI (the commands) ← FlintTool (the `flint` executable)
 import PackageDescription
 
 let package = Package(
     name: "Flint",
     platforms: [.macOS(.v13)],
     products: [
+        // `import Flint` is enough; the modules are listed so that `import FlintT5` etc. keep working.
         .library(name: "Flint", targets: [
-            "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack",
-            "FlintTokenizer", "FlintKernels", "FlintT5", "FlintVerify",
+            "Flint", "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack", "FlintHub",
+            "FlintTokenizer", "FlintKernels", "FlintT5", "FlintVerify", "FlintRecipe", "FlintCalibration",
         ]),
-        .executable(name: "flint", targets: ["flint"]),
+        .executable(name: "flint", targets: ["FlintTool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,7 +36,7 @@ let package = Package(
     targets: [
         // The .flint container: header, metadata, tensor table, reader (mmap) and atomic writer.
         .target(name: "FlintFormat"),
-        // Hugging Face checkpoint readers (safetensors, config.json, sharded indexes).
+        // Hugging Face checkpoint readers (safetensors, PyTorch, Keras h5, Flax msgpack, config.json, shards).
         .target(name: "FlintCheckpoint", dependencies: ["FlintFormat", "CHDF5"]),
         // libhdf5 through a system library target (Keras tf_model.h5 checkpoints).
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"]), .brew(["hdf5"])]),
@@ -50,13 +54,14 @@ let package = Package(
         .target(name: "CSentencePiece", linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]),
         // T5Tokenizer-compatible tokenizer (sentinels, </s>, decode).
         .target(name: "FlintTokenizer", dependencies: ["FlintFormat", "CSentencePiece"]),
-        // Float and int8 matrix kernels, thread pool.
-        // AVX-512 VNNI int8 kernels (C: Swift on Linux cannot target AVX-512 per function), chosen at run time.
+        // AVX-512 / AVX2 / NEON int8 kernels in C (Swift on Linux cannot target wider vectors per function),
+        // chosen at run time.
         .target(name: "CFlintKernels"),
+        // Float and int8 matrix kernels, thread pool.
         .target(name: "FlintKernels", dependencies: ["FlintFormat", "FlintQuant", "CFlintKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // The T5 model and decoding (greedy, beam, sampling).
-        .target(name: "FlintT5", dependencies: ["FlintFormat", "FlintCheckpoint", "FlintKernels", "FlintTokenizer"],
+        .target(name: "FlintT5", dependencies: ["FlintFormat", "FlintKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         // Quantized-vs-float comparison.
         .target(name: "FlintVerify", dependencies: ["FlintFormat", "FlintKernels", "FlintQuant", "FlintT5", "FlintTokenizer"]),
@@ -76,15 +81,22 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
+        // The library's front door: FlintModel (open, generate, stream, embed, tokenize) and every module above.
+        .target(name: "Flint", dependencies: [
+            "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack", "FlintHub",
+            "FlintTokenizer", "FlintKernels", "FlintT5", "FlintVerify", "FlintRecipe", "FlintCalibration",
+        ]),
         // The commands of the command-line tool (a library, so tests can run them in-process).
         .target(name: "FlintCLI", dependencies: [
-            "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack",
-            "FlintTokenizer", "FlintT5", "FlintVerify", "FlintHub", "FlintRecipe", "FlintCalibration", "FlintServe",
+            "Flint", "FlintFormat", "FlintCheckpoint", "FlintQuant", "FlintConvert", "FlintPack",
+            "FlintTokenizer", "FlintKernels", "FlintT5", "FlintVerify", "FlintHub", "FlintRecipe", "FlintCalibration",
+            "FlintServe",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // The `flint` executable: only the entry point.
-        .executableTarget(name: "flint", dependencies: ["FlintCLI"]),
+        // The `flint` executable: only the entry point. (Not named "flint": Sources/flint and Sources/Flint would
+        // be one folder on a case-insensitive file system.)
+        .executableTarget(name: "FlintTool", dependencies: ["FlintCLI"]),
 
         // Fuzz harnesses (Fuzz/, `make fuzz`): libFuzzer targets when built with -DFUZZING and
         // -sanitize=fuzzer,address; in a plain build, replay tools that run files through the same code.
@@ -95,23 +107,31 @@ let package = Package(
         .executableTarget(name: "fuzz-sentencepiece", dependencies: ["FlintFormat", "FlintTokenizer"], path: "Fuzz/Sentencepiece"),
         .executableTarget(name: "fuzz-config-json", dependencies: ["FlintFormat", "FlintCheckpoint"], path: "Fuzz/ConfigJSON"),
         .executableTarget(name: "fuzz-model", dependencies: ["FlintFormat", "FlintT5"], path: "Fuzz/Model"),
+        // The README's library example (Examples/Library/main.swift), built and run by FlintTests.
+        .executableTarget(name: "flint-library-example", dependencies: ["Flint"], path: "Examples/Library"),
 
+        // Fixture lookup and self-cleaning scratch folders, shared by the test targets.
+        .target(name: "TestSupport", path: "Tests/Support"),
         .testTarget(name: "FlintFormatTests", dependencies: ["FlintFormat"]),
-        .testTarget(name: "FlintCheckpointTests", dependencies: ["FlintCheckpoint"]),
-        .testTarget(name: "FlintQuantTests", dependencies: ["FlintQuant"]),
-        .testTarget(name: "FlintConvertTests", dependencies: ["FlintConvert", "FlintCheckpoint"]),
-        .testTarget(name: "FlintPackTests", dependencies: ["FlintPack"]),
-        .testTarget(name: "FlintTokenizerTests", dependencies: ["FlintTokenizer", "FlintCheckpoint"]),
-        .testTarget(name: "FlintT5Tests", dependencies: ["FlintT5"]),
-        .testTarget(name: "FlintCLITests", dependencies: ["FlintCLI"]),
+        .testTarget(name: "FlintCheckpointTests", dependencies: ["FlintCheckpoint", "FlintFormat", "CHDF5"]),
+        .testTarget(name: "FlintQuantTests", dependencies: ["FlintQuant", "FlintFormat"]),
+        .testTarget(name: "FlintConvertTests", dependencies: ["FlintConvert", "FlintCheckpoint", "FlintFormat", "FlintQuant"]),
+        .testTarget(name: "FlintPackTests", dependencies: ["FlintPack", "FlintFormat"]),
+        .testTarget(name: "FlintTokenizerTests", dependencies: ["FlintTokenizer", "FlintCheckpoint", "FlintFormat"]),
+        .testTarget(name: "FlintT5Tests", dependencies: ["FlintT5", "FlintCheckpoint", "FlintFormat", "FlintKernels", "FlintQuant"]),
+        // FlintCLI is not imported: the tests run the `flint` binary; it keeps `--target FlintCLITests` building it.
+        .testTarget(name: "FlintCLITests", dependencies: ["FlintCLI", "FlintFormat", "FlintPack"]),
         .testTarget(name: "FlintServeTests", dependencies: ["FlintServe", "FlintT5", "FlintTokenizer", "FlintCheckpoint", "FlintFormat"]),
-        .testTarget(name: "FlintVerifyTests", dependencies: ["FlintVerify", "FlintConvert", "FlintCheckpoint", "FlintKernels"]),
-        .testTarget(name: "FlintKernelsTests", dependencies: ["FlintKernels"]),
-        .testTarget(name: "FlintHubTests", dependencies: ["FlintHub"]),
+        .testTarget(name: "FlintVerifyTests", dependencies: ["FlintVerify", "FlintConvert", "FlintCheckpoint", "FlintFormat",
+                                                            "FlintKernels", "FlintQuant", "FlintTokenizer"]),
+        .testTarget(name: "FlintKernelsTests", dependencies: ["FlintKernels", "FlintFormat"]),
+        .testTarget(name: "FlintHubTests", dependencies: ["FlintHub", "FlintFormat"]),
         .testTarget(name: "FlintRecipeTests", dependencies: ["FlintRecipe", "FlintConvert", "FlintCheckpoint", "FlintFormat",
                                                              "FlintVerify", "FlintTokenizer"]),
         .testTarget(name: "FlintCalibrationTests", dependencies: ["FlintCalibration", "FlintConvert", "FlintCheckpoint",
-                                                                  "FlintQuant", "FlintT5", "FlintVerify", "FlintKernels"]),
+                                                                  "FlintFormat", "FlintQuant", "FlintT5", "FlintVerify",
+                                                                  "FlintKernels", "FlintTokenizer"]),
+        .testTarget(name: "FlintTests", dependencies: ["Flint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,31 +1,33 @@
 // Opening models named on the command line: .flint files (plain or .flint.zst), Hugging Face folders, and
-// Hugging Face Hub repositories (hf:OWNER/NAME[@REVISION], downloaded into the Hugging Face cache).
+// Hugging Face Hub repositories (hf:OWNER/NAME[@REVISION], downloaded into the Hugging Face cache). The opening
+// itself is the library's (`FlintModel.openWeights` and friends, module Flint), so the commands and programs
+// that `import Flint` take one path; what is added here is the terminal side: download progress and messages.
 
 import Foundation
+import Flint
 import FlintFormat
-import FlintPack
 import FlintCheckpoint
 import FlintHub
+import FlintTokenizer
 
 /// Whether a model argument can be opened: an existing path, or an `hf:` reference (checked when it is resolved).
 func modelArgumentExists(_ argument: String) -> Bool {
-    HubReference.isReference(argument) || FileManager.default.fileExists(atPath: argument)
+    FlintModel.sourceExists(argument)
 }
 
 /// For `hf:OWNER/NAME[@REVISION]`: the snapshot folder in the Hugging Face cache with the files a conversion
 /// reads, downloaded when missing (progress on a terminal); nil for any other argument. The environment
 /// variables are huggingface_hub's: HF_ENDPOINT, HF_HOME / HF_HUB_CACHE, HF_TOKEN, HF_HUB_OFFLINE.
 func resolveHubModel(_ argument: String, format: CheckpointFormat? = nil) throws -> HubSnapshot? {
-    guard HubReference.isReference(argument) else { return nil }
-    let reference = try HubReference(parsing: argument)
     let client = HubClient()
     let bar = ProgressBar("downloading")
     client.progress = { name, done, total in
         bar.update(done: Int(done), total: Int(total), detail: "\(name) \(formatBytes(done)) of \(formatBytes(total))")
     }
     client.warning = { message in bar.finish(); warn(message) }
-    let snapshot = try client.snapshot(reference, format: format)
+    guard let snapshot = try FlintModel.resolveHubReference(argument, format: format, hub: client) else { return nil }
     bar.finish()
+    let reference = snapshot.reference
     if stderrIsTerminal {
         let fetched = snapshot.files.filter { $0.origin == .downloaded }
         let bytes = fetched.reduce(Int64(0)) { $0 + $1.bytesTransferred }
@@ -73,30 +75,26 @@ struct HubSourceJSON: Encodable {
 
 /// Opens a .flint file; a .flint.zst is unpacked once to a cache file beside it (checksums verified first).
 func openFlintFile(_ path: String) throws -> FlintFile {
-    let resolved = try FlintPacker.resolveModelPath(path, requireFlint: true) { unpacked in
-        try FlintFile(path: unpacked).verifyChecksums()
-    }
-    return try FlintFile(path: resolved)
+    try FlintModel.openFlintFile(path)
 }
 
 /// Opens any model a command can run: a .flint / .flint.zst file, a Hugging Face model folder (or a weights
 /// file with config.json beside it), or an `hf:OWNER/NAME[@REVISION]` Hub repository.
 func openModel(_ argument: String) throws -> WeightSource {
-    let path = try localModelPath(argument)
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-        throw FlintError("\(path): no such file or folder")
-    }
-    if !isDirectory.boolValue, path.hasSuffix(".flint") || path.hasSuffix(".zst") || isFlintFile(path) {
-        return try openFlintFile(path)
-    }
-    return try HFModelFolder(path: path)
+    try FlintModel.openWeights(localModelPath(argument))
 }
 
 /// Whether the file starts with the .flint magic (so a .flint file under another name is still recognised).
 func isFlintFile(_ path: String) -> Bool {
-    guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-    defer { try? handle.close() }
-    let head = handle.readData(ofLength: FlintLayout.magic.count)
-    return Array(head) == FlintLayout.magic
+    FlintModel.isFlintFile(path)
+}
+
+/// The weights `run` and `embed` name (the same as `openModel`).
+func loadWeights(path: String) throws -> WeightSource {
+    try openModel(path)
+}
+
+/// The tokenizer carried by the weights (tokenizer.json or spiece.model), or an error naming the source.
+func loadTokenizer(_ weights: WeightSource) throws -> T5Tokenizer {
+    try FlintModel.tokenizer(for: weights)
 }

@@ -2,6 +2,7 @@
 // ArgumentParser before the command's own validate() runs).
 
 import ArgumentParser
+import Flint
 import FlintCheckpoint
 import FlintFormat
 import FlintKernels
@@ -23,14 +24,16 @@ enum KernelChoice: String, CaseIterable, ExpressibleByArgument {
     }
 
     /// The kernels this choice runs for these weights.
+    /// The library's rule (`FlintModel.Kernels.mode(for:)`), so `flint run` and `FlintModel` agree.
     func resolve(for weights: WeightSource) -> Int8KernelMode {
+        let kernels: FlintModel.Kernels
         switch self {
-        case .weightOnly: return .weightOnly
-        case .w8a8: return .w8a8
-        case .auto:
-            if let file = weights as? FlintFile, file.metadata.calibration?.smoothing != nil { return .w8a8 }
-            return .weightOnly
+        case .auto: kernels = .auto
+        case .weightOnly: kernels = .weightOnly
+        case .w8a8: kernels = .w8a8
         }
+        // Only `.dequantized` (not offered by the commands) widens int8 to float32.
+        return kernels.mode(for: weights) ?? .weightOnly
     }
 
     /// For callers that hold the name as text (`flint serve`'s request options): a usage error unless the

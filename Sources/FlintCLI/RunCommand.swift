@@ -13,20 +13,6 @@ import Glibc
 import Darwin
 #endif
 
-/// Opens the weights `run` and `embed` name: a .flint / .flint.zst file or a Hugging Face model folder
-/// (through `openModel`, shared with the other commands).
-func loadWeights(path: String) throws -> WeightSource {
-    try openModel(path)
-}
-
-/// The tokenizer carried by the weights (tokenizer.json or spiece.model), or an error naming the source.
-func loadTokenizer(_ weights: WeightSource) throws -> T5Tokenizer {
-    guard let tokenizer = try T5Tokenizer.load(from: weights) else {
-        throw FlintError("\(weights.sourceDescription): no tokenizer (tokenizer.json or spiece.model) found with the model")
-    }
-    return tokenizer
-}
-
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
