@@ -10,6 +10,7 @@
 //   all of the above ← Flint (`import Flint`: FlintModel, model opening, every module re-exported)
 //   FlintT5 + FlintTokenizer ← FlintServe (`flint serve`: HTTP API, batching scheduler; Hummingbird)
 //   Flint + FlintServe ← FlintCLI (the commands) ← FlintTool (the `flint` executable)
+// No target uses unsafe build flags (-Ounchecked), so other packages can depend on Flint by version.
 import PackageDescription
 
 let package = Package(
@@ -58,11 +59,9 @@ let package = Package(
         // chosen at run time.
         .target(name: "CFlintKernels"),
         // Float and int8 matrix kernels, thread pool.
-        .target(name: "FlintKernels", dependencies: ["FlintFormat", "FlintQuant", "CFlintKernels"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        .target(name: "FlintKernels", dependencies: ["FlintFormat", "FlintQuant", "CFlintKernels"]),
         // The T5 model and decoding (greedy, beam, sampling).
-        .target(name: "FlintT5", dependencies: ["FlintFormat", "FlintKernels"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        .target(name: "FlintT5", dependencies: ["FlintFormat", "FlintKernels"]),
         // Quantized-vs-float comparison.
         .target(name: "FlintVerify", dependencies: ["FlintFormat", "FlintKernels", "FlintQuant", "FlintT5", "FlintTokenizer"]),
         // Automatic recipe search (`convert --target-top1`): per-tensor sensitivity, finer forms until the target holds.
