@@ -58,7 +58,7 @@ struct ServeCommand: ParsableCommand {
     var threads: Int?
 
     @Option(help: ArgumentHelp(KernelChoice.help))
-    var kernels: String = KernelChoice.auto
+    var kernels: String = KernelChoice.auto.rawValue
 
     @Option(name: .customLong("max-batch"), help: "Decoder rows (sequences; each beam counts) decoded together at most.")
     var maxBatch = 8
