@@ -43,6 +43,8 @@ test: deps kernel-test kernel-test-arm
 FUZZ_TARGETS  := flint-file safetensors pickle-zip msgpack sentencepiece config-json model
 FUZZ_SECONDS  ?= 300
 FUZZ_SMOKE_SECONDS ?= 5
+# A unit slower than this is a finding (a hang); raise it on a loaded machine, where starvation looks like a hang.
+FUZZ_TIMEOUT  ?= 20
 FUZZ_FLAGS    := --build-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \
                  -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
 FIX           := Tests/Fixtures
@@ -66,7 +68,7 @@ fuzz-corpus:
 	  cp $$f $$c/config-json/$$(basename $$(dirname $$f)).json; done
 
 fuzz-run = for t in $(FUZZ_TARGETS); do \
-	  ASAN_OPTIONS=detect_leaks=0 .build-fuzz/debug/fuzz-$$t .build-fuzz/corpus/$$t -max_total_time=$(1) -timeout=20 -rss_limit_mb=2048 -detect_leaks=0 \
+	  ASAN_OPTIONS=detect_leaks=0 .build-fuzz/debug/fuzz-$$t .build-fuzz/corpus/$$t -max_total_time=$(1) -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=2048 -detect_leaks=0 \
 	    -artifact_prefix=.build-fuzz/crashes/$$t- -print_final_stats=1 > .build-fuzz/$$t.log 2>&1; \
 	  status=$$?; \
 	  echo "fuzz-$$t: $(1) s, $$(grep -h '^stat::number_of_executed_units' .build-fuzz/$$t.log | tail -1 | awk '{print $$2}') executions, peak RSS $$(grep -h '^stat::peak_rss_mb' .build-fuzz/$$t.log | tail -1 | awk '{print $$2}') MB, exit $$status"; \

@@ -99,13 +99,14 @@ let package = Package(
 
         // Fuzz harnesses (Fuzz/, `make fuzz`): libFuzzer targets when built with -DFUZZING and
         // -sanitize=fuzzer,address; in a plain build, replay tools that run files through the same code.
-        .executableTarget(name: "fuzz-flint-file", dependencies: ["FlintFormat"], path: "Fuzz/FlintFile"),
-        .executableTarget(name: "fuzz-safetensors", dependencies: ["FlintFormat", "FlintCheckpoint"], path: "Fuzz/Safetensors"),
-        .executableTarget(name: "fuzz-pickle-zip", dependencies: ["FlintFormat", "FlintCheckpoint"], path: "Fuzz/PickleZip"),
-        .executableTarget(name: "fuzz-msgpack", dependencies: ["FlintFormat", "FlintCheckpoint"], path: "Fuzz/Msgpack"),
-        .executableTarget(name: "fuzz-sentencepiece", dependencies: ["FlintFormat", "FlintTokenizer"], path: "Fuzz/Sentencepiece"),
-        .executableTarget(name: "fuzz-config-json", dependencies: ["FlintFormat", "FlintCheckpoint"], path: "Fuzz/ConfigJSON"),
-        .executableTarget(name: "fuzz-model", dependencies: ["FlintFormat", "FlintT5"], path: "Fuzz/Model"),
+        .target(name: "FuzzSupport", dependencies: ["FlintFormat"], path: "Fuzz/Support"),
+        .executableTarget(name: "fuzz-flint-file", dependencies: ["FuzzSupport", "FlintFormat"], path: "Fuzz/FlintFile"),
+        .executableTarget(name: "fuzz-safetensors", dependencies: ["FuzzSupport", "FlintFormat", "FlintCheckpoint"], path: "Fuzz/Safetensors"),
+        .executableTarget(name: "fuzz-pickle-zip", dependencies: ["FuzzSupport", "FlintFormat", "FlintCheckpoint"], path: "Fuzz/PickleZip"),
+        .executableTarget(name: "fuzz-msgpack", dependencies: ["FuzzSupport", "FlintFormat", "FlintCheckpoint"], path: "Fuzz/Msgpack"),
+        .executableTarget(name: "fuzz-sentencepiece", dependencies: ["FuzzSupport", "FlintFormat", "FlintTokenizer"], path: "Fuzz/Sentencepiece"),
+        .executableTarget(name: "fuzz-config-json", dependencies: ["FuzzSupport", "FlintFormat", "FlintCheckpoint"], path: "Fuzz/ConfigJSON"),
+        .executableTarget(name: "fuzz-model", dependencies: ["FuzzSupport", "FlintFormat", "FlintT5"], path: "Fuzz/Model"),
         // The README's library example (Examples/Library/main.swift), built and run by FlintTests.
         .executableTarget(name: "flint-library-example", dependencies: ["Flint"], path: "Examples/Library"),
 

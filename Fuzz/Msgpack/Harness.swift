@@ -2,15 +2,8 @@
 // code is a replay tool: `fuzz-msgpack FILE…` runs each file through it (a crash reproducer).
 import Foundation
 import FlintFormat
+import FuzzSupport
 import FlintCheckpoint
-/// The input written to a per-process scratch file, for readers that take a path.
-func withScratchFile(_ bytes: UnsafeRawBufferPointer, name: String, _ body: (String) throws -> Void) {
-    let dir = NSTemporaryDirectory() + "flint-fuzz-\(getpid())"
-    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let path = dir + "/" + name
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
-    do { try body(path) } catch is FlintError {} catch { fatalError("non-FlintError thrown: \(error)") }
-}
 
 /// One input: every error must be a thrown FlintError, never a crash, a hang or a huge allocation.
 func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
@@ -27,26 +20,12 @@ public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> In
     return 0
 }
 
-// SwiftPM links an executable's entry point as `<module>_main`; here it hands control to libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
-
 @_cdecl("fuzz_msgpack_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return LLVMFuzzerRunDriver(&count, &arguments, fuzzerTestOneInput)
+    runFuzzerDriver(argc, argv, fuzzerTestOneInput)
 }
 #else
 @main struct Replay {
-    static func main() throws {
-        for path in CommandLine.arguments.dropFirst() {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            data.withUnsafeBytes { fuzzOne($0) }
-            print("\(path): ok")
-        }
-    }
+    static func main() throws { try replayFiles(fuzzOne) }
 }
 #endif

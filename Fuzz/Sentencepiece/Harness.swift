@@ -2,15 +2,16 @@
 // code is a replay tool: `fuzz-sentencepiece FILE…` runs each file through it (a crash reproducer).
 import Foundation
 import FlintFormat
+import FuzzSupport
 import FlintTokenizer
 
 /// One input: every error must be a thrown FlintError, never a crash, a hang or a huge allocation.
 func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
-    do {
+    expectFlintErrorsOnly {
         let t = try T5Tokenizer(modelBytes: Array(bytes))
         let ids = t.encode("Hello <extra_id_0> wörld, 12 3!")
         _ = t.decode(ids, skipSpecialTokens: false)
-    } catch is FlintError {} catch { fatalError("non-FlintError thrown: \(error)") }
+    }
 }
 
 #if FUZZING
@@ -20,26 +21,12 @@ public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> In
     return 0
 }
 
-// SwiftPM links an executable's entry point as `<module>_main`; here it hands control to libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
-
 @_cdecl("fuzz_sentencepiece_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return LLVMFuzzerRunDriver(&count, &arguments, fuzzerTestOneInput)
+    runFuzzerDriver(argc, argv, fuzzerTestOneInput)
 }
 #else
 @main struct Replay {
-    static func main() throws {
-        for path in CommandLine.arguments.dropFirst() {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            data.withUnsafeBytes { fuzzOne($0) }
-            print("\(path): ok")
-        }
-    }
+    static func main() throws { try replayFiles(fuzzOne) }
 }
 #endif

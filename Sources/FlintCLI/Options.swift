@@ -35,19 +35,6 @@ enum KernelChoice: String, CaseIterable, ExpressibleByArgument {
         // Only `.dequantized` (not offered by the commands) widens int8 to float32.
         return kernels.mode(for: weights) ?? .weightOnly
     }
-
-    /// For callers that hold the name as text (`flint serve`'s request options): a usage error unless the
-    /// name is one of the choices.
-    static func validate(_ name: String) throws {
-        guard KernelChoice(argument: name) != nil else {
-            throw ValidationError("--kernels must be auto, weight-only or w8a8, got \(name)")
-        }
-    }
-
-    /// For callers that hold the name as text; an unknown name counts as `auto` (validate it first).
-    static func resolve(_ name: String, for weights: WeightSource) -> Int8KernelMode {
-        (KernelChoice(argument: name) ?? .auto).resolve(for: weights)
-    }
 }
 
 /// `--kernels` and `--threads`: how the model's matrix products run.

@@ -54,11 +54,8 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("model-name"), help: "The model's name in the API (default: the file or folder name).")
     var modelName: String?
 
-    @Option(help: "Threads for the matrix kernels (default: active processors).")
-    var threads: Int?
-
-    @Option(help: ArgumentHelp(KernelChoice.help))
-    var kernels: String = KernelChoice.auto.rawValue
+    @OptionGroup(title: "Kernels")
+    var kernelOptions: KernelOptions
 
     @Option(name: .customLong("max-batch"), help: "Decoder rows (sequences; each beam counts) decoded together at most.")
     var maxBatch = 8
@@ -101,8 +98,6 @@ struct ServeCommand: ParsableCommand {
     }
 
     func validate() throws {
-        try KernelChoice.validate(kernels)
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard !host.isEmpty else { throw ValidationError("--host must not be empty") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535, got \(port)") }
         guard (1...256).contains(maxBatch) else { throw ValidationError("--max-batch must be 1…256, got \(maxBatch)") }
@@ -133,8 +128,8 @@ struct ServeCommand: ParsableCommand {
         try reportingErrors {
             let weights = try loadWeights(path: model)
             let tokenizer = try loadTokenizer(weights)
-            let pool = threads.map { ThreadPool(threads: $0) } ?? ThreadPool.shared
-            let int8 = KernelChoice.resolve(kernels, for: weights)
+            let pool = kernelOptions.makePool()
+            let int8 = kernelOptions.mode(for: weights)
             let engine: ServedEngine = weights.config.isEncoderOnly
                 ? .encoderOnly(try T5EncoderModel(weights: weights, pool: pool, int8Kernels: int8))
                 : .seq2seq(try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: int8))

@@ -43,7 +43,7 @@ func flint(arguments args: [String]) throws -> CLIResult {
 /// child that fills one pipe while we wait on the other cannot block, and an interrupted read (EINTR: test
 /// processes receive signals, and FileHandle.readDataToEndOfFile traps on it) is simply retried.
 func readToEnd(_ out: Pipe, _ err: Pipe) -> (Data, Data) {
-    func drain(_ fd: Int32) -> Data {
+    @Sendable func drain(_ fd: Int32) -> Data {
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
