@@ -20,7 +20,8 @@ struct ServeCommand: ParsableCommand {
         discussion: """
         Endpoints: POST /v1/completions (OpenAI's fields: prompt, max_tokens, temperature (0 or absent = greedy), \
         top_p, n, seed, stop, stream; and flint run's options as extra fields: beams, length_penalty, \
-        early_stopping, sample, top_k, min_tokens, no_repeat_ngram, repetition_penalty; a field left out takes \
+        early_stopping, sample, top_k, min_tokens, no_repeat_ngram, repetition_penalty, bad_words (texts or token-id lists), \
+        suppress_tokens (ids), decoder_prefix (text or ids); a field left out takes \
         the model's generation config, as flint run without that flag), POST /v1/embeddings (the encoder's mean over tokens, as \
         flint embed), POST /tokenize {"text"} → {"ids", "pieces"}, POST /detokenize {"ids"} → {"text"}, \
         GET /v1/models, GET /health, GET /metrics (Prometheus). Greedy output equals flint run's for the same \

@@ -1,6 +1,7 @@
 // The HTTP API's request parsing and response objects. Completions and embeddings follow OpenAI's API (field
 // names, response objects, error object); generation options OpenAI lacks are extra fields named as `flint run`
-// names its flags (beams, length_penalty, early_stopping, sample, top_k, seed, min_tokens).
+// names its flags (beams, length_penalty, early_stopping, sample, top_k, seed, min_tokens, no_repeat_ngram,
+// repetition_penalty, bad_words, suppress_tokens, decoder_prefix).
 import Foundation
 import FlintFormat
 import FlintT5
@@ -39,6 +40,14 @@ struct CompletionRequest {
     var earlyStopping: Bool
     var noRepeatNgram: Int
     var repetitionPenalty: Double
+    /// Texts (or token-id lists) never generated, added to the model's bad_words_ids (flint run's --bad-words).
+    var badWords: [PromptInput]
+    /// Token ids never generated; given, they replace the model's suppress_tokens (flint run's --suppress-tokens).
+    var suppressTokens: [Int]?
+    /// Text (or token ids) every output starts with, forced after the decoder start token (--decoder-prefix).
+    var decoderPrefix: PromptInput?
+    /// The longest decoder prefix accepted (the server's --max-input-tokens).
+    var maxPrefixTokens: Int
     /// The model's settings without a request field (min length, bad words, suppressed tokens).
     var defaults: GenerationDefaults
     /// Sampling settings, nil for greedy / beam search.
@@ -48,6 +57,7 @@ struct CompletionRequest {
 
     static let maxStops = 4
     static let maxPrompts = 64
+    static let maxBadWords = 256
 
     init(_ body: Data, limits: RequestLimits, model: String) throws {
         var f = try JSONFields(body: body)
@@ -81,6 +91,20 @@ struct CompletionRequest {
             throw APIError.outOfRange("repetition_penalty", "must be a positive number (1 = off), got \(penalty)")
         }
         repetitionPenalty = penalty ?? d.repetitionPenalty ?? 1
+        badWords = try Self.badWords(&f, limits: limits)
+        suppressTokens = try f.value("suppress_tokens").map { value in
+            guard case .array(let items) = value else { throw APIError.wrongType("suppress_tokens", "a list of token ids", value) }
+            return try tokenIds(items, field: "suppress_tokens", what: "'suppress_tokens'", vocabSize: limits.vocabSize)
+        }
+        maxPrefixTokens = limits.maxInputTokens
+        decoderPrefix = try f.value("decoder_prefix").map { value in
+            switch value {
+            case .string(let text) where !text.isEmpty: return .text(text)
+            case .array(let items) where !items.isEmpty:
+                return .ids(try tokenIds(items, field: "decoder_prefix", what: "'decoder_prefix'", vocabSize: limits.vocabSize))
+            default: throw APIError.wrongType("decoder_prefix", "a non-empty string or list of token ids", value)
+            }
+        }
         let requestedBeams = try f.integer("beams", in: 1...limits.maxBatch)
         lengthPenalty = try f.number("length_penalty")
         earlyStopping = try f.bool("early_stopping") ?? false
@@ -199,6 +223,24 @@ struct CompletionRequest {
         return prompts
     }
 
+    /// "bad_words": a list of texts, or of token-id lists.
+    private static func badWords(_ f: inout JSONFields, limits: RequestLimits) throws -> [PromptInput] {
+        guard let value = f.value("bad_words") else { return [] }
+        guard case .array(let items) = value else { throw APIError.wrongType("bad_words", "a list of strings or of token-id lists", value) }
+        guard items.count <= maxBadWords else {
+            throw APIError.outOfRange("bad_words", "has \(items.count) entries; at most \(maxBadWords)")
+        }
+        return try items.enumerated().map { i, item in
+            switch item {
+            case .string(let text) where !text.isEmpty: return .text(text)
+            case .array(let inner) where !inner.isEmpty:
+                return .ids(try tokenIds(inner, field: "bad_words", what: "'bad_words'[\(i)]", vocabSize: limits.vocabSize))
+            default:
+                throw APIError.badRequest("'bad_words'[\(i)] must be a non-empty string or a non-empty list of token ids", param: "bad_words")
+            }
+        }
+    }
+
     private static func stops(_ f: inout JSONFields) throws -> [String] {
         guard let value = f.value("stop") else { return [] }
         let stops: [String]
@@ -216,8 +258,9 @@ struct CompletionRequest {
         return stops
     }
 
-    /// The generation options of choice `choice` (sampling choices get seeds seed, seed + 1, …).
-    func options(choice: Int) -> GenerationOptions {
+    /// The generation options of choice `choice` (sampling choices get seeds seed, seed + 1, …); texts in
+    /// bad_words and decoder_prefix become their tokens without </s>, as flint run tokenizes its flags.
+    func options(choice: Int, tokenizer: T5Tokenizer) throws -> GenerationOptions {
         let strategy: DecodingStrategy
         if var sampling {
             sampling.seed = seed.map { $0 &+ UInt64(choice) } ?? UInt64.random(in: 0...UInt64.max)
@@ -232,8 +275,42 @@ struct CompletionRequest {
         options.noRepeatNgramSize = noRepeatNgram
         options.repetitionPenalty = repetitionPenalty
         options.badWordsIds = defaults.badWordsIds ?? []
-        options.suppressTokens = defaults.suppressTokens ?? []
+        for (i, word) in badWords.enumerated() {
+            let ids: [Int]
+            switch word {
+            case .text(let text): ids = tokenizer.encode(text, addEOS: false)
+            case .ids(let given): ids = given
+            }
+            guard !ids.isEmpty else {
+                throw APIError.badRequest("'bad_words'[\(i)] has no tokens once tokenized", param: "bad_words")
+            }
+            options.badWordsIds.append(ids)
+        }
+        options.suppressTokens = suppressTokens ?? defaults.suppressTokens ?? []
+        switch decoderPrefix {
+        case .text(let text):
+            options.decoderPrefix = tokenizer.encode(text, addEOS: false)
+            guard !options.decoderPrefix.isEmpty else {
+                throw APIError.badRequest("'decoder_prefix' has no tokens once tokenized", param: "decoder_prefix")
+            }
+        case .ids(let ids): options.decoderPrefix = ids
+        case nil: break
+        }
+        guard options.decoderPrefix.count <= maxPrefixTokens else {
+            throw APIError.outOfRange("decoder_prefix", "has \(options.decoderPrefix.count) tokens; at most \(maxPrefixTokens) (--max-input-tokens)")
+        }
         return options
+    }
+}
+
+/// A JSON list of token ids, each in 0..<vocabSize (400 naming the field otherwise).
+private func tokenIds(_ items: [JSONValue], field: String, what: String, vocabSize: Int) throws -> [Int] {
+    guard items.count <= 4096 else { throw APIError.outOfRange(field, "(\(what)) has \(items.count) ids; at most 4096") }
+    return try items.map { item in
+        guard case .integer(let id) = item, (0..<vocabSize).contains(id) else {
+            throw APIError.badRequest("\(what) must hold token ids in 0..<\(vocabSize)", param: field)
+        }
+        return id
     }
 }
 

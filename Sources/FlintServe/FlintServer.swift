@@ -237,6 +237,7 @@ public final class FlintServer: @unchecked Sendable {
         }
         let body = try CompletionRequest(try await readBody(request), limits: limits, model: model.id)
         let inputs = try tokenizePrompts(body.prompts, tokenizer: model.tokenizer, maxInputTokens: configuration.maxInputTokens, field: "prompt")
+        let choiceOptions = try (0..<body.n).map { try body.options(choice: $0, tokenizer: model.tokenizer) }
         let choices = inputs.count * body.n
         guard choices <= configuration.maxQueue else {
             throw APIError.outOfRange("n", "× prompts = \(choices) choices; this server queues at most \(configuration.maxQueue) (--max-queue)")
@@ -245,7 +246,7 @@ public final class FlintServer: @unchecked Sendable {
         var jobs: [CompletionJob] = []
         for (p, ids) in inputs.enumerated() {
             for c in 0..<body.n {
-                jobs.append(CompletionJob(choice: p * body.n + c, inputIds: ids, options: body.options(choice: c), stops: body.stop,
+                jobs.append(CompletionJob(choice: p * body.n + c, inputIds: ids, options: choiceOptions[c], stops: body.stop,
                                           streaming: body.stream, timeout: configuration.timeoutSeconds, events: continuation))
             }
         }
