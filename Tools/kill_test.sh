@@ -33,7 +33,7 @@ for i in $(seq 1 "$TRIALS"); do
   if [ $kind = convert ]; then "$FLINT" convert "$MODEL" -o "$out" >/dev/null 2>&1 &
   else "$FLINT" unpack "$dir/in.flint.zst" -o "$out" >/dev/null 2>&1 & fi
   pid=$!
-  sleep "$(printf '0.%03d' "$delay_ms")"
+  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
   kill -s "$sig" "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null; status=$?
   verdict="ok"
