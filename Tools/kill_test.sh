@@ -7,6 +7,9 @@
 #   Tools/kill_test.sh [TRIALS] [MODEL_FOLDER]        (default 30 trials, Tests/Fixtures/models/demo)
 #   FLINT=path/to/flint Tools/kill_test.sh            (default .build/debug/flint; build it first)
 set -uo pipefail
+# Job control on: without it bash starts background commands with SIGINT ignored, so the SIGINT trials would
+# test nothing (the convert simply finished).
+set -m
 cd "$(dirname "$0")/.."
 TRIALS=${1:-30}
 MODEL=${2:-Tests/Fixtures/models/demo}
