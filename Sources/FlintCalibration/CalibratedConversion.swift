@@ -90,7 +90,8 @@ public enum CalibratedConverter {
                                progress: ((RecipePhase, Int, Int, String) -> Void)? = nil) throws -> PreparedRecipe {
         // Refuse a checkpoint that disagrees with its config before running it (Converter checks again).
         let stored = folder.tensorInfos.filter { folder.aliases[$0.name] == nil && folder.ignoredTensors[$0.name] == nil }
-        try folder.config.checkTensorShapes(stored.map { ($0.name, $0.shape) }, source: folder.sourceDescription)
+        try folder.config.weightLayout.check(stored: stored.map { ($0.name, $0.shape) }, source: folder.sourceDescription,
+                                      checkpointName: folder.checkpointNaming)
         var convertOptions = options.convert
         var summary: CalibrationSummary? = nil
         var seconds = 0.0

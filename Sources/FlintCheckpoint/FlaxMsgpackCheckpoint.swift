@@ -6,7 +6,8 @@
 // bytes)`, the dtype named as numpy does (`float32`, `bfloat16`, …). Arrays over 2³⁰ bytes are split into
 // `{"__msgpack_chunked_array__": true, "shape": {"0": d0, …}, "chunks": {"0": 1-D array, …}}`.
 //
-// Names follow transformers' `load_flax_weights_in_pytorch_model`: the path joined with `.`; a `kernel` becomes
+// Names follow transformers' `load_flax_weights_in_pytorch_model` (the mapping lives in FlintFormat's
+// T5WeightLayout): the path joined with `.`; a `kernel` becomes
 // `weight`, transposed (`[in, out]` → `[out, in]`); `embedding` and `scale` become `weight`. Untransposed,
 // unchunked arrays are viewed in place (copied only when their bytes are not aligned to the element size);
 // the others are materialised one tensor at a time, in memory the returned view owns.
@@ -32,24 +33,9 @@ public enum FlaxMsgpackCheckpoint {
     }
 
     /// The Hugging Face (PyTorch) name of a Flax parameter path, and whether its array is stored transposed
-    /// (transformers' `load_flax_weights_in_pytorch_model`, for tensors of up to two dimensions).
+    /// (`T5WeightLayout.hfName(flaxPath:)`, transformers' `load_flax_weights_in_pytorch_model`).
     public static func pytorchName(flaxPath: [String]) -> (name: String, transposed: Bool) {
-        var parts = flaxPath
-        var transposed = false
-        switch parts.last {
-        case "kernel"?:
-            parts[parts.count - 1] = "weight"
-            transposed = true
-        case "scale"?, "embedding"?:
-            parts[parts.count - 1] = "weight"
-        case let last? where last.contains("mean"):
-            parts[parts.count - 1] = "running_mean"
-        case let last? where last.contains("var"):
-            parts[parts.count - 1] = "running_var"
-        default:
-            break
-        }
-        return (parts.joined(separator: "."), transposed)
+        T5WeightLayout.hfName(flaxPath: flaxPath)
     }
 
     /// numpy dtype names → element size and the Flint storage type (nil where Flint does not compute).

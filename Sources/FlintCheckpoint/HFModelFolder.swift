@@ -252,17 +252,15 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
             if x.data.count == 0 { return true }
             return memcmp(x.data.baseAddress!, y.data.baseAddress!, x.data.count) == 0
         }
-        let embedding = ["shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
-            .first { location[$0] != nil }
+        let embedding = T5WeightLayout.embeddingNames.first { location[$0] != nil }
         var aliases: [String: String] = [:]
         var ignored: [String: String] = [:]
         var hasDistinctLMHead = false
         if let embedding {
-            for name in ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"]
-            where name != embedding && location[name] != nil {
+            for name in T5WeightLayout.tiedCopyNames where name != embedding && location[name] != nil {
                 if try bytesEqual(name, embedding) {
                     aliases[name] = embedding
-                } else if name == "lm_head.weight" {
+                } else if name == T5WeightLayout.outputProjectionName {
                     hasDistinctLMHead = true
                 } else {
                     // transformers builds both stacks' embed_tokens on the shared module.
@@ -270,18 +268,23 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
                 }
             }
         } else {
-            hasDistinctLMHead = location["lm_head.weight"] != nil
+            hasDistinctLMHead = location[T5WeightLayout.outputProjectionName] != nil
         }
         let config = details.resolved(hasDistinctLMHead: hasDistinctLMHead)
+        let layout = config.weightLayout
         if hasDistinctLMHead && config.tieWordEmbeddings && !config.isEncoderOnly {
-            ignored["lm_head.weight"] = "config.json ties the output projection to \(embedding ?? "shared.weight") "
-                + "(tie_word_embeddings absent or true); transformers ignores the stored copy"
+            ignored[T5WeightLayout.outputProjectionName] = "config.json ties the output projection to "
+                + "\(embedding ?? T5WeightLayout.embeddingName) (tie_word_embeddings absent or true); transformers "
+                + "ignores the stored copy"
+        }
+        for info in infos where aliases[info.name] == nil && ignored[info.name] == nil {
+            if let reason = layout.ignoredReason(ofTensor: info.name) { ignored[info.name] = reason }
         }
         guard embedding != nil else {
             throw FlintError("\(folder): no embedding table stored (shared.weight, encoder.embed_tokens.weight or "
                 + "decoder.embed_tokens.weight)")
         }
-        if !config.isEncoderOnly && !config.tieWordEmbeddings && location["lm_head.weight"] == nil {
+        if !config.isEncoderOnly && !config.tieWordEmbeddings && location[T5WeightLayout.outputProjectionName] == nil {
             throw FlintError("\(folder): config.json says the output projection is not tied "
                 + "(tie_word_embeddings: false) but no lm_head.weight is stored")
         }
@@ -301,21 +304,20 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
         tokenizerFiles = try TokenizerFiles.discover(inFolder: folderURL.path)
     }
 
-    /// The stored tensor a name resolves to (itself, or the embedding table for tied names), nil when none.
+    /// The stored tensor a name resolves to (itself, or the embedding table for tied names: the rule is
+    /// `T5WeightLayout.storedName`), nil when none. Aliases and ignored tensors resolve as tied names do.
     public func storedName(for name: String) -> String? {
-        let embedding = ["shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
-            .first { location[$0] != nil }
-        switch name {
-        case "encoder.embed_tokens.weight", "decoder.embed_tokens.weight":
-            // Both stacks embed with the shared table.
-            return embedding
-        case "shared.weight":
-            return embedding
-        case "lm_head.weight":
-            if config.tieWordEmbeddings && !config.isEncoderOnly { return embedding }
-            return location[name] != nil ? name : nil
-        default:
-            return location[name] != nil ? name : nil
+        config.weightLayout.storedName(for: name) { location[$0] != nil && aliases[$0] == nil && ignoredTensors[$0] == nil }
+    }
+
+    /// How this checkpoint's format names a Hugging Face tensor (the TF variable of a Keras file, the Flax
+    /// parameter path), for messages about missing tensors; nil for formats that use the Hugging Face names.
+    public var checkpointNaming: ((String) -> String)? {
+        let layout = config.weightLayout
+        switch format {
+        case .kerasH5: return { "Keras " + layout.kerasName(ofTensor: $0) }
+        case .flaxMsgpack: return { "Flax " + layout.flaxPath(ofTensor: $0) }
+        case .safetensors, .pytorch: return nil
         }
     }
 

@@ -11,8 +11,9 @@
 //   model scope (`encoder/block_._0/…/kernel:0`, `shared/embeddings:0`).
 // Long attributes are split into `name0`, `name1`, … (Keras `save_attributes_to_hdf5_group`).
 //
-// Names follow `convert_tf_weight_name_to_pt_weight_name`: drop `:0`, `_._` becomes a level, drop the model
-// scope, `kernel` → `weight` transposed (`[in, out]` → `[out, in]`), `embeddings` / `gamma` → `weight`.
+// Names follow `convert_tf_weight_name_to_pt_weight_name` (the mapping lives in FlintFormat's T5WeightLayout):
+// drop `:0`, `_._` becomes a level, drop the model scope, `kernel` → `weight` transposed (`[in, out]` →
+// `[out, in]`), `embeddings` / `gamma` → `weight`.
 //
 // libhdf5 reads the file's structure; untransposed datasets stored contiguously and uncompressed (what h5py
 // writes) are then viewed in place through a memory map of the file, transposed ones are materialised from
@@ -41,41 +42,10 @@ public enum KerasH5Checkpoint {
                                         open: { try KerasH5File(path: $0) })
     }
 
-    /// transformers' `convert_tf_weight_name_to_pt_weight_name`: the PyTorch name of a TF variable and whether
-    /// its value is stored transposed. `dropsModelScope` removes the first level (the model's name scope), which
-    /// variable names carry and shard dataset names do not.
+    /// The PyTorch name of a TF variable and whether its value is stored transposed
+    /// (`T5WeightLayout.hfName(kerasVariable:dropsModelScope:)`, transformers' `convert_tf_weight_name_to_pt_weight_name`).
     public static func pytorchName(tfName: String, dropsModelScope: Bool) -> (name: String, transposed: Bool) {
-        var name = tfName.replacingOccurrences(of: ":0", with: "")
-        // `/$1___$2/` → `/$2/`, matched left to right without overlap as Python's re.sub does: a component
-        // rewritten this way consumed its trailing slash, so the next component cannot match.
-        var parts = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        if parts.count > 2 {
-            var previousRewritten = false
-            for i in 1..<(parts.count - 1) {
-                if !previousRewritten, let r = parts[i].range(of: "___", options: .backwards) {
-                    parts[i] = String(parts[i][r.upperBound...])
-                    previousRewritten = true
-                } else {
-                    previousRewritten = false
-                }
-            }
-            name = parts.joined(separator: "/")
-        }
-        name = name.replacingOccurrences(of: "_._", with: "/")
-        while name.contains("//") { name = name.replacingOccurrences(of: "//", with: "/") }  // `//+` → `/`
-        parts = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        if dropsModelScope && parts.count > 1 { parts.removeFirst() }
-        let last = parts.last ?? ""
-        let transposed = ["kernel", "pointwise_kernel", "depthwise_kernel"].contains(last)
-            || parts.contains("emb_projs") || parts.contains("out_projs")
-        switch last {
-        case "kernel", "embeddings", "gamma": parts[parts.count - 1] = "weight"
-        case "beta": parts[parts.count - 1] = "bias"
-        case "pointwise_kernel": parts[parts.count - 1] = "pointwise.weight"
-        case "depthwise_kernel": parts[parts.count - 1] = "depthwise.weight"
-        default: break
-        }
-        return (parts.joined(separator: "."), transposed)
+        T5WeightLayout.hfName(kerasVariable: tfName, dropsModelScope: dropsModelScope)
     }
 }
 

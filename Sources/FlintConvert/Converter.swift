@@ -90,8 +90,10 @@ public enum Converter {
         // bias, a stale lm_head in a tied model) are left out, as loading the model in transformers would.
         let stored = folder.tensorInfos.filter { aliases[$0.name] == nil && folder.ignoredTensors[$0.name] == nil }
 
-        // A checkpoint that disagrees with its own config is refused before anything is written.
-        try config.checkTensorShapes(stored.map { ($0.name, $0.shape) }, source: folder.sourceDescription)
+        // A checkpoint that disagrees with its own config (missing, unknown or misshapen tensors: all of them in
+        // one error) is refused before anything is written.
+        try config.weightLayout.check(stored: stored.map { ($0.name, $0.shape) }, source: folder.sourceDescription,
+                                      checkpointName: folder.checkpointNaming)
         let writer = try FlintWriter(path: output, int8Layout: options.int8Layout)
         var converted: [ConvertedTensor] = []
         var errors: [String: Double?] = [:]

@@ -14,10 +14,8 @@ public enum Exporter {
     /// Writes `file` as float32 safetensors at `output`, one tensor in memory at a time.
     public static func export(_ file: FlintFile, to output: String,
                               progress: ((Int, Int, String) -> Void)? = nil) throws -> ExportReport {
-        var names = file.tensorNames
-        names += file.metadata.aliases.keys.sorted()
-        // Keep Hugging Face's usual order (shared first, then encoder, decoder, lm_head) for readability.
-        names.sort { orderKey($0) < orderKey($1) }
+        // Hugging Face's state-dict order (shared first, then encoder, decoder, lm_head), aliases included.
+        let names = file.config.weightLayout.exportOrder(file.tensorNames + file.metadata.aliases.keys)
         var entries: [SafetensorsWriter.Entry] = []
         for name in names {
             let view = try file.tensor(name)
@@ -34,13 +32,6 @@ public enum Exporter {
         try writer.finish()
         let size = entries.reduce(0) { $0 + $1.byteCount }
         return ExportReport(output: output, tensors: names.count, bytesOut: size)
-    }
-
-    static func orderKey(_ name: String) -> (Int, String) {
-        if name.hasPrefix("shared.") { return (0, name) }
-        if name.hasPrefix("encoder.") { return (1, name) }
-        if name.hasPrefix("decoder.") { return (2, name) }
-        return (3, name)
     }
 }
 

@@ -56,37 +56,38 @@ public enum Smoothing {
             sites.append(SmoothingSite(producer: producer, producerAxis: axis, consumers: consumers,
                                        statisticsLayer: consumers[0]))
         }
-        for (stack, count) in [("encoder", config.numEncoderLayers), ("decoder", config.numDecoderLayers)] {
-            for b in 0..<count {
-                let p = "\(stack).block.\(b).layer"
-                let attention = "\(p).0.SelfAttention"
-                add("\(p).0.layer_norm.weight", .element, ["q", "k", "v"].map { "\(attention).\($0).weight" })
+        let layout = config.weightLayout
+        for stack in layout.stacks {
+            for b in 0..<layout.layerCount(stack) {
+                let selfAttention = T5WeightLayout.sublayerPrefix(stack, b, .selfAttention)
+                let attention = "\(selfAttention).SelfAttention"
+                add("\(selfAttention).layer_norm.weight", .element, ["q", "k", "v"].map { "\(attention).\($0).weight" })
                 add("\(attention).v.weight", .row, ["\(attention).o.weight"])
-                var ff = 1
-                if stack == "decoder" {
-                    let cross = "\(p).1.EncDecAttention"
-                    add("\(p).1.layer_norm.weight", .element, ["\(cross).q.weight"])
+                if stack == .decoder {
+                    let crossAttention = T5WeightLayout.sublayerPrefix(stack, b, .crossAttention)
+                    let cross = "\(crossAttention).EncDecAttention"
+                    add("\(crossAttention).layer_norm.weight", .element, ["\(cross).q.weight"])
                     add("\(cross).v.weight", .row, ["\(cross).o.weight"])
-                    ff = 2
                 }
-                let ffn = "\(p).\(ff).DenseReluDense"
+                let feedForward = T5WeightLayout.sublayerPrefix(stack, b, .feedForward)
+                let ffn = "\(feedForward).DenseReluDense"
                 if gated {
-                    add("\(p).\(ff).layer_norm.weight", .element, ["\(ffn).wi_0.weight", "\(ffn).wi_1.weight"])
+                    add("\(feedForward).layer_norm.weight", .element, ["\(ffn).wi_0.weight", "\(ffn).wi_1.weight"])
                     add("\(ffn).wi_1.weight", .row, ["\(ffn).wo.weight"])
                 } else {
-                    add("\(p).\(ff).layer_norm.weight", .element, ["\(ffn).wi.weight"])
+                    add("\(feedForward).layer_norm.weight", .element, ["\(ffn).wi.weight"])
                     if relu { add("\(ffn).wi.weight", .row, ["\(ffn).wo.weight"]) }
                 }
             }
         }
-        if !config.isEncoderOnly {
-            if config.numDecoderLayers > 0 {
-                add("encoder.final_layer_norm.weight", .element, (0..<config.numDecoderLayers).flatMap { b in
-                    ["k", "v"].map { "decoder.block.\(b).layer.1.EncDecAttention.\($0).weight" }
-                })
-            }
-            if !config.tieWordEmbeddings {
-                add("decoder.final_layer_norm.weight", .element, ["lm_head.weight"])
+        let decoderBlocks = layout.layerCount(.decoder)
+        if decoderBlocks > 0 {
+            add("encoder.final_layer_norm.weight", .element, (0..<decoderBlocks).flatMap { b in
+                ["k", "v"].map { "\(T5WeightLayout.sublayerPrefix(.decoder, b, .crossAttention)).EncDecAttention.\($0).weight" }
+            })
+            // Tied, the head is the embedding, which also feeds the input: no fold.
+            if layout.outputProjection == T5WeightLayout.outputProjectionName {
+                add("decoder.final_layer_norm.weight", .element, [T5WeightLayout.outputProjectionName])
             }
         }
         return sites

@@ -140,9 +140,10 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
 
     public func tensor(_ name: String) throws -> TensorView {
         var resolved = record(name)
-        // Tied models store no lm_head: the output projection is shared.weight.
-        if resolved == nil, name == "lm_head.weight", config.tieWordEmbeddings { resolved = record("shared.weight") }
-        if resolved == nil, name.hasSuffix("embed_tokens.weight") { resolved = record("shared.weight") }
+        // Tied names the file does not store (embed_tokens, a tied model's lm_head) are the embedding table.
+        if resolved == nil, let stored = config.weightLayout.storedName(for: name, isStored: { index[$0] != nil }) {
+            resolved = record(stored)
+        }
         guard let r = resolved else { throw FlintError("\(path): no tensor named \"\(name)\"") }
         let scales = r.scaleSize == 0
             ? UnsafeBufferPointer<Float>(start: nil, count: 0)

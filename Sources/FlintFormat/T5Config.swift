@@ -219,39 +219,16 @@ public struct T5Config: Codable, Sendable, Equatable {
 }
 
 extension T5Config {
-    /// The shape a Hugging Face T5 tensor must have under this config (HF names, `[out, in]` matrices), or nil
-    /// for a name that is not a T5 weight (the caller decides what to do with those). A block index outside
-    /// its stack's layer count gives an empty shape, which no tensor has.
+    /// The tensors this config declares (names, shapes, roles, tying): `T5WeightLayout`.
+    public var weightLayout: T5WeightLayout { T5WeightLayout(config: self) }
+
+    /// The shape a Hugging Face T5 tensor must have under this config (`T5WeightLayout.expectedShape`).
     public func expectedShape(ofTensor name: String) -> [Int]? {
-        let d = dModel, inner = innerDim
-        switch name {
-        case "shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight":
-            return [vocabSize, d]
-        case "encoder.final_layer_norm.weight", "decoder.final_layer_norm.weight":
-            return [d]
-        default:
-            break
-        }
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count >= 5, parts[0] == "encoder" || parts[0] == "decoder", parts[1] == "block",
-              let block = Int(parts[2]), parts[3] == "layer" else { return nil }
-        let layers = parts[0] == "encoder" ? numEncoderLayers : numDecoderLayers
-        guard block >= 0, block < layers else { return [] }
-        switch parts.dropFirst(5).joined(separator: ".") {
-        case "layer_norm.weight": return [d]
-        case "SelfAttention.q.weight", "SelfAttention.k.weight", "SelfAttention.v.weight",
-             "EncDecAttention.q.weight", "EncDecAttention.k.weight", "EncDecAttention.v.weight":
-            return [inner, d]
-        case "SelfAttention.o.weight", "EncDecAttention.o.weight": return [d, inner]
-        case "SelfAttention.relative_attention_bias.weight", "EncDecAttention.relative_attention_bias.weight":
-            return [relativeAttentionNumBuckets, numHeads]
-        case "DenseReluDense.wi.weight", "DenseReluDense.wi_0.weight", "DenseReluDense.wi_1.weight": return [dFF, d]
-        case "DenseReluDense.wo.weight": return [d, dFF]
-        default: return nil
-        }
+        weightLayout.expectedShape(ofTensor: name)
     }
 
-    /// Throws naming `source` and the first tensor whose shape disagrees with this config.
+    /// Throws naming `source` and the first tensor whose shape disagrees with this config; names the layout
+    /// does not declare are skipped (`T5WeightLayout.check` also reports missing and unexpected tensors).
     public func checkTensorShapes(_ tensors: [(name: String, shape: [Int])], source: String) throws {
         for t in tensors {
             guard let expected = expectedShape(ofTensor: t.name) else { continue }

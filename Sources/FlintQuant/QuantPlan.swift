@@ -1,7 +1,8 @@
 // Deciding, for each tensor of a checkpoint, how it is stored in the .flint file.
 //
 // Order of precedence (first that applies decides):
-//   1. Tensors that are always float — layer norms, the relative attention bias, anything not 2-D: f32, or the
+//   1. Tensors that are always float — the float-only roles of T5WeightLayout (layer norms, the relative
+//      attention bias) and anything not 2-D: f32, or the
 //      float type of the last keep rule matching the name. They are tiny, and norms / bias feed every layer.
 //   2. The last user keep rule matching the name (later rules win over earlier ones).
 //   3. The last scheme rule matching the name (a per-tensor override: a finer int8 scheme or a float type; what
@@ -168,6 +169,8 @@ public enum KeepReason: Sendable, Equatable, CustomStringConvertible {
     case defaultKeepFeedForwardOutput
     /// A scheme rule (the last one matching).
     case schemeRule(SchemeRule)
+    /// Another role `T5WeightLayout` declares float-only (its raw value).
+    case floatOnlyRole(String)
 
     /// A short text for messages and JSON (`kept_float`).
     public var description: String {
@@ -178,6 +181,7 @@ public enum KeepReason: Sendable, Equatable, CustomStringConvertible {
         case .notMatrix: return "not a 2-D tensor"
         case .defaultKeepFeedForwardOutput: return "default keep (gated-GELU FFN output projection wo)"
         case .schemeRule(let rule): return "scheme rule \(rule)"
+        case .floatOnlyRole(let role): return "\(role) (always float)"
         }
     }
 }
@@ -201,7 +205,7 @@ public struct TensorDecision: Sendable, Equatable {
 }
 
 public struct QuantPlan: Sendable {
-    public static let defaultKeepPattern = "*.DenseReluDense.wo.weight"
+    public static let defaultKeepPattern = T5WeightLayout.feedForwardOutputPattern
 
     public let request: QuantRequest
     public let keepRules: [KeepRule]
@@ -273,8 +277,13 @@ public struct QuantPlan: Sendable {
 
     /// The reason a tensor is float whatever was requested, or nil.
     static func alwaysFloatReason(name: String, shape: [Int]) -> KeepReason? {
-        if globMatch(pattern: "*layer_norm.weight", name: name) { return .layerNorm }
-        if globMatch(pattern: "*relative_attention_bias.weight", name: name) { return .relativeAttentionBias }
+        // The layout's float-only roles (norms, the bias table).
+        switch T5WeightLayout.floatOnlyRole(ofTensor: name) {
+        case .layerNorm?: return .layerNorm
+        case .relativeAttentionBias?: return .relativeAttentionBias
+        case let role?: return .floatOnlyRole(role.rawValue)
+        case nil: break
+        }
         if shape.count != 2 { return .notMatrix }
         return nil
     }

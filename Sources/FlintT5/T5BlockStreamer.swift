@@ -139,7 +139,7 @@ public final class T5BlockStreamer {
         let state = T5DecoderState(config: config, initialCapacity: maxNewTokens)
         for cache in caches { _ = state.append(cache, count: 1, maxLength: maxNewTokens) }
         // The head stays loaded for the whole generation (it is needed after every step).
-        let headName = config.tieWordEmbeddings ? "shared.weight" : "lm_head.weight"
+        let headName = config.weightLayout.outputProjection
         let head = try T5Linear(loader, headName, out: config.vocabSize, in: config.dModel)
         let headScale: Float = config.scaleDecoderOutputs ? Float(pow(Double(config.dModel), -0.5)) : 1
         let finalNorm = try T5LayerNorm(loader, "decoder.final_layer_norm.weight", dModel: config.dModel,

@@ -22,6 +22,8 @@ public final class T5EncoderModel: @unchecked Sendable {
         try isa.validate()
         let config = weights.config
         try config.validate()
+        // Every missing tensor in one error, before anything is loaded.
+        try config.weightLayout.checkComplete(weights, stacks: [.encoder])
         let loader = WeightLoader(source: weights, int8Kernels: int8Kernels, isa: isa)
         self.config = config
         embedding = try T5Embedding(loader, config: config)

@@ -63,6 +63,8 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
         guard !config.isEncoderOnly else {
             throw FlintError("\(weights.sourceDescription): an encoder-only model has no decoder; use T5EncoderModel")
         }
+        // Every missing tensor in one error, before anything is loaded.
+        try config.weightLayout.checkComplete(weights)
         let loader = WeightLoader(source: weights, int8Kernels: int8Kernels, isa: isa)
         self.config = config
         embedding = try T5Embedding(loader, config: config)

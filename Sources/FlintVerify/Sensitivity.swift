@@ -133,16 +133,10 @@ public enum Sensitivity {
     /// `decoder.block.N.` (its norms included, so a scale folded from a norm into the block's linears moves with
     /// them).
     public static func blockComponents(_ candidate: WeightSource) -> [SensitivityComponent] {
-        let c = candidate.config
         let names = candidate.tensorNames
-        var result: [SensitivityComponent] = []
-        for (stack, count) in [("encoder", c.numEncoderLayers), ("decoder", c.numDecoderLayers)] {
-            for b in 0..<count {
-                let prefix = "\(stack).block.\(b)."
-                result.append(SensitivityComponent(name: "\(stack).block.\(b)", tensors: names.filter { $0.hasPrefix(prefix) }))
-            }
+        return candidate.config.weightLayout.blockNames.map { block in
+            SensitivityComponent(name: block, tensors: names.filter { $0.hasPrefix(block + ".") })
         }
-        return result
     }
 
     /// Whether two views hold the same bytes in the same form.
@@ -200,7 +194,7 @@ final class HeadProbe {
         vocab = c.vocabSize
         epsilon = Float(c.layerNormEpsilon)
         outputScale = c.scaleDecoderOutputs ? Float(pow(Double(c.dModel), -0.5)) : 1
-        headName = c.tieWordEmbeddings ? "shared.weight" : "lm_head.weight"
+        headName = c.weightLayout.outputProjection
         referenceNorm = try TensorConversion.floatArray(try reference.tensor("decoder.final_layer_norm.weight"))
         candidateNorm = try TensorConversion.floatArray(try candidate.tensor("decoder.final_layer_norm.weight"))
         guard referenceNorm.count == dModel, candidateNorm.count == dModel else {

@@ -502,7 +502,9 @@ final class LayerComparison {
 
     func index(_ stack: T5StackKind, _ block: Int) -> Int { stack == .encoder ? block : encoderBlocks + block }
 
-    func name(_ i: Int) -> String { i < encoderBlocks ? "encoder.block.\(i)" : "decoder.block.\(i - encoderBlocks)" }
+    func name(_ i: Int) -> String {
+        i < encoderBlocks ? T5WeightLayout.blockName(.encoder, i) : T5WeightLayout.blockName(.decoder, i - encoderBlocks)
+    }
 
     struct Recorder {
         /// Per layer, the outputs in the order they were observed (encoder: once; decoder: once per step).
