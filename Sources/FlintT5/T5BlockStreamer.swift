@@ -18,8 +18,12 @@ public final class T5BlockStreamer {
     let loader: WeightLoader
     let pool: ThreadPool?
 
-    /// - Parameter weights: a float checkpoint (f32 used in place, f16/bf16 widened per block) or a .flint file.
-    public init(weights: WeightSource, pool: ThreadPool? = .shared, isa: KernelISA = .preferred) throws {
+    /// - Parameters:
+    ///   - weights: a float checkpoint (f32 used in place, f16/bf16 widened per block) or a .flint file.
+    ///   - int8Kernels: how int8 weights multiply (in place with that mode, as `flint run` runs them), or nil to
+    ///     widen them to float32 one block at a time (calibration).
+    public init(weights: WeightSource, pool: ThreadPool? = .shared, isa: KernelISA = .preferred,
+                int8Kernels: Int8KernelMode? = nil) throws {
         try isa.validate()
         config = weights.config
         try config.validate()
@@ -27,7 +31,7 @@ public final class T5BlockStreamer {
             throw FlintError("\(weights.sourceDescription): an encoder-only model has no decoder to stream")
         }
         source = weights
-        loader = WeightLoader(source: weights, int8Kernels: nil, isa: isa)
+        loader = WeightLoader(source: weights, int8Kernels: int8Kernels, isa: isa)
         self.pool = pool
     }
 
@@ -84,39 +88,143 @@ public final class T5BlockStreamer {
     // MARK: Encoder
 
     /// Encodes every input (packed in one batch) block by block: the encoder's final-normed output per input.
-    /// `progress(done, total)` after each block.
-    public func encode(_ inputs: [[Int]], linearObserver: T5LinearInputObserver? = nil,
+    /// `observer` sees every block's output (all rows of the batch); `progress(done, total)` after each block.
+    public func encode(_ inputs: [[Int]], observer: T5BlockObserver? = nil,
+                       linearObserver: T5LinearInputObserver? = nil,
                        progress: ((Int, Int) -> Void)? = nil) throws -> [T5EncoderOutput] {
         guard !inputs.isEmpty, inputs.allSatisfy({ !$0.isEmpty }) else {
             throw FlintError("calibration: every input needs at least one token")
         }
-        let d = config.dModel
-        let rows = inputs.reduce(0) { $0 + $1.count }
-        let work = T5Workspace(rows: rows, config: config)
-        try embed(inputs.flatMap { $0 }, into: work.hidden.mutablePointer)
+        let lengths = inputs.map(\.count)
+        var hidden = try embedded(inputs)
+        try runBlocks(.encoder, 0..<config.numEncoderLayers, hidden: &hidden, lengths: lengths, observer: observer,
+                      linearObserver: linearObserver, progress: progress)
+        return try encoderOutputs(hidden, lengths: lengths)
+    }
+
+    // MARK: Whole sequences, block by block
+
+    /// The embedding rows of several sequences packed one after another (`sum(lengths) × dModel`): block 0's
+    /// input in either stack.
+    public func embedded(_ sequences: [[Int]]) throws -> [Float] {
+        let ids = sequences.flatMap { $0 }
+        var rows = [Float](repeating: 0, count: ids.count * config.dModel)
+        if !ids.isEmpty { try rows.withUnsafeMutableBufferPointer { try embed(ids, into: $0.baseAddress!) } }
         release("shared.weight")
-        let context = T5ForwardContext(pool: pool, linearObserver: linearObserver)
-        let ranges = segments(inputs.map(\.count))
-        let longest = inputs.map(\.count).max()!
-        var bias: SequenceBias? = nil
-        let count = config.numEncoderLayers
-        for index in 0..<count {
-            let block = try loadBlock(.encoder, index)
-            if let table = block.selfAttention.relativeBias { bias = SequenceBias(table, longest: longest) }
-            guard let bias else { throw FlintError("encoder block 0 has no relative_attention_bias") }
-            let pass = T5SequencePass(segments: ranges, causal: false,
-                                      biases: Array(repeating: bias, count: index + 1), encoderStates: [])
-            block.forward(work, rows: rows, layer: index, pass: pass, context)
-            release("encoder.block.\(index).")
-            progress?(index + 1, count)
+        return rows
+    }
+
+    /// Runs blocks `blocks` of a stack over whole sequences packed in `hidden` (the residual stream,
+    /// `sum(lengths) × dModel`), in place, each block loaded, run over every sequence and dropped (its pages
+    /// handed back) before the next. Encoder sequences attend bidirectionally within themselves; decoder
+    /// sequences are teacher-forced rows at positions 0..<length (causal) cross-attending over `encoded[s]`.
+    /// `observer` sees each block's output, all rows together; `progress(done, total)` after each block.
+    public func runBlocks(_ stack: T5StackKind, _ blocks: Range<Int>, hidden: inout [Float], lengths: [Int],
+                          encoded: [T5EncoderOutput] = [], observer: T5BlockObserver? = nil,
+                          linearObserver: T5LinearInputObserver? = nil,
+                          progress: ((Int, Int) -> Void)? = nil) throws {
+        let d = config.dModel
+        let count = stack == .encoder ? config.numEncoderLayers : config.numDecoderLayers
+        guard !lengths.isEmpty, lengths.allSatisfy({ $0 > 0 }) else {
+            throw FlintError("\(stack.rawValue) blocks: sequence lengths \(lengths) must be positive, at least one")
         }
-        let norm = try T5LayerNorm(loader, "encoder.final_layer_norm.weight", dModel: d, epsilon: config.layerNormEpsilon)
-        norm.forward(work.hidden.pointer, rows: rows, into: work.normed.mutablePointer)
-        let normed = UnsafeBufferPointer(start: work.normed.pointer, count: rows * d)
-        return ranges.map { range in
+        let rows = lengths.reduce(0, +)
+        guard hidden.count == rows * d else {
+            throw FlintError("\(stack.rawValue) blocks: \(hidden.count) floats for \(rows) rows of d_model \(d)")
+        }
+        guard blocks.lowerBound >= 0, blocks.upperBound <= count else {
+            throw FlintError("\(stack.rawValue) blocks \(blocks): the stack has blocks 0..<\(count)")
+        }
+        if stack == .decoder {
+            guard encoded.count == lengths.count, encoded.allSatisfy({ $0.dModel == d && $0.length > 0 }) else {
+                throw FlintError("decoder blocks: need one encoder output of d_model \(d) per sequence, got \(encoded.count) for \(lengths.count)")
+            }
+        }
+        guard !blocks.isEmpty else { return }
+        let work = T5Workspace(rows: rows, config: config)
+        hidden.withUnsafeBufferPointer { work.hidden.mutablePointer.update(from: $0.baseAddress!, count: rows * d) }
+        let context = T5ForwardContext(pool: pool, linearObserver: linearObserver)
+        let ranges = segments(lengths)
+        let longest = lengths.max()!
+        // A block without its own table uses block 0's (T5): starting past block 0 loads that table alone.
+        var bias: SequenceBias? = nil
+        if !ownsBias(stack, blocks.lowerBound) {
+            let name = "\(stack.rawValue).block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+            bias = SequenceBias(try RelativePositionBias(loader, name, config: config, bidirectional: stack == .encoder),
+                                longest: longest)
+            release(name)
+        }
+        for index in blocks {
+            let block = try loadBlock(stack, index)
+            if let table = block.selfAttention.relativeBias { bias = SequenceBias(table, longest: longest) }
+            guard let bias else { throw FlintError("\(stack.rawValue) block 0 has no relative_attention_bias") }
+            let pass = T5SequencePass(segments: ranges, causal: stack == .decoder,
+                                      biases: Array(repeating: bias, count: index + 1), encoderStates: encoded)
+            block.forward(work, rows: rows, layer: index, pass: pass, context)
+            release("\(stack.rawValue).block.\(index).")
+            observer?(stack, index, UnsafeBufferPointer(start: work.hidden.pointer, count: rows * d), rows)
+            progress?(index - blocks.lowerBound + 1, blocks.count)
+        }
+        hidden = Array(UnsafeBufferPointer(start: work.hidden.pointer, count: rows * d))
+    }
+
+    /// The encoder's final layer norm over packed rows: one output per sequence.
+    public func encoderOutputs(_ hidden: [Float], lengths: [Int]) throws -> [T5EncoderOutput] {
+        let d = config.dModel
+        let normed = try finalNorm(.encoder, hidden)
+        return segments(lengths).map { range in
             T5EncoderOutput(hiddenStates: Array(normed[(range.lowerBound * d)..<(range.upperBound * d)]),
                             length: range.count, dModel: d)
         }
+    }
+
+    /// A stack's final layer norm over `rows × dModel` rows.
+    public func finalNorm(_ stack: T5StackKind, _ hidden: [Float]) throws -> [Float] {
+        let d = config.dModel, rows = hidden.count / d
+        guard hidden.count == rows * d else { throw FlintError("\(stack.rawValue) final norm: \(hidden.count) floats are not rows of \(d)") }
+        let name = "\(stack.rawValue).final_layer_norm.weight"
+        let norm = try T5LayerNorm(loader, name, dModel: d, epsilon: config.layerNormEpsilon)
+        var out = [Float](repeating: 0, count: hidden.count)
+        if rows > 0 {
+            hidden.withUnsafeBufferPointer { x in
+                out.withUnsafeMutableBufferPointer { norm.forward(x.baseAddress!, rows: rows, into: $0.baseAddress!) }
+            }
+        }
+        return out
+    }
+
+    /// The decoder's final norm and the output head over decoder rows (the last block's output, `rows ×
+    /// dModel`): `rows × vocab` logits. The head is loaded for this call and its pages handed back after.
+    public func logits(decoderHidden hidden: [Float], linearObserver: T5LinearInputObserver? = nil) throws -> [Float] {
+        var normed = try finalNorm(.decoder, hidden)
+        let rows = hidden.count / config.dModel
+        guard rows > 0 else { return [] }
+        let headName = config.tieWordEmbeddings ? "shared.weight" : "lm_head.weight"
+        let head = try T5Linear(loader, headName, out: config.vocabSize, in: config.dModel)
+        if config.scaleDecoderOutputs {
+            let scale = Float(pow(Double(config.dModel), -0.5))
+            for i in normed.indices { normed[i] *= scale }
+        }
+        var logits = [Float](repeating: 0, count: rows * config.vocabSize)
+        let context = T5ForwardContext(pool: pool, linearObserver: linearObserver)
+        normed.withUnsafeBufferPointer { x in
+            logits.withUnsafeMutableBufferPointer { head.forward(x.baseAddress!, rows: rows, into: $0.baseAddress!, context) }
+        }
+        release(headName)
+        return logits
+    }
+
+    /// Teacher-forced logits of every decoder position of every sequence together (`model(input_ids,
+    /// decoder_input_ids=…).logits`, all prompts at once), the decoder run block by block with the causal mask:
+    /// `sum(decoderInputs.count) × vocab` floats, sequence after sequence. `observer` sees each decoder block's
+    /// output (all rows).
+    public func teacherForced(_ encoded: [T5EncoderOutput], decoderInputs: [[Int]], observer: T5BlockObserver? = nil,
+                              progress: ((Int, Int) -> Void)? = nil) throws -> [Float] {
+        let lengths = decoderInputs.map(\.count)
+        var hidden = try embedded(decoderInputs)
+        try runBlocks(.decoder, 0..<config.numDecoderLayers, hidden: &hidden, lengths: lengths, encoded: encoded,
+                      observer: observer, progress: progress)
+        return try logits(decoderHidden: hidden)
     }
 
     // MARK: Decoder

@@ -15,10 +15,15 @@ public final class ScaledWeights: WeightSource, @unchecked Sendable {
     private var cache: [String: TensorView] = [:]
     private var buffers: [UnsafeMutableBufferPointer<Float>] = []
     private let lock = NSLock()
+    /// Whether a scaled copy is kept for the next lookup (whole-model runs look every tensor up once per model
+    /// built) or made afresh each time and freed with its last view (block-by-block runs, whose memory must not
+    /// grow to the whole model).
+    public let caching: Bool
 
-    public init(base: WeightSource, scalings: [ChannelScaling]) {
+    public init(base: WeightSource, scalings: [ChannelScaling], caching: Bool = true) {
         self.base = base
         self.scalings = scalings.byTensor()
+        self.caching = caching
     }
 
     deinit { buffers.forEach { $0.deallocate() } }
@@ -26,10 +31,11 @@ public final class ScaledWeights: WeightSource, @unchecked Sendable {
     /// The float model in the basis `candidate` was quantized in: `reference` with the candidate's recorded
     /// smoothing folds applied (metadata `calibration.smoothing`), or `reference` itself for an unsmoothed
     /// candidate. Per-part comparisons (sensitivity hybrids) must start from it.
-    public static func smoothedBasis(_ reference: WeightSource, for candidate: WeightSource) throws -> WeightSource {
+    public static func smoothedBasis(_ reference: WeightSource, for candidate: WeightSource,
+                                     caching: Bool = true) throws -> WeightSource {
         guard let file = candidate as? FlintFile, let smoothing = file.metadata.calibration?.smoothing,
               !smoothing.folds.isEmpty else { return reference }
-        return ScaledWeights(base: reference, scalings: try smoothing.channelScalings())
+        return ScaledWeights(base: reference, scalings: try smoothing.channelScalings(), caching: caching)
     }
 
     public var config: T5Config { base.config }
@@ -43,6 +49,11 @@ public final class ScaledWeights: WeightSource, @unchecked Sendable {
         let view = try base.tensor(name)
         // Aliases (tied names) resolve to the stored tensor's name, whose scalings apply.
         guard let ops = scalings[view.name] ?? scalings[name] else { return view }
+        if !caching {
+            let copy = try ScaledCopy(view, ops)
+            return TensorView(name: view.name, storage: .f32, shape: view.shape,
+                              data: UnsafeRawBufferPointer(copy.values), owner: copy)
+        }
         lock.lock()
         defer { lock.unlock() }
         if let cached = cache[view.name] { return cached }
@@ -57,4 +68,24 @@ public final class ScaledWeights: WeightSource, @unchecked Sendable {
         cache[view.name] = scaled
         return scaled
     }
+}
+
+/// One scaled float32 copy, freed with the last view that holds it.
+private final class ScaledCopy {
+    let values: UnsafeMutableBufferPointer<Float>
+
+    init(_ view: TensorView, _ ops: [ChannelScaling]) throws {
+        let floats = try TensorConversion.floatArray(view)
+        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, floats.count))
+        _ = buffer.initialize(from: floats)
+        values = UnsafeMutableBufferPointer(start: buffer.baseAddress, count: floats.count)
+        do {
+            for op in ops { try op.apply(to: values, shape: view.shape) }
+        } catch {
+            buffer.deallocate()
+            throw error
+        }
+    }
+
+    deinit { values.baseAddress?.deallocate() }
 }

@@ -270,13 +270,32 @@ public enum Verifier {
         guard !candidate.config.isEncoderOnly else {
             throw FlintError("\(candidate.sourceDescription): encoder-only models have no generation to verify; compare with flint embed")
         }
-        // Int8 weights run on the int8 kernels, as `flint run` would run them.
-        let ref = try T5ForConditionalGeneration(weights: reference, pool: pool, int8Kernels: int8Kernels)
-        let cand = try T5ForConditionalGeneration(weights: candidate, pool: pool, int8Kernels: int8Kernels)
+        // Both models run block by block over every prompt at once (StreamedRun.swift), so the float reference
+        // never needs to be resident whole; int8 weights run on the int8 kernels, as `flint run` runs them.
+        let refStream = try T5BlockStreamer(weights: reference, pool: pool, int8Kernels: int8Kernels)
+        let candStream = try T5BlockStreamer(weights: candidate, pool: pool, int8Kernels: int8Kernels)
+        let config = reference.config
         let head = try HeadProbe(reference: reference, candidate: candidate, pool: pool, int8Kernels: int8Kernels)
-        let layers = LayerComparison(encoderBlocks: ref.config.numEncoderLayers, decoderBlocks: ref.config.numDecoderLayers)
-        let lastDecoderBlock = layers.index(.decoder, ref.config.numDecoderLayers - 1)
-        var peaks = ActivationPeaks(layers: layers, dModel: ref.config.dModel)
+        let layers = LayerComparison(encoderBlocks: config.numEncoderLayers, decoderBlocks: config.numDecoderLayers)
+        let lastDecoderBlock = layers.index(.decoder, config.numDecoderLayers - 1)
+        var peaks = ActivationPeaks(layers: layers, dModel: config.dModel)
+        let sensitivityRuns = sensitivity == .never ? 0 : layers.count
+        let perModel = StreamedVerifyPlan(config: config, maxNewTokens: maxNewTokens).blocksPerModel
+        // Progress counts block runs; the sensitivity pass, when it runs, counts one unit per component on top.
+        let totalWork = 2 * perModel + (sensitivity == .always ? sensitivityRuns : 0)
+        let ids = inputs.map(\.inputIds)
+
+        // The reference: its block outputs are kept (packed, all prompts) for the per-block comparison.
+        var recorded = [[Float]](repeating: [], count: layers.count)
+        let (ref, script) = try refStream.verifyRun(ids, maxNewTokens: maxNewTokens, script: nil, observer: { stack, block, hidden, rows in
+            recorded[layers.index(stack, block)] = Array(hidden)
+            peaks.observe(stack, block, hidden, rows: rows)
+        }, progress: { progress?($0, totalWork) })
+        let (cand, _) = try candStream.verifyRun(ids, maxNewTokens: maxNewTokens, script: script, observer: { stack, block, hidden, _ in
+            let i = layers.index(stack, block)
+            layers.add(i, reference: recorded[i], candidate: hidden)
+        }, progress: { progress?(perModel + $0, totalWork) })
+
         var kls: [Double] = []
         var top1Hits = 0, steps = 0, firstHits = 0
         var exact = 0
@@ -284,28 +303,14 @@ public enum Verifier {
         var details: [PromptResult] = []
         var scripts: [TeacherScript] = []
         var headSums = LayerComparison.Sums(), headKL = 0.0, headHits = 0
-        let greedy = GenerationOptions(maxNewTokens: maxNewTokens, strategy: .greedy)
-        let sensitivityRuns = sensitivity == .never ? 0 : layers.count
-        let totalWork = inputs.count + (sensitivity == .always ? sensitivityRuns : 0)
-
+        let d = config.dModel
         for (i, input) in inputs.enumerated() {
-            // The reference's greedy continuation is the script both models are scored on.
-            let refGen = try ref.generate(inputIds: input.inputIds, options: greedy)
-            let script = Array(refGen.sequence.dropLast())   // decoder inputs: start + all but the last token
-            var recorder = layers.recorder()
-            let refLogits = try ref.logits(inputIds: input.inputIds, decoderInputIds: script) { stack, block, hidden, rows in
-                recorder.record(stack, block, hidden)
-                peaks.observe(stack, block, hidden, rows: rows)
-            }
-            var comparer = layers.comparer(recorder)
-            let candLogits = try cand.logits(inputIds: input.inputIds, decoderInputIds: script) { stack, block, hidden, _ in
-                comparer.compare(stack, block, hidden)
-            }
-            layers.add(comparer)
             var promptHits = 0
             var promptKL = 0.0
-            for step in 0..<script.count {
-                let r = refLogits[step], c = candLogits[step]
+            var refLogits: [[Float]] = []
+            for step in 0..<script[i].count {
+                let row = steps + step
+                let r = ref.logitsRow(row), c = cand.logitsRow(row)
                 let hit = argmax(r) == argmax(c)
                 if hit { top1Hits += 1; promptHits += 1 }
                 if step == 0 && hit { firstHits += 1 }
@@ -313,25 +318,26 @@ public enum Verifier {
                 kls.append(kl)
                 promptKL += kl
                 // The head alone, on the reference's hidden state of this step.
-                let (hr, hc) = head.logits(recorder.recorder.outputs[lastDecoderBlock][step])
+                let (hr, hc) = head.logits(Array(recorded[lastDecoderBlock][(row * d)..<((row + 1) * d)]))
                 headSums.add(reference: hr, candidate: hc)
                 headKL += klDivergence(reference: hr, candidate: hc)
                 if argmax(hr) == argmax(hc) { headHits += 1 }
+                if sensitivity != .never { refLogits.append(r) }
             }
-            steps += script.count
+            steps += script[i].count
             if sensitivity != .never {
-                scripts.append(TeacherScript(inputIds: input.inputIds, decoderInputIds: script, referenceLogits: refLogits))
+                scripts.append(TeacherScript(inputIds: input.inputIds, decoderInputIds: script[i], referenceLogits: refLogits))
             }
-            let candGen = try cand.generate(inputIds: input.inputIds, options: greedy)
-            let refIds = refGen.generatedIds, candIds = candGen.generatedIds
+            let refIds = ref.generated[i], candIds = cand.generated[i]
             let same = refIds == candIds
             let sim = similarity(refIds, candIds)
             if same { exact += 1 } else { differingSimilarity.append(sim) }
             details.append(PromptResult(prompt: input.prompt, inputTokens: input.inputIds.count, referenceIds: refIds,
-                                        candidateIds: candIds, top1Agreement: Double(promptHits) / Double(max(1, script.count)),
-                                        meanKL: promptKL / Double(max(1, script.count)), exact: same, similarity: sim))
-            progress?(i + 1, totalWork)
+                                        candidateIds: candIds, top1Agreement: Double(promptHits) / Double(max(1, script[i].count)),
+                                        meanKL: promptKL / Double(max(1, script[i].count)), exact: same, similarity: sim))
         }
+        // The sensitivity pass starts each block's hybrid from these; otherwise they are done with.
+        if sensitivity == .never { recorded = [] }
 
         var layerResults = layers.results()
         for (i, own) in ownSNRs(layerResults, encoderBlocks: layers.encoderBlocks).enumerated() { layerResults[i].ownSNR = own }
@@ -351,13 +357,14 @@ public enum Verifier {
             failures: [], candidate: candidate.sourceDescription, reference: reference.sourceDescription, details: details)
         judge(&report)
         if sensitivity == .always || (sensitivity == .auto && !report.passed) {
-            let total = inputs.count + sensitivityRuns
+            let total = 2 * perModel + sensitivityRuns
             // A smoothed candidate's folds cross blocks (encoder final norm → every cross-attention k/v,
             // decoder final norm → lm_head): its parts are mixed into the reference in the candidate's basis.
-            var measured = try Sensitivity.measure(
-                reference: try ScaledWeights.smoothedBasis(reference, for: candidate), candidate: candidate,
-                components: Sensitivity.blockComponents(candidate),
-                scripts: scripts, pool: pool, int8Kernels: int8Kernels) { done, _, _ in progress?(inputs.count + done, total) }
+            // Each hybrid streams block by block like the reference, so the basis keeps no whole-model copies.
+            var measured = try Sensitivity.measureStreamed(
+                reference: try ScaledWeights.smoothedBasis(reference, for: candidate, caching: false), candidate: candidate,
+                components: Sensitivity.blockComponents(candidate), scripts: scripts, blockOutputs: recorded,
+                pool: pool, int8Kernels: int8Kernels) { done, _, _ in progress?(2 * perModel + done, total) }
             if let h = report.head {
                 measured.append(ComponentSensitivity(name: "lm_head", meanKL: h.meanKL, top1Agreement: h.top1Agreement,
                                                      identical: h.logitsSNR == nil,
@@ -506,62 +513,19 @@ final class LayerComparison {
         i < encoderBlocks ? T5WeightLayout.blockName(.encoder, i) : T5WeightLayout.blockName(.decoder, i - encoderBlocks)
     }
 
-    struct Recorder {
-        /// Per layer, the outputs in the order they were observed (encoder: once; decoder: once per step).
-        var outputs: [[[Float]]]
-        mutating func record(_ stack: T5StackKind, _ block: Int, _ hidden: UnsafeBufferPointer<Float>, index: Int) {
-            outputs[index].append(Array(hidden))
+    /// Adds one block's candidate output against the reference's (the same rows, packed alike), element by
+    /// element, to that block's sums.
+    func add(_ i: Int, reference r: [Float], candidate c: UnsafeBufferPointer<Float>) {
+        guard r.count == c.count else { return }
+        var s = sums[i]
+        for j in 0..<r.count {
+            let a = Double(r[j]), b = Double(c[j])
+            s.refSquares += a * a
+            s.candSquares += b * b
+            s.dot += a * b
+            s.diffSquares += (a - b) * (a - b)
         }
-    }
-
-    struct RecorderHandle {
-        let owner: LayerComparison
-        var recorder: Recorder
-        mutating func record(_ stack: T5StackKind, _ block: Int, _ hidden: UnsafeBufferPointer<Float>) {
-            recorder.record(stack, block, hidden, index: owner.index(stack, block))
-        }
-    }
-
-    struct Comparer {
-        let owner: LayerComparison
-        let reference: Recorder
-        var seen: [Int]
-        var sums: [Sums]
-        mutating func compare(_ stack: T5StackKind, _ block: Int, _ hidden: UnsafeBufferPointer<Float>) {
-            let i = owner.index(stack, block)
-            let k = seen[i]
-            seen[i] += 1
-            guard k < reference.outputs[i].count else { return }
-            let r = reference.outputs[i][k]
-            guard r.count == hidden.count else { return }
-            var s = sums[i]
-            for j in 0..<r.count {
-                let a = Double(r[j]), b = Double(hidden[j])
-                s.refSquares += a * a
-                s.candSquares += b * b
-                s.dot += a * b
-                s.diffSquares += (a - b) * (a - b)
-            }
-            sums[i] = s
-        }
-    }
-
-    func recorder() -> RecorderHandle {
-        RecorderHandle(owner: self, recorder: Recorder(outputs: [[[Float]]](repeating: [], count: sums.count)))
-    }
-
-    func comparer(_ handle: RecorderHandle) -> Comparer {
-        Comparer(owner: self, reference: handle.recorder, seen: [Int](repeating: 0, count: sums.count),
-                 sums: [Sums](repeating: Sums(), count: sums.count))
-    }
-
-    func add(_ c: Comparer) {
-        for i in sums.indices {
-            sums[i].refSquares += c.sums[i].refSquares
-            sums[i].diffSquares += c.sums[i].diffSquares
-            sums[i].dot += c.sums[i].dot
-            sums[i].candSquares += c.sums[i].candSquares
-        }
+        sums[i] = s
     }
 
     func results() -> [LayerAgreement] {
