@@ -50,7 +50,7 @@ public final class FlintModel: Sendable {
             case .w8a8: return .w8a8
             case .dequantized: return nil
             case .auto:
-                if let file = weights as? FlintFile, file.metadata.calibration?.smoothing != nil { return .w8a8 }
+                if let file = weights as? FlintFile, file.isSmoothed { return .w8a8 }
                 return .weightOnly
             }
         }

@@ -42,16 +42,17 @@ struct InspectCommand: ParsableCommand {
                 bar.finish()
             }
             if format.json {
-                try printJSON(InspectJSON(f, verified: verify))
+                try printJSON(try InspectJSON(f, verified: verify))
             } else {
-                printText(f)
+                try printText(f)
             }
         }
     }
 
-    private func printText(_ f: FlintFile) {
+    private func printText(_ f: FlintFile) throws {
         let c = f.config
         let m = f.metadata
+        let fileCalibration = try f.calibration()
         print("\(f.path): .flint format version \(f.header.formatVersion), \(formatBytes(Int64(f.fileSize)))")
         print("model      \(c.architecture), d_model \(c.dModel), d_kv \(c.dKV), d_ff \(c.dFF), heads \(c.numHeads), "
               + "layers \(c.numEncoderLayers)+\(c.numDecoderLayers), vocab \(c.vocabSize)")
@@ -84,12 +85,12 @@ struct InspectCommand: ParsableCommand {
                       + String(format: " (alone it cost KL %.3g)", c.sensitivityKL))
             }
         }
-        if let calibration = m.calibration { printCalibration(calibration) }
+        if let calibration = fileCalibration { printCalibration(calibration) }
         if !m.aliases.isEmpty {
             print("aliases    " + m.aliases.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value)" }.joined(separator: ", "))
         }
         if verify { print("checksums  all \(f.records.count) tensors verified") }
-        if let calibration = m.calibration { printCalibrationLayers(calibration) }
+        if let calibration = fileCalibration { printCalibrationLayers(calibration) }
         print("")
         let nameWidth = min(96, f.records.map(\.name.count).max() ?? 10)
         print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  scheme    layout      shape            bytes      SNR dB")
@@ -234,7 +235,7 @@ struct InspectJSON: Encodable {
     var calibration: CalibrationInspectJSON?
     var tensors: [Tensor]
 
-    init(_ f: FlintFile, verified: Bool) {
+    init(_ f: FlintFile, verified: Bool) throws {
         format_version = f.header.formatVersion
         file_bytes = f.fileSize
         checksums_verified = verified
@@ -242,7 +243,7 @@ struct InspectJSON: Encodable {
         tokenizer = f.metadata.tokenizer.map { Tokenizer(type: $0.type, bytes: f.header.tokenizerSize, extra_ids: $0.extraIds) }
         provenance = f.metadata.provenance
         aliases = f.metadata.aliases
-        calibration = f.metadata.calibration.map(CalibrationInspectJSON.init)
+        calibration = try f.calibration().map(CalibrationInspectJSON.init)
         tensors = f.records.map {
             Tensor(name: $0.name, dtype: $0.storage.name, shape: $0.shape, offset: $0.dataOffset, bytes: $0.dataSize,
                    scheme: $0.scheme.name, layout: $0.layout.name, group_size: $0.scheme.groupSize, scale_offset: $0.scaleOffset,

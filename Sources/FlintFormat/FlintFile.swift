@@ -94,11 +94,20 @@ public struct FlintHeader: Sendable, Equatable {
 public final class FlintFile: WeightSource, @unchecked Sendable {
     public let path: String
     public let header: FlintHeader
+    /// The metadata, validated at open — except `calibration`, which is left nil here: its per-channel smoothing
+    /// scales are most of the metadata of a big model (643 072 numbers, 6.3 MB, at flan-t5-xl) and
+    /// decoding them took most of the open. Read it with `calibration()`; `isSmoothed` tells without decoding.
     public let metadata: FlintMetadata
     /// Tensor records in table order.
     public let records: [TensorRecord]
     private let index: [String: Int]
     private let file: MappedFile
+    /// Where the `calibration` value lies in the file (absolute offsets), when the metadata has one.
+    private let calibrationRange: Range<Int>?
+    /// Whether the calibration object has a non-null `smoothing` (found at open without decoding it).
+    public let isSmoothed: Bool
+    private let calibrationLock = NSLock()
+    private var decodedCalibration: CalibrationSummary?? = nil
 
     public var config: T5Config { metadata.config }
     public var sourceDescription: String { path }
@@ -127,7 +136,33 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         try FlintFile.checkRegions(path, records, header)
         self.records = records
         self.index = index
-        self.metadata = try FlintFile.readMetadata(file, header, index, records)
+        let (metadata, calibration) = try FlintFile.readMetadata(file, header, index, records)
+        self.metadata = metadata
+        calibrationRange = calibration.map { ($0.value.lowerBound + header.metadataOffset)..<($0.value.upperBound + header.metadataOffset) }
+        isSmoothed = calibration?.smoothed ?? false
+    }
+
+    /// The `calibration` metadata (activation statistics and smoothing folds; nil for a data-free conversion),
+    /// decoded on first use and kept. Throws a FlintError naming the file and offset when it does not decode.
+    public func calibration() throws -> CalibrationSummary? {
+        calibrationLock.lock()
+        defer { calibrationLock.unlock() }
+        if let decodedCalibration { return decodedCalibration }
+        guard let range = calibrationRange else {
+            decodedCalibration = .some(nil)
+            return nil
+        }
+        let json = Data(file.slice(range.lowerBound, range.count))
+        let value: CalibrationSummary?
+        do {
+            value = try JSONDecoder().decode(CalibrationSummary?.self, from: json)
+        } catch let e as DecodingError {
+            throw FlintError("\(path): metadata calibration at offset \(range.lowerBound): \(describe(e))")
+        } catch {
+            throw FlintError("\(path): metadata calibration at offset \(range.lowerBound) is not valid JSON")
+        }
+        decodedCalibration = .some(value)
+        return value
     }
 
     // MARK: WeightSource
@@ -366,11 +401,26 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         }
     }
 
+    /// The metadata with `calibration` left out (its value's byte range within the metadata is returned, for
+    /// `calibration()`), and whether that value has a `smoothing`.
     private static func readMetadata(_ file: MappedFile, _ h: FlintHeader, _ index: [String: Int],
-                                     _ records: [TensorRecord]) throws -> FlintMetadata {
+                                     _ records: [TensorRecord]) throws
+        -> (FlintMetadata, (value: Range<Int>, smoothed: Bool)?) {
         let path = file.path
-        let json = Data(file.slice(h.metadataOffset, h.metadataSize))
-        let metadata: FlintMetadata
+        let bytes = file.slice(h.metadataOffset, h.metadataSize)
+        // The calibration value is cut out (replaced by null) before decoding, so its bulk is not parsed here.
+        // The sections checksum already covers its bytes; its JSON is checked when calibration() decodes it.
+        let calibration = MetadataScan.topLevelValue("calibration", in: bytes)
+        var json = Data(bytes)
+        var smoothed = false
+        if let range = calibration {
+            let value = UnsafeRawBufferPointer(rebasing: bytes[range])
+            if let smoothing = MetadataScan.topLevelValue("smoothing", in: value) {
+                smoothed = !MetadataScan.isNull(value[smoothing.lowerBound])
+            }
+            json.replaceSubrange(range, with: Array("null".utf8))
+        }
+        var metadata: FlintMetadata
         do {
             metadata = try JSONDecoder().decode(FlintMetadata.self, from: json)
         } catch let e as DecodingError {
@@ -405,7 +455,8 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         if metadata.tokenizer != nil, h.tokenizerSize == 0 {
             throw FlintError("\(path): metadata describes a tokenizer but the tokenizer section is empty")
         }
-        return metadata
+        metadata.calibration = nil
+        return (metadata, calibration.map { ($0, smoothed) })
     }
 }
 

@@ -33,7 +33,7 @@ public final class ScaledWeights: WeightSource, @unchecked Sendable {
     /// candidate. Per-part comparisons (sensitivity hybrids) must start from it.
     public static func smoothedBasis(_ reference: WeightSource, for candidate: WeightSource,
                                      caching: Bool = true) throws -> WeightSource {
-        guard let file = candidate as? FlintFile, let smoothing = file.metadata.calibration?.smoothing,
+        guard let file = candidate as? FlintFile, let smoothing = try file.calibration()?.smoothing,
               !smoothing.folds.isEmpty else { return reference }
         return ScaledWeights(base: reference, scalings: try smoothing.channelScalings(), caching: caching)
     }

@@ -133,7 +133,7 @@ let reversePrompts: [String] = {
         #expect(report.convert.keptFloat.allSatisfy { $0.contains("layer_norm") || $0.contains("relative_attention_bias") },
                 "\(report.convert.keptFloat)")
         let file = try FlintFile(path: dir + "/m.flint")
-        #expect(file.metadata.calibration?.smoothing != nil)
+        #expect(try file.calibration()?.smoothing != nil)
         let tokenizer = try T5Tokenizer(modelBytes: folder.tokenizerModel!)
         let inputs = reversePrompts.map { VerifyInput(prompt: $0, inputIds: tokenizer.encode($0)) }
         for kernels in [Int8KernelMode.weightOnly, .w8a8] {
@@ -155,7 +155,7 @@ let reversePrompts: [String] = {
         let options = RecipeOptions(calibrationOptions: CalibrationOptions(maxNewTokens: 4))
         let report = try CalibratedConverter.convert(folder, output: dir + "/m.flint", options: options, pool: nil)
         let file = try FlintFile(path: dir + "/m.flint")
-        let calibration = try #require(file.metadata.calibration)
+        let calibration = try #require(try file.calibration())
         #expect(calibration == report.calibration)
         #expect(calibration.promptSource == CalibrationPrompts.builtInSource)
         #expect(calibration.prompts == CalibrationPrompts.builtIn.count)

@@ -48,7 +48,7 @@ import FlintT5
         let options = RecipeOptions(calibrationOptions: CalibrationOptions(maxNewTokens: 8))
         let report = try CalibratedConverter.convert(folder, output: dir + "/m.flint", options: options, pool: nil)
         let file = try FlintFile(path: dir + "/m.flint")
-        let smoothing = try #require(file.metadata.calibration?.smoothing, "\(path): \(report.calibrationSkipped ?? "not smoothed")")
+        let smoothing = try #require(try file.calibration()?.smoothing, "\(path): \(report.calibrationSkipped ?? "not smoothed")")
         #expect(report.convert.keptFloat.allSatisfy { $0.contains("layer_norm") || $0.contains("relative_attention_bias") },
                 "\(report.convert.keptFloat)")
         if folder.config.tieWordEmbeddings {
