@@ -106,18 +106,22 @@ final class T5Attention {
         q.forward(x, rows: rows, into: work.queries.mutablePointer, context)
         k.forward(x, rows: rows, into: work.keys.mutablePointer, context)
         v.forward(x, rows: rows, into: work.values.mutablePointer, context)
-        let inner = innerDim, scores = state.scores.mutablePointer
-        for (r, sequence) in state.sequences.enumerated() {
-            let position = sequence.length, keyCount = position + 1
-            let cacheK = sequence.keys[layer].mutablePointer, cacheV = sequence.values[layer].mutablePointer
-            (cacheK + position * inner).update(from: work.keys.pointer + r * inner, count: inner)
-            (cacheV + position * inner).update(from: work.values.pointer + r * inner, count: inner)
-            for h in 0..<numHeads {
-                VectorMath.attend(queries: work.queries.pointer + r * inner + h * dKV, queryCount: 1,
-                                  keys: cacheK + h * dKV, values: cacheV + h * dKV, keyCount: keyCount,
-                                  stride: inner, dKV: dKV, bias: bias.row(r, head: h), biasRowStride: 0,
-                                  scores: scores, context: work.context.mutablePointer + r * inner + h * dKV, isa: isa)
-            }
+        let inner = innerDim, dKV = dKV, isa = isa
+        let sequences = state.sequences
+        var longest = 0
+        for (r, sequence) in sequences.enumerated() {
+            let position = sequence.length
+            (sequence.keys[layer].mutablePointer + position * inner).update(from: work.keys.pointer + r * inner, count: inner)
+            (sequence.values[layer].mutablePointer + position * inner).update(from: work.values.pointer + r * inner, count: inner)
+            longest = max(longest, position + 1)
+        }
+        let queries = work.queries.pointer, output = work.context.mutablePointer
+        attendRowsAndHeads(rows: rows, longest: longest, context) { r, h, scores in
+            let sequence = sequences[r]
+            VectorMath.attend(queries: queries + r * inner + h * dKV, queryCount: 1,
+                              keys: sequence.keys[layer].pointer + h * dKV, values: sequence.values[layer].pointer + h * dKV,
+                              keyCount: sequence.length + 1, stride: inner, dKV: dKV, bias: bias.row(r, head: h),
+                              biasRowStride: 0, scores: scores, context: output + r * inner + h * dKV, isa: isa)
         }
         o.forward(work.context.pointer, rows: rows, into: y, context)
     }
@@ -128,17 +132,39 @@ final class T5Attention {
                           into y: UnsafeMutablePointer<Float>, _ context: T5ForwardContext) {
         let rows = state.rowCount
         q.forward(x, rows: rows, into: work.queries.mutablePointer, context)
-        let inner = innerDim, scores = state.scores.mutablePointer
-        for (r, sequence) in state.sequences.enumerated() {
-            let cross = sequence.cross
-            for h in 0..<numHeads {
-                VectorMath.attend(queries: work.queries.pointer + r * inner + h * dKV, queryCount: 1,
-                                  keys: cross.keys[layer].pointer + h * dKV, values: cross.values[layer].pointer + h * dKV,
-                                  keyCount: cross.encoderLength, stride: inner, dKV: dKV, bias: nil, biasRowStride: 0,
-                                  scores: scores, context: work.context.mutablePointer + r * inner + h * dKV, isa: isa)
-            }
+        let inner = innerDim, dKV = dKV, isa = isa
+        let sequences = state.sequences
+        let longest = sequences.map(\.cross.encoderLength).max() ?? 0
+        let queries = work.queries.pointer, output = work.context.mutablePointer
+        attendRowsAndHeads(rows: rows, longest: longest, context) { r, h, scores in
+            let cross = sequences[r].cross
+            VectorMath.attend(queries: queries + r * inner + h * dKV, queryCount: 1,
+                              keys: cross.keys[layer].pointer + h * dKV, values: cross.values[layer].pointer + h * dKV,
+                              keyCount: cross.encoderLength, stride: inner, dKV: dKV, bias: nil, biasRowStride: 0,
+                              scores: scores, context: output + r * inner + h * dKV, isa: isa)
         }
         o.forward(work.context.pointer, rows: rows, into: y, context)
+    }
+
+    /// Runs `body(row, head, scores)` for every (row, head) of a decoding step, split over the pool when the
+    /// step has enough work: the heads of all rows are independent, and at batch 8 they were the serial part of
+    /// a 2-thread step (the keys and values they read, `longest × dKV` floats twice per item, come from memory:
+    /// 8 rows of flan-t5-small read ~20 MB of caches per step). Each thread gets its own `longest` score floats;
+    /// the results do not depend on the split.
+    private func attendRowsAndHeads(rows: Int, longest: Int, _ context: T5ForwardContext,
+                                    _ body: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+        let heads = numHeads, items = rows * heads
+        guard items > 0 else { return }
+        // About 8k multiply-adds per thread before a wake-up pays (the workers spin between the jobs of a step).
+        let minimumItems = max(1, 8192 / max(1, longest * dKV))
+        withoutActuallyEscaping(body) { body in
+            let run: (Range<Int>) -> Void = { range in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, longest)) { scores in
+                    for item in range { body(item / heads, item % heads, scores.baseAddress!) }
+                }
+            }
+            if let pool = context.pool { pool.parallelFor(items, minimumPerThread: minimumItems, run) } else { run(0..<items) }
+        }
     }
 
     // MARK: Kernels

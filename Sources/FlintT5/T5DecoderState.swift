@@ -84,7 +84,6 @@ public final class T5DecoderState {
     private(set) var sequences: [T5DecodingSequence] = []
     private(set) var workspace: T5Workspace
     private(set) var logits: FloatStorage
-    private(set) var scores = FloatStorage(count: 0)
     private var biasBuffers: [FloatStorage] = []
     /// Positions allocated up front per row (tests use a small one to exercise growing).
     let initialCapacity: Int
@@ -168,12 +167,7 @@ public final class T5DecoderState {
         if logits.count < rows * config.vocabSize {
             logits = FloatStorage(count: workspace.rows * config.vocabSize)
         }
-        var longest = 0
-        for sequence in sequences {
-            try sequence.reserve(positions: sequence.length + 1)
-            longest = max(longest, sequence.length + 1, sequence.cross.encoderLength)
-        }
-        if scores.count < longest { scores = FloatStorage(count: max(longest, 2 * scores.count)) }
+        for sequence in sequences { try sequence.reserve(positions: sequence.length + 1) }
     }
 
     /// Scratch for step bias `index` (one per bias table of the decoder), at least `count` floats.

@@ -380,8 +380,11 @@ static void run_path(const path *p) {
     const int8_case cases[] = {
         {40, 512, 0}, {40, 512, 32}, {40, 512, 64}, {24, 512, 128}, {21, 520, 0}, {19, 520, 64}, {13, 100, 0},
         {13, 100, 48}, {9, 33, 0}, {16, 1024, 0}, {8, 768, 32}, {3, 7, 0}, {17, 96, 96},
+        // Enough 16-row blocks on each side of the split for the four-block decode tiles (≤ 8 rows) and their
+        // two- and one-block tails.
+        {200, 64, 0}, {150, 96, 32},
     };
-    const int64_t row_counts[] = {1, 2, 3, 5, 8};
+    const int64_t row_counts[] = {1, 2, 3, 4, 5, 8, 9};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (size_t r = 0; r < sizeof row_counts / sizeof row_counts[0]; r++) check_int8(p, cases[c], row_counts[r]);
     const int64_t xwt_shapes[][3] = {{1, 40, 512}, {4, 9, 64}, {5, 67, 100}, {9, 13, 7}, {3, 130, 33}, {8, 64, 768}};
