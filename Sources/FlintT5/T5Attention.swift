@@ -50,8 +50,25 @@ final class T5Attention {
         let longest = segments.map(\.count).max() ?? 0
         let queries = work.queries.pointer, keys = work.keys.pointer, values = work.values.pointer
         let output = work.context.mutablePointer
+        let tiled = VectorMath.hasAttendSequence(isa)
         let forItems: (Range<Int>) -> Void = { items in
-            // Per thread: one head's keys and transposed values made contiguous, and its score matrix.
+            if tiled {
+                // The path's tiled kernel: per thread, one head's transposed keys and 4 score rows.
+                let sizes = VectorMath.attendSequenceScratch(length: longest, dKV: dKV)
+                let keyScratch = UnsafeMutablePointer<Float>.allocate(capacity: sizes.keys)
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: sizes.scores)
+                defer { keyScratch.deallocate(); scores.deallocate() }
+                for item in items {
+                    let segment = segments[item / heads], h = item % heads
+                    let offset = segment.lowerBound * inner + h * dKV
+                    _ = VectorMath.attendSequence(
+                        queries: queries + offset, keys: keys + offset, values: values + offset, length: segment.count,
+                        stride: inner, dKV: dKV, bias: bias.centre(head: h), causal: causal, keyScratch: keyScratch,
+                        scores: scores, context: output + offset, isa: isa)
+                }
+                return
+            }
+            // Portable: one head's keys and transposed values made contiguous, and its score matrix.
             let keyScratch = UnsafeMutablePointer<Float>.allocate(capacity: longest * dKV)
             let valueScratch = UnsafeMutablePointer<Float>.allocate(capacity: longest * dKV)
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: longest * longest)

@@ -9,6 +9,7 @@
 //   w8a8 (AVX-512)         |y − ref| ≤ 1e-5 · Σ|w·x| + 1e-30 (its float epilogue runs per lane)
 //   weight_only, xwt       |y − ref| ≤ 1e-5 · Σ|w·x| + 1e-30 (ref in double)
 //   attend                 |context − ref| ≤ 1e-5 · max|v| (ref in double)
+//   attend_sequence        the same, per query over its own sequence (bias by relative position, causal or not)
 //   gelu_new               |y − ref| ≤ 2e-6 · |ref| + 4e-7 · |x| (for x ≪ 0, 1 + tanh(u) cancels: absolute error ≈ |x|·ulp(1))
 //   exp_shifted            |y − ref| ≤ 2e-6 · ref, and the sum within 2e-6 relative
 //   packed w8a8 (all)      bit-identical to the row-major reference (weights packed here as FLINT.md layout 1)
@@ -124,6 +125,9 @@ typedef void (*exp_fn)(float *, int64_t, float, float *);
 typedef void (*attend_fn)(const float *, int64_t, const float *, const float *, int64_t, int64_t, int64_t,
                           const float *, int64_t, float *, float *);
 
+typedef void (*attend_sequence_fn)(const float *, const float *, const float *, int64_t, int64_t, int64_t,
+                                   const float *, int32_t, float *, float *, float *);
+
 typedef void (*packed_w8a8_fn)(const flint_packed_int8 *, int64_t, int64_t, const uint8_t *, int64_t,
                                const float *, int64_t, float *, int64_t);
 typedef void (*packed_wo_fn)(const flint_packed_int8 *, int64_t, int64_t, const float *, int64_t, int64_t, float *,
@@ -143,6 +147,7 @@ typedef struct {
     attend_fn attend;
     packed_w8a8_fn packed_w8a8;
     packed_wo_fn packed_weight_only;
+    attend_sequence_fn attend_sequence;
 } path;
 
 static int fits(const path *p, int64_t k, int64_t gsize, int64_t groups, int w8a8) {
@@ -371,6 +376,47 @@ static void check_attend(const path *p, int64_t queries, int64_t keys, int64_t d
     free(q); free(kk); free(v); free(bias); free(scores); free(ctx); free(sc);
 }
 
+/// One head over a whole sequence of `length` (self-attention of prefill): against a double-precision reference
+/// with the same relative bias (query i, key j: bias[j − i]) and causal mask.
+static void check_attend_sequence(const path *p, int64_t length, int64_t dkv, int causal) {
+    const int64_t stride = dkv * 2 + 3, lp = (length + 31) / 32 * 32;
+    float *q = malloc(sizeof(float) * (size_t)(length * stride)), *kk = malloc(sizeof(float) * (size_t)(length * stride));
+    float *v = malloc(sizeof(float) * (size_t)(length * stride)), *table = malloc(sizeof(float) * (size_t)(2 * length));
+    float *kt = malloc(sizeof(float) * (size_t)(dkv * lp)), *scores = malloc(sizeof(float) * (size_t)(4 * lp));
+    float *ctx = malloc(sizeof(float) * (size_t)(length * stride));
+    double *sc = malloc(sizeof(double) * (size_t)length);
+    for (int64_t i = 0; i < length * stride; i++) { q[i] = uniform(-1, 1); kk[i] = uniform(-1, 1); v[i] = uniform(-2, 2); }
+    for (int64_t i = 0; i < 2 * length; i++) table[i] = uniform(-3, 3);
+    for (int64_t i = 0; i < length * stride; i++) ctx[i] = 12345;  // the padding columns must stay untouched
+    const float *bias = table + length;  // relative position 0
+    p->attend_sequence(q, kk, v, length, stride, dkv, bias, causal, kt, scores, ctx);
+    checks++;
+    for (int64_t i = 0; i < length; i++) {
+        const int64_t visible = causal ? i + 1 : length;
+        double max = -INFINITY, total = 0;
+        for (int64_t j = 0; j < visible; j++) {
+            double s = bias[j - i];
+            for (int64_t c = 0; c < dkv; c++) s += (double)q[i * stride + c] * kk[j * stride + c];
+            sc[j] = s;
+            max = s > max ? s : max;
+        }
+        for (int64_t j = 0; j < visible; j++) { sc[j] = exp(sc[j] - max); total += sc[j]; }
+        for (int64_t c = 0; c < stride; c++) {
+            double ref = 12345;
+            if (c < dkv) {
+                ref = 0;
+                for (int64_t j = 0; j < visible; j++) ref += sc[j] / total * v[j * stride + c];
+            }
+            if (fabs(ctx[i * stride + c] - ref) > 1e-5 * 2.0) {
+                FAIL("%s: attend_sequence length=%lld dkv=%lld causal=%d (%lld, %lld) %.9g vs %.9g", p->name, (long long)length, (long long)dkv, causal, (long long)i, (long long)c, ctx[i * stride + c], ref);
+                i = length;
+                break;
+            }
+        }
+    }
+    free(q); free(kk); free(v); free(table); free(kt); free(scores); free(ctx); free(sc);
+}
+
 static void run_path(const path *p) {
     if (!p->available) {
         printf("  %-22s skipped (this CPU cannot run it)\n", p->name);
@@ -397,6 +443,13 @@ static void run_path(const path *p) {
     check_attend(p, 5, 64, 64, 1);
     check_attend(p, 3, 19, 24, 0);
     check_attend(p, 2, 11, 100, 1);
+    if (p->attend_sequence) {
+        const int64_t lengths[] = {1, 2, 3, 5, 17, 33, 64, 130};
+        const int64_t dkvs[] = {64, 8, 12, 100, 4};
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++)
+            for (size_t d = 0; d < sizeof dkvs / sizeof dkvs[0]; d++)
+                for (int causal = 0; causal < 2; causal++) check_attend_sequence(p, lengths[l], dkvs[d], causal);
+    }
     printf("  %-22s %s (%d checks)\n", p->name, failures == before ? "ok" : "FAILED", checks - checks_before);
 }
 
@@ -404,19 +457,24 @@ int main(void) {
     const path paths[] = {
         {"avx2 (+avx-vnni)", flint_isa_supported(FLINT_ISA_AVX2), 1, 0, flint_avx2_int8_quantize_activations,
          flint_avx2_int8_w8a8, flint_avx2_int8_weight_only, flint_avx2_f32_xwt, flint_avx2_f32_gelu_new,
-         flint_avx2_f32_exp_shifted, flint_avx2_f32_attend, flint_avx2_packed_w8a8, flint_avx2_packed_weight_only},
+         flint_avx2_f32_exp_shifted, flint_avx2_f32_attend, flint_avx2_packed_w8a8, flint_avx2_packed_weight_only,
+         flint_avx2_f32_attend_sequence},
         {"avx2 w8a8 without vnni", flint_isa_supported(FLINT_ISA_AVX2), 1, 0, flint_avx2_int8_quantize_activations,
          flint_avx2_int8_w8a8_plain, flint_avx2_int8_weight_only, flint_avx2_f32_xwt, flint_avx2_f32_gelu_new,
-         flint_avx2_f32_exp_shifted, flint_avx2_f32_attend, flint_avx2_packed_w8a8_plain, flint_avx2_packed_weight_only},
+         flint_avx2_f32_exp_shifted, flint_avx2_f32_attend, flint_avx2_packed_w8a8_plain, flint_avx2_packed_weight_only,
+         flint_avx2_f32_attend_sequence},
         {"avx512", flint_isa_supported(FLINT_ISA_AVX512), 0, 1, flint_int8_quantize_activations, flint_int8_w8a8,
          flint_int8_weight_only, flint_f32_xwt, flint_f32_gelu_new, flint_f32_exp_shifted, flint_f32_attend,
-         flint_avx512_packed_w8a8, flint_avx512_packed_weight_only},
+         flint_avx512_packed_w8a8, flint_avx512_packed_weight_only,
+         flint_avx512_f32_attend_sequence},
         {"neon (+sdot)", flint_isa_supported(FLINT_ISA_NEON), 1, 0, flint_neon_int8_quantize_activations,
          flint_neon_int8_w8a8, flint_neon_int8_weight_only, flint_neon_f32_xwt, flint_neon_f32_gelu_new,
-         flint_neon_f32_exp_shifted, flint_neon_f32_attend, flint_neon_packed_w8a8, flint_neon_packed_weight_only},
+         flint_neon_f32_exp_shifted, flint_neon_f32_attend, flint_neon_packed_w8a8, flint_neon_packed_weight_only,
+         flint_neon_f32_attend_sequence},
         {"neon w8a8 without sdot", flint_isa_supported(FLINT_ISA_NEON), 1, 0, flint_neon_int8_quantize_activations,
          flint_neon_int8_w8a8_plain, flint_neon_int8_weight_only, flint_neon_f32_xwt, flint_neon_f32_gelu_new,
-         flint_neon_f32_exp_shifted, flint_neon_f32_attend, flint_neon_packed_w8a8_plain, flint_neon_packed_weight_only},
+         flint_neon_f32_exp_shifted, flint_neon_f32_attend, flint_neon_packed_w8a8_plain, flint_neon_packed_weight_only,
+         flint_neon_f32_attend_sequence},
     };
     printf("CFlintKernels paths on %s (avx2 dot product: %d, neon sdot: %d):\n", flint_cpu_name(),
            flint_isa_has_dot_product(FLINT_ISA_AVX2), flint_isa_has_dot_product(FLINT_ISA_NEON));

@@ -133,6 +133,22 @@ void flint_neon_int8_w8a8_plain(const flint_int8_matrix *m, int64_t n_begin, int
                                 int64_t ldxq, const float *xscales, int64_t rows, float *y, int64_t ldy);
 
 // ---------------------------------------------------------------------------------------------------------------
+// Prefill self-attention (AttentionKernels.c): one head over a whole sequence, in tiles of 4 query rows that stay in
+// cache (no length × length score matrix). For each query i < length: scores `q_i · k_j + bias[j − i]` over the
+// keys j < length (j ≤ i when `causal`; masked keys get exactly 0 weight), softmax, `context_i = Σ_j p_j · v_j`.
+// `bias` points at relative position 0 and must cover −(length − 1) … length − 1. Q, K, V and context rows are
+// `dkv` floats with row stride `stride`. Scratch: `kt` holds dkv × Lp floats (K transposed) and `scores` 4 × Lp,
+// Lp = length rounded up to a multiple of 32. Float summation order differs from the portable kernels (within
+// 1e-5 of Σ|p·v|, like attend). Callable when `flint_isa_supported` says so for the path (else it does nothing).
+#define FLINT_DECLARE_ATTEND_SEQUENCE(prefix) \
+    void prefix##_f32_attend_sequence(const float *q, const float *k, const float *v, int64_t length, int64_t stride, \
+                                      int64_t dkv, const float *bias, int32_t causal, float *kt, float *scores, \
+                                      float *context);
+FLINT_DECLARE_ATTEND_SEQUENCE(flint_avx512)
+FLINT_DECLARE_ATTEND_SEQUENCE(flint_avx2)
+FLINT_DECLARE_ATTEND_SEQUENCE(flint_neon)
+
+// ---------------------------------------------------------------------------------------------------------------
 // The packed int8 layout (Formats/FLINT.md, tensor layout 1, "int8-packed16x4"): the weight rows in blocks of 16,
 // each block `16 × k_padded` bytes (k_padded = k rounded up to 4, zero weights past k), ordered by input quad:
 //     block b, quad q, lane l, byte j  =  w[16·b + l][4·q + j]        (at b·16·k_padded + 64·q + 4·l + j)
