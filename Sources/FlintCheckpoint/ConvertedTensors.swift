@@ -1,52 +1,8 @@
 // What the Keras .h5 and Flax msgpack readers share: both store linear weights as `[in, out]` kernels that
 // Hugging Face's PyTorch naming wants as `[out, in]` weights, so those tensors are materialised (one at a time,
-// in memory the returned view owns) rather than viewed in place; and both shard the same way.
+// in a TensorBuffer the returned view owns) rather than viewed in place; and both shard the same way.
 import Foundation
 import FlintFormat
-
-/// Memory holding one materialised tensor: its own anonymous, page-aligned mapping, because the converter
-/// calls `releaseMappedPages` (madvise DONTNEED) on every view once it is done with it, and on heap memory that
-/// would also wipe whatever shares the first and last page. Unmapped when the last TensorView that owns it goes.
-final class TensorBuffer: @unchecked Sendable {
-    let bytes: UnsafeMutableRawBufferPointer
-    let count: Int
-    private let mapped: Int
-
-    init(byteCount: Int) throws {
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let (rounded, overflow) = byteCount.addingReportingOverflow(page - 1)
-        guard !overflow else { throw FlintError("cannot allocate \(byteCount) bytes for a tensor copy") }
-        mapped = max(page, rounded / page * page)
-        let p = mmap(nil, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        guard let p, p != MAP_FAILED else {
-            throw FlintError("cannot allocate \(byteCount) bytes for a tensor copy (\(String(cString: strerror(errno))))")
-        }
-        bytes = UnsafeMutableRawBufferPointer(start: p, count: byteCount)
-        count = byteCount
-    }
-
-    convenience init(copying source: UnsafeRawBufferPointer) throws {
-        try self.init(byteCount: source.count)
-        if source.count > 0 { bytes.copyMemory(from: source) }
-    }
-
-    var readOnly: UnsafeRawBufferPointer { UnsafeRawBufferPointer(bytes) }
-
-    /// A view of `bytes` (a slice of a reader's mapped file) in place when its elements are aligned, else of an
-    /// aligned copy that the view owns; the file pages the copy was made from are released, so a streaming
-    /// conversion of an unaligned checkpoint does not keep the whole file resident.
-    static func view(name: String, storage: StorageType, shape: [Int], bytes: UnsafeRawBufferPointer,
-                     owner: AnyObject) throws -> TensorView {
-        guard let base = bytes.baseAddress, Int(bitPattern: base) % storage.byteSize != 0 else {
-            return TensorView(name: name, storage: storage, shape: shape, data: bytes, owner: owner)
-        }
-        let copy = try TensorBuffer(copying: bytes)
-        releaseMappedPages(bytes)
-        return TensorView(name: name, storage: storage, shape: shape, data: copy.readOnly, owner: copy)
-    }
-
-    deinit { munmap(bytes.baseAddress, mapped) }
-}
 
 enum ConvertedTensors {
     /// The readers for a folder's weights in one format: the single `fileName`, or else the shards its
@@ -57,7 +13,7 @@ enum ConvertedTensors {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: folder, isDirectory: &isDir) else {
-            throw FlintError("\(folder): no such file or folder")
+            throw FlintError(.notFound, "\(folder): no such file or folder")
         }
         if !isDir.boolValue {
             let dir = URL(fileURLWithPath: folder).deletingLastPathComponent().path
@@ -69,7 +25,7 @@ enum ConvertedTensors {
         if fm.fileExists(atPath: single) { return [try openFile(single)] }
         let index = dir.appendingPathComponent(indexFileName).path
         if fm.fileExists(atPath: index) { return try openIndex(index, dir.path) }
-        throw FlintError("\(folder): no \(description) weights (\(fileName) or \(indexFileName))")
+        throw FlintError(.notFound, "\(folder): no \(description) weights (\(fileName) or \(indexFileName))")
     }
 
     /// Element count of a shape, nil when it overflows.
@@ -151,12 +107,12 @@ enum ConvertedTensors {
         for name in shardNames {
             let shardPath = folderURL.appendingPathComponent(name).path
             guard FileManager.default.fileExists(atPath: shardPath) else {
-                throw FlintError("\(indexPath): names shard \"\(name)\", which is not in \(folder)")
+                throw FlintError(.notFound, "\(indexPath): names shard \"\(name)\", which is not in \(folder)")
             }
             let reader = try open(shardPath)
             for info in reader.tensorInfos {
                 if let other = shardOf.updateValue(name, forKey: info.name) {
-                    throw FlintError("\(indexPath): tensor '\(info.name)' is stored in two shards, \(other) and \(name)")
+                    throw FlintError(.corrupt, "\(indexPath): tensor '\(info.name)' is stored in two shards, \(other) and \(name)")
                 }
             }
             readers.append(reader)
@@ -165,7 +121,7 @@ enum ConvertedTensors {
             let name = try ptName(key)
             guard shardOf[name] == file else {
                 let actual = shardOf[name].map { "it is in \($0)" } ?? "no shard has it"
-                throw FlintError("\(indexPath): maps \(format) weight '\(key)' (tensor '\(name)') to shard \"\(file)\", "
+                throw FlintError(.corrupt, "\(indexPath): maps \(format) weight '\(key)' (tensor '\(name)') to shard \"\(file)\", "
                     + "but \(actual)")
             }
         }

@@ -80,16 +80,16 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
         self.path = path
         file = try MappedFile(path: path)
         let bytes = file.bytes
-        guard bytes.count > 0 else { throw FlintError("\(path): empty file; expected a Flax msgpack checkpoint") }
+        guard bytes.count > 0 else { throw FlintError(.corrupt, "\(path): empty file; expected a Flax msgpack checkpoint") }
 
         let root: MsgpackValue
         do {
             root = try MsgpackDecoder(bytes).decodeSingle()
         } catch let e as MsgpackError {
-            throw FlintError("\(path): not a valid msgpack file: \(e.message) (at byte \(e.offset) of \(bytes.count))")
+            throw FlintError(.corrupt, "\(path): not a valid msgpack file: \(e.message) (at byte \(e.offset) of \(bytes.count))")
         }
         guard let top = root.stringKeyedEntries else {
-            throw FlintError("\(path): a Flax checkpoint must be a msgpack map of parameter names, got \(root.kindDescription)")
+            throw FlintError(.corrupt, "\(path): a Flax checkpoint must be a msgpack map of parameter names, got \(root.kindDescription)")
         }
         // transformers drops the "params"/"batch_stats" level of models with batch norm.
         let dropFirst = top.contains { $0.key == "batch_stats" }
@@ -102,15 +102,15 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
             let joined = flaxPath.joined(separator: "/")
             let at = "\(path): array '\(joined)'"
             let (name, kernel) = FlaxMsgpackCheckpoint.pytorchName(flaxPath: dropFirst ? Array(flaxPath.dropFirst()) : flaxPath)
-            guard !name.isEmpty else { throw FlintError("\(at): empty parameter name") }
+            guard !name.isEmpty else { throw FlintError(.corrupt, "\(at): empty parameter name") }
             let transposed = kernel && array.shape.count == 2
             if kernel && array.shape.count > 2 {
-                throw FlintError("\(at): a \(array.shape.count)-D kernel \(array.shape); Flint reads linear kernels "
+                throw FlintError(.unsupported, "\(at): a \(array.shape.count)-D kernel \(array.shape); Flint reads linear kernels "
                     + "(2-D) only (T5 has no convolutions)")
             }
             let ptShape = transposed ? [array.shape[1], array.shape[0]] : array.shape
             guard index[name] == nil else {
-                throw FlintError("\(at): maps to tensor '\(name)', which another array of this file also maps to")
+                throw FlintError(.corrupt, "\(at): maps to tensor '\(name)', which another array of this file also maps to")
             }
             index[name] = infos.count
             infos.append(CheckpointTensorInfo(name: name, dtype: array.dtype, storage: array.storage, shape: ptShape,
@@ -128,7 +128,7 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
                     try add(here, try FlaxMsgpackFile.parseArray(value, at: here, bytes: bytes, path: path))
                 case .map:
                     guard let sub = value.stringKeyedEntries else {
-                        throw FlintError("\(path): '\(here.joined(separator: "/"))' is a map with a non-string key; "
+                        throw FlintError(.corrupt, "\(path): '\(here.joined(separator: "/"))' is a map with a non-string key; "
                             + "Flax parameter trees have string keys")
                     }
                     if sub.contains(where: { $0.key == "__msgpack_chunked_array__" }) {
@@ -137,16 +137,16 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
                         try walk(sub, here)  // empty maps hold no parameters (flatten_dict drops them)
                     }
                 default:
-                    throw FlintError("\(path): '\(here.joined(separator: "/"))' is \(value.kindDescription); expected an "
+                    throw FlintError(.corrupt, "\(path): '\(here.joined(separator: "/"))' is \(value.kindDescription); expected an "
                         + "array (msgpack ext type 1) or a map of parameters")
                 }
             }
         }
         if top.contains(where: { $0.key == "__msgpack_chunked_array__" }) {
-            throw FlintError("\(path): the whole file is one chunked array, not a tree of named parameters")
+            throw FlintError(.corrupt, "\(path): the whole file is one chunked array, not a tree of named parameters")
         }
         try walk(top, [])
-        guard !infos.isEmpty else { throw FlintError("\(path): the Flax checkpoint holds no arrays") }
+        guard !infos.isEmpty else { throw FlintError(.corrupt, "\(path): the Flax checkpoint holds no arrays") }
         self.tensorInfos = infos
         self.entries = entries
         self.index = index
@@ -169,28 +169,28 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
                                    path: String) throws -> ParsedArray {
         let at = "\(path): array '\(flaxPath.joined(separator: "/"))'"
         guard case .ext(let type, let offset, let count) = value else {
-            throw FlintError("\(at): expected an array (msgpack ext type 1), got \(value.kindDescription)")
+            throw FlintError(.corrupt, "\(at): expected an array (msgpack ext type 1), got \(value.kindDescription)")
         }
         guard type == 1 || type == 3 else {
-            throw FlintError("\(at): msgpack ext type \(type) at byte \(offset); Flax arrays are ext type 1 "
+            throw FlintError(.corrupt, "\(at): msgpack ext type \(type) at byte \(offset); Flax arrays are ext type 1 "
                 + "(3 for numpy scalars)")
         }
         let payload: MsgpackValue
         do {
             payload = try MsgpackDecoder(bytes).decodeSingle(in: offset..<(offset + count))
         } catch let e as MsgpackError {
-            throw FlintError("\(at): bad array payload: \(e.message) (at byte \(e.offset))")
+            throw FlintError(.corrupt, "\(at): bad array payload: \(e.message) (at byte \(e.offset))")
         }
         guard case .array(let parts) = payload, parts.count == 3 else {
-            throw FlintError("\(at): array payload at byte \(offset) must be (shape, dtype, data), got \(payload.kindDescription)")
+            throw FlintError(.corrupt, "\(at): array payload at byte \(offset) must be (shape, dtype, data), got \(payload.kindDescription)")
         }
         guard case .array(let dims) = parts[0] else {
-            throw FlintError("\(at): shape must be an array of integers, got \(parts[0].kindDescription)")
+            throw FlintError(.corrupt, "\(at): shape must be an array of integers, got \(parts[0].kindDescription)")
         }
         var shape: [Int] = []
         for (axis, d) in dims.enumerated() {
             guard let v = d.nonNegativeInt else {
-                throw FlintError("\(at): shape dimension \(axis) must be a non-negative integer, got \(d.kindDescription)")
+                throw FlintError(.corrupt, "\(at): shape dimension \(axis) must be a non-negative integer, got \(d.kindDescription)")
             }
             shape.append(v)
         }
@@ -200,20 +200,20 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
         case .binary(let o, let n):
             dtype = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[o..<(o + n)]), as: UTF8.self)
         default:
-            throw FlintError("\(at): dtype must be a string, got \(parts[1].kindDescription)")
+            throw FlintError(.corrupt, "\(at): dtype must be a string, got \(parts[1].kindDescription)")
         }
         guard let known = FlaxMsgpackCheckpoint.dtypes[dtype] else {
-            throw FlintError("\(at): unknown dtype \"\(dtype)\"; expected a numpy dtype name such as float32, "
+            throw FlintError(.corrupt, "\(at): unknown dtype \"\(dtype)\"; expected a numpy dtype name such as float32, "
                 + "float16 or bfloat16")
         }
         guard case .binary(let dataOffset, let dataCount) = parts[2] else {
-            throw FlintError("\(at): data must be msgpack binary, got \(parts[2].kindDescription)")
+            throw FlintError(.corrupt, "\(at): data must be msgpack binary, got \(parts[2].kindDescription)")
         }
         guard let needed = ConvertedTensors.byteCount(shape, elementSize: known.size) else {
-            throw FlintError("\(at): shape \(shape) × \(dtype) overflows the byte count")
+            throw FlintError(.corrupt, "\(at): shape \(shape) × \(dtype) overflows the byte count")
         }
         guard needed == dataCount else {
-            throw FlintError("\(at): \(dtype) shape \(shape) needs \(needed) bytes, but the data at byte \(dataOffset) "
+            throw FlintError(.corrupt, "\(at): \(dtype) shape \(shape) needs \(needed) bytes, but the data at byte \(dataOffset) "
                 + "holds \(dataCount)")
         }
         return ParsedArray(shape: shape, dtype: dtype, elementSize: known.size, storage: known.storage,
@@ -228,41 +228,41 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
         func member(_ key: String) -> MsgpackValue? { map.first { $0.key == key }?.value }
         func tuple(_ key: String) throws -> [MsgpackValue] {
             guard let value = member(key), let entries = value.stringKeyedEntries else {
-                throw FlintError("\(at): needs \"\(key)\" as a map {\"0\": …, \"1\": …}, got "
+                throw FlintError(.corrupt, "\(at): needs \"\(key)\" as a map {\"0\": …, \"1\": …}, got "
                     + (member(key)?.kindDescription ?? "nothing"))
             }
             var byIndex: [String: MsgpackValue] = [:]
             for e in entries { byIndex[e.key] = e.value }
             return try (0..<entries.count).map { i in
                 guard let v = byIndex[String(i)] else {
-                    throw FlintError("\(at): \"\(key)\" has \(entries.count) entries but no key \"\(i)\"")
+                    throw FlintError(.corrupt, "\(at): \"\(key)\" has \(entries.count) entries but no key \"\(i)\"")
                 }
                 return v
             }
         }
         let shape = try tuple("shape").enumerated().map { axis, d -> Int in
             guard let v = d.nonNegativeInt else {
-                throw FlintError("\(at): shape dimension \(axis) must be a non-negative integer, got \(d.kindDescription)")
+                throw FlintError(.corrupt, "\(at): shape dimension \(axis) must be a non-negative integer, got \(d.kindDescription)")
             }
             return v
         }
         let chunks = try tuple("chunks").enumerated().map { i, v in
             try parseArray(v, at: flaxPath + ["chunks", String(i)], bytes: bytes, path: path)
         }
-        guard let first = chunks.first else { throw FlintError("\(at): has no chunks") }
+        guard let first = chunks.first else { throw FlintError(.corrupt, "\(at): has no chunks") }
         var total = 0
         for (i, c) in chunks.enumerated() {
             guard c.dtype == first.dtype else {
-                throw FlintError("\(at): chunk \(i) is \(c.dtype) but chunk 0 is \(first.dtype)")
+                throw FlintError(.corrupt, "\(at): chunk \(i) is \(c.dtype) but chunk 0 is \(first.dtype)")
             }
             guard c.shape.count == 1 else {
-                throw FlintError("\(at): chunk \(i) has shape \(c.shape); chunks are 1-D")
+                throw FlintError(.corrupt, "\(at): chunk \(i) has shape \(c.shape); chunks are 1-D")
             }
             total += c.shape[0]  // each chunk's bytes were checked against the file, so this cannot overflow
         }
         guard let count = ConvertedTensors.elementCount(shape), count == total,
               let byteCount = ConvertedTensors.byteCount(shape, elementSize: first.elementSize) else {
-            throw FlintError("\(at): shape \(shape) does not hold the \(total) elements of its \(chunks.count) chunks")
+            throw FlintError(.corrupt, "\(at): shape \(shape) does not hold the \(total) elements of its \(chunks.count) chunks")
         }
         return ParsedArray(shape: shape, dtype: first.dtype, elementSize: first.elementSize, storage: first.storage,
                            byteCount: byteCount, pieces: chunks.flatMap(\.pieces))
@@ -274,7 +274,7 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
 
     private func lookup(_ name: String) throws -> Int {
         guard let i = index[name] else {
-            throw FlintError("\(path): no tensor '\(name)' in this Flax checkpoint (\(tensorInfos.count) tensors)")
+            throw FlintError(.notFound, "\(path): no tensor '\(name)' in this Flax checkpoint (\(tensorInfos.count) tensors)")
         }
         return i
     }
@@ -301,7 +301,7 @@ public final class FlaxMsgpackFile: CheckpointReader, @unchecked Sendable {
         let i = try lookup(name)
         let info = tensorInfos[i]
         guard let storage = info.storage else {
-            throw FlintError("\(path): tensor '\(name)' (Flax '\(entries[i].flaxPath)') has dtype \(info.dtype), which "
+            throw FlintError(.unsupported, "\(path): tensor '\(name)' (Flax '\(entries[i].flaxPath)') has dtype \(info.dtype), which "
                 + "Flint does not read (supported: float32, float16, bfloat16)")
         }
         let e = entries[i]

@@ -77,7 +77,7 @@ public enum HFConfig {
 
     public static func parseDetails(path: String) throws -> HFConfigDetails {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw FlintError("\(path): cannot read config.json")
+            throw FlintError(.io, "\(path): cannot read config.json")
         }
         return try parseDetails(configJSON: data, path: path)
     }
@@ -87,10 +87,10 @@ public enum HFConfig {
         do {
             json = try JSONParser.parse(configJSON)
         } catch let e as JSONParseError {
-            throw FlintError("\(path): config is not valid JSON: \(e.message) at byte \(e.offset)")
+            throw FlintError(.corrupt, "\(path): config is not valid JSON: \(e.message) at byte \(e.offset)")
         }
         guard case .object = json else {
-            throw FlintError("\(path): config must be a JSON object, got \(json.kindDescription)")
+            throw FlintError(.corrupt, "\(path): config must be a JSON object, got \(json.kindDescription)")
         }
         let keys = Keys(json: json, path: path)
 
@@ -104,14 +104,14 @@ public enum HFConfig {
             else if architectures.contains(where: { $0.hasPrefix("T5") }) { modelType = "t5" }
         }
         guard let modelType else {
-            throw FlintError("\(path): missing key \"model_type\" (expected \"t5\", \"mt5\" or \"umt5\")")
+            throw FlintError(.invalidConfig, "\(path): missing key \"model_type\" (expected \"t5\", \"mt5\" or \"umt5\")")
         }
         if let reason = refusedModelTypes[modelType] {
-            throw FlintError("\(path): model_type \"\(modelType)\" is not supported: \(reason), which Flint does not "
+            throw FlintError(.unsupported, "\(path): model_type \"\(modelType)\" is not supported: \(reason), which Flint does not "
                 + "implement (supported: t5, mt5, umt5)")
         }
         guard supportedModelTypes.contains(modelType) else {
-            throw FlintError("\(path): model_type is \"\(modelType)\"; this reader handles T5-family checkpoints "
+            throw FlintError(.unsupported, "\(path): model_type is \"\(modelType)\"; this reader handles T5-family checkpoints "
                 + "with model_type \"t5\", \"mt5\" or \"umt5\"")
         }
         let isMT5 = modelType == "mt5"
@@ -133,7 +133,7 @@ public enum HFConfig {
         let feedForwardProj = try keys.string("feed_forward_proj") ?? (isMT5 || isUMT5 ? "gated-gelu" : "relu")
         let parts = feedForwardProj.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 1 || (parts.count == 2 && parts[0] == "gated"), !(parts.last ?? "").isEmpty else {
-            throw FlintError("\(path): feed_forward_proj \"\(feedForwardProj)\" is not of the form "
+            throw FlintError(.invalidConfig, "\(path): feed_forward_proj \"\(feedForwardProj)\" is not of the form "
                 + "\"ACT\" or \"gated-ACT\" (e.g. \"relu\", \"gated-gelu\")")
         }
         var isGated = parts[0] == "gated"
@@ -148,7 +148,7 @@ public enum HFConfig {
         case "gelu_pytorch_tanh": activation = .geluNew
         case "gelu": activation = .gelu
         default:
-            throw FlintError("\(path): feed-forward activation \"\(actName)\" (from "
+            throw FlintError(.unsupported, "\(path): feed-forward activation \"\(actName)\" (from "
                 + (keys.has("dense_act_fn") ? "dense_act_fn" : "feed_forward_proj \"\(feedForwardProj)\"")
                 + ") is not supported; supported: relu, gelu, gelu_new")
         }
@@ -191,7 +191,7 @@ public enum HFConfig {
         do {
             try config.validate()
         } catch let e as FlintError {
-            throw FlintError("\(path): \(e.message)")
+            throw e.with(message: "\(path): \(e.message)")
         }
         return HFConfigDetails(config: config, modelType: modelType, architectures: architectures,
                                isEncoderDecoder: isEncoderDecoder, feedForwardProj: feedForwardProj,
@@ -214,14 +214,14 @@ public enum HFConfig {
         func int(_ key: String) throws -> Int? {
             guard let v = value(key) else { return nil }
             guard let i = v.exactInteger, let n = Int(exactly: i) else {
-                throw FlintError("\(path): key \"\(key)\" must be an integer, got \(v.kindDescription)")
+                throw FlintError(.invalidConfig, "\(path): key \"\(key)\" must be an integer, got \(v.kindDescription)")
             }
             return n
         }
 
         func requiredInt(_ key: String) throws -> Int {
             guard let n = try int(key) else {
-                throw FlintError("\(path): missing required key \"\(key)\" (an integer)")
+                throw FlintError(.invalidConfig, "\(path): missing required key \"\(key)\" (an integer)")
             }
             return n
         }
@@ -229,7 +229,7 @@ public enum HFConfig {
         func double(_ key: String) throws -> Double? {
             guard let v = value(key) else { return nil }
             guard let d = v.doubleValue, d.isFinite else {
-                throw FlintError("\(path): key \"\(key)\" must be a number, got \(v.kindDescription)")
+                throw FlintError(.invalidConfig, "\(path): key \"\(key)\" must be a number, got \(v.kindDescription)")
             }
             return d
         }
@@ -237,7 +237,7 @@ public enum HFConfig {
         func bool(_ key: String) throws -> Bool? {
             guard let v = value(key) else { return nil }
             guard case .bool(let b) = v else {
-                throw FlintError("\(path): key \"\(key)\" must be true or false, got \(v.kindDescription)")
+                throw FlintError(.invalidConfig, "\(path): key \"\(key)\" must be true or false, got \(v.kindDescription)")
             }
             return b
         }
@@ -245,7 +245,7 @@ public enum HFConfig {
         func string(_ key: String) throws -> String? {
             guard let v = value(key) else { return nil }
             guard case .string(let s) = v else {
-                throw FlintError("\(path): key \"\(key)\" must be a string, got \(v.kindDescription)")
+                throw FlintError(.invalidConfig, "\(path): key \"\(key)\" must be a string, got \(v.kindDescription)")
             }
             return s
         }
@@ -253,11 +253,11 @@ public enum HFConfig {
         func stringList(_ key: String) throws -> [String]? {
             guard let v = value(key) else { return nil }
             guard case .array(let items) = v else {
-                throw FlintError("\(path): key \"\(key)\" must be a list of strings, got \(v.kindDescription)")
+                throw FlintError(.invalidConfig, "\(path): key \"\(key)\" must be a list of strings, got \(v.kindDescription)")
             }
             return try items.map { item in
                 guard case .string(let s) = item else {
-                    throw FlintError("\(path): key \"\(key)\" must be a list of strings, found \(item.kindDescription)")
+                    throw FlintError(.invalidConfig, "\(path): key \"\(key)\" must be a list of strings, found \(item.kindDescription)")
                 }
                 return s
             }
@@ -268,7 +268,7 @@ public enum HFConfig {
             guard let v = value(key) else { return nil }
             if case .array(let items) = v {
                 guard let first = items.first, let i = first.exactInteger, let n = Int(exactly: i) else {
-                    throw FlintError("\(path): key \"\(key)\" must be an integer or a non-empty list of integers, got \(v.kindDescription)")
+                    throw FlintError(.invalidConfig, "\(path): key \"\(key)\" must be an integer or a non-empty list of integers, got \(v.kindDescription)")
                 }
                 return n
             }

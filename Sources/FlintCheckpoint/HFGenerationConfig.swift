@@ -24,7 +24,7 @@ public struct HFGenerationConfig: Sendable, Equatable {
         let path = (folder as NSString).appendingPathComponent("generation_config.json")
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw FlintError("\(path): cannot be read")
+            throw FlintError(.io, "\(path): cannot be read")
         }
         return try parse(data, path: path, config: config)
     }
@@ -32,25 +32,25 @@ public struct HFGenerationConfig: Sendable, Equatable {
     public static func parse(_ data: Data, path: String, config: T5Config) throws -> HFGenerationConfig {
         let json: JSONValue
         do { json = try JSONParser.parse(data) } catch let e as JSONParseError {
-            throw FlintError("\(path): not valid JSON: \(e.message) at byte \(e.offset)")
+            throw FlintError(.corrupt, "\(path): not valid JSON: \(e.message) at byte \(e.offset)")
         }
         guard case .object(let entries) = json else {
-            throw FlintError("\(path): must be a JSON object, got \(json.kindDescription)")
+            throw FlintError(.corrupt, "\(path): must be a JSON object, got \(json.kindDescription)")
         }
         var d = GenerationDefaults()
         var ignored: [String] = []
         func int(_ key: String, _ v: JSONValue) throws -> Int {
             guard let i = v.exactInteger, let n = Int(exactly: i) else {
-                throw FlintError("\(path): \"\(key)\" must be an integer, got \(v.kindDescription)")
+                throw FlintError(.invalidConfig, "\(path): \"\(key)\" must be an integer, got \(v.kindDescription)")
             }
             return n
         }
         func number(_ key: String, _ v: JSONValue) throws -> Double {
-            guard let x = v.doubleValue, x.isFinite else { throw FlintError("\(path): \"\(key)\" must be a number, got \(v.kindDescription)") }
+            guard let x = v.doubleValue, x.isFinite else { throw FlintError(.invalidConfig, "\(path): \"\(key)\" must be a number, got \(v.kindDescription)") }
             return x
         }
         func ints(_ key: String, _ v: JSONValue) throws -> [Int] {
-            guard case .array(let items) = v else { throw FlintError("\(path): \"\(key)\" must be a list of integers, got \(v.kindDescription)") }
+            guard case .array(let items) = v else { throw FlintError(.invalidConfig, "\(path): \"\(key)\" must be a list of integers, got \(v.kindDescription)") }
             return try items.map { try int(key, $0) }
         }
         for (key, value) in entries {
@@ -73,7 +73,7 @@ public struct HFGenerationConfig: Sendable, Equatable {
                 }
                 d.earlyStopping = b
             case "do_sample":
-                guard case .bool(let b) = value else { throw FlintError("\(path): \"do_sample\" must be true or false") }
+                guard case .bool(let b) = value else { throw FlintError(.invalidConfig, "\(path): \"do_sample\" must be true or false") }
                 d.doSample = b
             case "temperature": d.temperature = try number(key, value)
             case "top_k": d.topK = try int(key, value)
@@ -82,7 +82,7 @@ public struct HFGenerationConfig: Sendable, Equatable {
             case "repetition_penalty": d.repetitionPenalty = try number(key, value)
             case "num_return_sequences": d.numReturnSequences = try int(key, value)
             case "bad_words_ids":
-                guard case .array(let words) = value else { throw FlintError("\(path): \"bad_words_ids\" must be a list of lists of integers") }
+                guard case .array(let words) = value else { throw FlintError(.invalidConfig, "\(path): \"bad_words_ids\" must be a list of lists of integers") }
                 d.badWordsIds = try words.map { try ints(key, $0) }
             case "suppress_tokens": d.suppressTokens = try ints(key, value)
             case "decoder_start_token_id", "eos_token_id":
@@ -95,7 +95,7 @@ public struct HFGenerationConfig: Sendable, Equatable {
             }
         }
         do { try d.validate(vocabSize: config.vocabSize) } catch let e as FlintError {
-            throw FlintError("\(path): \(e.message)")
+            throw e.with(message: "\(path): \(e.message)")
         }
         return HFGenerationConfig(defaults: d, ignored: ignored.sorted())
     }

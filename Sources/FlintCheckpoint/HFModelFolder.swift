@@ -95,7 +95,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw FlintError("\(path): no such file or folder")
+            throw FlintError(.notFound, "\(path): no such file or folder")
         }
         let folderURL: URL
         let chosen: CheckpointFormat
@@ -106,7 +106,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
         if isDir.boolValue {
             folderURL = URL(fileURLWithPath: path, isDirectory: true)
             guard fm.fileExists(atPath: folderURL.appendingPathComponent("config.json").path) else {
-                throw FlintError("\(folderURL.path): no config.json (a Hugging Face model folder needs config.json "
+                throw FlintError(.notFound, "\(folderURL.path): no config.json (a Hugging Face model folder needs config.json "
                     + "beside its weights)")
             }
             func has(_ file: String) -> Bool { fm.fileExists(atPath: folderURL.appendingPathComponent(file).path) }
@@ -114,7 +114,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
             let foundFiles = found.flatMap { f in [f.singleFile, f.indexFile].filter(has).map { "\($0) (\(f.displayName))" } }
             if let requested {
                 guard found.contains(requested) else {
-                    throw FlintError("\(path): asked for \(requested.displayName) weights (\(requested.singleFile) or "
+                    throw FlintError(.corrupt, "\(path): asked for \(requested.displayName) weights (\(requested.singleFile) or "
                         + "\(requested.indexFile)), but the folder has "
                         + (foundFiles.isEmpty ? "no checkpoint files" : foundFiles.joined(separator: ", ")))
                 }
@@ -147,11 +147,11 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
             let url = URL(fileURLWithPath: path)
             folderURL = url.deletingLastPathComponent()
             guard let (format, isIndex) = CheckpointFormat.of(fileName: url.lastPathComponent) else {
-                throw FlintError("\(path): expected a model folder, or a weights file ending in .safetensors, .bin, "
+                throw FlintError(.corrupt, "\(path): expected a model folder, or a weights file ending in .safetensors, .bin, "
                     + ".h5 or .msgpack (or such a name + .index.json)")
             }
             if let requested, requested != format {
-                throw FlintError("\(path): asked for \(requested.displayName) weights, but this is a "
+                throw FlintError(.corrupt, "\(path): asked for \(requested.displayName) weights, but this is a "
                     + "\(format.displayName) file")
             }
             chosen = format
@@ -161,7 +161,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
 
         let configPath = folderURL.appendingPathComponent("config.json").path
         guard fm.fileExists(atPath: configPath) else {
-            throw FlintError("\(folder): no config.json (a Hugging Face model folder needs config.json beside "
+            throw FlintError(.notFound, "\(folder): no config.json (a Hugging Face model folder needs config.json beside "
                 + "its weights)")
         }
         let details = try HFConfig.parseDetails(path: configPath)
@@ -188,7 +188,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
                 for name in shardNames {
                     let shardPath = folderURL.appendingPathComponent(name).path
                     guard fm.fileExists(atPath: shardPath) else {
-                        throw FlintError("\(indexPath): names shard \"\(name)\", which is not in \(folder)")
+                        throw FlintError(.notFound, "\(indexPath): names shard \"\(name)\", which is not in \(folder)")
                     }
                     readerOf[name] = readers.count
                     let shard = try open(shardPath)
@@ -199,7 +199,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
                 for (tensor, file) in index.weightMap {
                     let r = readerOf[file]!
                     guard readers[r].contains(tensor) else {
-                        throw FlintError("\(indexPath): maps tensor '\(tensor)' to shard \"\(file)\", but that shard has "
+                        throw FlintError(.notFound, "\(indexPath): maps tensor '\(tensor)' to shard \"\(file)\", but that shard has "
                             + "no such tensor")
                     }
                     location[tensor] = r
@@ -220,7 +220,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
                 files.append((URL(fileURLWithPath: reader.path).lastPathComponent, reader.fileSize))
                 for info in reader.tensorInfos {
                     if let other = location[info.name] {
-                        throw FlintError("\(folder): tensor '\(info.name)' is stored in both \(readers[other].path) and "
+                        throw FlintError(.corrupt, "\(folder): tensor '\(info.name)' is stored in both \(readers[other].path) and "
                             + "\(reader.path)")
                     }
                     location[info.name] = r
@@ -281,11 +281,11 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
             if let reason = layout.ignoredReason(ofTensor: info.name) { ignored[info.name] = reason }
         }
         guard embedding != nil else {
-            throw FlintError("\(folder): no embedding table stored (shared.weight, encoder.embed_tokens.weight or "
+            throw FlintError(.notFound, "\(folder): no embedding table stored (shared.weight, encoder.embed_tokens.weight or "
                 + "decoder.embed_tokens.weight)")
         }
         if !config.isEncoderOnly && !config.tieWordEmbeddings && location[T5WeightLayout.outputProjectionName] == nil {
-            throw FlintError("\(folder): config.json says the output projection is not tied "
+            throw FlintError(.notFound, "\(folder): config.json says the output projection is not tied "
                 + "(tie_word_embeddings: false) but no lm_head.weight is stored")
         }
 
@@ -330,7 +330,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
     /// The tensor under its Hugging Face name, tied aliases resolved; the view carries the requested name.
     public func tensor(_ name: String) throws -> TensorView {
         guard let stored = storedName(for: name), let r = location[stored] else {
-            throw FlintError("\(path): no tensor '\(name)' in this model folder (\(tensorInfos.count) tensors stored)")
+            throw FlintError(.notFound, "\(path): no tensor '\(name)' in this model folder (\(tensorInfos.count) tensors stored)")
         }
         let v = try readers[r].tensor(stored)
         if stored == name { return v }
@@ -341,7 +341,7 @@ public final class HFModelFolder: WeightSource, @unchecked Sendable {
     /// The stored bytes of a tensor (any dtype), tied aliases resolved.
     public func rawBytes(_ name: String) throws -> UnsafeRawBufferPointer {
         guard let stored = storedName(for: name), let r = location[stored] else {
-            throw FlintError("\(path): no tensor '\(name)' in this model folder")
+            throw FlintError(.notFound, "\(path): no tensor '\(name)' in this model folder")
         }
         return try readers[r].rawBytes(stored)
     }
@@ -364,31 +364,31 @@ public struct ShardIndex: Sendable {
     public init(path: String) throws {
         self.path = path
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw FlintError("\(path): cannot read the shard index")
+            throw FlintError(.io, "\(path): cannot read the shard index")
         }
         let json: JSONValue
         do {
             json = try JSONParser.parse(data)
         } catch let e as JSONParseError {
-            throw FlintError("\(path): shard index is not valid JSON: \(e.message) at byte \(e.offset)")
+            throw FlintError(.corrupt, "\(path): shard index is not valid JSON: \(e.message) at byte \(e.offset)")
         }
         guard case .object(let members)? = json["weight_map"] else {
-            throw FlintError("\(path): shard index needs a \"weight_map\" object {tensor name: shard file}, got "
+            throw FlintError(.corrupt, "\(path): shard index needs a \"weight_map\" object {tensor name: shard file}, got "
                 + (json["weight_map"]?.kindDescription ?? "nothing"))
         }
         var map: [(tensor: String, file: String)] = []
         for (tensor, value) in members {
             guard case .string(let file) = value else {
-                throw FlintError("\(path): weight_map entry '\(tensor)' must be a shard file name, got \(value.kindDescription)")
+                throw FlintError(.corrupt, "\(path): weight_map entry '\(tensor)' must be a shard file name, got \(value.kindDescription)")
             }
             // Shards live beside the index; a path could reach outside the model folder.
             guard !file.isEmpty, !file.contains("/"), !file.contains("\\"), file != ".", file != ".." else {
-                throw FlintError("\(path): weight_map entry '\(tensor)' names \"\(file)\"; expected a file name in "
+                throw FlintError(.corrupt, "\(path): weight_map entry '\(tensor)' names \"\(file)\"; expected a file name in "
                     + "the same folder")
             }
             map.append((tensor, file))
         }
-        guard !map.isEmpty else { throw FlintError("\(path): weight_map is empty") }
+        guard !map.isEmpty else { throw FlintError(.corrupt, "\(path): weight_map is empty") }
         weightMap = map
         if let total = json["metadata"]?["total_size"] {
             totalSize = total.exactInteger ?? total.doubleValue.flatMap { Int64(exactly: $0) }

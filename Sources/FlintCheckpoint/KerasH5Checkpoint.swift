@@ -118,7 +118,7 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
         let opened: (hid_t, [String: String], [CheckpointTensorInfo], [Entry]) = try HDF5.locked {
             let fid = H5Fopen(path, flint_h5f_acc_rdonly(), flint_h5p_default())
             guard fid >= 0 else {
-                throw FlintError("\(path): not a readable HDF5 file (\(HDF5.takeErrors())); expected a Keras tf_model.h5")
+                throw FlintError(.corrupt, "\(path): not a readable HDF5 file (\(HDF5.takeErrors())); expected a Keras tf_model.h5")
             }
             do {
                 let (meta, infos, entries) = try KerasH5File.describe(fid, path: path, fileSize: fileSize)
@@ -148,7 +148,7 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
     private static func describe(_ fid: hid_t, path: String, fileSize: Int)
         throws -> ([String: String], [CheckpointTensorInfo], [Entry]) {
         guard let layerNames = try stringList(fid, "layer_names", object: "the root group", path: path) else {
-            throw FlintError("\(path): the root group has no \"layer_names\" attribute; not a Keras weights file "
+            throw FlintError(.corrupt, "\(path): the root group has no \"layer_names\" attribute; not a Keras weights file "
                 + "(tf_model.h5 from save_pretrained or save_weights)")
         }
         var metadata: [String: String] = [:]
@@ -165,11 +165,11 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
             else { position[name] = found.count; found.append((name, dataset, transposed)) }
         }
         for layer in layerNames {
-            guard !layer.isEmpty else { throw FlintError("\(path): \"layer_names\" has an empty name") }
+            guard !layer.isEmpty else { throw FlintError(.corrupt, "\(path): \"layer_names\" has an empty name") }
             // H5Oopen + H5Iget_type rather than H5Oget_info, whose signature differs between libhdf5 1.10 and 1.12+.
             let object = H5Oopen(fid, layer, flint_h5p_default())
             guard object >= 0 else {
-                throw FlintError("\(path): \"layer_names\" lists '\(layer)', which is not in the file (\(HDF5.takeErrors()))")
+                throw FlintError(.notFound, "\(path): \"layer_names\" lists '\(layer)', which is not in the file (\(HDF5.takeErrors()))")
             }
             let kind = H5Iget_type(object)
             _ = H5Oclose(object)
@@ -181,7 +181,7 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
             case H5I_GROUP:
                 let group = H5Gopen2(fid, layer, flint_h5p_default())
                 guard group >= 0 else {
-                    throw FlintError("\(path): cannot open layer group '\(layer)' (\(HDF5.takeErrors()))")
+                    throw FlintError(.io, "\(path): cannot open layer group '\(layer)' (\(HDF5.takeErrors()))")
                 }
                 defer { _ = H5Gclose(group) }
                 let weights = try stringList(group, "weight_names", object: "layer group '\(layer)'", path: path) ?? []
@@ -190,10 +190,10 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
                     note(name, layer + "/" + w, transposed)
                 }
             default:
-                throw FlintError("\(path): \"layer_names\" lists '\(layer)', which is neither a group nor a dataset")
+                throw FlintError(.corrupt, "\(path): \"layer_names\" lists '\(layer)', which is neither a group nor a dataset")
             }
         }
-        guard !found.isEmpty else { throw FlintError("\(path): the Keras weights file lists no weights") }
+        guard !found.isEmpty else { throw FlintError(.corrupt, "\(path): the Keras weights file lists no weights") }
 
         var described: [(info: CheckpointTensorInfo, entry: Entry, order: Int)] = []
         for (order, f) in found.enumerated() {
@@ -212,44 +212,44 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
                                         path: String, fileSize: Int) throws -> (CheckpointTensorInfo, Entry) {
         let at = "\(path): dataset '\(dataset)' (tensor '\(name)')"
         let d = H5Dopen2(fid, dataset, flint_h5p_default())
-        guard d >= 0 else { throw FlintError("\(at): cannot open (\(HDF5.takeErrors()))") }
+        guard d >= 0 else { throw FlintError(.io, "\(at): cannot open (\(HDF5.takeErrors()))") }
         defer { _ = H5Dclose(d) }
 
         let space = H5Dget_space(d)
-        guard space >= 0 else { throw FlintError("\(at): cannot read its dataspace (\(HDF5.takeErrors()))") }
+        guard space >= 0 else { throw FlintError(.io, "\(at): cannot read its dataspace (\(HDF5.takeErrors()))") }
         defer { _ = H5Sclose(space) }
         var shape: [Int] = []
         switch H5Sget_simple_extent_type(space) {
         case H5S_SCALAR: break
         case H5S_SIMPLE:
             let rank = H5Sget_simple_extent_ndims(space)
-            guard rank >= 0, rank <= 32 else { throw FlintError("\(at): dataspace of rank \(rank); expected at most 32") }
+            guard rank >= 0, rank <= 32 else { throw FlintError(.unsupported, "\(at): dataspace of rank \(rank); expected at most 32") }
             var dims = [hsize_t](repeating: 0, count: Int(rank))
             guard H5Sget_simple_extent_dims(space, &dims, nil) == rank else {
-                throw FlintError("\(at): cannot read its dimensions (\(HDF5.takeErrors()))")
+                throw FlintError(.io, "\(at): cannot read its dimensions (\(HDF5.takeErrors()))")
             }
             for v in dims {
-                guard v <= hsize_t(Int.max) else { throw FlintError("\(at): dimension \(v) is too large") }
+                guard v <= hsize_t(Int.max) else { throw FlintError(.corrupt, "\(at): dimension \(v) is too large") }
                 shape.append(Int(v))
             }
         default:
-            throw FlintError("\(at): has an empty (null) dataspace; expected an array")
+            throw FlintError(.corrupt, "\(at): has an empty (null) dataspace; expected an array")
         }
 
         let type = H5Dget_type(d)
-        guard type >= 0 else { throw FlintError("\(at): cannot read its datatype (\(HDF5.takeErrors()))") }
+        guard type >= 0 else { throw FlintError(.io, "\(at): cannot read its datatype (\(HDF5.takeErrors()))") }
         defer { _ = H5Tclose(type) }
         let (dtype, elementSize, storage, bigEndian) = try describeType(type, at: at)
         guard let byteCount = ConvertedTensors.byteCount(shape, elementSize: elementSize) else {
-            throw FlintError("\(at): shape \(shape) × \(dtype) overflows the byte count")
+            throw FlintError(.corrupt, "\(at): shape \(shape) × \(dtype) overflows the byte count")
         }
         if transposed && shape.count > 2 {
-            throw FlintError("\(at): a \(shape.count)-D kernel \(shape); Flint reads linear kernels (2-D) only "
+            throw FlintError(.unsupported, "\(at): a \(shape.count)-D kernel \(shape); Flint reads linear kernels (2-D) only "
                 + "(T5 has no convolutions)")
         }
 
         let dcpl = H5Dget_create_plist(d)
-        guard dcpl >= 0 else { throw FlintError("\(at): cannot read its storage properties (\(HDF5.takeErrors()))") }
+        guard dcpl >= 0 else { throw FlintError(.io, "\(at): cannot read its storage properties (\(HDF5.takeErrors()))") }
         defer { _ = H5Pclose(dcpl) }
         let layout = H5Pget_layout(dcpl)
         let filters = H5Pget_nfilters(dcpl)
@@ -259,20 +259,20 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
         if layout == H5D_CONTIGUOUS && filters == 0 && external == 0 {
             let address = H5Dget_offset(d)
             guard address != flint_haddr_undef() else {
-                throw FlintError("\(at): has no data stored (the dataset was created but never written)")
+                throw FlintError(.corrupt, "\(at): has no data stored (the dataset was created but never written)")
             }
             guard address <= haddr_t(Int.max), Int(address) <= fileSize, byteCount <= fileSize - Int(address) else {
-                throw FlintError("\(at): truncated file: its \(byteCount) bytes at offset \(address) run past the end "
+                throw FlintError(.corrupt, "\(at): truncated file: its \(byteCount) bytes at offset \(address) run past the end "
                     + "of the file (\(fileSize) bytes)")
             }
             if !bigEndian { inPlace = Int(address) }
         } else if byteCount > 0 {
             // Chunked or compressed data is read whole by H5Dread: refuse sizes the stored bytes cannot
             // plausibly expand to, so a damaged header cannot ask for a huge allocation.
-            guard stored > 0 else { throw FlintError("\(at): has no data stored") }
+            guard stored > 0 else { throw FlintError(.corrupt, "\(at): has no data stored") }
             let (limit, overflow) = stored.multipliedReportingOverflow(by: 1024)
             guard overflow || byteCount <= limit else {
-                throw FlintError("\(at): claims \(byteCount) bytes of \(dtype) \(shape) but stores only \(stored) bytes")
+                throw FlintError(.corrupt, "\(at): claims \(byteCount) bytes of \(dtype) \(shape) but stores only \(stored) bytes")
             }
         }
         let ptShape = transposed && shape.count == 2 ? [shape[1], shape[0]] : shape
@@ -294,7 +294,7 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
         case H5T_FLOAT:
             var spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0
             guard H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize) >= 0 else {
-                throw FlintError("\(at): cannot read its float layout (\(HDF5.takeErrors()))")
+                throw FlintError(.io, "\(at): cannot read its float layout (\(HDF5.takeErrors()))")
             }
             let layout = [size, spos, epos, esize, mpos, msize]
             switch layout {
@@ -303,15 +303,15 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
             case [2, 15, 7, 8, 0, 7]: return ("bfloat16" + suffix, 2, .bf16, bigEndian)
             case [8, 63, 52, 11, 0, 52]: return ("float64" + suffix, 8, nil, bigEndian)
             default:
-                throw FlintError("\(at): a \(size)-byte float with an unusual layout (sign bit \(spos), exponent "
+                throw FlintError(.corrupt, "\(at): a \(size)-byte float with an unusual layout (sign bit \(spos), exponent "
                     + "\(esize) bits at \(epos), mantissa \(msize) bits); expected IEEE float16/32/64 or bfloat16")
             }
         case H5T_INTEGER:
-            guard [1, 2, 4, 8].contains(size) else { throw FlintError("\(at): a \(size)-byte integer type") }
+            guard [1, 2, 4, 8].contains(size) else { throw FlintError(.corrupt, "\(at): a \(size)-byte integer type") }
             let signed = H5Tget_sign(type) == H5T_SGN_2
             return ((signed ? "int" : "uint") + "\(size * 8)" + suffix, size, nil, bigEndian)
         default:
-            throw FlintError("\(at): its datatype is not numeric (HDF5 class \(H5Tget_class(type).rawValue)); "
+            throw FlintError(.corrupt, "\(at): its datatype is not numeric (HDF5 class \(H5Tget_class(type).rawValue)); "
                 + "expected a float or integer array")
         }
     }
@@ -332,22 +332,22 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
     private static func readStrings(_ object: hid_t, _ name: String, what: String, path: String) throws -> [String] {
         let at = "\(path): attribute \"\(name)\" of \(what)"
         let attr = H5Aopen(object, name, flint_h5p_default())
-        guard attr >= 0 else { throw FlintError("\(at): cannot open (\(HDF5.takeErrors()))") }
+        guard attr >= 0 else { throw FlintError(.io, "\(at): cannot open (\(HDF5.takeErrors()))") }
         defer { _ = H5Aclose(attr) }
         let space = H5Aget_space(attr)
-        guard space >= 0 else { throw FlintError("\(at): cannot read its dataspace (\(HDF5.takeErrors()))") }
+        guard space >= 0 else { throw FlintError(.io, "\(at): cannot read its dataspace (\(HDF5.takeErrors()))") }
         defer { _ = H5Sclose(space) }
         let points = H5Sget_simple_extent_npoints(space)
         guard points >= 0, points <= 10_000_000 else {
-            throw FlintError("\(at): holds \(points) values; expected a list of names")
+            throw FlintError(.corrupt, "\(at): holds \(points) values; expected a list of names")
         }
         let count = Int(points)
         if count == 0 { return [] }  // Keras writes an empty list as an empty float array
         let type = H5Aget_type(attr)
-        guard type >= 0 else { throw FlintError("\(at): cannot read its datatype (\(HDF5.takeErrors()))") }
+        guard type >= 0 else { throw FlintError(.io, "\(at): cannot read its datatype (\(HDF5.takeErrors()))") }
         defer { _ = H5Tclose(type) }
         guard H5Tget_class(type) == H5T_STRING else {
-            throw FlintError("\(at): expected strings, got HDF5 class \(H5Tget_class(type).rawValue)")
+            throw FlintError(.corrupt, "\(at): expected strings, got HDF5 class \(H5Tget_class(type).rawValue)")
         }
         if H5Tis_variable_str(type) > 0 {
             let memType = H5Tcopy(flint_h5t_c_s1())
@@ -356,7 +356,7 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
             _ = H5Tset_cset(memType, H5Tget_cset(type))
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
             guard H5Aread(attr, memType, &pointers) >= 0 else {
-                throw FlintError("\(at): cannot read (\(HDF5.takeErrors()))")
+                throw FlintError(.io, "\(at): cannot read (\(HDF5.takeErrors()))")
             }
             let strings = pointers.map { $0.map { String(cString: $0) } ?? "" }
             _ = flint_h5_reclaim(memType, space, &pointers)
@@ -364,10 +364,10 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
         }
         let size = H5Tget_size(type)
         guard size > 0, size <= 1 << 20, count <= (64 << 20) / size else {
-            throw FlintError("\(at): \(count) strings of \(size) bytes each; too large for a list of names")
+            throw FlintError(.corrupt, "\(at): \(count) strings of \(size) bytes each; too large for a list of names")
         }
         var buffer = [UInt8](repeating: 0, count: count * size)
-        guard H5Aread(attr, type, &buffer) >= 0 else { throw FlintError("\(at): cannot read (\(HDF5.takeErrors()))") }
+        guard H5Aread(attr, type, &buffer) >= 0 else { throw FlintError(.io, "\(at): cannot read (\(HDF5.takeErrors()))") }
         return (0..<count).map { i in
             let slice = buffer[(i * size)..<((i + 1) * size)]
             let end = slice.firstIndex(of: 0) ?? slice.endIndex
@@ -383,7 +383,7 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
 
     private func lookup(_ name: String) throws -> Int {
         guard let i = index[name] else {
-            throw FlintError("\(path): no tensor '\(name)' in this Keras weights file (\(tensorInfos.count) tensors)")
+            throw FlintError(.notFound, "\(path): no tensor '\(name)' in this Keras weights file (\(tensorInfos.count) tensors)")
         }
         return i
     }
@@ -412,7 +412,7 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
         let info = tensorInfos[i]
         let e = entries[i]
         guard let storage = info.storage else {
-            throw FlintError("\(path): tensor '\(name)' (dataset '\(e.dataset)') has dtype \(info.dtype), which Flint "
+            throw FlintError(.corrupt, "\(path): tensor '\(name)' (dataset '\(e.dataset)') has dtype \(info.dtype), which Flint "
                 + "does not read (supported: float32, float16, bfloat16)")
         }
         if !e.transposed, let offset = e.inPlaceOffset {
@@ -457,17 +457,17 @@ public final class KerasH5File: CheckpointReader, @unchecked Sendable {
         let at = "\(path): dataset '\(e.dataset)'"
         try HDF5.locked {
             let d = H5Dopen2(fid, e.dataset, flint_h5p_default())
-            guard d >= 0 else { throw FlintError("\(at): cannot open (\(HDF5.takeErrors()))") }
+            guard d >= 0 else { throw FlintError(.io, "\(at): cannot open (\(HDF5.takeErrors()))") }
             defer { _ = H5Dclose(d) }
             let fileType = H5Dget_type(d)
-            guard fileType >= 0 else { throw FlintError("\(at): cannot read its datatype (\(HDF5.takeErrors()))") }
+            guard fileType >= 0 else { throw FlintError(.io, "\(at): cannot read its datatype (\(HDF5.takeErrors()))") }
             defer { _ = H5Tclose(fileType) }
             // The same type in little-endian order: libhdf5 swaps bytes if the file is big-endian, nothing else.
             let memType = H5Tcopy(fileType)
             defer { _ = H5Tclose(memType) }
             if e.bigEndian { _ = H5Tset_order(memType, H5T_ORDER_LE) }
             guard H5Dread(d, memType, flint_h5s_all(), flint_h5s_all(), flint_h5p_default(), buffer.bytes.baseAddress) >= 0 else {
-                throw FlintError("\(at): cannot read its data (\(HDF5.takeErrors()))")
+                throw FlintError(.io, "\(at): cannot read its data (\(HDF5.takeErrors()))")
             }
         }
     }

@@ -179,7 +179,7 @@ public struct RestrictedUnpickler {
         let end = bytes.count
 
         func fail(_ at: Int, _ message: String) -> FlintError {
-            FlintError("\(place) offset \(at): \(message)")
+            FlintError(.corrupt, "\(place) offset \(at): \(message)")
         }
         func need(_ n: Int, _ at: Int, _ what: String) throws {
             guard n >= 0, n <= end - pos else {

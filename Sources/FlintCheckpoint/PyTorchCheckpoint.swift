@@ -81,7 +81,7 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
             let zip = try ZipArchive(path: path, bytes: bytes)
             let pickles = zip.entries.filter { $0.name.hasSuffix("/data.pkl") && !$0.name.dropLast(9).contains("/") }
             guard pickles.count == 1 else {
-                throw FlintError("\(path): a PyTorch zip checkpoint has exactly one <archive>/data.pkl record; found "
+                throw FlintError(.corrupt, "\(path): a PyTorch zip checkpoint has exactly one <archive>/data.pkl record; found "
                     + (pickles.isEmpty ? "none among \(zip.entries.count) entries (a zip archive, but not torch.save output?)"
                        : pickles.map(\.name).joined(separator: ", ")))
             }
@@ -90,7 +90,7 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
             if let e = zip.entry(prefix + "byteorder") {
                 let order = String(decoding: try zip.storedData(e), as: UTF8.self)
                 guard order == "little" else {
-                    throw FlintError("\(path): byteorder record says \"\(order.prefix(20))\"; only little-endian "
+                    throw FlintError(.corrupt, "\(path): byteorder record says \"\(order.prefix(20))\"; only little-endian "
                         + "checkpoints are supported")
                 }
             }
@@ -102,7 +102,7 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
             let result = try RestrictedUnpickler(bytes: pickleBytes, place: "\(path): \(pickles[0].name)") { pid, b in
                 let ref = try PyTorchBinFile.storageRef(pid, b, legacy: false, place: "\(path): \(pickles[0].name)")
                 if let seen = refs[ref.key], seen.typeName != ref.typeName {
-                    throw FlintError("\(path): storage \(ref.key) is referenced as both \(seen.typeName) and \(ref.typeName)")
+                    throw FlintError(.corrupt, "\(path): storage \(ref.key) is referenced as both \(seen.typeName) and \(ref.typeName)")
                 }
                 refs[ref.key] = ref
                 return .storage(ref)
@@ -112,14 +112,14 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
             for (key, ref) in refs.sorted(by: { $0.key < $1.key }) {
                 let recordName = prefix + "data/" + key
                 guard let entry = zip.entry(recordName) else {
-                    throw FlintError("\(path): the pickle references storage \(key), but the archive has no record "
+                    throw FlintError(.corrupt, "\(path): the pickle references storage \(key), but the archive has no record "
                         + "\"\(recordName)\"")
                 }
                 let data = try zip.storedData(entry)
                 let type = RestrictedUnpickler.allowedStorageTypes[ref.typeName]!
                 let (needed, overflow) = ref.elementCount.multipliedReportingOverflow(by: type.bytes)
                 guard !overflow, data.count == needed else {
-                    throw FlintError("\(path): record \"\(recordName)\" holds \(data.count) bytes, but storage \(key) "
+                    throw FlintError(.corrupt, "\(path): record \"\(recordName)\" holds \(data.count) bytes, but storage \(key) "
                         + "is \(ref.elementCount) × \(ref.typeName) = \(overflow ? "too many" : "\(needed)") bytes")
                 }
                 storages[key] = Storage(dtype: type.dtype, elementSize: type.bytes, elementCount: ref.elementCount,
@@ -131,7 +131,7 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
             parsed = Parsed(tensors: legacy.tensors, storages: legacy.storages, format: legacy.format,
                             metadata: legacy.metadata)
         } else {
-            throw FlintError("\(path): not a PyTorch checkpoint: it starts neither like a zip archive (PK\\x03\\x04, "
+            throw FlintError(.corrupt, "\(path): not a PyTorch checkpoint: it starts neither like a zip archive (PK\\x03\\x04, "
                 + "torch ≥ 1.6) nor like a pickle (0x80, the legacy format)")
         }
 
@@ -142,13 +142,13 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
             let at = "\(path): tensor '\(tensorName)'"
             let rootKey = t.storage.view?.key ?? t.storage.key
             guard let s = parsed.storages[rootKey] else {
-                throw FlintError("\(at): its storage \(rootKey) has no data in the file")
+                throw FlintError(.corrupt, "\(at): its storage \(rootKey) has no data in the file")
             }
             var offset = t.storageOffset
             var limit = s.elementCount
             if let view = t.storage.view {
                 guard view.offset <= s.elementCount, view.size <= s.elementCount - view.offset else {
-                    throw FlintError("\(at): storage view [\(view.offset), +\(view.size)) lies outside storage \(rootKey) "
+                    throw FlintError(.corrupt, "\(at): storage view [\(view.offset), +\(view.size)) lies outside storage \(rootKey) "
                         + "of \(s.elementCount) elements")
                 }
                 offset += view.offset
@@ -158,20 +158,20 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
             var last = offset  // index of the last element
             for (d, st) in zip(t.shape, t.stride) {
                 let (c, o1) = count.multipliedReportingOverflow(by: d)
-                guard !o1 else { throw FlintError("\(at): shape \(t.shape) has too many elements (overflow)") }
+                guard !o1 else { throw FlintError(.corrupt, "\(at): shape \(t.shape) has too many elements (overflow)") }
                 count = c
                 if d > 0 {
                     let (span, o2) = (d - 1).multipliedReportingOverflow(by: st)
                     let (l, o3) = last.addingReportingOverflow(span)
-                    guard !o2, !o3 else { throw FlintError("\(at): stride \(t.stride) overflows") }
+                    guard !o2, !o3 else { throw FlintError(.corrupt, "\(at): stride \(t.stride) overflows") }
                     last = l
                 }
             }
             if count > 0 && last >= limit {
-                throw FlintError("\(at): shape \(t.shape) with stride \(t.stride) from element \(t.storageOffset) reaches "
+                throw FlintError(.corrupt, "\(at): shape \(t.shape) with stride \(t.stride) from element \(t.storageOffset) reaches "
                     + "element \(last), beyond the \(limit - (t.storage.view?.offset ?? 0)) elements of storage \(rootKey)")
             }
-            guard count <= Int.max / s.elementSize else { throw FlintError("\(at): shape \(t.shape) has too many bytes") }
+            guard count <= Int.max / s.elementSize else { throw FlintError(.corrupt, "\(at): shape \(t.shape) has too many bytes") }
             var contiguous = true
             var expected = 1
             for (d, st) in zip(t.shape, t.stride).reversed() where d != 1 {
@@ -206,7 +206,7 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
 
     private func lookup(_ name: String) throws -> (CheckpointTensorInfo, PyTorchTensorLayout, Storage) {
         guard let i = index[name] else {
-            throw FlintError("\(path): no tensor '\(name)' in this PyTorch checkpoint (\(tensorInfos.count) tensors)")
+            throw FlintError(.notFound, "\(path): no tensor '\(name)' in this PyTorch checkpoint (\(tensorInfos.count) tensors)")
         }
         let layout = layouts[name]!
         return (tensorInfos[i], layout, storages[layout.storageKey]!)
@@ -230,7 +230,7 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
     public func tensor(_ name: String) throws -> TensorView {
         let (info, layout, storage) = try lookup(name)
         guard let type = info.storage else {
-            throw FlintError("\(path): tensor '\(name)' has dtype \(info.dtype), which Flint does not read "
+            throw FlintError(.unsupported, "\(path): tensor '\(name)' has dtype \(info.dtype), which Flint does not read "
                 + "(supported: float32, float16, bfloat16)")
         }
         if layout.isContiguous {
@@ -283,29 +283,29 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
     /// The storage reference a persistent id names.
     static func storageRef(_ pid: PickleValue, _ b: PickleResultBuilder, legacy: Bool, place: String) throws -> PickleStorageRef {
         guard let t = b.tuple(pid), t.count >= 5 else {
-            throw FlintError("\(place): persistent id is a \(b.kind(of: pid)), expected torch's (\"storage\", "
+            throw FlintError(.corrupt, "\(place): persistent id is a \(b.kind(of: pid)), expected torch's (\"storage\", "
                 + "type, key, location, numel) tuple")
         }
         guard case .string("storage") = t[0] else {
-            throw FlintError("\(place): persistent id of kind \(b.describe(t[0])) is not supported (only \"storage\")")
+            throw FlintError(.unsupported, "\(place): persistent id of kind \(b.describe(t[0])) is not supported (only \"storage\")")
         }
         guard case .global("torch", let typeName) = t[1], RestrictedUnpickler.allowedStorageTypes[typeName] != nil else {
-            throw FlintError("\(place): persistent id names storage type \(b.describe(t[1])), expected a torch.*Storage class")
+            throw FlintError(.corrupt, "\(place): persistent id names storage type \(b.describe(t[1])), expected a torch.*Storage class")
         }
         let key: String
         switch t[2] {
         case .string(let s): key = s
         case .int(let i): key = String(i)
-        default: throw FlintError("\(place): storage key is a \(b.kind(of: t[2])), expected a string")
+        default: throw FlintError(.corrupt, "\(place): storage key is a \(b.kind(of: t[2])), expected a string")
         }
         guard case .string(let location) = t[3] else {
-            throw FlintError("\(place): storage \(key) location is a \(b.kind(of: t[3])), expected a string like \"cpu\"")
+            throw FlintError(.corrupt, "\(place): storage \(key) location is a \(b.kind(of: t[3])), expected a string like \"cpu\"")
         }
         let numel = try b.count(t[4], "storage \(key) element count", -1)
         var view: (key: String, offset: Int, size: Int)? = nil
         if t.count >= 6, legacy, let v = b.tuple(t[5]) {
             guard v.count == 3, case .string(let viewKey) = v[0] else {
-                throw FlintError("\(place): storage \(key) view metadata must be (view_key, offset, size)")
+                throw FlintError(.corrupt, "\(place): storage \(key) view metadata must be (view_key, offset, size)")
             }
             view = (key, try b.count(v[1], "view offset", -1), try b.count(v[2], "view size", -1))
             // The tensor refers to the view key; its bytes are the root storage's.
@@ -317,20 +317,20 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
     /// The state dict: a dict (OrderedDict) of tensor name → tensor.
     static func stateDict(_ r: PickleResult, place: String) throws -> [(String, PickleTensorRef)] {
         guard let items = r.dict(r.value) else {
-            throw FlintError("\(place): the pickled object is a \(r.kind(of: r.value)), expected a state dict "
+            throw FlintError(.corrupt, "\(place): the pickled object is a \(r.kind(of: r.value)), expected a state dict "
                 + "(an OrderedDict of tensor name → tensor)")
         }
         var out: [(String, PickleTensorRef)] = []
         var seen = Set<String>()
         for (k, v) in items {
             guard case .string(let name) = k else {
-                throw FlintError("\(place): state dict key is a \(r.kind(of: k)), expected a tensor name")
+                throw FlintError(.corrupt, "\(place): state dict key is a \(r.kind(of: k)), expected a tensor name")
             }
             guard case .tensor(let t) = v else {
-                throw FlintError("\(place): state dict entry '\(name)' is a \(r.kind(of: v)), expected a tensor "
+                throw FlintError(.corrupt, "\(place): state dict entry '\(name)' is a \(r.kind(of: v)), expected a tensor "
                     + "(is this a training checkpoint rather than a model's state dict?)")
             }
-            guard seen.insert(name).inserted else { throw FlintError("\(place): tensor '\(name)' appears twice") }
+            guard seen.insert(name).inserted else { throw FlintError(.corrupt, "\(place): tensor '\(name)' appears twice") }
             out.append((name, t))
         }
         return out
@@ -340,19 +340,19 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
         -> (tensors: [(String, PickleTensorRef)], storages: [String: Storage], format: String, metadata: [String: String])
     {
         func noPersistent(_ what: String) -> (PickleValue, PickleResultBuilder) throws -> PickleValue {
-            { _, _ in throw FlintError("\(path): legacy \(what) pickle has a persistent id; expected plain values") }
+            { _, _ in throw FlintError(.corrupt, "\(path): legacy \(what) pickle has a persistent id; expected plain values") }
         }
         let magic = try RestrictedUnpickler(bytes: bytes, place: "\(path): magic number pickle",
                                             persistentLoad: noPersistent("magic number")).load()
         guard case .bigInt(let o, let n) = magic.value, n == legacyMagic.count,
               Array(UnsafeRawBufferPointer(rebasing: bytes[o..<(o + n)])) == legacyMagic else {
-            throw FlintError("\(path): starts with a pickle, but not torch's legacy magic number 0x1950a86a20f9469cfc6c "
+            throw FlintError(.corrupt, "\(path): starts with a pickle, but not torch's legacy magic number 0x1950a86a20f9469cfc6c "
                 + "(a plain pickle is not a PyTorch checkpoint)")
         }
         let proto = try RestrictedUnpickler(bytes: bytes, place: "\(path): protocol version pickle",
                                             persistentLoad: noPersistent("protocol version")).load(from: magic.endOffset)
         guard case .int(legacyProtocolVersion) = proto.value else {
-            throw FlintError("\(path) offset \(magic.endOffset): legacy protocol version is \(proto.kind(of: proto.value)) "
+            throw FlintError(.corrupt, "\(path) offset \(magic.endOffset): legacy protocol version is \(proto.kind(of: proto.value)) "
                 + "\(proto.value), expected \(legacyProtocolVersion)")
         }
         let sysInfo = try RestrictedUnpickler(bytes: bytes, place: "\(path): sys info pickle",
@@ -360,12 +360,12 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
         if let items = sysInfo.dict(sysInfo.value) {
             for (k, v) in items {
                 if case .string("little_endian") = k, case .bool(false) = v {
-                    throw FlintError("\(path): saved on a big-endian machine (sys info little_endian = False); only "
+                    throw FlintError(.corrupt, "\(path): saved on a big-endian machine (sys info little_endian = False); only "
                         + "little-endian checkpoints are supported")
                 }
             }
         } else {
-            throw FlintError("\(path) offset \(proto.endOffset): legacy sys info is a \(sysInfo.kind(of: sysInfo.value)), expected a dict")
+            throw FlintError(.corrupt, "\(path) offset \(proto.endOffset): legacy sys info is a \(sysInfo.kind(of: sysInfo.value)), expected a dict")
         }
         let place = "\(path): state dict pickle"
         var refs: [String: PickleStorageRef] = [:]
@@ -373,7 +373,7 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
             let ref = try storageRef(pid, b, legacy: true, place: place)
             let root = ref.view?.key ?? ref.key
             if let seen = refs[root], seen.typeName != ref.typeName {
-                throw FlintError("\(path): storage \(root) is referenced as both \(seen.typeName) and \(ref.typeName)")
+                throw FlintError(.corrupt, "\(path): storage \(root) is referenced as both \(seen.typeName) and \(ref.typeName)")
             }
             if refs[root] == nil || ref.view == nil {
                 refs[root] = PickleStorageRef(typeName: ref.typeName, key: root, location: ref.location,
@@ -385,32 +385,32 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
         let keysPickle = try RestrictedUnpickler(bytes: bytes, place: "\(path): storage key list pickle",
                                                  persistentLoad: noPersistent("storage key list")).load(from: object.endOffset)
         guard let keyValues = keysPickle.list(keysPickle.value) else {
-            throw FlintError("\(path) offset \(object.endOffset): expected the list of storage keys, got a "
+            throw FlintError(.corrupt, "\(path) offset \(object.endOffset): expected the list of storage keys, got a "
                 + keysPickle.kind(of: keysPickle.value))
         }
         var storages: [String: Storage] = [:]
         var pos = keysPickle.endOffset
         for kv in keyValues {
             guard case .string(let key) = kv else {
-                throw FlintError("\(path) offset \(object.endOffset): storage key is a \(keysPickle.kind(of: kv)), expected a string")
+                throw FlintError(.corrupt, "\(path) offset \(object.endOffset): storage key is a \(keysPickle.kind(of: kv)), expected a string")
             }
             guard let ref = refs[key] else {
-                throw FlintError("\(path): storage key list names \(key), which no tensor references")
+                throw FlintError(.corrupt, "\(path): storage key list names \(key), which no tensor references")
             }
-            guard storages[key] == nil else { throw FlintError("\(path): storage key list names \(key) twice") }
+            guard storages[key] == nil else { throw FlintError(.corrupt, "\(path): storage key list names \(key) twice") }
             let type = RestrictedUnpickler.allowedStorageTypes[ref.typeName]!
             guard bytes.count - pos >= 8 else {
-                throw FlintError("\(path) offset \(pos): storage \(key) needs an 8-byte element count, but the file "
+                throw FlintError(.corrupt, "\(path) offset \(pos): storage \(key) needs an 8-byte element count, but the file "
                     + "ends (truncated)")
             }
             let count = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: pos, as: Int64.self))
             let (needed, overflow) = Int(clamping: count).multipliedReportingOverflow(by: type.bytes)
             guard count >= 0, !overflow, needed <= bytes.count - pos - 8 else {
-                throw FlintError("\(path) offset \(pos): storage \(key) declares \(count) × \(ref.typeName) elements, "
+                throw FlintError(.corrupt, "\(path) offset \(pos): storage \(key) declares \(count) × \(ref.typeName) elements, "
                     + "more than the \(bytes.count - pos - 8) bytes left in the file (truncated or corrupt)")
             }
             guard Int(count) == ref.elementCount else {
-                throw FlintError("\(path) offset \(pos): storage \(key) declares \(count) elements, but the pickle "
+                throw FlintError(.corrupt, "\(path) offset \(pos): storage \(key) declares \(count) elements, but the pickle "
                     + "says \(ref.elementCount)")
             }
             storages[key] = Storage(dtype: type.dtype, elementSize: type.bytes, elementCount: Int(count),
@@ -418,10 +418,10 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
             pos += 8 + needed
         }
         for key in refs.keys.sorted() where storages[key] == nil {
-            throw FlintError("\(path): storage \(key) is referenced by a tensor but missing from the storage key list")
+            throw FlintError(.corrupt, "\(path): storage \(key) is referenced by a tensor but missing from the storage key list")
         }
         if pos != bytes.count {
-            throw FlintError("\(path): \(bytes.count - pos) bytes after the last storage (byte \(pos)); the legacy "
+            throw FlintError(.corrupt, "\(path): \(bytes.count - pos) bytes after the last storage (byte \(pos)); the legacy "
                 + "format ends with the last storage's data")
         }
         return (tensors, storages, "pytorch-legacy", [:])

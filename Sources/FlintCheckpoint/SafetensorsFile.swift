@@ -34,17 +34,17 @@ public final class SafetensorsFile: CheckpointReader, @unchecked Sendable {
         let size = bytes.count
 
         guard size >= 8 else {
-            throw FlintError("\(path): truncated safetensors file: \(size) bytes, but the file must start with an "
+            throw FlintError(.corrupt, "\(path): truncated safetensors file: \(size) bytes, but the file must start with an "
                 + "8-byte header length")
         }
         let declared = bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian
         guard declared <= UInt64(SafetensorsFile.maxHeaderLength) else {
-            throw FlintError("\(path): safetensors header length \(declared) exceeds the limit of "
+            throw FlintError(.corrupt, "\(path): safetensors header length \(declared) exceeds the limit of "
                 + "\(SafetensorsFile.maxHeaderLength) bytes (the file is \(size) bytes; not a safetensors file?)")
         }
         let n = Int(declared)
         guard 8 + n <= size else {
-            throw FlintError("\(path): safetensors header length \(n) runs beyond the end of the file "
+            throw FlintError(.corrupt, "\(path): safetensors header length \(n) runs beyond the end of the file "
                 + "(header would end at byte \(8 + n), the file is \(size) bytes)")
         }
         headerLength = n
@@ -56,14 +56,14 @@ public final class SafetensorsFile: CheckpointReader, @unchecked Sendable {
             json = try JSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<dataStart]))
         } catch let e as JSONParseError {
             if e.message.hasPrefix("duplicate key") {
-                throw FlintError("\(path): safetensors header has a duplicate tensor name: \(e.message) "
+                throw FlintError(.corrupt, "\(path): safetensors header has a duplicate tensor name: \(e.message) "
                     + "(at header byte \(e.offset)); every name must be unique")
             }
-            throw FlintError("\(path): safetensors header is not valid JSON: \(e.message) at header byte "
+            throw FlintError(.corrupt, "\(path): safetensors header is not valid JSON: \(e.message) at header byte "
                 + "\(e.offset) (file byte \(8 + e.offset))")
         }
         guard case .object(let members) = json else {
-            throw FlintError("\(path): safetensors header must be a JSON object, got \(json.kindDescription)")
+            throw FlintError(.corrupt, "\(path): safetensors header must be a JSON object, got \(json.kindDescription)")
         }
 
         var metadata: [String: String] = [:]
@@ -74,11 +74,11 @@ public final class SafetensorsFile: CheckpointReader, @unchecked Sendable {
             if name == "__metadata__" {
                 if value.isNull { continue }  // the reference reads `null` as "no metadata"
                 guard case .object(let pairs) = value else {
-                    throw FlintError("\(path): safetensors __metadata__ must be an object of strings, got \(value.kindDescription)")
+                    throw FlintError(.corrupt, "\(path): safetensors __metadata__ must be an object of strings, got \(value.kindDescription)")
                 }
                 for (k, v) in pairs {
                     guard case .string(let s) = v else {
-                        throw FlintError("\(path): safetensors __metadata__ entry \"\(k)\" must be a string, got \(v.kindDescription)")
+                        throw FlintError(.corrupt, "\(path): safetensors __metadata__ entry \"\(k)\" must be a string, got \(v.kindDescription)")
                     }
                     metadata[k] = s
                 }
@@ -86,34 +86,34 @@ public final class SafetensorsFile: CheckpointReader, @unchecked Sendable {
             }
             let at = "\(path): tensor '\(name)'"
             guard case .object = value else {
-                throw FlintError("\(at): header entry must be an object with dtype, shape and data_offsets, got \(value.kindDescription)")
+                throw FlintError(.corrupt, "\(at): header entry must be an object with dtype, shape and data_offsets, got \(value.kindDescription)")
             }
             guard case .string(let dtype)? = value["dtype"] else {
-                throw FlintError("\(at): header entry needs a string \"dtype\", got \(value["dtype"]?.kindDescription ?? "nothing")")
+                throw FlintError(.corrupt, "\(at): header entry needs a string \"dtype\", got \(value["dtype"]?.kindDescription ?? "nothing")")
             }
             guard let bits = CheckpointDType.safetensorsBits[dtype] else {
-                throw FlintError("\(at): unknown dtype \"\(dtype)\"; safetensors dtypes are "
+                throw FlintError(.corrupt, "\(at): unknown dtype \"\(dtype)\"; safetensors dtypes are "
                     + CheckpointDType.safetensorsBits.keys.sorted().joined(separator: ", "))
             }
             guard case .array(let dims)? = value["shape"] else {
-                throw FlintError("\(at): header entry needs an array \"shape\", got \(value["shape"]?.kindDescription ?? "nothing")")
+                throw FlintError(.corrupt, "\(at): header entry needs an array \"shape\", got \(value["shape"]?.kindDescription ?? "nothing")")
             }
             var shape: [Int] = []
             for (axis, d) in dims.enumerated() {
                 guard let v = d.exactInteger else {
-                    throw FlintError("\(at): shape dimension \(axis) must be an integer, got \(d.kindDescription)")
+                    throw FlintError(.corrupt, "\(at): shape dimension \(axis) must be an integer, got \(d.kindDescription)")
                 }
                 guard v >= 0 else {
-                    throw FlintError("\(at): shape dimension \(axis) is \(v); dimensions must be non-negative")
+                    throw FlintError(.corrupt, "\(at): shape dimension \(axis) is \(v); dimensions must be non-negative")
                 }
                 shape.append(Int(v))
             }
             guard case .array(let offs)? = value["data_offsets"], offs.count == 2 else {
-                throw FlintError("\(at): header entry needs \"data_offsets\" as [begin, end], got "
+                throw FlintError(.corrupt, "\(at): header entry needs \"data_offsets\" as [begin, end], got "
                     + (value["data_offsets"]?.kindDescription ?? "nothing"))
             }
             guard let b = offs[0].exactInteger, let e = offs[1].exactInteger, b >= 0, e >= 0 else {
-                throw FlintError("\(at): data_offsets must be two non-negative integers, got [\(offs[0].kindDescription), \(offs[1].kindDescription)]")
+                throw FlintError(.corrupt, "\(at): data_offsets must be two non-negative integers, got [\(offs[0].kindDescription), \(offs[1].kindDescription)]")
             }
             entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: Int(b), end: Int(e), bits: bits))
         }
@@ -128,45 +128,45 @@ public final class SafetensorsFile: CheckpointReader, @unchecked Sendable {
         for t in entries {
             let at = "\(path): tensor '\(t.name)'"
             if t.end < t.begin {
-                throw FlintError("\(at): data_offsets [\(t.begin), \(t.end)) end before they begin")
+                throw FlintError(.corrupt, "\(at): data_offsets [\(t.begin), \(t.end)) end before they begin")
             }
             if t.begin > expectedBegin {
-                throw FlintError("\(at): data_offsets [\(t.begin), \(t.end)) leave a hole: data bytes "
+                throw FlintError(.corrupt, "\(at): data_offsets [\(t.begin), \(t.end)) leave a hole: data bytes "
                     + "[\(expectedBegin), \(t.begin)) belong to no tensor (expected this tensor to begin at \(expectedBegin)"
                     + (previous.map { ", where '\($0)' ends" } ?? ", the start of the data") + ")")
             }
             if t.begin < expectedBegin {
-                throw FlintError("\(at): data_offsets [\(t.begin), \(t.end)) overlap "
+                throw FlintError(.corrupt, "\(at): data_offsets [\(t.begin), \(t.end)) overlap "
                     + (previous.map { "tensor '\($0)', which ends at \(expectedBegin)" } ?? "another tensor")
                     + " (expected this tensor to begin at \(expectedBegin))")
             }
             var count = 1
             for d in t.shape {
                 let (m, overflow) = count.multipliedReportingOverflow(by: d)
-                guard !overflow else { throw FlintError("\(at): shape \(t.shape) has more elements than can be counted (overflow)") }
+                guard !overflow else { throw FlintError(.corrupt, "\(at): shape \(t.shape) has more elements than can be counted (overflow)") }
                 count = m
             }
             // Whole-byte dtypes multiply by bytes (bits could overflow first); sub-byte ones must fill whole bytes.
             let needed: Int
             if t.bits % 8 == 0 {
                 let (bytes, overflow) = count.multipliedReportingOverflow(by: t.bits / 8)
-                guard !overflow else { throw FlintError("\(at): shape \(t.shape) × \(t.dtype) overflows the byte count") }
+                guard !overflow else { throw FlintError(.corrupt, "\(at): shape \(t.shape) × \(t.dtype) overflows the byte count") }
                 needed = bytes
             } else {
                 let (bitCount, overflow) = count.multipliedReportingOverflow(by: t.bits)
-                guard !overflow else { throw FlintError("\(at): shape \(t.shape) × \(t.dtype) overflows the byte count") }
+                guard !overflow else { throw FlintError(.corrupt, "\(at): shape \(t.shape) × \(t.dtype) overflows the byte count") }
                 guard bitCount % 8 == 0 else {
-                    throw FlintError("\(at): \(t.dtype) shape \(t.shape) does not fill whole bytes (\(bitCount) bits)")
+                    throw FlintError(.corrupt, "\(at): \(t.dtype) shape \(t.shape) does not fill whole bytes (\(bitCount) bits)")
                 }
                 needed = bitCount / 8
             }
             guard t.end - t.begin == needed else {
-                throw FlintError("\(at): data_offsets [\(t.begin), \(t.end)) span \(t.end - t.begin) bytes, but "
+                throw FlintError(.corrupt, "\(at): data_offsets [\(t.begin), \(t.end)) span \(t.end - t.begin) bytes, but "
                     + "\(t.dtype) shape \(t.shape) needs \(needed) bytes (\(count) elements of \(t.bits) bits)")
             }
             guard t.end <= dataSize else {
                 // Offsets may be near Int.max here, so the message adds nothing to them.
-                throw FlintError("\(at): truncated file: data_offsets [\(t.begin), \(t.end)) run past the end of the "
+                throw FlintError(.corrupt, "\(at): truncated file: data_offsets [\(t.begin), \(t.end)) run past the end of the "
                     + "data section, which holds only \(dataSize) bytes (data starts at file byte \(dataStart), the file "
                     + "is only \(size) bytes)")
             }
@@ -178,7 +178,7 @@ public final class SafetensorsFile: CheckpointReader, @unchecked Sendable {
             previous = t.name
         }
         guard expectedBegin == dataSize else {
-            throw FlintError("\(path): the tensors' data ends at file byte \(dataStart + expectedBegin), but the file is "
+            throw FlintError(.corrupt, "\(path): the tensors' data ends at file byte \(dataStart + expectedBegin), but the file is "
                 + "\(size) bytes: \(dataSize - expectedBegin) trailing bytes belong to no tensor "
                 + "(the data section must end exactly at the end of the file)")
         }
@@ -196,7 +196,7 @@ public final class SafetensorsFile: CheckpointReader, @unchecked Sendable {
 
     public func rawBytes(_ name: String) throws -> UnsafeRawBufferPointer {
         guard let i = index[name] else {
-            throw FlintError("\(path): no tensor '\(name)' in this safetensors file (\(tensorInfos.count) tensors)")
+            throw FlintError(.notFound, "\(path): no tensor '\(name)' in this safetensors file (\(tensorInfos.count) tensors)")
         }
         let info = tensorInfos[i]
         return UnsafeRawBufferPointer(rebasing: file.bytes[info.fileOffset..<(info.fileOffset + info.byteCount)])
@@ -206,11 +206,11 @@ public final class SafetensorsFile: CheckpointReader, @unchecked Sendable {
     /// element size in the file does the view point at an aligned copy made once and kept.
     public func tensor(_ name: String) throws -> TensorView {
         guard let i = index[name] else {
-            throw FlintError("\(path): no tensor '\(name)' in this safetensors file (\(tensorInfos.count) tensors)")
+            throw FlintError(.notFound, "\(path): no tensor '\(name)' in this safetensors file (\(tensorInfos.count) tensors)")
         }
         let info = tensorInfos[i]
         guard let storage = info.storage else {
-            throw FlintError("\(path): tensor '\(name)' has dtype \(info.dtype), which Flint does not read "
+            throw FlintError(.unsupported, "\(path): tensor '\(name)' has dtype \(info.dtype), which Flint does not read "
                 + "(supported: F32, F16, BF16)")
         }
         return try TensorBuffer.view(name: name, storage: storage, shape: info.shape, bytes: try rawBytes(name),

@@ -56,7 +56,7 @@ public struct TokenizerFiles: Sendable {
                          addedTokensFile: [String: Any]?, folder: String) throws -> TokenizerInfo {
         let extraIds = (config?["extra_ids"] as? NSNumber)?.intValue ?? 100
         guard extraIds >= 0, extraIds <= 1_000_000 else {
-            throw FlintError("\(folder)/tokenizer_config.json: extra_ids \(extraIds) is outside 0...1000000")
+            throw FlintError(.invalidConfig, "\(folder)/tokenizer_config.json: extra_ids \(extraIds) is outside 0...1000000")
         }
         func tokenText(_ value: Any?) -> String? {
             if let s = value as? String { return s }
@@ -80,7 +80,7 @@ public struct TokenizerFiles: Sendable {
                 extraTokens = []
             } else {
                 guard extraIds == 0 || extraIds == named.count else {
-                    throw FlintError("\(folder)/tokenizer_config.json: extra_ids is \(extraIds) but "
+                    throw FlintError(.unsupported, "\(folder)/tokenizer_config.json: extra_ids is \(extraIds) but "
                                      + "additional_special_tokens lists \(named.count) <extra_id_N> tokens "
                                      + "(transformers refuses this too)")
                 }
@@ -102,7 +102,7 @@ public struct TokenizerFiles: Sendable {
             for (key, value) in decoder {
                 guard let id = Int(key), id >= 0, let entry = value as? [String: Any],
                       let content = entry["content"] as? String, !content.isEmpty else {
-                    throw FlintError("\(folder)/tokenizer_config.json: added_tokens_decoder entry \"\(key)\" needs a "
+                    throw FlintError(.invalidConfig, "\(folder)/tokenizer_config.json: added_tokens_decoder entry \"\(key)\" needs a "
                                      + "non-negative integer id and a \"content\"")
                 }
                 func flag(_ name: String, _ fallback: Bool) -> Bool { entry[name] as? Bool ?? fallback }
@@ -115,7 +115,7 @@ public struct TokenizerFiles: Sendable {
             let specials = Set([eos, unk, pad] + additionalTokens)
             for (content, value) in added {
                 guard let id = (value as? NSNumber)?.intValue, id >= 0, !content.isEmpty else {
-                    throw FlintError("\(folder)/added_tokens.json: \"\(content)\" needs a non-negative integer id")
+                    throw FlintError(.corrupt, "\(folder)/added_tokens.json: \"\(content)\" needs a non-negative integer id")
                 }
                 table[id] = AddedTokenInfo(id: id, content: content, special: specials.contains(content))
             }
@@ -164,7 +164,7 @@ public struct TokenizerFiles: Sendable {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         let bytes = try readFile(path)
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
-            throw FlintError("\(path): not a JSON object")
+            throw FlintError(.corrupt, "\(path): not a JSON object")
         }
         return object
     }
@@ -172,9 +172,9 @@ public struct TokenizerFiles: Sendable {
     static func readFile(_ path: String) throws -> [UInt8] {
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
         if let size = (attributes?[.size] as? NSNumber)?.intValue, size > maximumFileSize {
-            throw FlintError("\(path): \(size) bytes is too large for a tokenizer file (limit \(maximumFileSize) bytes)")
+            throw FlintError(.corrupt, "\(path): \(size) bytes is too large for a tokenizer file (limit \(maximumFileSize) bytes)")
         }
-        guard let data = FileManager.default.contents(atPath: path) else { throw FlintError("\(path): cannot read") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw FlintError(.io, "\(path): cannot read") }
         return [UInt8](data)
     }
 }
@@ -219,7 +219,7 @@ struct ProtoReader {
         var shift: UInt64 = 0
         while true {
             guard let byte = bytes.first, shift < 64 else {
-                throw FlintError("\(path): truncated or malformed protobuf varint (not a sentencepiece model)")
+                throw FlintError(.corrupt, "\(path): truncated or malformed protobuf varint (not a sentencepiece model)")
             }
             bytes = bytes.dropFirst()
             value |= UInt64(byte & 0x7F) << shift
@@ -237,7 +237,7 @@ struct ProtoReader {
     mutating func lengthDelimited(_ path: String) throws -> ArraySlice<UInt8> {
         let length = try varint(path)
         guard length <= UInt64(bytes.count) else {
-            throw FlintError("\(path): protobuf field runs past the end of the file (not a sentencepiece model)")
+            throw FlintError(.corrupt, "\(path): protobuf field runs past the end of the file (not a sentencepiece model)")
         }
         let value = bytes.prefix(Int(length))
         bytes = bytes.dropFirst(Int(length))
@@ -247,10 +247,10 @@ struct ProtoReader {
     mutating func skip(_ wire: Int, _ path: String) throws {
         switch wire {
         case 0: _ = try varint(path)
-        case 1: guard bytes.count >= 8 else { throw FlintError("\(path): truncated protobuf") }; bytes = bytes.dropFirst(8)
+        case 1: guard bytes.count >= 8 else { throw FlintError(.corrupt, "\(path): truncated protobuf") }; bytes = bytes.dropFirst(8)
         case 2: _ = try lengthDelimited(path)
-        case 5: guard bytes.count >= 4 else { throw FlintError("\(path): truncated protobuf") }; bytes = bytes.dropFirst(4)
-        default: throw FlintError("\(path): protobuf wire type \(wire) is not valid (not a sentencepiece model)")
+        case 5: guard bytes.count >= 4 else { throw FlintError(.corrupt, "\(path): truncated protobuf") }; bytes = bytes.dropFirst(4)
+        default: throw FlintError(.corrupt, "\(path): protobuf wire type \(wire) is not valid (not a sentencepiece model)")
         }
     }
 }

@@ -41,14 +41,14 @@ public struct ZipArchive {
         func u64(_ o: Int) throws -> Int {
             let v = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt64.self))
             guard v <= UInt64(Int.max / 2) else {
-                throw FlintError("\(path): zip field at byte \(o) holds \(v), far beyond any file size (corrupt ZIP64 record)")
+                throw FlintError(.corrupt, "\(path): zip field at byte \(o) holds \(v), far beyond any file size (corrupt ZIP64 record)")
             }
             return Int(v)
         }
 
         // The EOCD: scan back from the end over at most the largest comment.
         guard size >= 22 else {
-            throw FlintError("\(path): \(size) bytes is too short for a zip archive (the end record alone is 22 bytes)")
+            throw FlintError(.corrupt, "\(path): \(size) bytes is too short for a zip archive (the end record alone is 22 bytes)")
         }
         var eocd = -1
         var p = size - 22
@@ -63,24 +63,24 @@ public struct ZipArchive {
             while p >= lowest { if u32(p) == 0x0605_4b50 { eocd = p; break }; p -= 1 }
         }
         guard eocd >= 0 else {
-            throw FlintError("\(path): no zip end-of-central-directory record in the last \(size - lowest) bytes "
+            throw FlintError(.corrupt, "\(path): no zip end-of-central-directory record in the last \(size - lowest) bytes "
                 + "(truncated file, or not a zip archive)")
         }
         var entryCount = u16(eocd + 10)
         var cdSize = u32(eocd + 12)
         var cdOffset = u32(eocd + 16)
         guard u16(eocd + 4) == 0 || u16(eocd + 4) == 0xFFFF else {
-            throw FlintError("\(path): multi-disk zip archives are not supported (disk number \(u16(eocd + 4)))")
+            throw FlintError(.unsupported, "\(path): multi-disk zip archives are not supported (disk number \(u16(eocd + 4)))")
         }
         if entryCount == 0xFFFF || cdSize == 0xFFFF_FFFF || cdOffset == 0xFFFF_FFFF {
             let locator = eocd - 20
             guard locator >= 0, u32(locator) == 0x0706_4b50 else {
-                throw FlintError("\(path): zip end record at byte \(eocd) defers to ZIP64, but there is no ZIP64 "
+                throw FlintError(.corrupt, "\(path): zip end record at byte \(eocd) defers to ZIP64, but there is no ZIP64 "
                     + "locator (signature 0x07064b50) at byte \(locator)")
             }
             let record = try u64(locator + 8)
             guard record >= 0, record + 56 <= locator, u32(record) == 0x0606_4b50 else {
-                throw FlintError("\(path): ZIP64 locator at byte \(locator) points at byte \(record), where there is "
+                throw FlintError(.corrupt, "\(path): ZIP64 locator at byte \(locator) points at byte \(record), where there is "
                     + "no ZIP64 end record (signature 0x06064b50)")
             }
             entryCount = try u64(record + 32)
@@ -88,12 +88,12 @@ public struct ZipArchive {
             cdOffset = try u64(record + 48)
         }
         guard cdOffset <= eocd, cdSize <= eocd - cdOffset else {
-            throw FlintError("\(path): zip central directory [\(cdOffset), +\(cdSize)) does not fit before the end "
+            throw FlintError(.corrupt, "\(path): zip central directory [\(cdOffset), +\(cdSize)) does not fit before the end "
                 + "record at byte \(eocd) (truncated or corrupt archive)")
         }
         // Each central directory header is at least 46 bytes: this bounds the count before any allocation.
         guard entryCount <= cdSize / 46 else {
-            throw FlintError("\(path): zip end record claims \(entryCount) entries, but the \(cdSize)-byte central "
+            throw FlintError(.corrupt, "\(path): zip end record claims \(entryCount) entries, but the \(cdSize)-byte central "
                 + "directory can hold at most \(cdSize / 46)")
         }
 
@@ -104,7 +104,7 @@ public struct ZipArchive {
         let cdEnd = cdOffset + cdSize
         for n in 0..<entryCount {
             guard o + 46 <= cdEnd, u32(o) == 0x0201_4b50 else {
-                throw FlintError("\(path): zip central directory entry \(n) at byte \(o): expected signature 0x02014b50 "
+                throw FlintError(.corrupt, "\(path): zip central directory entry \(n) at byte \(o): expected signature 0x02014b50 "
                     + "inside the directory [\(cdOffset), \(cdEnd))")
             }
             let flags = u16(o + 8)
@@ -115,14 +115,14 @@ public struct ZipArchive {
             var localOffset = u32(o + 42)
             let nameStart = o + 46
             guard nameStart + nameLength + extraLength + commentLength <= cdEnd else {
-                throw FlintError("\(path): zip central directory entry \(n) at byte \(o) runs past the end of the directory")
+                throw FlintError(.corrupt, "\(path): zip central directory entry \(n) at byte \(o) runs past the end of the directory")
             }
             let nameBytes = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<(nameStart + nameLength)])
             guard let name = String(validating: nameBytes, as: UTF8.self) else {
-                throw FlintError("\(path): zip entry \(n) at byte \(o) has a name that is not UTF-8")
+                throw FlintError(.corrupt, "\(path): zip entry \(n) at byte \(o) has a name that is not UTF-8")
             }
             guard flags & 1 == 0 else {
-                throw FlintError("\(path): zip entry \"\(name)\" is encrypted")
+                throw FlintError(.corrupt, "\(path): zip entry \"\(name)\" is encrypted")
             }
             // ZIP64 extra field: 64-bit values for exactly the saturated 32-bit ones, in a fixed order.
             if compressed == 0xFFFF_FFFF || uncompressed == 0xFFFF_FFFF || localOffset == 0xFFFF_FFFF {
@@ -137,7 +137,7 @@ public struct ZipArchive {
                         let fEnd = f + length
                         func next() throws -> Int {
                             guard f + 8 <= fEnd else {
-                                throw FlintError("\(path): zip entry \"\(name)\": ZIP64 extra field is too short for "
+                                throw FlintError(.corrupt, "\(path): zip entry \"\(name)\": ZIP64 extra field is too short for "
                                     + "its saturated sizes/offset")
                             }
                             defer { f += 8 }
@@ -152,24 +152,24 @@ public struct ZipArchive {
                     e += 4 + length
                 }
                 guard found else {
-                    throw FlintError("\(path): zip entry \"\(name)\" has a saturated size or offset but no ZIP64 extra field")
+                    throw FlintError(.corrupt, "\(path): zip entry \"\(name)\" has a saturated size or offset but no ZIP64 extra field")
                 }
             }
             guard localOffset + 30 <= size, u32(localOffset) == 0x0403_4b50 else {
-                throw FlintError("\(path): zip entry \"\(name)\": no local file header (signature 0x04034b50) at "
+                throw FlintError(.corrupt, "\(path): zip entry \"\(name)\": no local file header (signature 0x04034b50) at "
                     + "byte \(localOffset)")
             }
             let dataOffset = localOffset + 30 + u16(localOffset + 26) + u16(localOffset + 28)
             guard dataOffset <= size, compressed <= size - dataOffset else {
-                throw FlintError("\(path): zip entry \"\(name)\": its \(compressed) bytes at byte \(dataOffset) run past "
+                throw FlintError(.corrupt, "\(path): zip entry \"\(name)\": its \(compressed) bytes at byte \(dataOffset) run past "
                     + "the end of the \(size)-byte archive (truncated file?)")
             }
             if method == 0 && compressed != uncompressed {
-                throw FlintError("\(path): zip entry \"\(name)\" is stored uncompressed, but its sizes disagree "
+                throw FlintError(.corrupt, "\(path): zip entry \"\(name)\" is stored uncompressed, but its sizes disagree "
                     + "(\(compressed) stored, \(uncompressed) declared)")
             }
             guard index[name] == nil else {
-                throw FlintError("\(path): zip archive has two entries named \"\(name)\"")
+                throw FlintError(.corrupt, "\(path): zip archive has two entries named \"\(name)\"")
             }
             index[name] = entries.count
             entries.append(ZipEntry(name: name, method: method, compressedSize: compressed,
@@ -186,7 +186,7 @@ public struct ZipArchive {
     /// The bytes of a stored (uncompressed) entry, in place.
     public func storedData(_ entry: ZipEntry) throws -> UnsafeRawBufferPointer {
         guard entry.method == 0 else {
-            throw FlintError("\(path): zip entry \"\(entry.name)\" is compressed (method \(entry.method)); only "
+            throw FlintError(.corrupt, "\(path): zip entry \"\(entry.name)\" is compressed (method \(entry.method)); only "
                 + "stored entries (method 0, as torch.save writes them) can be read")
         }
         return UnsafeRawBufferPointer(rebasing: bytes[entry.dataOffset..<(entry.dataOffset + entry.compressedSize)])

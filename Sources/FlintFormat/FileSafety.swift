@@ -30,17 +30,18 @@ import Foundation
 public func openRegularFile(_ path: String, what: String = "file") throws -> (fd: Int32, status: stat) {
     let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
     guard fd >= 0 else {
-        throw FlintError("\(path): cannot open the \(what) (\(String(cString: strerror(errno))))")
+        let code = errno
+        throw FlintError(code == ENOENT ? .notFound : .io, "\(path): cannot open the \(what) (\(String(cString: strerror(code))))")
     }
     var st = stat()
     guard fstat(fd, &st) == 0 else {
         let message = String(cString: strerror(errno))
         close(fd)
-        throw FlintError("\(path): cannot stat the \(what) (\(message))")
+        throw FlintError(.io, "\(path): cannot stat the \(what) (\(message))")
     }
     guard (st.st_mode & S_IFMT) == S_IFREG else {
         close(fd)
-        throw FlintError("\(path): not a regular file (\(fileKind(st.st_mode))); the \(what) must be a plain file")
+        throw FlintError(.invalidArgument, "\(path): not a regular file (\(fileKind(st.st_mode))); the \(what) must be a plain file")
     }
     let flags = fcntl(fd, F_GETFL)
     if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
@@ -53,7 +54,7 @@ public func readRegularFile(_ path: String, what: String = "file", limit: Int = 
     defer { close(fd) }
     let size = Int(st.st_size)
     guard size <= limit else {
-        throw FlintError("\(path): \(size) bytes is more than a \(what) can be (at most \(limit))")
+        throw FlintError(.corrupt, "\(path): \(size) bytes is more than a \(what) can be (at most \(limit))")
     }
     var bytes = [UInt8](repeating: 0, count: size)
     var done = 0
@@ -61,7 +62,7 @@ public func readRegularFile(_ path: String, what: String = "file", limit: Int = 
         let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, size - done) }
         if n < 0 {
             if errno == EINTR { continue }
-            throw FlintError("\(path): cannot read the \(what) (\(String(cString: strerror(errno))))")
+            throw FlintError(.io, "\(path): cannot read the \(what) (\(String(cString: strerror(errno))))")
         }
         if n == 0 { break }
         done += n
@@ -88,29 +89,29 @@ public enum OutputTarget {
     /// is writable, it is not a folder, it is not the same file as any of `inputs` (device and inode after
     /// following symlinks; hard links count too), and it does not exist unless `force`.
     public static func check(_ output: String, inputs: [String], force: Bool) throws {
-        guard !output.isEmpty, !output.hasSuffix("/") else { throw FlintError("\(output): the output must name a file") }
+        guard !output.isEmpty, !output.hasSuffix("/") else { throw FlintError(.invalidArgument, "\(output): the output must name a file") }
         let folder = directory(of: output)
         var dst = stat()
         guard stat(folder, &dst) == 0 else {
-            throw FlintError("\(output): the output folder \(folder) does not exist")
+            throw FlintError(.invalidArgument, "\(output): the output folder \(folder) does not exist")
         }
-        guard (dst.st_mode & S_IFMT) == S_IFDIR else { throw FlintError("\(output): \(folder) is not a folder") }
+        guard (dst.st_mode & S_IFMT) == S_IFDIR else { throw FlintError(.io, "\(output): \(folder) is not a folder") }
         guard access(folder, W_OK) == 0 else {
-            throw FlintError("\(output): the output folder \(folder) is not writable (\(String(cString: strerror(errno))))")
+            throw FlintError(.io, "\(output): the output folder \(folder) is not writable (\(String(cString: strerror(errno))))")
         }
         var st = stat()
         guard stat(output, &st) == 0 else { return }  // does not exist yet (or a dangling link: replaced)
-        if (st.st_mode & S_IFMT) == S_IFDIR { throw FlintError("\(output): is a folder; name the output file") }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw FlintError(.invalidArgument, "\(output): is a folder; name the output file") }
         for input in inputs {
             var ist = stat()
             if stat(input, &ist) == 0, ist.st_dev == st.st_dev, ist.st_ino == st.st_ino {
                 let via = input == output ? "" : " (\(input))"
-                throw FlintError("\(output): the output is an input file\(via); writing it would destroy the input. "
+                throw FlintError(.invalidArgument, "\(output): the output is an input file\(via); writing it would destroy the input. "
                                  + "Choose another output path")
             }
         }
         guard force else {
-            throw FlintError("\(output): already exists; pass --force to overwrite it")
+            throw FlintError(.invalidArgument, "\(output): already exists; pass --force to overwrite it")
         }
     }
 
@@ -153,7 +154,7 @@ public enum TemporaryFiles {
         guard fd >= 0 else {
             let message = String(cString: strerror(errno))
             unregister(temp)
-            throw FlintError("\(path): cannot create the temporary file \(temp) (\(message))")
+            throw FlintError(.io, "\(path): cannot create the temporary file \(temp) (\(message))")
         }
         return (temp, fd)
     }

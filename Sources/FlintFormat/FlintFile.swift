@@ -8,77 +8,6 @@ import Darwin
 #endif
 import Foundation
 
-/// A read-only memory mapping of a whole file, unmapped when the last reference goes.
-public final class MappedFile: @unchecked Sendable {
-    public let path: String
-    public let bytes: UnsafeRawBufferPointer
-
-    public init(path: String) throws {
-        self.path = path
-        // O_NONBLOCK + fstat: a FIFO or device under a model's name is refused instead of hanging the open.
-        let (fd, st) = try openRegularFile(path)
-        defer { close(fd) }
-        let size = Int(st.st_size)
-        if size == 0 {
-            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
-            return
-        }
-        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-            throw FlintError("\(path): cannot map \(size) bytes (\(String(cString: strerror(errno))))")
-        }
-        bytes = UnsafeRawBufferPointer(start: p, count: size)
-        MappedFile.register(bytes)
-        MappedRegions.register(bytes, path: path)
-    }
-
-    deinit {
-        if let base = bytes.baseAddress {
-            MappedRegions.unregister(bytes)
-            MappedFile.unregister(bytes)
-            munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
-        }
-    }
-
-    // Live read-only mappings (address ranges, page-rounded), so `releaseMappedPages` can tell file-backed memory
-    // from any other.
-    private static let registryLock = NSLock()
-    nonisolated(unsafe) private static var live: [Range<Int>] = []
-
-    private static func pageRounded(_ b: UnsafeRawBufferPointer) -> Range<Int> {
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = Int(bitPattern: b.baseAddress!)
-        return start..<(start + (b.count + page - 1) / page * page)
-    }
-
-    private static func register(_ b: UnsafeRawBufferPointer) {
-        registryLock.lock(); defer { registryLock.unlock() }
-        live.append(pageRounded(b))
-    }
-
-    private static func unregister(_ b: UnsafeRawBufferPointer) {
-        let r = pageRounded(b)
-        registryLock.lock(); defer { registryLock.unlock() }
-        if let i = live.firstIndex(of: r) { live.remove(at: i) }
-    }
-
-    /// The live mapping that holds all of `[start, end)`, if any.
-    static func liveMapping(containing start: Int, _ end: Int) -> Range<Int>? {
-        registryLock.lock(); defer { registryLock.unlock() }
-        return live.first { $0.lowerBound <= start && end <= $0.upperBound }
-    }
-
-    public var count: Int { bytes.count }
-
-    /// Little-endian integer at `offset` (caller has checked bounds).
-    @inline(__always) func load<T: FixedWidthInteger>(_ offset: Int, as: T.Type) -> T {
-        T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
-    }
-
-    public func slice(_ offset: Int, _ count: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
-    }
-}
-
 /// Section positions from the header.
 public struct FlintHeader: Sendable, Equatable {
     public var formatVersion: UInt32
@@ -130,7 +59,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         var index: [String: Int] = [:]
         for (i, r) in records.enumerated() {
             guard index.updateValue(i, forKey: r.name) == nil else {
-                throw FlintError("\(path): tensor table: duplicate tensor name \"\(r.name)\"")
+                throw FlintError(.corrupt, "\(path): tensor table: duplicate tensor name \"\(r.name)\"")
             }
         }
         try FlintFile.checkRegions(path, records, header)
@@ -179,7 +108,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         if resolved == nil, let stored = config.weightLayout.storedName(for: name, isStored: { index[$0] != nil }) {
             resolved = record(stored)
         }
-        guard let r = resolved else { throw FlintError("\(path): no tensor named \"\(name)\"") }
+        guard let r = resolved else { throw FlintError(.notFound, "\(path): no tensor named \"\(name)\"") }
         let scales = r.scaleSize == 0
             ? UnsafeBufferPointer<Float>(start: nil, count: 0)
             : file.slice(r.scaleOffset, r.scaleSize).bindMemory(to: Float.self)
@@ -198,7 +127,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
             h.update(file.slice(r.scaleOffset, r.scaleSize))
             let sum = h.finalize()
             guard sum == r.checksum else {
-                throw FlintError("\(path): tensor \"\(r.name)\" at offset \(r.dataOffset): checksum mismatch "
+                throw FlintError(.corrupt, "\(path): tensor \"\(r.name)\" at offset \(r.dataOffset): checksum mismatch "
                                  + "(stored \(hex(r.checksum)), computed \(hex(sum))) — the file is corrupt")
             }
             done += r.dataSize + r.scaleSize
@@ -211,26 +140,26 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
     private static func readHeader(_ file: MappedFile) throws -> FlintHeader {
         let path = file.path
         guard file.count >= FlintLayout.headerSize else {
-            throw FlintError("\(path): \(file.count) bytes is too short for a .flint file (the header alone is \(FlintLayout.headerSize) bytes)")
+            throw FlintError(.corrupt, "\(path): \(file.count) bytes is too short for a .flint file (the header alone is \(FlintLayout.headerSize) bytes)")
         }
         guard Array(file.slice(0, 8)) == FlintLayout.magic else {
-            throw FlintError("\(path): not a .flint file (offset 0: expected magic 89 46 4C 49 4E 54 0D 0A, found \(Array(file.slice(0, 8)).map { String(format: "%02X", $0) }.joined(separator: " ")))")
+            throw FlintError(.corrupt, "\(path): not a .flint file (offset 0: expected magic 89 46 4C 49 4E 54 0D 0A, found \(Array(file.slice(0, 8)).map { String(format: "%02X", $0) }.joined(separator: " ")))")
         }
         let version = file.load(8, as: UInt32.self)
         guard version >= 1, version <= FlintLayout.formatVersion else {
-            throw FlintError("\(path): format version \(version) at offset 8; this flint reads versions 1 to \(FlintLayout.formatVersion) (a newer flint wrote this file?)")
+            throw FlintError(.unsupported, "\(path): format version \(version) at offset 8; this flint reads versions 1 to \(FlintLayout.formatVersion) (a newer flint wrote this file?)")
         }
         let bom = file.load(12, as: UInt32.self)
         guard bom == FlintLayout.byteOrderMark else {
-            throw FlintError("\(path): byte order mark at offset 12 is \(hex(UInt64(bom))), expected 0x0A0B0C0D (little-endian)")
+            throw FlintError(.corrupt, "\(path): byte order mark at offset 12 is \(hex(UInt64(bom))), expected 0x0A0B0C0D (little-endian)")
         }
         let headerSize = file.load(16, as: UInt32.self)
         guard headerSize == FlintLayout.headerSize else {
-            throw FlintError("\(path): header_size at offset 16 is \(headerSize), expected \(FlintLayout.headerSize)")
+            throw FlintError(.corrupt, "\(path): header_size at offset 16 is \(headerSize), expected \(FlintLayout.headerSize)")
         }
         func u64(_ off: Int, _ field: String) throws -> Int {
             let v = file.load(off, as: UInt64.self)
-            guard v <= UInt64(Int.max / 2) else { throw FlintError("\(path): header field \(field) at offset \(off) is out of range (\(v))") }
+            guard v <= UInt64(Int.max / 2) else { throw FlintError(.corrupt, "\(path): header field \(field) at offset \(off) is out of range (\(v))") }
             return Int(v)
         }
         let h = FlintHeader(
@@ -244,23 +173,23 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
             sectionsChecksum: file.load(96, as: UInt64.self))
         guard h.fileSize == file.count else {
             if file.count < h.fileSize {
-                throw FlintError("\(path): truncated: the header says \(h.fileSize) bytes, the file has \(file.count)")
+                throw FlintError(.corrupt, "\(path): truncated: the header says \(h.fileSize) bytes, the file has \(file.count)")
             }
-            throw FlintError("\(path): the header says \(h.fileSize) bytes, the file has \(file.count) (trailing bytes after the model)")
+            throw FlintError(.corrupt, "\(path): the header says \(h.fileSize) bytes, the file has \(file.count) (trailing bytes after the model)")
         }
         let sections = [("data", h.dataOffset, h.dataSize), ("tensor table", h.tableOffset, h.tableSize),
                         ("metadata", h.metadataOffset, h.metadataSize), ("tokenizer", h.tokenizerOffset, h.tokenizerSize)]
         for (name, off, size) in sections {
             guard off >= FlintLayout.headerSize, off <= file.count, size <= file.count - off else {
-                throw FlintError("\(path): \(name) section [\(off), \(off + size)) lies outside the file body [\(FlintLayout.headerSize), \(file.count))")
+                throw FlintError(.corrupt, "\(path): \(name) section [\(off), \(off + size)) lies outside the file body [\(FlintLayout.headerSize), \(file.count))")
             }
         }
         guard h.dataOffset % FlintLayout.alignment == 0 else {
-            throw FlintError("\(path): data section offset \(h.dataOffset) is not aligned to \(FlintLayout.alignment)")
+            throw FlintError(.corrupt, "\(path): data section offset \(h.dataOffset) is not aligned to \(FlintLayout.alignment)")
         }
         let nonEmpty = sections.filter { $0.2 > 0 }.sorted { $0.1 < $1.1 }
         for (a, b) in zip(nonEmpty, nonEmpty.dropFirst()) where a.1 + a.2 > b.1 {
-            throw FlintError("\(path): \(a.0) section [\(a.1), \(a.1 + a.2)) overlaps \(b.0) section starting at \(b.1)")
+            throw FlintError(.corrupt, "\(path): \(a.0) section [\(a.1), \(a.1 + a.2)) overlaps \(b.0) section starting at \(b.1)")
         }
         var sum = XXH64()
         sum.update(file.slice(h.tableOffset, h.tableSize))
@@ -268,7 +197,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         sum.update(file.slice(h.tokenizerOffset, h.tokenizerSize))
         let computed = sum.finalize()
         guard computed == h.sectionsChecksum else {
-            throw FlintError("\(path): sections checksum mismatch (header offset 96 says \(hex(h.sectionsChecksum)), table+metadata+tokenizer hash to \(hex(computed))) — the file is corrupt")
+            throw FlintError(.corrupt, "\(path): sections checksum mismatch (header offset 96 says \(hex(h.sectionsChecksum)), table+metadata+tokenizer hash to \(hex(computed))) — the file is corrupt")
         }
         return h
     }
@@ -283,7 +212,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
             let recordStart = p
             let i = records.count
             func fail(_ what: String) -> FlintError {
-                FlintError("\(path): tensor table record \(i) at offset \(recordStart): \(what)")
+                FlintError(.corrupt, "\(path): tensor table record \(i) at offset \(recordStart): \(what)")
             }
             func need(_ n: Int, _ field: String) throws {
                 guard n <= end - p else { throw fail("\(field) runs past the end of the table (offset \(end))") }
@@ -306,7 +235,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
             }
             p += nameLength
             func failT(_ what: String) -> FlintError {
-                FlintError("\(path): tensor \"\(name)\" (record \(i) at offset \(recordStart)): \(what)")
+                FlintError(.corrupt, "\(path): tensor \"\(name)\" (record \(i) at offset \(recordStart)): \(what)")
             }
             let storageCode = file.load(p, as: UInt8.self)
             let schemeCode = file.load(p + 1, as: UInt8.self)
@@ -375,7 +304,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
             p = recordEnd
         }
         guard records.count == h.tensorCount else {
-            throw FlintError("\(path): the header says \(h.tensorCount) tensors, the table holds \(records.count)")
+            throw FlintError(.corrupt, "\(path): the header says \(h.tensorCount) tensors, the table holds \(records.count)")
         }
         return records
     }
@@ -387,17 +316,17 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         for r in records {
             for (off, size, kind) in [(r.dataOffset, r.dataSize, "data"), (r.scaleOffset, r.scaleSize, "scales")] where size > 0 {
                 guard off % FlintLayout.alignment == 0 else {
-                    throw FlintError("\(path): tensor \"\(r.name)\": \(kind) offset \(off) is not aligned to \(FlintLayout.alignment)")
+                    throw FlintError(.corrupt, "\(path): tensor \"\(r.name)\": \(kind) offset \(off) is not aligned to \(FlintLayout.alignment)")
                 }
                 guard off >= h.dataOffset, size <= dataEnd - off else {
-                    throw FlintError("\(path): tensor \"\(r.name)\": \(kind) [\(off), \(off + size)) lies outside the data section [\(h.dataOffset), \(dataEnd))")
+                    throw FlintError(.corrupt, "\(path): tensor \"\(r.name)\": \(kind) [\(off), \(off + size)) lies outside the data section [\(h.dataOffset), \(dataEnd))")
                 }
                 regions.append((off, off + size, "tensor \"\(r.name)\" \(kind)"))
             }
         }
         regions.sort { $0.start < $1.start }
         for (a, b) in zip(regions, regions.dropFirst()) where a.end > b.start {
-            throw FlintError("\(path): \(a.what) [\(a.start), \(a.end)) overlaps \(b.what) starting at \(b.start)")
+            throw FlintError(.corrupt, "\(path): \(a.what) [\(a.start), \(a.end)) overlaps \(b.what) starting at \(b.start)")
         }
     }
 
@@ -424,36 +353,36 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         do {
             metadata = try JSONDecoder().decode(FlintMetadata.self, from: json)
         } catch let e as DecodingError {
-            throw FlintError("\(path): metadata at offset \(h.metadataOffset): \(describe(e))")
+            throw FlintError(.corrupt, "\(path): metadata at offset \(h.metadataOffset): \(describe(e))")
         } catch {
-            throw FlintError("\(path): metadata at offset \(h.metadataOffset) is not valid JSON")
+            throw FlintError(.corrupt, "\(path): metadata at offset \(h.metadataOffset) is not valid JSON")
         }
         let unknown = metadata.requiredFeatures.filter { !FlintLayout.knownFeatures.contains($0) }
         guard unknown.isEmpty else {
-            throw FlintError("\(path): the file requires features this flint does not implement: \(unknown.joined(separator: ", "))")
+            throw FlintError(.unsupported, "\(path): the file requires features this flint does not implement: \(unknown.joined(separator: ", "))")
         }
         do { try metadata.config.validate() } catch let e as FlintError {
-            throw FlintError("\(path): \(e.message)")
+            throw e.with(message: "\(path): \(e.message)")
         }
         do { try metadata.generation?.validate(vocabSize: metadata.config.vocabSize) } catch let e as FlintError {
-            throw FlintError("\(path): metadata \(e.message)")
+            throw e.with(message: "\(path): metadata \(e.message)")
         }
         // A config needing a feature the file does not declare would be misread by readers that predate it.
         for feature in metadata.config.requiredFeatures where !metadata.requiredFeatures.contains(feature) {
-            throw FlintError("\(path): the config needs required_features to list \"\(feature)\", the file lists \(metadata.requiredFeatures)")
+            throw FlintError(.corrupt, "\(path): the config needs required_features to list \"\(feature)\", the file lists \(metadata.requiredFeatures)")
         }
         for (alias, target) in metadata.aliases.sorted(by: { $0.key < $1.key }) {
-            guard index[alias] == nil else { throw FlintError("\(path): alias \"\(alias)\" is also a stored tensor") }
-            guard index[target] != nil else { throw FlintError("\(path): alias \"\(alias)\" points to \"\(target)\", which is not stored") }
+            guard index[alias] == nil else { throw FlintError(.corrupt, "\(path): alias \"\(alias)\" is also a stored tensor") }
+            guard index[target] != nil else { throw FlintError(.corrupt, "\(path): alias \"\(alias)\" points to \"\(target)\", which is not stored") }
         }
         for (name, i) in index.sorted(by: { $0.value < $1.value }) {
             guard let feature = records[i].layout.requiredFeature else { continue }
             guard metadata.requiredFeatures.contains(feature) else {
-                throw FlintError("\(path): tensor \"\(name)\" is stored in layout \(records[i].layout), but required_features does not list \"\(feature)\"")
+                throw FlintError(.corrupt, "\(path): tensor \"\(name)\" is stored in layout \(records[i].layout), but required_features does not list \"\(feature)\"")
             }
         }
         if metadata.tokenizer != nil, h.tokenizerSize == 0 {
-            throw FlintError("\(path): metadata describes a tokenizer but the tokenizer section is empty")
+            throw FlintError(.corrupt, "\(path): metadata describes a tokenizer but the tokenizer section is empty")
         }
         metadata.calibration = nil
         return (metadata, calibration.map { ($0, smoothed) })
@@ -478,19 +407,3 @@ func describe(_ e: DecodingError) -> String {
 }
 
 public func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16, uppercase: true) }
-
-/// Tells the kernel the pages under `buffer` are not needed any more, so they stop counting as resident; they are
-/// read again from the file if touched. Streaming conversion calls this after each tensor, which keeps its
-/// resident memory near one tensor instead of the whole checkpoint. Only memory inside a live read-only file
-/// mapping (a `MappedFile`) is released; for any other memory (a heap copy, a decoded buffer) this does nothing,
-/// since dropping such pages would destroy their contents.
-public func releaseMappedPages(_ buffer: UnsafeRawBufferPointer) {
-    guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-    let start = Int(bitPattern: base), end = start + buffer.count
-    guard let mapping = MappedFile.liveMapping(containing: start, end) else { return }
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    let lower = max(mapping.lowerBound, start / page * page)
-    let upper = min(mapping.upperBound, (end + page - 1) / page * page)
-    guard upper > lower else { return }
-    _ = madvise(UnsafeMutableRawPointer(bitPattern: lower), upper - lower, Int32(MADV_DONTNEED))
-}

@@ -50,30 +50,30 @@ public final class FlintWriter {
         precondition(!finished, "FlintWriter used after finish()")
         let nameBytes = name.utf8.count
         guard nameBytes >= 1, nameBytes <= FlintLayout.maxNameLength else {
-            throw FlintError("\(path): tensor name \"\(name.prefix(80))\" must be 1…\(FlintLayout.maxNameLength) UTF-8 bytes")
+            throw FlintError(.invalidArgument, "\(path): tensor name \"\(name.prefix(80))\" must be 1…\(FlintLayout.maxNameLength) UTF-8 bytes")
         }
-        guard names.insert(name).inserted else { throw FlintError("\(path): tensor \"\(name)\" written twice") }
+        guard names.insert(name).inserted else { throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\" written twice") }
         guard shape.count <= FlintLayout.maxDims, shape.allSatisfy({ $0 >= 1 }) else {
-            throw FlintError("\(path): tensor \"\(name)\": shape \(shape) is not storable (1…\(FlintLayout.maxDims) dims, each ≥ 1)")
+            throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": shape \(shape) is not storable (1…\(FlintLayout.maxDims) dims, each ≥ 1)")
         }
         let count = shape.reduce(1, *)
         if given == .int8Packed16x4 {
             guard storage == .i8, let geometry = PackedInt8Geometry(shape: shape, scheme: scheme) else {
-                throw FlintError("\(path): tensor \"\(name)\": layout packed16x4 needs a 2-D i8 tensor with scheme int8 or int8-gG (G a multiple of 4), found \(storage) \(shape) \(scheme)")
+                throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": layout packed16x4 needs a 2-D i8 tensor with scheme int8 or int8-gG (G a multiple of 4), found \(storage) \(shape) \(scheme)")
             }
             guard data.count == geometry.byteCount else {
-                throw FlintError("\(path): tensor \"\(name)\": \(data.count) bytes given, packed16x4 \(shape) \(scheme) needs \(geometry.byteCount)")
+                throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": \(data.count) bytes given, packed16x4 \(shape) \(scheme) needs \(geometry.byteCount)")
             }
         } else if data.count != count * storage.byteSize {
-            throw FlintError("\(path): tensor \"\(name)\": \(data.count) bytes given, shape \(shape) of \(storage) needs \(count * storage.byteSize)")
+            throw FlintError(.shapeMismatch, "\(path): tensor \"\(name)\": \(data.count) bytes given, shape \(shape) of \(storage) needs \(count * storage.byteSize)")
         }
         switch scheme {
-        case .none: guard storage.isFloat else { throw FlintError("\(path): tensor \"\(name)\": i8 storage needs an int8 scheme") }
-        case .int8Row, .int8Group: guard storage == .i8 else { throw FlintError("\(path): tensor \"\(name)\": scheme \(scheme) needs i8 storage") }
+        case .none: guard storage.isFloat else { throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": i8 storage needs an int8 scheme") }
+        case .int8Row, .int8Group: guard storage == .i8 else { throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": scheme \(scheme) needs i8 storage") }
         }
         let scaleBytes = scheme.scaleCount(shape: shape) * 4
         guard scales.count == scaleBytes else {
-            throw FlintError("\(path): tensor \"\(name)\": \(scales.count) scale bytes given, scheme \(scheme) on \(shape) needs \(scaleBytes)")
+            throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": \(scales.count) scale bytes given, scheme \(scheme) on \(shape) needs \(scaleBytes)")
         }
         // Packable int8 matrices are re-laid (the given bytes are row-major) with their weight sums appended.
         var layout = given
@@ -113,8 +113,8 @@ public final class FlintWriter {
         precondition(!finished, "FlintWriter.finish() called twice")
         do {
             for (alias, target) in metadata.aliases {
-                guard !names.contains(alias) else { throw FlintError("\(path): alias \"\(alias)\" is also a stored tensor") }
-                guard names.contains(target) else { throw FlintError("\(path): alias \"\(alias)\" points to \"\(target)\", which was not written") }
+                guard !names.contains(alias) else { throw FlintError(.invalidArgument, "\(path): alias \"\(alias)\" is also a stored tensor") }
+                guard names.contains(target) else { throw FlintError(.invalidArgument, "\(path): alias \"\(alias)\" points to \"\(target)\", which was not written") }
             }
             let dataOffset = FlintLayout.headerSize
             let dataSize = offset - dataOffset
@@ -154,14 +154,14 @@ public final class FlintWriter {
             header += [UInt8](repeating: 0, count: FlintLayout.headerSize - header.count)
             try header.withUnsafeBytes { h in
                 guard pwrite(fd, h.baseAddress, h.count, 0) == h.count else {
-                    throw FlintError("\(temporaryPath): cannot write the header (\(String(cString: strerror(errno))))")
+                    throw FlintError(.io, "\(temporaryPath): cannot write the header (\(String(cString: strerror(errno))))")
                 }
             }
-            guard fsync(fd) == 0 else { throw FlintError("\(temporaryPath): fsync failed (\(String(cString: strerror(errno))))") }
+            guard fsync(fd) == 0 else { throw FlintError(.io, "\(temporaryPath): fsync failed (\(String(cString: strerror(errno))))") }
             close(fd)
             fd = -1
             guard rename(temporaryPath, path) == 0 else {
-                throw FlintError("\(path): cannot rename \(temporaryPath) into place (\(String(cString: strerror(errno))))")
+                throw FlintError(.io, "\(path): cannot rename \(temporaryPath) into place (\(String(cString: strerror(errno))))")
             }
             TemporaryFiles.unregister(temporaryPath)
             finished = true
@@ -196,7 +196,7 @@ public final class FlintWriter {
             let n = write(fd, p, min(left, 1 << 30))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw FlintError("\(temporaryPath): write failed at offset \(offset) (\(String(cString: strerror(errno))))")
+                throw FlintError(.io, "\(temporaryPath): write failed at offset \(offset) (\(String(cString: strerror(errno))))")
             }
             p += n
             left -= n

@@ -49,7 +49,7 @@ public struct GenerationDefaults: Codable, Sendable, Equatable {
     /// Names the first value no generation could use (the reader rejects such a file; the converter such a folder).
     public func validate(vocabSize: Int) throws {
         func atLeast(_ v: Int?, _ lower: Int, _ name: String) throws {
-            if let v, v < lower { throw FlintError("generation: \(name) must be at least \(lower), got \(v)") }
+            if let v, v < lower { throw FlintError(.invalidConfig, "generation: \(name) must be at least \(lower), got \(v)") }
         }
         try atLeast(maxNewTokens, 1, "max_new_tokens")
         try atLeast(maxLength, 2, "max_length")
@@ -59,16 +59,16 @@ public struct GenerationDefaults: Codable, Sendable, Equatable {
         try atLeast(topK, 0, "top_k")
         try atLeast(noRepeatNgramSize, 0, "no_repeat_ngram_size")
         try atLeast(numReturnSequences, 1, "num_return_sequences")
-        if let v = lengthPenalty, !v.isFinite { throw FlintError("generation: length_penalty must be finite, got \(v)") }
-        if let v = temperature, !(v > 0 && v.isFinite) { throw FlintError("generation: temperature must be positive, got \(v)") }
-        if let v = topP, !(v > 0 && v <= 1) { throw FlintError("generation: top_p must be in (0, 1], got \(v)") }
-        if let v = repetitionPenalty, !(v > 0 && v.isFinite) { throw FlintError("generation: repetition_penalty must be positive, got \(v)") }
+        if let v = lengthPenalty, !v.isFinite { throw FlintError(.invalidConfig, "generation: length_penalty must be finite, got \(v)") }
+        if let v = temperature, !(v > 0 && v.isFinite) { throw FlintError(.invalidConfig, "generation: temperature must be positive, got \(v)") }
+        if let v = topP, !(v > 0 && v <= 1) { throw FlintError(.invalidConfig, "generation: top_p must be in (0, 1], got \(v)") }
+        if let v = repetitionPenalty, !(v > 0 && v.isFinite) { throw FlintError(.invalidConfig, "generation: repetition_penalty must be positive, got \(v)") }
         let ids = (badWordsIds ?? []).flatMap { $0 } + (suppressTokens ?? [])
         if let bad = ids.first(where: { $0 < 0 || $0 >= vocabSize }) {
-            throw FlintError("generation: token \(bad) is outside the vocabulary (0..<\(vocabSize))")
+            throw FlintError(.invalidConfig, "generation: token \(bad) is outside the vocabulary (0..<\(vocabSize))")
         }
         if let empty = badWordsIds?.firstIndex(where: { $0.isEmpty }) {
-            throw FlintError("generation: bad_words_ids[\(empty)] is empty")
+            throw FlintError(.invalidConfig, "generation: bad_words_ids[\(empty)] is empty")
         }
     }
 }

@@ -174,14 +174,14 @@ public struct T5Config: Codable, Sendable, Equatable {
     public func validate() throws {
         func inRange(_ v: Int, _ name: String, _ lower: Int, _ upper: Int) throws {
             guard v >= lower else {
-                throw FlintError("config: \(name) must be \(lower == 1 ? "positive" : "at least \(lower)"), got \(v)")
+                throw FlintError(.invalidConfig, "config: \(name) must be \(lower == 1 ? "positive" : "at least \(lower)"), got \(v)")
             }
             guard v <= upper else {
-                throw FlintError("config: \(name) \(v) is larger than any T5 model (at most \(upper))")
+                throw FlintError(.invalidConfig, "config: \(name) \(v) is larger than any T5 model (at most \(upper))")
             }
         }
         guard architecture == "encoder-decoder" || architecture == "encoder-only" else {
-            throw FlintError("config: architecture must be \"encoder-decoder\" or \"encoder-only\", got \"\(architecture)\"")
+            throw FlintError(.invalidConfig, "config: architecture must be \"encoder-decoder\" or \"encoder-only\", got \"\(architecture)\"")
         }
         try inRange(dModel, "d_model", 1, Limits.dModel)
         try inRange(dKV, "d_kv", 1, Limits.dKV)
@@ -189,7 +189,7 @@ public struct T5Config: Codable, Sendable, Equatable {
         try inRange(numHeads, "num_heads", 1, Limits.numHeads)
         // Both factors are bounded above, so the product cannot overflow.
         guard numHeads * dKV <= Limits.innerDim else {
-            throw FlintError("config: num_heads × d_kv = \(numHeads) × \(dKV) = \(numHeads * dKV) is larger than any T5 model (at most \(Limits.innerDim))")
+            throw FlintError(.invalidConfig, "config: num_heads × d_kv = \(numHeads) × \(dKV) = \(numHeads * dKV) is larger than any T5 model (at most \(Limits.innerDim))")
         }
         try inRange(numEncoderLayers, "num_encoder_layers", 1, Limits.numLayers)
         if isEncoderOnly {
@@ -204,15 +204,15 @@ public struct T5Config: Codable, Sendable, Equatable {
         try inRange(relativeAttentionNumBuckets, "relative_attention_num_buckets", 4, Limits.relativeAttentionNumBuckets)
         try inRange(relativeAttentionMaxDistance, "relative_attention_max_distance", 1, Limits.relativeAttentionMaxDistance)
         guard relativeAttentionMaxDistance > relativeAttentionNumBuckets / 2 else {
-            throw FlintError("config: relative_attention_max_distance \(relativeAttentionMaxDistance) must exceed half of relative_attention_num_buckets (\(relativeAttentionNumBuckets))")
+            throw FlintError(.invalidConfig, "config: relative_attention_max_distance \(relativeAttentionMaxDistance) must exceed half of relative_attention_num_buckets (\(relativeAttentionNumBuckets))")
         }
         guard layerNormEpsilon > 0, layerNormEpsilon < 1 else {
-            throw FlintError("config: layer_norm_epsilon must be in (0, 1), got \(layerNormEpsilon)")
+            throw FlintError(.invalidConfig, "config: layer_norm_epsilon must be in (0, 1), got \(layerNormEpsilon)")
         }
         for (v, name) in [(padTokenId, "pad_token_id"), (eosTokenId, "eos_token_id"),
                           (decoderStartTokenId, "decoder_start_token_id")] {
             guard v >= 0, v < vocabSize else {
-                throw FlintError("config: \(name) \(v) is outside the vocabulary (0..<\(vocabSize))")
+                throw FlintError(.invalidConfig, "config: \(name) \(v) is outside the vocabulary (0..<\(vocabSize))")
             }
         }
     }
@@ -233,10 +233,10 @@ extension T5Config {
         for t in tensors {
             guard let expected = expectedShape(ofTensor: t.name) else { continue }
             if expected.isEmpty {
-                throw FlintError("\(source): tensor \"\(t.name)\" names a block beyond the config's layer count")
+                throw FlintError(.shapeMismatch, "\(source): tensor \"\(t.name)\" names a block beyond the config's layer count")
             }
             guard t.shape == expected else {
-                throw FlintError("\(source): tensor \"\(t.name)\" has shape \(t.shape), the config (d_model \(dModel), "
+                throw FlintError(.shapeMismatch, "\(source): tensor \"\(t.name)\" has shape \(t.shape), the config (d_model \(dModel), "
                                  + "num_heads × d_kv \(numHeads) × \(dKV), d_ff \(dFF), vocab_size \(vocabSize)) needs \(expected)")
             }
         }

@@ -317,7 +317,9 @@ public struct T5WeightLayout: Sendable, Equatable {
                             + " not part of this model (\(variantDescription)): " + unexpected.joined(separator: ", "))
         }
         guard !problems.isEmpty else { return }
-        throw FlintError("\(source): " + problems.joined(separator: "; "))
+        // The kind of the gravest problem: a missing tensor, else an unknown one, else a shape.
+        let kind: FlintError.Kind = !missing.isEmpty ? .notFound : (!unexpected.isEmpty ? .unsupported : .shapeMismatch)
+        throw FlintError(kind, "\(source): " + problems.joined(separator: "; "))
     }
 
     /// Throws ONE error naming every declared tensor `source` cannot give (tied names resolve to the
@@ -332,7 +334,7 @@ public struct T5WeightLayout: Sendable, Equatable {
         }
         let missing = needed.map(\.name).filter { storedName(for: $0, isStored: names.contains) == nil }
         guard !missing.isEmpty else { return }
-        throw FlintError("\(source.sourceDescription): "
+        throw FlintError(.notFound, "\(source.sourceDescription): "
                          + (missing.count == 1 ? "1 tensor the model needs is missing: " : "\(missing.count) tensors the model needs are missing: ")
                          + missing.joined(separator: ", ") + " (\(variantDescription))")
     }

@@ -144,7 +144,7 @@ public struct TensorView: @unchecked Sendable {
             return try body(data.bindMemory(to: Int8.self))
         case .int8Packed16x4:
             guard let g = packedGeometry else {
-                throw FlintError("tensor \(name): packed16x4 \(storage) \(shape) \(scheme) needs \(PackedInt8Geometry(shape: shape, scheme: scheme)?.byteCount ?? -1) bytes, found \(data.count)")
+                throw FlintError(.corrupt, "tensor \(name): packed16x4 \(storage) \(shape) \(scheme) needs \(PackedInt8Geometry(shape: shape, scheme: scheme)?.byteCount ?? -1) bytes, found \(data.count)")
             }
             let copy = UnsafeMutableBufferPointer<Int8>.allocate(capacity: g.rows * g.cols)
             defer { copy.deallocate() }
@@ -155,8 +155,51 @@ public struct TensorView: @unchecked Sendable {
 }
 
 /// An error about bad input, always naming where (file, tensor, offset) and what was expected.
+///
+/// `kind` says what went wrong in a way callers and tests can branch on; `message` is for people. Errors made
+/// without a kind (`FlintError("…")`) are `.other`.
 public struct FlintError: Error, CustomStringConvertible, Equatable, Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        /// A file's bytes are not what its format says: bad magic, truncated, checksum mismatch, offsets or
+        /// sizes out of range, malformed JSON / msgpack / pickle / protobuf.
+        case corrupt
+        /// Well-formed input Flint does not handle: a newer format version, an unknown required feature, a
+        /// dtype or model type it does not compute, a pickle global outside the allow-list.
+        case unsupported
+        /// A tensor's shape (or element count) disagrees with the config or with what the reader expected.
+        case shapeMismatch
+        /// Something the input must contain is absent: a tensor, config.json, a shard, the embedding table.
+        case notFound
+        /// A config (config.json or a file's metadata config) with values no T5 model can have.
+        case invalidConfig
+        /// The operating system refused: a file cannot be opened, read, mapped, written or renamed.
+        case io
+        /// A caller's argument or option is out of range or malformed.
+        case invalidArgument
+        /// Not classified (errors made with `FlintError(message)`).
+        case other
+    }
+
+    public let kind: Kind
     public let message: String
-    public init(_ message: String) { self.message = message }
+
+    /// An unclassified error (`kind` `.other`).
+    public init(_ message: String) {
+        self.kind = .other
+        self.message = message
+    }
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    /// The same kind with a new message (for wrapping: `error.with("\(path): \(error.message)")`).
+    public func with(message: String) -> FlintError { FlintError(kind, message) }
+
     public var description: String { message }
+
+    /// Equal when the messages are: the kind classifies the message, and comparisons written before kinds
+    /// existed (`FlintError("…") == error`) keep their meaning. Compare `kind` to test the classification.
+    public static func == (a: FlintError, b: FlintError) -> Bool { a.message == b.message }
 }

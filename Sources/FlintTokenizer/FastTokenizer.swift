@@ -57,16 +57,16 @@ final class FastTokenizer: @unchecked Sendable {
         let root: [String: Any]
         do {
             guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
-                throw FlintError("tokenizer.json: the top level is not a JSON object")
+                throw FlintError(.corrupt, "tokenizer.json: the top level is not a JSON object")
             }
             root = object
         } catch let error as FlintError {
             throw error
         } catch {
-            throw FlintError("tokenizer.json: not valid JSON (\(bytes.count) bytes)")
+            throw FlintError(.corrupt, "tokenizer.json: not valid JSON (\(bytes.count) bytes)")
         }
         guard let modelObject = root["model"] as? [String: Any] else {
-            throw FlintError("tokenizer.json: missing \"model\"")
+            throw FlintError(.corrupt, "tokenizer.json: missing \"model\"")
         }
         model = try UnigramModel(modelObject)
         normalizer = try Self.optional(root["normalizer"]).map(Normalizer.init)
@@ -78,7 +78,7 @@ final class FastTokenizer: @unchecked Sendable {
             for (index, item) in list.enumerated() {
                 guard let entry = item as? [String: Any], let id = (entry["id"] as? NSNumber)?.intValue,
                       let content = entry["content"] as? String, id >= 0 else {
-                    throw FlintError("tokenizer.json: added_tokens[\(index)] needs an \"id\" and a \"content\"")
+                    throw FlintError(.corrupt, "tokenizer.json: added_tokens[\(index)] needs an \"id\" and a \"content\"")
                 }
                 func flag(_ key: String, _ fallback: Bool) -> Bool { (entry[key] as? Bool) ?? fallback }
                 let special = flag("special", false)
@@ -87,7 +87,7 @@ final class FastTokenizer: @unchecked Sendable {
                                         normalized: flag("normalized", !special), special: special))
             }
         } else if root["added_tokens"] != nil && !(root["added_tokens"] is NSNull) {
-            throw FlintError("tokenizer.json: \"added_tokens\" is not a list")
+            throw FlintError(.corrupt, "tokenizer.json: \"added_tokens\" is not a list")
         }
         addedTokens = added
         var byId: [Int: AddedToken] = [:]
@@ -264,29 +264,29 @@ final class FastTokenizer: @unchecked Sendable {
         guard let object else { return ([], []) }
         let type = object["type"] as? String ?? "?"
         guard type == "TemplateProcessing" else {
-            throw FlintError("tokenizer.json: post_processor \"\(type)\" is not supported (T5 files use TemplateProcessing)")
+            throw FlintError(.unsupported, "tokenizer.json: post_processor \"\(type)\" is not supported (T5 files use TemplateProcessing)")
         }
         guard let single = object["single"] as? [Any] else {
-            throw FlintError("tokenizer.json: TemplateProcessing without a \"single\" template")
+            throw FlintError(.corrupt, "tokenizer.json: TemplateProcessing without a \"single\" template")
         }
         let specials = object["special_tokens"] as? [String: Any] ?? [:]
         var prefix: [Token] = [], suffix: [Token] = []
         var seenSequence = false
         for item in single {
-            guard let entry = item as? [String: Any] else { throw FlintError("tokenizer.json: bad TemplateProcessing item") }
+            guard let entry = item as? [String: Any] else { throw FlintError(.corrupt, "tokenizer.json: bad TemplateProcessing item") }
             if entry["Sequence"] != nil {
-                guard !seenSequence else { throw FlintError("tokenizer.json: TemplateProcessing names the sequence twice") }
+                guard !seenSequence else { throw FlintError(.corrupt, "tokenizer.json: TemplateProcessing names the sequence twice") }
                 seenSequence = true
             } else if let special = entry["SpecialToken"] as? [String: Any], let name = special["id"] as? String {
                 guard let definition = specials[name] as? [String: Any],
                       let ids = definition["ids"] as? [NSNumber], let tokens = definition["tokens"] as? [String],
                       ids.count == tokens.count else {
-                    throw FlintError("tokenizer.json: TemplateProcessing special token \"\(name)\" is not defined")
+                    throw FlintError(.corrupt, "tokenizer.json: TemplateProcessing special token \"\(name)\" is not defined")
                 }
                 let list = zip(ids, tokens).map { Token(id: $0.0.intValue, value: $0.1) }
                 if seenSequence { suffix += list } else { prefix += list }
             } else {
-                throw FlintError("tokenizer.json: bad TemplateProcessing item")
+                throw FlintError(.corrupt, "tokenizer.json: bad TemplateProcessing item")
             }
         }
         return (prefix, suffix)
@@ -362,7 +362,7 @@ indirect enum Normalizer {
         switch type {
         case "Sequence":
             guard let list = object["normalizers"] as? [[String: Any]] else {
-                throw FlintError("tokenizer.json: normalizer Sequence without \"normalizers\"")
+                throw FlintError(.corrupt, "tokenizer.json: normalizer Sequence without \"normalizers\"")
             }
             self = .sequence(try list.map(Normalizer.init))
         case "Precompiled":
@@ -372,12 +372,12 @@ indirect enum Normalizer {
                 return
             }
             guard let data = Data(base64Encoded: base64) else {
-                throw FlintError("tokenizer.json: Precompiled precompiled_charsmap is not valid base64")
+                throw FlintError(.corrupt, "tokenizer.json: Precompiled precompiled_charsmap is not valid base64")
             }
             do {
                 self = .precompiled(try PrecompiledCharsmap(blob: [UInt8](data)))
             } catch let error as FlintError {
-                throw FlintError("tokenizer.json: normalizer \(error.message)")
+                throw error.with(message: "tokenizer.json: normalizer \(error.message)")
             }
         case "Replace":
             self = .replace(pattern: try ReplacePattern(object["pattern"], where: "normalizer Replace"),
@@ -392,7 +392,7 @@ indirect enum Normalizer {
         case "NFKD": self = .unicode(.nfkd)
         case "Lowercase": self = .lowercase
         default:
-            throw FlintError("tokenizer.json: normalizer \"\(type)\" is not supported")
+            throw FlintError(.unsupported, "tokenizer.json: normalizer \"\(type)\" is not supported")
         }
     }
 
@@ -434,7 +434,7 @@ enum ReplacePattern {
 
     init(_ value: Any?, where place: String) throws {
         guard let object = value as? [String: Any] else {
-            throw FlintError("tokenizer.json: \(place) has no pattern")
+            throw FlintError(.corrupt, "tokenizer.json: \(place) has no pattern")
         }
         if let string = object["String"] as? String {
             self = .string(string)
@@ -442,10 +442,10 @@ enum ReplacePattern {
             do {
                 self = .regex(try NSRegularExpression(pattern: source))
             } catch {
-                throw FlintError("tokenizer.json: \(place) regex \"\(source)\" cannot be compiled")
+                throw FlintError(.corrupt, "tokenizer.json: \(place) regex \"\(source)\" cannot be compiled")
             }
         } else {
-            throw FlintError("tokenizer.json: \(place) pattern must be {\"String\": …} or {\"Regex\": …}")
+            throw FlintError(.corrupt, "tokenizer.json: \(place) pattern must be {\"String\": …} or {\"Regex\": …}")
         }
     }
 
@@ -483,7 +483,7 @@ indirect enum PreTokenizer {
         switch type {
         case "Sequence":
             guard let list = object["pretokenizers"] as? [[String: Any]] else {
-                throw FlintError("tokenizer.json: pre_tokenizer Sequence without \"pretokenizers\"")
+                throw FlintError(.corrupt, "tokenizer.json: pre_tokenizer Sequence without \"pretokenizers\"")
             }
             self = .sequence(try list.map(PreTokenizer.init))
         case "WhitespaceSplit":
@@ -492,7 +492,7 @@ indirect enum PreTokenizer {
             let (replacement, scheme) = try Self.metaspaceFields(object, where: "pre_tokenizer")
             self = .metaspace(replacement: replacement, scheme: scheme, split: object["split"] as? Bool ?? true)
         default:
-            throw FlintError("tokenizer.json: pre_tokenizer \"\(type)\" is not supported")
+            throw FlintError(.unsupported, "tokenizer.json: pre_tokenizer \"\(type)\" is not supported")
         }
     }
 
@@ -501,18 +501,18 @@ indirect enum PreTokenizer {
     static func metaspaceFields(_ object: [String: Any], where place: String) throws -> (Unicode.Scalar, PrependScheme) {
         guard let string = object["replacement"] as? String, string.unicodeScalars.count == 1,
               let replacement = string.unicodeScalars.first else {
-            throw FlintError("tokenizer.json: \(place) Metaspace needs a one-character \"replacement\"")
+            throw FlintError(.corrupt, "tokenizer.json: \(place) Metaspace needs a one-character \"replacement\"")
         }
         var scheme = PrependScheme.always
         if let name = object["prepend_scheme"] as? String {
             guard let parsed = PrependScheme(rawValue: name) else {
-                throw FlintError("tokenizer.json: \(place) Metaspace prepend_scheme \"\(name)\" is not always/first/never")
+                throw FlintError(.corrupt, "tokenizer.json: \(place) Metaspace prepend_scheme \"\(name)\" is not always/first/never")
             }
             scheme = parsed
         }
         if object["add_prefix_space"] as? Bool == false {
             guard scheme == .never || object["prepend_scheme"] == nil else {
-                throw FlintError("tokenizer.json: \(place) Metaspace add_prefix_space does not match prepend_scheme")
+                throw FlintError(.corrupt, "tokenizer.json: \(place) Metaspace add_prefix_space does not match prepend_scheme")
             }
             scheme = .never
         }
@@ -596,7 +596,7 @@ indirect enum Decoder {
         switch type {
         case "Sequence":
             guard let list = object["decoders"] as? [[String: Any]] else {
-                throw FlintError("tokenizer.json: decoder Sequence without \"decoders\"")
+                throw FlintError(.corrupt, "tokenizer.json: decoder Sequence without \"decoders\"")
             }
             self = .sequence(try list.map(Decoder.init))
         case "Metaspace":
@@ -609,14 +609,14 @@ indirect enum Decoder {
             self = .fuse
         case "Strip":
             guard let content = (object["content"] as? String)?.unicodeScalars.first else {
-                throw FlintError("tokenizer.json: decoder Strip needs a \"content\" character")
+                throw FlintError(.corrupt, "tokenizer.json: decoder Strip needs a \"content\" character")
             }
             self = .strip(content: content, start: (object["start"] as? NSNumber)?.intValue ?? 0,
                           stop: (object["stop"] as? NSNumber)?.intValue ?? 0)
         case "ByteFallback":
             self = .byteFallback
         default:
-            throw FlintError("tokenizer.json: decoder \"\(type)\" is not supported")
+            throw FlintError(.unsupported, "tokenizer.json: decoder \"\(type)\" is not supported")
         }
     }
 

@@ -17,11 +17,11 @@ struct PrecompiledCharsmap {
 
     init(blob: [UInt8]) throws {
         guard blob.count >= 4 else {
-            throw FlintError("precompiled_charsmap: \(blob.count) bytes, too short for its trie length field")
+            throw FlintError(.corrupt, "precompiled_charsmap: \(blob.count) bytes, too short for its trie length field")
         }
         let trieSize = Int(UInt32(blob[0]) | UInt32(blob[1]) << 8 | UInt32(blob[2]) << 16 | UInt32(blob[3]) << 24)
         guard trieSize % 4 == 0, trieSize <= blob.count - 4 else {
-            throw FlintError("precompiled_charsmap: trie length \(trieSize) does not fit the \(blob.count)-byte blob")
+            throw FlintError(.corrupt, "precompiled_charsmap: trie length \(trieSize) does not fit the \(blob.count)-byte blob")
         }
         var units: [UInt32] = []
         units.reserveCapacity(trieSize / 4)
@@ -30,7 +30,7 @@ struct PrecompiledCharsmap {
             units.append(UInt32(blob[p]) | UInt32(blob[p + 1]) << 8 | UInt32(blob[p + 2]) << 16 | UInt32(blob[p + 3]) << 24)
             p += 4
         }
-        guard !units.isEmpty else { throw FlintError("precompiled_charsmap: empty trie") }
+        guard !units.isEmpty else { throw FlintError(.corrupt, "precompiled_charsmap: empty trie") }
         self.units = units
         self.strings = Array(blob[(4 + trieSize)...])
     }

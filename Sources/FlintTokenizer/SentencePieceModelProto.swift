@@ -58,7 +58,7 @@ struct SentencePieceModelProto {
             case (2, .fixed32(let bits)): piece.score = Float(bitPattern: bits)
             case (3, .varint(let raw)):
                 guard let type = PieceType(rawValue: raw) else {
-                    throw FlintError("sentencepiece model: piece type \(raw) is not one sentencepiece defines")
+                    throw FlintError(.corrupt, "sentencepiece model: piece type \(raw) is not one sentencepiece defines")
                 }
                 piece.type = type
             default: break
@@ -132,7 +132,7 @@ private struct ProtoReader {
             for (i, byte) in raw.enumerated() { value |= UInt32(byte) << (8 * UInt32(i)) }
             return (field, .fixed32(value))
         default:
-            throw FlintError("sentencepiece model: unsupported protobuf wire type \(key & 7) in \(context) "
+            throw FlintError(.unsupported, "sentencepiece model: unsupported protobuf wire type \(key & 7) in \(context) "
                              + "at byte \(position - bytes.startIndex)")
         }
     }
@@ -145,7 +145,7 @@ private struct ProtoReader {
             let byte = bytes[position]
             position += 1
             guard shift < 64 else {
-                throw FlintError("sentencepiece model: varint longer than 10 bytes in \(context)")
+                throw FlintError(.corrupt, "sentencepiece model: varint longer than 10 bytes in \(context)")
             }
             value |= UInt64(byte & 0x7F) << shift
             if byte & 0x80 == 0 { return value }
@@ -160,6 +160,6 @@ private struct ProtoReader {
     }
 
     private func truncated() -> FlintError {
-        FlintError("sentencepiece model: \(context) is truncated at byte \(position - bytes.startIndex)")
+        FlintError(.corrupt, "sentencepiece model: \(context) is truncated at byte \(position - bytes.startIndex)")
     }
 }

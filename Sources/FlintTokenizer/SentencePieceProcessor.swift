@@ -20,7 +20,7 @@ final class SentencePieceProcessor: @unchecked Sendable {
             let detail = Self.takeMessage(error).trimmingCharacters(in: .whitespaces)
             // libsentencepiece reports a protobuf failure as a source location; say what it means.
             let reason = detail.contains("ParseFromArray") ? "the bytes are not a serialized ModelProto" : detail
-            throw FlintError("not a valid sentencepiece model (\(modelBytes.count) bytes): \(reason)")
+            throw FlintError(.corrupt, "not a valid sentencepiece model (\(modelBytes.count) bytes): \(reason)")
         }
         handle = loaded
         pieceCount = Int(csp_piece_count(loaded))
@@ -57,7 +57,7 @@ final class SentencePieceProcessor: @unchecked Sendable {
             }
         }
         guard status == 0, let normalized else {
-            throw FlintError("sentencepiece normalize failed: " + Self.takeMessage(error))
+            throw FlintError(.corrupt, "sentencepiece normalize failed: " + Self.takeMessage(error))
         }
         defer { csp_free(normalized) }
         return Array(UnsafeRawBufferPointer(start: normalized, count: length))

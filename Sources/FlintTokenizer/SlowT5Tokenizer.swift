@@ -58,29 +58,29 @@ final class SlowT5Tokenizer: @unchecked Sendable {
     init(modelBytes: [UInt8], info: TokenizerInfo) throws {
         let extraIds = info.extraIds
         guard extraIds >= 0, extraIds <= 1_000_000 else {
-            throw FlintError("tokenizer: extraIds must be in 0...1000000, got \(extraIds)")
+            throw FlintError(.invalidArgument, "tokenizer: extraIds must be in 0...1000000, got \(extraIds)")
         }
         let processor = try SentencePieceProcessor(modelBytes: modelBytes)
         let proto = try SentencePieceModelProto(bytes: modelBytes)
         guard proto.pieces.count == processor.pieceCount else {
-            throw FlintError("tokenizer: the sentencepiece model lists \(proto.pieces.count) pieces but "
+            throw FlintError(.corrupt, "tokenizer: the sentencepiece model lists \(proto.pieces.count) pieces but "
                              + "libsentencepiece loaded \(processor.pieceCount)")
         }
         guard proto.modelType == 1 else {
-            throw FlintError("tokenizer: sentencepiece model type \(proto.modelType) is not supported; "
+            throw FlintError(.unsupported, "tokenizer: sentencepiece model type \(proto.modelType) is not supported; "
                              + "T5 vocabularies are unigram models (type 1)")
         }
         guard !proto.hasDenormalizer else {
-            throw FlintError("tokenizer: sentencepiece models with a denormalizer are not supported (T5's has none)")
+            throw FlintError(.unsupported, "tokenizer: sentencepiece models with a denormalizer are not supported (T5's has none)")
         }
         guard processor.pieceCount + extraIds <= Int(Int32.max) else {
-            throw FlintError("tokenizer: \(processor.pieceCount) pieces plus \(extraIds) sentinels do not fit in 32-bit ids")
+            throw FlintError(.corrupt, "tokenizer: \(processor.pieceCount) pieces plus \(extraIds) sentinels do not fit in 32-bit ids")
         }
         var ids: [String: Int] = [:]
         for token in [Self.padToken, Self.eosToken, Self.unkToken] {
             let id = processor.pieceToId(token)
             guard processor.idToPiece(id) == token else {
-                throw FlintError("tokenizer: the sentencepiece model (\(processor.pieceCount) pieces) has no \"\(token)\" "
+                throw FlintError(.corrupt, "tokenizer: the sentencepiece model (\(processor.pieceCount) pieces) has no \"\(token)\" "
                                  + "piece; a T5 vocabulary needs <pad>, </s> and <unk>")
             }
             ids[token] = id
@@ -103,7 +103,7 @@ final class SlowT5Tokenizer: @unchecked Sendable {
         var byContent: [String: AddedTokenInfo] = [:]
         for token in added {
             guard token.id >= 0, token.id < Int(Int32.max), !token.content.isEmpty else {
-                throw FlintError("tokenizer: added token \"\(token.content)\" has id \(token.id), outside 0..<2^31 or empty")
+                throw FlintError(.corrupt, "tokenizer: added token \"\(token.content)\" has id \(token.id), outside 0..<2^31 or empty")
             }
             byId[token.id] = token
             byContent[token.content] = token

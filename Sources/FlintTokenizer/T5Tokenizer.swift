@@ -47,7 +47,7 @@ public final class T5Tokenizer: @unchecked Sendable {
         do {
             try self.init(modelBytes: bytes, extraIds: extraIds)
         } catch let error as FlintError {
-            throw FlintError("\(path): \(error.message)")
+            throw error.with(message: "\(path): \(error.message)")
         }
     }
 
@@ -73,13 +73,13 @@ public final class T5Tokenizer: @unchecked Sendable {
             backend = .fast(fast)
             count = fast.count
             guard let eos = fast.tokenToId(Self.eosToken) else {
-                throw FlintError("tokenizer.json: no \"\(Self.eosToken)\" token; a T5 tokenizer needs <pad>, </s> and <unk>")
+                throw FlintError(.corrupt, "tokenizer.json: no \"\(Self.eosToken)\" token; a T5 tokenizer needs <pad>, </s> and <unk>")
             }
             eosId = eos
             padId = fast.tokenToId(Self.padToken) ?? eos
             unkId = fast.tokenToId(Self.unkToken) ?? eos
         default:
-            throw FlintError("tokenizer type \"\(info.type)\" is not supported (expected \(TokenizerInfo.sentencepiece) "
+            throw FlintError(.unsupported, "tokenizer type \"\(info.type)\" is not supported (expected \(TokenizerInfo.sentencepiece) "
                              + "or \(TokenizerInfo.tokenizersJSON))")
         }
         var sentinels = 0
@@ -189,17 +189,17 @@ public final class T5Tokenizer: @unchecked Sendable {
     static func readFile(_ path: String, expected: String) throws -> [UInt8] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw FlintError("\(path): no such file (expected \(expected))")
+            throw FlintError(.notFound, "\(path): no such file (expected \(expected))")
         }
         guard !isDirectory.boolValue else {
-            throw FlintError("\(path): is a directory, expected \(expected) file")
+            throw FlintError(.invalidArgument, "\(path): is a directory, expected \(expected) file")
         }
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
         if let size = (attributes?[.size] as? NSNumber)?.intValue, size > maximumFileSize {
-            throw FlintError("\(path): \(size) bytes is too large for a tokenizer file (limit \(maximumFileSize) bytes)")
+            throw FlintError(.corrupt, "\(path): \(size) bytes is too large for a tokenizer file (limit \(maximumFileSize) bytes)")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw FlintError("\(path): cannot be read")
+            throw FlintError(.io, "\(path): cannot be read")
         }
         return [UInt8](data)
     }
@@ -213,7 +213,7 @@ extension T5Tokenizer {
         do {
             return try T5Tokenizer(bytes: bytes, info: info)
         } catch let error as FlintError {
-            throw FlintError("\(weights.sourceDescription): tokenizer (\(info.fileName)): \(error.message)")
+            throw error.with(message: "\(weights.sourceDescription): tokenizer (\(info.fileName)): \(error.message)")
         }
     }
 }

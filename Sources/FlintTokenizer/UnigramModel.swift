@@ -25,19 +25,19 @@ struct UnigramModel: Sendable {
     init(_ object: [String: Any]) throws {
         let type = object["type"] as? String ?? "?"
         guard type == "Unigram" else {
-            throw FlintError("tokenizer.json: model \"\(type)\" is not supported (T5 tokenizers are Unigram)")
+            throw FlintError(.unsupported, "tokenizer.json: model \"\(type)\" is not supported (T5 tokenizers are Unigram)")
         }
         guard let vocab = object["vocab"] as? [Any], !vocab.isEmpty else {
-            throw FlintError("tokenizer.json: Unigram model without a \"vocab\" list")
+            throw FlintError(.corrupt, "tokenizer.json: Unigram model without a \"vocab\" list")
         }
         guard let unk = (object["unk_id"] as? NSNumber)?.intValue else {
-            throw FlintError("tokenizer.json: Unigram model without an unk_id is not supported")
+            throw FlintError(.unsupported, "tokenizer.json: Unigram model without an unk_id is not supported")
         }
         guard unk >= 0, unk < vocab.count else {
-            throw FlintError("tokenizer.json: Unigram unk_id \(unk) is outside the \(vocab.count)-entry vocabulary")
+            throw FlintError(.corrupt, "tokenizer.json: Unigram unk_id \(unk) is outside the \(vocab.count)-entry vocabulary")
         }
         guard vocab.count <= Int(Int32.max) else {
-            throw FlintError("tokenizer.json: \(vocab.count) vocabulary entries do not fit in 32-bit ids")
+            throw FlintError(.corrupt, "tokenizer.json: \(vocab.count) vocabulary entries do not fit in 32-bit ids")
         }
         var pieces: [String] = []
         var scores: [Double] = []
@@ -49,7 +49,7 @@ struct UnigramModel: Sendable {
         for (id, item) in vocab.enumerated() {
             guard let pair = item as? [Any], pair.count == 2, let piece = pair[0] as? String,
                   let score = (pair[1] as? NSNumber)?.doubleValue else {
-                throw FlintError("tokenizer.json: Unigram vocab[\(id)] is not a [piece, score] pair")
+                throw FlintError(.corrupt, "tokenizer.json: Unigram vocab[\(id)] is not a [piece, score] pair")
             }
             pieces.append(piece)
             scores.append(score)
