@@ -8,8 +8,15 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VERSION="${FLINT_CHECK_VERSION:-0.1.0}"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/flint-library-check.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
+TEMP="${TMPDIR:-/tmp}"
+WORK="$(mktemp -d "${TEMP%/}/flint-library-check.XXXXXX")"
+# SwiftPM also leaves lock files named after the build folder in the temporary folder
+# (/tmp/_tmp_flint-library-check.XXXXXX_app_.build.lock, ...): remove those with the scratch folder.
+cleanup() {
+    rm -rf "$WORK"
+    rm -f "${TEMP%/}/$(printf '%s' "$WORK" | tr / _)"_*.lock
+}
+trap cleanup EXIT
 
 git clone --quiet --no-local "$ROOT" "$WORK/flint"
 git -C "$WORK/flint" tag --force "$VERSION" >/dev/null
@@ -35,7 +42,7 @@ cp "$ROOT/Examples/Library/main.swift" "$WORK/app/Sources/Ask/main.swift"
 started=$(date +%s)
 swift build --package-path "$WORK/app" -c release
 built=$(date +%s)
-echo "release build of the dependent package: $((built - started)) s"
+echo "release build of the dependent package: $((built - started)) s (load: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime))"
 
 "$WORK/app/.build/release/Ask" "$ROOT/Tests/Fixtures/models/demo" "$WORK/demo-int8.flint" | tee "$WORK/answer.txt"
 printf 'blue apple red\ndog cat\nthree two one\nstar moon sun\n' > "$WORK/expected.txt"

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Runs the built `flint` executable (it sits next to the test bundle) and captures its output.
 struct CLIResult {
@@ -9,7 +10,6 @@ struct CLIResult {
     var json: Any? { try? JSONSerialization.jsonObject(with: Data(stdout.utf8)) }
 }
 
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
 func flintBinary() -> String {
     var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -59,16 +59,6 @@ func readToEnd(_ out: Pipe, _ err: Pipe) -> (Data, Data) {
     let outData = drain(out.fileHandleForReading.fileDescriptor)
     group.wait()
     return (outData, errData)
-}
-
-func scratch() -> String {
-    let dir = NSTemporaryDirectory() + "flint-cli-tests-\(UUID().uuidString)"
-    do {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    } catch {
-        Issue.record("cannot create \(dir): \(error)")
-    }
-    return dir
 }
 
 let flanTiny = packageRoot + "/Tests/Fixtures/models/flan-tiny"

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct CalibrationCLITests {
     /// Default convert calibrates and smooths (wo int8, calibration in --json and the file), and `bench

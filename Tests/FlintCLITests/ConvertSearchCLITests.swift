@@ -3,6 +3,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct ConvertSearchCLITests {
     @Test func targetTop1SearchRecordsWhatItKept() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 // `flint run` generation: the model's generation_config.json (stored by convert, read from a folder), and the
 // option flags, against transformers 4.57.6's generate() (Tests/Fixtures/generation/*.json, written by

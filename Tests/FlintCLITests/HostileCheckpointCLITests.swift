@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A zip archive of stored (uncompressed) entries, as torch.save writes them. CRCs are left 0 (Flint's reader,
 /// like torch's, does not need them to find records).

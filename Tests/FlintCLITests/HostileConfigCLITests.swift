@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import FlintFormat
 
 /// Issue 13, items 1, 2 and 7: configs no real T5 has, reached through config.json, a .flint, or convert.

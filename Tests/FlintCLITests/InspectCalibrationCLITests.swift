@@ -2,6 +2,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 
 /// `flint inspect` shows a calibrated file's calibration: the prompts, each fold (what was smoothed, scale
 /// range) and every layer's largest input, in text and --json; a data-free file shows none.

@@ -1,6 +1,7 @@
 // The options several commands share (Sources/FlintCLI/Options.swift): parsed once, the same rules everywhere.
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct OptionGroupsCLITests {
     /// --kernels is an enum: any case is accepted, and a bad value is a usage error listing the choices, in

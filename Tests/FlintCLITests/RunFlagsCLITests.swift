@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// run's beam and sampling flags against transformers' goldens, embed against the encoder golden, export of int8
 /// and grouped files, and verify --golden's failing exit code.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import FlintCLI
 
 /// `flint run` with `input` on stdin (the file is written first: a pipe could fill before the child reads).

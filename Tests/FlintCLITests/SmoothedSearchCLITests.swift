@@ -4,6 +4,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct SmoothedSearchCLITests {
     @Test func searchUsesTheDefaultSmoothedRecipe() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The demo model (trained on the small vocabulary) with its spiece.model replaced by the files of one of the
 /// tokenizer fixture folders, as a fine-tune saved by transformers ships them.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// umt5-tiny with the small vocabulary's spiece.model beside it (the fixture folder leaves it out to save space;
 /// transformers' golden was made with that same file).

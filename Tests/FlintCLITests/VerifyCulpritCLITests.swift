@@ -2,6 +2,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct VerifyCulpritCLITests {
     @Test func jsonCarriesHeadSensitivityCulpritAndActivations() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import FlintCalibration
 import FlintCheckpoint
 import FlintConvert
@@ -10,14 +11,7 @@ import FlintT5
 import FlintTokenizer
 import FlintVerify
 
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 func model(_ name: String) -> String { packageRoot + "/Tests/Fixtures/models/" + name }
-
-func scratch() -> String {
-    let dir = NSTemporaryDirectory() + "flint-calibration-tests-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 /// Rebuilds `Tests/Fixtures/outliers/<name>` from models/demo (bit-identical to what transformers checked).
 func outlierVariant(_ name: String) throws -> HFModelFolder {

@@ -1,23 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat
 import FlintQuant
 
-/// The package root, found from this file's path.
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 func fixture(_ name: String) -> String { packageRoot + "/Tests/Fixtures/models/" + name }
-
-func scratch() -> String {
-    let dir = NSTemporaryDirectory() + "flint-convert-tests-\(UUID().uuidString)"
-    do {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    } catch {
-        Issue.record("cannot create \(dir): \(error)")
-    }
-    return dir
-}
 
 func bytes(_ v: TensorView) -> [UInt8] { Array(v.data) }
 

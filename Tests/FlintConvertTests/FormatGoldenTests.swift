@@ -11,6 +11,7 @@
 // same numbers.
 import Foundation
 import Testing
+import TestSupport
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat

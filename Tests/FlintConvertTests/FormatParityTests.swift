@@ -3,6 +3,7 @@
 // by the writing library — convert to exactly the same .flint tensors as the safetensors folder.
 import Foundation
 import Testing
+import TestSupport
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat

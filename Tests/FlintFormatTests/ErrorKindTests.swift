@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import FlintFormat
 
 /// FlintError.Kind: what went wrong, for callers and tests to branch on, with today's messages unchanged.

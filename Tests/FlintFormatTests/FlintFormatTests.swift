@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import FlintFormat
 
 /// A small two-tensor model config for format tests.
@@ -8,15 +9,8 @@ func tinyConfig() -> T5Config {
              activation: .geluNew, isGatedFFN: true, tieWordEmbeddings: false, scaleDecoderOutputs: false)
 }
 
-func tempDir() -> String {
-    let dir = NSTemporaryDirectory() + "flint-format-tests-\(UUID().uuidString)"
-    do {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    } catch {
-        Issue.record("cannot create \(dir): \(error)")
-    }
-    return dir
-}
+/// A scratch folder under the test process's root (Tests/Support), removed when the process exits.
+func tempDir() -> String { scratch("format") }
 
 /// Writes a file with one f32 tensor `a` [3, 5], one int8 tensor `b` [4, 6] with row scales, one int8 g4 tensor
 /// `c` [2, 6] and a tokenizer blob.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import FlintFormat
 
 /// A .flint file whose data section starts past 4 GiB (xl's int8 file is 2.9 GB, xxl's ≈ 11 GB): the sample

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import FlintFormat
 
 /// The `calibration` metadata (most of a big model's metadata: per-channel smoothing scales) is located at open

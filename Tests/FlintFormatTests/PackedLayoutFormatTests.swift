@@ -2,6 +2,7 @@
 // out, and the records a reader must reject.
 import Foundation
 import Testing
+import TestSupport
 @testable import FlintFormat
 
 /// Offset of record i's layout byte (after storage type and scheme).

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import FlintFormat
 
 /// The UMT5 config flag `relative_attention_bias_per_layer`: written only when true, and then only in a file that

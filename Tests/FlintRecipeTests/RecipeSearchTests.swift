@@ -3,6 +3,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat
@@ -10,13 +11,6 @@ import FlintRecipe
 import FlintTokenizer
 import FlintVerify
 
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
-func scratch() -> String {
-    let dir = NSTemporaryDirectory() + "flint-recipe-tests-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 /// The demo model's task (it reverses word lists).
 let searchPrompts = ["reverse: red apple blue", "reverse: one two three four", "reverse: cat dog",

@@ -3,6 +3,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat

@@ -6,6 +6,7 @@
 
 import Foundation
 import Testing
+import TestSupport
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat
@@ -8,18 +9,7 @@ import FlintQuant
 import FlintTokenizer
 import FlintVerify
 
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 func fixture(_ name: String) -> String { packageRoot + "/Tests/Fixtures/models/" + name }
-
-func scratch() -> String {
-    let dir = NSTemporaryDirectory() + "flint-verify-tests-\(UUID().uuidString)"
-    do {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    } catch {
-        Issue.record("cannot create \(dir): \(error)")
-    }
-    return dir
-}
 
 /// The demo model's own task: reversing word lists (it was trained on these).
 let demoPrompts = ["reverse: red apple blue", "reverse: one two three four", "reverse: cat dog",
