@@ -25,22 +25,8 @@ import Testing
             "min_new_tokens_8": ["min_tokens": 8],
         ]
         try await withServer { port in
-            var differsFromPlain = 0
-            for c in cases {
-                let results = try #require(c["results"] as? [String: [String: Any]])
-                let plain = (results["plain"]?["sequences"] as? [[Int]])?.first
-                for (setting, fields) in requests.sorted(by: { $0.key < $1.key }) {
-                    let expected = try #require((results[setting]?["sequences"] as? [[Int]])?.first, "\(setting)")
-                    var body = fields
-                    body["prompt"] = c["prompt"] as! String
-                    body["max_tokens"] = 20
-                    let r = try await complete(port, body)
-                    #expect(choices(r).first?["text"] as? String == tokenizer.decode(Array(expected.dropFirst()), skipSpecialTokens: true),
-                            "\(setting): \(c["prompt"]!)")
-                    #expect((r["usage"] as? [String: Int])?["completion_tokens"] == expected.count - 1, "\(setting): \(c["prompt"]!)")
-                    if expected != plain { differsFromPlain += 1 }
-                }
-            }
+            let differsFromPlain = try await expectGoldenCompletions(port, cases: cases, requests: requests,
+                                                                     tokenizer: tokenizer, checkUsage: true)
             // The options changed the output somewhere, so they really reached the decoder.
             #expect(differsFromPlain > 0)
             let bad = try await http(port, "POST", "/v1/completions", json: ["prompt": "x", "repetition_penalty": 0])

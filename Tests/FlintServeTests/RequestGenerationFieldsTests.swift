@@ -22,21 +22,8 @@ import Testing
             "decoder_prefix_beam4": ["decoder_prefix": "blue apple", "beams": 4, "min_tokens": 2],
         ]
         try await withServer { port in
-            var differsFromPlain = 0
-            for c in cases {
-                let results = try #require(c["results"] as? [String: [String: Any]])
-                let plain = (results["plain"]?["sequences"] as? [[Int]])?.first
-                for (setting, fields) in requests.sorted(by: { $0.key < $1.key }) {
-                    let expected = try #require((results[setting]?["sequences"] as? [[Int]])?.first, "\(setting)")
-                    var body = fields
-                    body["prompt"] = c["prompt"] as! String
-                    body["max_tokens"] = 20
-                    let r = try await complete(port, body)
-                    #expect(choices(r).first?["text"] as? String == tokenizer.decode(Array(expected.dropFirst()), skipSpecialTokens: true),
-                            "\(setting): \(c["prompt"]!)")
-                    if expected != plain { differsFromPlain += 1 }
-                }
-            }
+            let differsFromPlain = try await expectGoldenCompletions(port, cases: cases, requests: requests,
+                                                                     tokenizer: tokenizer, checkUsage: false)
             // The fields changed the output, so they really reached the decoder.
             #expect(differsFromPlain > cases.count)
         }

@@ -102,3 +102,30 @@ func complete(_ port: Int, _ request: [String: Any], headers: [String: String] =
 }
 
 func choices(_ response: [String: Any]) -> [[String: Any]] { response["choices"] as? [[String: Any]] ?? [] }
+
+/// Sends every prompt of a generation golden (Tests/Fixtures/generation) once per setting, with that setting's
+/// request fields and max_tokens 20, and checks the text (and, with `checkUsage`, the completion token count)
+/// against transformers' ids. Returns how many outputs differ from the golden's plain greedy ones, so a caller
+/// can check the fields really reached the decoder.
+func expectGoldenCompletions(_ port: Int, cases: [[String: Any]], requests: [String: [String: Any]],
+                             tokenizer: T5Tokenizer, checkUsage: Bool) async throws -> Int {
+    var differsFromPlain = 0
+    for c in cases {
+        let results = try #require(c["results"] as? [String: [String: Any]])
+        let plain = (results["plain"]?["sequences"] as? [[Int]])?.first
+        for (setting, fields) in requests.sorted(by: { $0.key < $1.key }) {
+            let expected = try #require((results[setting]?["sequences"] as? [[Int]])?.first, "\(setting)")
+            var body = fields
+            body["prompt"] = c["prompt"] as! String
+            body["max_tokens"] = 20
+            let r = try await complete(port, body)
+            #expect(choices(r).first?["text"] as? String == tokenizer.decode(Array(expected.dropFirst()), skipSpecialTokens: true),
+                    "\(setting): \(c["prompt"]!)")
+            if checkUsage {
+                #expect((r["usage"] as? [String: Int])?["completion_tokens"] == expected.count - 1, "\(setting): \(c["prompt"]!)")
+            }
+            if expected != plain { differsFromPlain += 1 }
+        }
+    }
+    return differsFromPlain
+}
