@@ -146,6 +146,12 @@ public struct T5WeightLayout: Sendable, Equatable {
         if name.hasPrefix("decoder.block."), name.hasSuffix(".EncDecAttention.relative_attention_bias.weight") {
             return "cross-attention has no position bias; transformers ignores this table"
         }
+        // A bias table in a later block of a T5 / mT5 model (only UMT5 has one per block): transformers' T5
+        // reads block 0's and drops the others as unexpected keys.
+        if !config.relativeAttentionBiasPerLayer, name.hasSuffix(".SelfAttention.relative_attention_bias.weight"),
+           let block = classify(name)?.block, block > 0 {
+            return "T5 reads the bias table of block 0 only (relative_attention_bias_per_layer is not set); transformers ignores this one"
+        }
         if config.isEncoderOnly {
             if name.hasPrefix("decoder.") && !Self.embeddingNames.contains(name) {
                 return "an encoder-only model (T5EncoderModel) has no decoder; transformers ignores it"
