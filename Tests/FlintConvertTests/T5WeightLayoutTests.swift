@@ -146,6 +146,38 @@ import FlintFormat
         #expect(!FileManager.default.fileExists(atPath: dir + "/m.flint"))
     }
 
+    /// A bias table in a later block of a T5 checkpoint (only UMT5 has one per block) is dropped as transformers'
+    /// T5 drops it (its T5Stack gives block 0 alone a relative_attention_bias): conversion succeeds without it,
+    /// while block 0's table stays required.
+    @Test func biasTablesOfLaterBlocksAreIgnoredLikeTransformers() throws {
+        let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try HFModelFolder(path: fixture("flan-tiny"))
+        let table = "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+        let stray = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"
+        let layout = source.config.weightLayout
+        #expect(layout.ignoredReason(ofTensor: table) == nil)
+        #expect(layout.ignoredReason(ofTensor: stray)?.contains("block 0") == true)
+        let info = try #require(source.tensorInfos.first { $0.name == table })
+        var entries = source.tensorInfos.map { SafetensorsWriter.Entry(name: $0.name, dtype: "F32", shape: $0.shape, byteCount: $0.byteCount) }
+        entries.append(.init(name: stray, dtype: "F32", shape: info.shape, byteCount: info.byteCount))
+        try FileManager.default.createDirectory(atPath: dir + "/model", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: source.folder + "/config.json", toPath: dir + "/model/config.json")
+        let writer = try SafetensorsWriter(path: dir + "/model/model.safetensors", entries: entries)
+        for tensor in source.tensorInfos { try writer.write(try source.rawBytes(tensor.name)) }
+        try writer.write(try source.rawBytes(table))
+        try writer.finish()
+
+        _ = try Converter.convert(source: dir + "/model", output: dir + "/m.flint", options: ConvertOptions(quant: .float(.f32)))
+        let file = try FlintFile(path: dir + "/m.flint")
+        #expect(file.tensorNames.contains(table))
+        #expect(!file.tensorNames.contains(stray))
+
+        // UMT5 declares a table per block: there the same name is a tensor of the model, not ignored.
+        let umt5 = try HFModelFolder(path: Self.path("models/umt5-tiny")).config.weightLayout
+        #expect(umt5.ignoredReason(ofTensor: stray) == nil)
+    }
+
     @Test func tiedNamesResolveTheSameWayInFoldersAndFlintFiles() throws {
         let dir = scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
