@@ -2,14 +2,17 @@
 """Load test of `flint serve` on loopback: 1, 8 and 32 concurrent clients (standard library only).
 
   run_loadtest.py --flint .build/release/flint --model MODEL.flint [--levels 1 8 32] [--seconds 30]
-                  [--max-tokens 32] [--max-batch 16] [--threads N] [--json OUT.json]
+                  [--rounds 3] [--max-tokens 32] [--max-batch 16] [--threads N] [--json OUT.json]
 
 Starts `flint serve MODEL --port 0` itself (so it can read the server's peak RSS, VmHWM in /proc/PID/status),
 then for each level runs that many client threads for --seconds, each sending /v1/completions requests one after
 another (prompts of 20-60 words from a fixed list; "min_tokens" = "max_tokens", so every request generates exactly
 --max-tokens tokens whatever the weights). Per level it prints: requests, errors (non-200 or malformed), completion
 tokens/s (all tokens of requests that finished within the level's window / the window), p50 / p99 request latency,
-and the load average (`uptime`) before and after. At the end: peak RSS against the goal 1.15 x file + 128 MB and the
+and the load average (`uptime`) before and after. With --rounds R the levels run R times, interleaved (1, 8, 32,
+1, 8, 32, ...: a change of machine load hits every level alike), and each level's line gives the median over the
+rounds with the min-max in parentheses; the 32 / 1 ratio is the ratio of the medians, with each round's own ratio
+listed. At the end: peak RSS against the goal 1.15 x file + 128 MB and the
 ratio of 32-client to 1-client tokens/s (goal >= 3). The server is stopped with SIGTERM and must exit 0.
 
 A flan-t5-small-shaped int8 model: Tools/make_bench_checkpoint.py --shape flan-t5-small --out DIR, then
@@ -137,6 +140,7 @@ def main():
     parser.add_argument("--model", required=True)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rounds", type=int, default=1, help="run the levels this many times, interleaved")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--threads", type=int)
@@ -144,19 +148,21 @@ def main():
     args = parser.parse_args()
 
     process, port = start_server(args)
-    rows = []
+    runs = {clients: [] for clients in args.levels}  # clients -> one row per round
     try:
         # Warm-up: the first requests page the model in.
         run_level(port, 1, 2, args.max_tokens, 999_000)
-        for n, clients in enumerate(args.levels):
-            before = load_average()
-            row = run_level(port, clients, args.seconds, args.max_tokens, n * 100_000)
-            row["load_before"], row["load_after"] = before, load_average()
-            rows.append(row)
-            print(f"{clients:3d} clients: {row['requests']:5d} requests, {row['errors']} errors, "
-                  f"{row['tokens_per_second']:8.1f} tokens/s, p50 {row['p50_seconds'] * 1000:7.0f} ms, "
-                  f"p99 {row['p99_seconds'] * 1000:7.0f} ms  (load {row['load_before']} -> {row['load_after']})",
-                  flush=True)
+        for r in range(args.rounds):
+            for n, clients in enumerate(args.levels):
+                before = load_average()
+                row = run_level(port, clients, args.seconds, args.max_tokens, (r * len(args.levels) + n) * 100_000)
+                row["load_before"], row["load_after"] = before, load_average()
+                runs[clients].append(row)
+                print(f"{'' if args.rounds == 1 else f'round {r + 1}: '}{clients:3d} clients: "
+                      f"{row['requests']:5d} requests, {row['errors']} errors, "
+                      f"{row['tokens_per_second']:8.1f} tokens/s, p50 {row['p50_seconds'] * 1000:7.0f} ms, "
+                      f"p99 {row['p99_seconds'] * 1000:7.0f} ms  (load {row['load_before']} -> {row['load_after']})",
+                      flush=True)
         rss = peak_rss_bytes(process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -165,21 +171,49 @@ def main():
         except subprocess.TimeoutExpired:
             process.kill()
             status = "killed after 30 s"
+    rows = []
+    for clients in args.levels:
+        rounds = runs[clients]
+        if not rounds:
+            continue
+        rate = [x["tokens_per_second"] for x in rounds]
+        row = {
+            "clients": clients,
+            "requests": sum(x["requests"] for x in rounds),
+            "errors": sum(x["errors"] for x in rounds),
+            "tokens_per_second": statistics.median(rate),
+            "tokens_per_second_min": min(rate), "tokens_per_second_max": max(rate),
+            "p50_seconds": statistics.median(x["p50_seconds"] for x in rounds),
+            "p99_seconds": statistics.median(x["p99_seconds"] for x in rounds),
+            "rounds": rounds,
+        }
+        rows.append(row)
+        if args.rounds > 1:
+            print(f"median of {len(rounds)} rounds, {clients:3d} clients: {row['requests']:5d} requests, "
+                  f"{row['errors']} errors, {row['tokens_per_second']:8.1f} tokens/s "
+                  f"({min(rate):.1f}-{max(rate):.1f}), p50 {row['p50_seconds'] * 1000:7.0f} ms, "
+                  f"p99 {row['p99_seconds'] * 1000:7.0f} ms")
     size = os.path.getsize(args.model)
     goal = 1.15 * size + 128e6
     summary = {
         "model": args.model, "file_bytes": size, "peak_rss_bytes": rss, "rss_goal_bytes": goal,
         "rss_ok": rss <= goal, "levels": rows, "max_tokens": args.max_tokens, "max_batch": args.max_batch,
-        "server_exit": status, "cpus": os.cpu_count(),
+        "server_exit": status, "cpus": os.cpu_count(), "rounds": args.rounds,
     }
     by_clients = {r["clients"]: r for r in rows}
     if 1 in by_clients and 32 in by_clients and by_clients[1]["tokens_per_second"] > 0:
         summary["speedup_32_vs_1"] = by_clients[32]["tokens_per_second"] / by_clients[1]["tokens_per_second"]
+        summary["speedup_32_vs_1_per_round"] = [
+            b["tokens_per_second"] / a["tokens_per_second"] if a["tokens_per_second"] > 0 else float("nan")
+            for a, b in zip(runs[1], runs[32])]
     print(f"peak RSS {rss / 1e6:.1f} MB (file {size / 1e6:.1f} MB; goal <= {goal / 1e6:.1f} MB: "
           f"{'ok' if summary['rss_ok'] else 'MISSED'})")
     if "speedup_32_vs_1" in summary:
         s = summary["speedup_32_vs_1"]
-        print(f"32 clients / 1 client tokens/s: {s:.2f}x (goal >= 3: {'ok' if s >= 3 else 'MISSED'})")
+        each = ""
+        if args.rounds > 1:
+            each = " (rounds: " + ", ".join(f"{x:.2f}x" for x in summary["speedup_32_vs_1_per_round"]) + ")"
+        print(f"32 clients / 1 client tokens/s: {s:.2f}x{each} (goal >= 3: {'ok' if s >= 3 else 'MISSED'})")
     print(f"server exit status after SIGTERM: {status}")
     if args.json:
         with open(args.json, "w") as f:
