@@ -4,10 +4,10 @@ import Foundation
 import Testing
 @testable import FlintCheckpoint
 import FlintFormat
+import TestSupport
 
 enum ModelFixtures {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/models")
+    static let root = URL(fileURLWithPath: fixturePath("models"))
     static func path(_ name: String) -> String { root.appendingPathComponent(name).path }
 
     /// The Hugging Face tensor names of a T5 checkpoint (REFERENCE.md §1), without tied copies.

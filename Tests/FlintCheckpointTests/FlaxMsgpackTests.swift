@@ -5,10 +5,10 @@ import Foundation
 import Testing
 @testable import FlintCheckpoint
 import FlintFormat
+import TestSupport
 
 enum ConvertedFixtures {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
+    static let root = URL(fileURLWithPath: fixturePath(""))
     static func format(_ name: String) -> String { root.appendingPathComponent("formats/" + name).path }
     static func model(_ name: String) -> String { root.appendingPathComponent("models/" + name).path }
 

@@ -4,10 +4,10 @@ import Foundation
 import Testing
 @testable import FlintCheckpoint
 import FlintFormat
+import TestSupport
 
 enum FormatFixtures {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/formats")
+    static let root = URL(fileURLWithPath: fixturePath("formats"))
     static func path(_ name: String) -> String { root.appendingPathComponent(name).path }
     static func bytes(_ name: String) throws -> [UInt8] {
         [UInt8](try #require(FileManager.default.contents(atPath: path(name)), "missing fixture \(name)"))

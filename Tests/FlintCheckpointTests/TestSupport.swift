@@ -3,6 +3,7 @@ import Foundation
 import Testing
 @testable import FlintCheckpoint
 import FlintFormat
+import TestSupport
 
 /// One tensor to write: name, safetensors dtype, shape and raw little-endian element bytes.
 struct STTensor {
@@ -54,19 +55,13 @@ func rawSafetensors(header: String, data: [UInt8], declaredLength: UInt64? = nil
     return le(declaredLength ?? UInt64(h.count)) + h + data
 }
 
-/// A fresh folder under the temporary directory, removed when the value is deinitialised.
+/// A fresh scratch folder (TestSupport's per-process root), removed when the value is deinitialised.
 final class TempDir {
     let url: URL
     var path: String { url.path }
 
     init() {
-        url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("flint-ckpt-tests-\(UUID().uuidString)", isDirectory: true)
-        do {
-            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        } catch {
-            Issue.record("cannot create \(url.path): \(error)")
-        }
+        url = URL(fileURLWithPath: scratch("ckpt"), isDirectory: true)
     }
 
     deinit { try? FileManager.default.removeItem(at: url) }

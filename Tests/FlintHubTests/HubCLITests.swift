@@ -2,18 +2,16 @@
 // the Hugging Face environment variables pointing at the test server and a scratch HF_HOME.
 import XCTest
 @testable import FlintHub
+import TestSupport
 
 final class HubCLITests: XCTestCase {
-    let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
     let commit = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
     var hub: LoopbackHub!
     var home: String!
 
     override func setUpWithError() throws {
         hub = try LoopbackHub()
-        home = NSTemporaryDirectory() + "flint-hub-cli-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        home = scratch("hub-cli")
         hub.add(try LoopbackHub.repo(id: "google/flan-tiny", commit: commit, folder: fixture))
     }
 

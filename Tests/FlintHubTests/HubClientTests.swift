@@ -1,6 +1,7 @@
 import XCTest
 import FlintFormat
 @testable import FlintHub
+import TestSupport
 
 final class HubClientTests: XCTestCase {
     var hub: LoopbackHub!
@@ -11,8 +12,7 @@ final class HubClientTests: XCTestCase {
 
     override func setUpWithError() throws {
         hub = try LoopbackHub()
-        cacheRoot = NSTemporaryDirectory() + "flint-hub-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: cacheRoot, withIntermediateDirectories: true)
+        cacheRoot = scratch("hub")
     }
 
     override func tearDown() {

@@ -2,12 +2,11 @@ import Foundation
 import Testing
 import FlintFormat
 @testable import FlintPack
+import TestSupport
 
-/// A fresh directory under the system temp directory, removed by the caller.
+/// A fresh scratch folder (TestSupport's per-process root), removed by the caller.
 private func makeScratchDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("flintpack-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
+    URL(fileURLWithPath: scratch("pack"), isDirectory: true)
 }
 
 /// Bytes that are partly random (incompressible) and partly repetitive, like weights next to metadata.

@@ -1,12 +1,12 @@
 import Foundation
 import Testing
 @testable import FlintPack
+import TestSupport
 
 /// One .zst unpacked twice in one process (one after another into the same output, and concurrently into two):
 /// the zstd contexts are per call, so every copy is the original, and no temporary file is left behind.
 @Test func twoUnpacksOfOneArchiveInOneProcess() throws {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flintpack-twice-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let dir = URL(fileURLWithPath: scratch("pack-twice"), isDirectory: true)
     defer { try? FileManager.default.removeItem(at: dir) }
     var state: UInt64 = 0x2545_F491_4F6C_DD1D
     let original = Data((0..<(1 << 20) + 777).map { i -> UInt8 in

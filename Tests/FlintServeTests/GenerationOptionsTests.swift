@@ -7,6 +7,7 @@ import FlintServe
 import FlintT5
 import FlintTokenizer
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct GenerationOptionsTests {
     func golden(_ model: String) throws -> [String: Any] {

@@ -3,6 +3,7 @@
 import Foundation
 import FlintServe
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct RequestGenerationFieldsTests {
     @Test func badWordsSuppressTokensAndDecoderPrefixGiveTransformersIds() async throws {

@@ -7,10 +7,10 @@ import FlintT5
 import FlintTokenizer
 import Logging
 import Testing
+import TestSupport
 
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-let demoFolder = packageRoot + "/Tests/Fixtures/models/demo"
-let encoderFolder = packageRoot + "/Tests/Fixtures/models/t5-encoder"
+let demoFolder = fixturePath("models/demo")
+let encoderFolder = fixturePath("models/t5-encoder")
 
 /// The demo model (a small T5 trained to reverse word lists) and its transformers golden, loaded once.
 final class Fixtures: @unchecked Sendable {

@@ -4,6 +4,7 @@ import FlintFormat
 import FlintCheckpoint
 import FlintKernels
 @testable import FlintT5
+import TestSupport
 
 // Parity with Hugging Face transformers 4.57.6 (float32, CPU), from golden files written by
 // Tools/make_model_golden.py: encoder outputs, first-step and cached-step logits and beam scores within
@@ -11,8 +12,7 @@ import FlintKernels
 // beams, length penalties 0.5–2, early stopping on and off) identical. Every fixture runs on every kernel ISA
 // this machine supports (the others are reported as skipped), each with its own model instance.
 
-let fixturesDirectory = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/models")
+let fixturesDirectory = URL(fileURLWithPath: fixturePath("models"))
 
 struct BeamGolden {
     let ids: [Int]

@@ -3,13 +3,10 @@ import FlintFormat
 import FlintTokenizer
 import Foundation
 import Testing
-
-/// The package root, found from this file's path (Tests/FlintTokenizerTests/<file>).
-private let root = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+import TestSupport
 
 private func folderPath(_ name: String) -> String {
-    root.appendingPathComponent("Tests/Fixtures/tokenizer/folders/\(name)").path
+    fixturePath("tokenizer/folders/\(name)")
 }
 
 /// Goldens written by Tools/make_tokenizer_golden.py with `AutoTokenizer.from_pretrained(folder)` (fast for
@@ -34,7 +31,7 @@ private struct FolderGolden: Decodable {
     let decode_cases: [DecodeCase]
 
     static func load(_ name: String) throws -> FolderGolden {
-        let url = root.appendingPathComponent("Tests/Fixtures/tokenizer/folder-\(name).json")
+        let url = URL(fileURLWithPath: fixturePath("tokenizer/folder-\(name).json"))
         return try JSONDecoder().decode(FolderGolden.self, from: Data(contentsOf: url))
     }
 }

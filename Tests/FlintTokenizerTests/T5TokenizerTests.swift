@@ -2,13 +2,10 @@ import FlintFormat
 import FlintTokenizer
 import Foundation
 import Testing
-
-/// The package root, found from this file's path (Tests/FlintTokenizerTests/<file>).
-private let packageRoot = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+import TestSupport
 
 private func vocabPath(_ name: String) -> String {
-    packageRoot.appendingPathComponent("Tests/Fixtures/vocab/\(name)/spiece.model").path
+    fixturePath("vocab/\(name)/spiece.model")
 }
 
 /// Goldens written by Tools/make_tokenizer_golden.py with transformers' slow T5Tokenizer.
@@ -32,7 +29,7 @@ private struct TokenizerGolden: Decodable {
     let decode_cases: [DecodeCase]
 
     static func load(_ name: String) throws -> TokenizerGolden {
-        let url = packageRoot.appendingPathComponent("Tests/Fixtures/tokenizer/\(name).json")
+        let url = URL(fileURLWithPath: fixturePath("tokenizer/\(name).json"))
         return try JSONDecoder().decode(TokenizerGolden.self, from: Data(contentsOf: url))
     }
 }
@@ -179,10 +176,10 @@ private final class LoadedTokenizers: @unchecked Sendable {
     }
 
     @Test func missingFileGivesAClearError() {
-        let path = packageRoot.appendingPathComponent("Tests/Fixtures/vocab/none/spiece.model").path
+        let path = fixturePath("vocab/none/spiece.model")
         let error = #expect(throws: FlintError.self) { try T5Tokenizer(contentsOf: path) }
         #expect(error?.message.contains(path) == true)
-        let folder = packageRoot.appendingPathComponent("Tests/Fixtures/vocab/t5").path
+        let folder = fixturePath("vocab/t5")
         let folderError = #expect(throws: FlintError.self) { try T5Tokenizer(contentsOf: folder) }
         #expect(folderError?.message.contains("directory") == true)
     }
