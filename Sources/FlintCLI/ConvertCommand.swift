@@ -30,6 +30,12 @@ struct ConvertCommand: ParsableCommand {
         inputs reach magnitudes int8 cannot carry (--no-default-keep drops that). Layer norms and
         relative_attention_bias always stay float.
 
+        Int4 (--quant int4-g32, int4-g64, int4-g128): symmetric 4-bit weights in groups of 32/64/128 inputs with
+        f16 scales (4.5 bits per weight at g32), packed for the decode kernels (FLINT.md layout 2). The default
+        int4 recipe keeps shared.weight (the embedding) and the FFN output projections (wo) per-row int8 and makes
+        every other linear layer, lm_head included, int4; --keep keeps a tensor float, and --target-top1 moves the
+        tensors int4 hurts most to int8 (then float).
+
         \(ConvertCommand.searchDiscussion)
 
         Examples:
@@ -38,6 +44,7 @@ struct ConvertCommand: ParsableCommand {
           flint convert ./flan-t5-base -o base.flint --calibration my-prompts.txt
           flint convert ./flan-t5-base -o base-datafree.flint --no-calibration
           flint convert ./flan-t5-base -o base-g64.flint --quant int8-g64 --keep 'shared.weight=f16'
+          flint convert ./flan-t5-base -o base-int4.flint --quant int4-g32
           flint convert ./t5-small/model.safetensors -o t5-small-f32.flint --quant f32 --json
           flint convert ./t5-base -o t5-base.flint --from pytorch
           flint convert hf:google/flan-t5-small -o flan-t5-small.flint
@@ -185,14 +192,20 @@ struct ConvertCommand: ParsableCommand {
 
     private func printSummary(_ r: ConvertReport, seconds: Double) {
         let quantized = r.tensors.filter { $0.scheme.hasPrefix("int8") }
+        let quantizedCount = quantized.count + r.tensors.filter { $0.scheme.hasPrefix("int4") }.count
         let qIn = quantized.reduce(0) { $0 + $1.bytesIn }, qOut = quantized.reduce(0) { $0 + $1.bytesOut }
         print("wrote \(r.output)")
         print("  source       \(r.sourceFormat), \(formatBytes(r.bytesIn))")
-        print("  quant        \(r.quant): \(quantized.count) tensors quantized, \(r.keptFloat.count) kept float, \(r.tensors.count) stored"
+        print("  quant        \(r.quant): \(quantizedCount) tensors quantized, \(r.keptFloat.count) kept float, \(r.tensors.count) stored"
               + (r.aliases.isEmpty ? "" : ", \(r.aliases.count) tied aliases"))
         print("  size         \(formatBytes(r.bytesOut)) (\(String(format: "%.1f", Double(r.bytesOut) * 100 / Double(max(r.bytesIn, 1))))% of the source)")
         if qIn > 0 {
             print("  int8 share   \(formatBytes(Int64(qOut))) for \(formatBytes(Int64(qIn))) of source tensors (\(String(format: "%.1f", Double(qOut) * 100 / Double(qIn)))%)")
+        }
+        let int4 = r.tensors.filter { $0.scheme.hasPrefix("int4") }
+        if !int4.isEmpty {
+            let out4 = int4.reduce(0) { $0 + $1.bytesOut }, in4 = int4.reduce(0) { $0 + $1.bytesIn }
+            print("  int4 share   \(formatBytes(Int64(out4))) for \(formatBytes(Int64(in4))) of source tensors (\(int4.count) tensors, \(String(format: "%.1f", Double(out4) * 100 / Double(max(in4, 1))))%)")
         }
         if let w = r.worst, let snr = w.snrDB {
             print("  worst SNR    \(String(format: "%.1f", snr)) dB (\(w.name))")

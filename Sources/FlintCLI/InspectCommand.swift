@@ -93,13 +93,14 @@ struct InspectCommand: ParsableCommand {
         if let calibration = fileCalibration { printCalibrationLayers(calibration) }
         print("")
         let nameWidth = min(96, f.records.map(\.name.count).max() ?? 10)
-        print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  scheme    layout      shape            bytes      SNR dB")
+        printStorageSummary(f)
+        print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  scheme    layout          shape            bytes      SNR dB")
         for r in f.records {
             let snr = m.quantizationError[r.name].flatMap { $0 }.map { String(format: "%6.1f", $0) } ?? ""
             let scheme = r.scheme == .none ? r.storage.name : r.scheme.name
             print(r.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
                   + scheme.padding(toLength: 9, withPad: " ", startingAt: 0) + " "
-                  + r.layout.name.padding(toLength: 11, withPad: " ", startingAt: 0) + " "
+                  + r.layout.name.padding(toLength: 15, withPad: " ", startingAt: 0) + " "
                   + "\(r.shape)".padding(toLength: 16, withPad: " ", startingAt: 0) + " "
                   + String(r.dataSize + r.scaleSize).padding(toLength: 10, withPad: " ", startingAt: 0) + " " + snr)
         }
@@ -107,6 +108,23 @@ struct InspectCommand: ParsableCommand {
 }
 
 extension InspectCommand {
+    /// One line per stored form: tensors, elements, bytes and bits per element (scales and packing included),
+    /// so an int4 file's real cost per weight is visible.
+    func printStorageSummary(_ f: FlintFile) {
+        var totals: [String: (tensors: Int, elements: Int, bytes: Int)] = [:]
+        for r in f.records {
+            let key = r.scheme == .none ? r.storage.name : r.scheme.name
+            let elements = r.shape.reduce(1, *)
+            let t = totals[key] ?? (0, 0, 0)
+            totals[key] = (t.tensors + 1, t.elements + elements, t.bytes + r.dataSize + r.scaleSize)
+        }
+        let parts = totals.sorted { $0.value.bytes > $1.value.bytes }.map { key, t in
+            "\(key) \(t.tensors) tensors \(formatBytes(Int64(t.bytes)))"
+                + String(format: " (%.2f bits/weight)", t.elements > 0 ? Double(t.bytes * 8) / Double(t.elements) : 0)
+        }
+        print("storage    " + parts.joined(separator: "; "))
+    }
+
     /// The calibration line and the folds (what was smoothed, with its scale range).
     func printCalibration(_ c: CalibrationSummary) {
         let largest = c.layers.max { $0.value.absMax < $1.value.absMax }

@@ -32,6 +32,9 @@ public struct ConvertOptions: Sendable {
     public var search: RecipeSearchRecord? = nil
     /// How int8 matrices are stored: packed for the kernels (FLINT.md layout 1, the default) or row-major.
     public var int8Layout: TensorLayout = .int8Packed16x4
+    /// Activation-aware int4: per tensor, one non-negative weight per input column (the layer's mean squared
+    /// input) that the int4 quantizer weights its squared error with when it picks each group's scale.
+    public var int4ColumnWeights: [String: [Float]] = [:]
 }
 
 public struct ConvertedTensor: Sendable, Equatable {
@@ -64,7 +67,7 @@ public struct ConvertReport: Sendable {
     /// Tensors stored in a float type although the request asked for int8 (scheme rules to another int8 scheme
     /// are not "kept float").
     public var keptFloat: [String] {
-        tensors.filter { $0.keptBecause != nil && !$0.scheme.hasPrefix("int8") }.map(\.name)
+        tensors.filter { $0.keptBecause != nil && !$0.scheme.hasPrefix("int8") && !$0.scheme.hasPrefix("int4") }.map(\.name)
     }
     public var worst: ConvertedTensor? {
         tensors.filter { $0.snrDB != nil }.min { $0.snrDB! < $1.snrDB! }
@@ -164,6 +167,37 @@ public enum Converter {
                     try q.scales.withUnsafeBytes { s in
                         try writer.addTensor(name: info.name, storage: .i8, shape: info.shape, scheme: scheme, data: d, scales: s)
                     }
+                }
+                record.snrDB = snr.isFinite ? snr : nil
+                errors[info.name] = record.snrDB
+                record.bytesOut = writer.lastTensorBytes
+            case .int4(let groupSize):
+                let (rows, cols) = QuantScheme.matrixShape(info.shape)
+                let quantizer = try Int4Quantizer(groupSize: groupSize)
+                let importance = options.int4ColumnWeights[info.name]
+                if let importance, importance.count != cols {
+                    throw FlintError("\(folder.sourceDescription): tensor \"\(info.name)\": \(importance.count) int4 column weights for \(cols) columns")
+                }
+                let (packed, snr) = try withFloats(view, scratch: &source) { floats in
+                    let packed: PackedInt4Matrix
+                    do {
+                        packed = try importance.map { w in
+                            try w.withUnsafeBufferPointer {
+                                try quantizer.quantize(floats, rows: rows, cols: cols, tensorName: info.name, columnWeights: $0)
+                            }
+                        } ?? quantizer.quantize(floats, rows: rows, cols: cols, tensorName: info.name)
+                    } catch let e as FlintError { throw FlintError("\(folder.sourceDescription): \(e.message)") }
+                    restored = [Float](repeating: 0, count: rows * cols)
+                    try packed.bytes.withUnsafeBytes { bytes in
+                        try restored.withUnsafeMutableBufferPointer {
+                            try Int4Quantizer.dequantize(bytes, geometry: packed.geometry, into: $0, tensorName: info.name)
+                        }
+                    }
+                    return (packed, restored.withUnsafeBufferPointer { QuantError.snrDB(original: floats, reconstructed: $0) })
+                }
+                try packed.bytes.withUnsafeBytes {
+                    try writer.addTensor(name: info.name, storage: .i4, shape: info.shape, scheme: .int4Group(groupSize),
+                                         data: $0, layout: .int4Packed16x8)
                 }
                 record.snrDB = snr.isFinite ? snr : nil
                 errors[info.name] = record.snrDB

@@ -1,5 +1,5 @@
 // `flint export`: a .flint file back to float32 safetensors under Hugging Face names, so any Python tool can
-// load what Flint made. Int8 tensors are dequantized; aliases (tied copies the source stored) are written back.
+// load what Flint made. Int8 and int4 tensors are dequantized; aliases (tied copies the source stored) are written back.
 
 import FlintFormat
 import FlintQuant
@@ -37,7 +37,7 @@ public enum Exporter {
 
 /// Turns any stored tensor into float32 values.
 public enum TensorDecoding {
-    /// Decodes (f16, bf16) or dequantizes (int8 schemes) `view` into `out`, resized to the element count.
+    /// Decodes (f16, bf16) or dequantizes (int8 and int4 schemes) `view` into `out`, resized to the element count.
     public static func floats(_ view: TensorView, into out: inout [Float]) throws {
         let n = view.elementCount
         if out.count != n { out = [Float](repeating: 0, count: n) }
@@ -52,6 +52,8 @@ public enum TensorDecoding {
                     try q.dequantize(codes, scales: view.scales,
                                      rows: view.rows, cols: view.cols, tensorName: view.name, into: dst)
                 }
+            case .int4Group:
+                try Int4Quantizer.dequantize(view, into: dst)
             }
         }
     }

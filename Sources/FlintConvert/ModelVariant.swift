@@ -61,7 +61,7 @@ public enum ModelVariant {
             case .f32: dtype = "F32"
             case .f16: dtype = "F16"
             case .bf16: dtype = "BF16"
-            case .i8: throw FlintError("\(source.path): tensor \"\(info.name)\" is int8; a model variant needs float weights")
+            case .i8, .i4: throw FlintError("\(source.path): tensor \"\(info.name)\" is \(view.storage == .i8 ? "int8" : "int4"); a model variant needs float weights")
             }
             if byTensor[info.name] != nil, view.storage != .f32 {
                 throw FlintError("\(source.path): tensor \"\(info.name)\" is \(view.storage); channel scalings need float32")

@@ -244,7 +244,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
             let nDims = Int(file.load(p + 8, as: UInt32.self))
             p += 12
             guard let storage = StorageType(rawValue: storageCode) else {
-                throw failT("unknown storage type code \(storageCode) (this flint knows 0…3)")
+                throw failT("unknown storage type code \(storageCode) (this flint knows 0…4)")
             }
             guard nDims <= FlintLayout.maxDims else { throw failT("\(nDims) dimensions, at most \(FlintLayout.maxDims) allowed") }
             guard recordSize >= fixed + 8 * nDims + 40 else { throw fail("record_size \(recordSize) is smaller than its fields") }
@@ -262,8 +262,14 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
             let scheme: QuantScheme
             switch schemeCode {
             case 0:
-                guard storage.isFloat else { throw failT("storage i8 needs an int8 scheme, found scheme 0 (float)") }
+                guard storage.isFloat else { throw failT("storage \(storage) needs a quantization scheme, found scheme 0 (float)") }
                 scheme = .none
+            case 3:
+                guard storage == .i4 else { throw failT("scheme 3 (int4 groups) needs storage i4, found \(storage)") }
+                guard PackedInt4Geometry.groupSizes.contains(groupSize) else {
+                    throw failT("scheme 3 (int4 groups) with group_size \(groupSize); expected one of \(PackedInt4Geometry.groupSizes.map(String.init).joined(separator: ", "))")
+                }
+                scheme = .int4Group(groupSize)
             case 1:
                 guard storage == .i8 else { throw failT("scheme 1 (int8) needs storage i8, found \(storage)") }
                 scheme = .int8Row
@@ -272,7 +278,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
                 guard groupSize >= 1 else { throw failT("scheme 2 with group_size 0") }
                 scheme = .int8Group(groupSize)
             default:
-                throw failT("unknown quantization scheme code \(schemeCode) (this flint knows 0…2)")
+                throw failT("unknown quantization scheme code \(schemeCode) (this flint knows 0…3)")
             }
             func field(_ k: Int, _ fieldName: String) throws -> Int {
                 let v = file.load(p + 8 * k, as: UInt64.self)
@@ -280,12 +286,19 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
                 return Int(v)
             }
             guard let layout = TensorLayout(rawValue: layoutCode) else {
-                throw failT("unknown layout code \(layoutCode) (this flint knows 0…1)")
+                throw failT("unknown layout code \(layoutCode) (this flint knows 0…2)")
             }
             var expectedData = count * storage.byteSize
             if layout == .int8Packed16x4 {
                 guard storage == .i8, let geometry = PackedInt8Geometry(shape: shape, scheme: scheme) else {
                     throw failT("layout packed16x4 needs a 2-D i8 tensor with scheme int8 or int8-gG (G a multiple of 4), found \(storage) \(shape) \(scheme)")
+                }
+                expectedData = geometry.byteCount
+            }
+            if storage == .i4 || layout == .int4Packed16x8 {
+                // Int4 exists only packed: codes and f16 scales in one data region, no scale region.
+                guard storage == .i4, layout == .int4Packed16x8, let geometry = PackedInt4Geometry(shape: shape, scheme: scheme) else {
+                    throw failT("int4 needs storage i4, scheme int4-gG and layout int4-packed16x8 on a 2-D tensor, found \(storage) \(scheme) layout \(layout) \(shape)")
                 }
                 expectedData = geometry.byteCount
             }

@@ -11,7 +11,7 @@ public enum FlintLayout {
     /// Features this reader implements (see `required_features` in the spec).
     public static let knownFeatures: Set<String> = [TokenizerInfo.jsonFeature, TokenizerInfo.addedTokensFeature,
                                                     T5Config.perLayerRelativeBiasFeature,
-                                                    PackedInt8Geometry.requiredFeature]
+                                                    PackedInt8Geometry.requiredFeature, PackedInt4Geometry.requiredFeature]
 
     /// Rounds `offset` up to the format's alignment.
     @inline(__always) public static func aligned(_ offset: Int) -> Int {

@@ -64,12 +64,20 @@ public final class FlintWriter {
             guard data.count == geometry.byteCount else {
                 throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": \(data.count) bytes given, packed16x4 \(shape) \(scheme) needs \(geometry.byteCount)")
             }
+        } else if given == .int4Packed16x8 || storage == .i4 {
+            guard storage == .i4, given == .int4Packed16x8, let geometry = PackedInt4Geometry(shape: shape, scheme: scheme) else {
+                throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": int4 needs storage i4, scheme int4-g32/g64/g128 and layout int4-packed16x8 on a 2-D tensor, found \(storage) \(shape) \(scheme) layout \(given)")
+            }
+            guard data.count == geometry.byteCount, scales.count == 0 else {
+                throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": \(data.count) bytes and \(scales.count) scale bytes given, int4-packed16x8 \(shape) \(scheme) needs \(geometry.byteCount) and 0 (the scales are in the packed data)")
+            }
         } else if data.count != count * storage.byteSize {
             throw FlintError(.shapeMismatch, "\(path): tensor \"\(name)\": \(data.count) bytes given, shape \(shape) of \(storage) needs \(count * storage.byteSize)")
         }
         switch scheme {
-        case .none: guard storage.isFloat else { throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": i8 storage needs an int8 scheme") }
+        case .none: guard storage.isFloat else { throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": \(storage) storage needs a quantization scheme") }
         case .int8Row, .int8Group: guard storage == .i8 else { throw FlintError(.invalidArgument, "\(path): tensor \"\(name)\": scheme \(scheme) needs i8 storage") }
+        case .int4Group: break  // checked with the layout above
         }
         let scaleBytes = scheme.scaleCount(shape: shape) * 4
         guard scales.count == scaleBytes else {

@@ -8,12 +8,15 @@ public enum TensorLayout: UInt8, Sendable, CaseIterable, CustomStringConvertible
     case rowMajor = 0
     /// Int8 matrices in blocks of 16 rows × 4 inputs, followed by the per-(row, group) weight sums.
     case int8Packed16x4 = 1
+    /// Int4 codes in blocks of 16 rows × 8 inputs (two nibbles a byte), followed by the f16 group scales.
+    case int4Packed16x8 = 2
 
     /// The name used in the spec, `inspect` and JSON output.
     public var name: String {
         switch self {
         case .rowMajor: return "row-major"
         case .int8Packed16x4: return "packed16x4"
+        case .int4Packed16x8: return "int4-packed16x8"
         }
     }
 
@@ -24,6 +27,7 @@ public enum TensorLayout: UInt8, Sendable, CaseIterable, CustomStringConvertible
         switch self {
         case .rowMajor: return nil
         case .int8Packed16x4: return PackedInt8Geometry.requiredFeature
+        case .int4Packed16x8: return PackedInt4Geometry.requiredFeature
         }
     }
 }
@@ -52,7 +56,7 @@ public struct PackedInt8Geometry: Sendable, Equatable {
         guard shape.count == 2, shape[0] >= 1, shape[1] >= 1 else { return nil }
         let (rows, cols) = (shape[0], shape[1])
         switch scheme {
-        case .none:
+        case .none, .int4Group:
             return nil
         case .int8Row:
             groupSize = cols

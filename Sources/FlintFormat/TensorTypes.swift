@@ -7,13 +7,16 @@ public enum StorageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case f16 = 1
     case bf16 = 2
     case i8 = 3
+    /// 4-bit codes, two per byte, only in the packed int4 layout (Formats/FLINT.md layout 2), whose size rule
+    /// replaces `elements × byteSize`.
+    case i4 = 4
 
-    /// Bytes per element.
+    /// Bytes per element (1 for `i4`, whose packed layout has its own size rule).
     public var byteSize: Int {
         switch self {
         case .f32: return 4
         case .f16, .bf16: return 2
-        case .i8: return 1
+        case .i8, .i4: return 1
         }
     }
 
@@ -24,6 +27,7 @@ public enum StorageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .f16: return "f16"
         case .bf16: return "bf16"
         case .i8: return "i8"
+        case .i4: return "i4"
         }
     }
 
@@ -32,7 +36,7 @@ public enum StorageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         self = match
     }
 
-    public var isFloat: Bool { self != .i8 }
+    public var isFloat: Bool { self != .i8 && self != .i4 }
     public var description: String { name }
 }
 
@@ -45,6 +49,9 @@ public enum QuantScheme: Sendable, Equatable, CustomStringConvertible {
     /// Symmetric int8, one float32 scale per `groupSize` consecutive elements of a row (along the input
     /// dimension); the last group of a row may be shorter.
     case int8Group(Int)
+    /// Symmetric int4, one f16 scale per `groupSize` (32, 64 or 128) consecutive elements of a row, stored
+    /// inside the tensor's packed data (`PackedInt4Geometry`), not in a separate scale region.
+    case int4Group(Int)
 
     /// Scheme code as stored in the tensor table.
     public var code: UInt8 {
@@ -52,13 +59,16 @@ public enum QuantScheme: Sendable, Equatable, CustomStringConvertible {
         case .none: return 0
         case .int8Row: return 1
         case .int8Group: return 2
+        case .int4Group: return 3
         }
     }
 
     /// The group size (0 when not grouped).
     public var groupSize: Int {
-        if case .int8Group(let g) = self { return g }
-        return 0
+        switch self {
+        case .int8Group(let g), .int4Group(let g): return g
+        case .none, .int8Row: return 0
+        }
     }
 
     /// The CLI / JSON name: `float`, `int8`, `int8-g32`, …
@@ -67,15 +77,25 @@ public enum QuantScheme: Sendable, Equatable, CustomStringConvertible {
         case .none: return "float"
         case .int8Row: return "int8"
         case .int8Group(let g): return "int8-g\(g)"
+        case .int4Group(let g): return "int4-g\(g)"
         }
     }
 
     public var description: String { name }
 
-    /// Number of float32 scales a tensor of `shape` carries under this scheme.
+    /// Whether the scheme is one of the int8 ones (`i8` storage, float32 scales in the scale region).
+    public var isInt8: Bool {
+        switch self {
+        case .int8Row, .int8Group: return true
+        case .none, .int4Group: return false
+        }
+    }
+
+    /// Number of float32 scales a tensor of `shape` carries in its scale region under this scheme (0 for int4,
+    /// whose f16 scales are part of the packed data).
     public func scaleCount(shape: [Int]) -> Int {
         switch self {
-        case .none:
+        case .none, .int4Group:
             return 0
         case .int8Row:
             let (rows, _) = QuantScheme.matrixShape(shape)
@@ -142,6 +162,8 @@ public struct TensorView: @unchecked Sendable {
         switch layout {
         case .rowMajor:
             return try body(data.bindMemory(to: Int8.self))
+        case .int4Packed16x8:
+            throw FlintError("tensor \(name): \(storage) \(scheme) holds int4 codes, not int8 values")
         case .int8Packed16x4:
             guard let g = packedGeometry else {
                 throw FlintError(.corrupt, "tensor \(name): packed16x4 \(storage) \(shape) \(scheme) needs \(PackedInt8Geometry(shape: shape, scheme: scheme)?.byteCount ?? -1) bytes, found \(data.count)")

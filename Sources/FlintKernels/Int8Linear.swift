@@ -605,6 +605,8 @@ public func validateInt8Matrix(_ view: TensorView, user: String) throws {
         guard view.data.count == geometry.byteCount else {
             throw FlintError("tensor \(view.name): packed16x4 i8 shape \(view.shape) \(view.scheme) needs \(geometry.byteCount) bytes, found \(view.data.count)")
         }
+    case .int4Packed16x8:
+        throw FlintError("tensor \(view.name): \(user) needs int8 codes, found layout int4-packed16x8")
     }
     switch view.scheme {
     case .none:

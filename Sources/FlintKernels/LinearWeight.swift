@@ -115,6 +115,10 @@ public enum LinearFactory {
                 return try Int8Linear(view, mode: int8Kernels, isa: isa, scratch: int8Scratch)
             }
             return try DequantizedInt8Linear(view, isa: isa)
+        case .i4:
+            // Int4 (packed, f16 group scales): widened to float32 once at load.
+            return FloatLinear(weight: try TensorConversion.floatStorage(view),
+                               outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
         case .f32, .f16, .bf16:
             return FloatLinear(weight: try TensorConversion.floatStorage(view),
                                outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
@@ -139,7 +143,8 @@ public enum TensorConversion {
         }
         count /= view.storage.byteSize
         // Packed int8 has its own size rule, checked by validateInt8Matrix in dequantizeInt8.
-        guard view.data.count == count * view.storage.byteSize || (view.storage == .i8 && view.layout != .rowMajor) else {
+        guard view.data.count == count * view.storage.byteSize || (view.storage == .i8 && view.layout != .rowMajor)
+                || view.storage == .i4 else {
             throw FlintError("tensor \(view.name): \(view.storage) shape \(view.shape) needs \(count * view.storage.byteSize) bytes, found \(view.data.count)")
         }
         if count == 0 { return FloatStorage(count: 0) }
@@ -165,6 +170,11 @@ public enum TensorConversion {
             return storage
         case .i8:
             return try dequantizeInt8(view)
+        case .i4:
+            // Packed int4 has its own size rule, checked by Int4Quantizer.dequantize.
+            let storage = FloatStorage(count: count)
+            try Int4Quantizer.dequantize(view, into: UnsafeMutableBufferPointer(start: storage.mutablePointer, count: count))
+            return storage
         }
     }
 

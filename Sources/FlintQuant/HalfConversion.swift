@@ -135,7 +135,7 @@ public enum HalfConversion {
                     destination[i] = storage == .f16 ? floatFromF16(h) : floatFromBF16(h)
                 }
             }
-        case .i8:
+        case .i8, .i4:
             break // rejected above
         }
     }
@@ -166,7 +166,7 @@ public enum HalfConversion {
                     bytes.storeBytes(of: h.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
                 }
             }
-        case .i8:
+        case .i8, .i4:
             break // rejected above
         }
     }

@@ -177,7 +177,7 @@ public func makeInt8Quantizer(for scheme: QuantScheme) throws -> any Int8Quantiz
     switch scheme {
     case .int8Row: return Int8RowQuantizer()
     case .int8Group(let g): return try Int8GroupQuantizer(groupSize: g)
-    case .none: throw FlintError("scheme \(scheme) is not an int8 scheme")
+    case .none, .int4Group: throw FlintError("scheme \(scheme) is not an int8 scheme")
     }
 }
 

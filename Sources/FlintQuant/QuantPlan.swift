@@ -18,9 +18,12 @@ import FlintFormat
 public enum QuantRequest: Sendable, Equatable, CustomStringConvertible {
     case float(StorageType)
     case int8(QuantScheme)
+    /// Int4 in groups of this many inputs (32, 64, 128), with the default int4 recipe (`QuantPlan`).
+    case int4(Int)
 
     /// Every accepted CLI name, in the order error messages list them.
-    public static let validNames = ["f32", "f16", "bf16", "int8", "int8-g32", "int8-g64", "int8-g128"]
+    public static let validNames = ["f32", "f16", "bf16", "int8", "int8-g32", "int8-g64", "int8-g128",
+                                    "int4-g32", "int4-g64", "int4-g128"]
 
     /// Parses a CLI name (`f32`, `f16`, `bf16`, `int8`, `int8-g32`, `int8-g64`, `int8-g128`).
     public init(cliName: String) throws {
@@ -32,6 +35,9 @@ public enum QuantRequest: Sendable, Equatable, CustomStringConvertible {
         case "int8-g32": self = .int8(.int8Group(32))
         case "int8-g64": self = .int8(.int8Group(64))
         case "int8-g128": self = .int8(.int8Group(128))
+        case "int4-g32": self = .int4(32)
+        case "int4-g64": self = .int4(64)
+        case "int4-g128": self = .int4(128)
         default:
             throw FlintError("unknown quantization scheme \"\(cliName)\"; valid schemes: \(QuantRequest.validNames.joined(separator: ", "))")
         }
@@ -42,6 +48,7 @@ public enum QuantRequest: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .float(let s): return s.name
         case .int8(let scheme): return scheme.name
+        case .int4(let g): return QuantScheme.int4Group(g).name
         }
     }
 
@@ -54,11 +61,14 @@ public enum StoredForm: Sendable, Equatable, CustomStringConvertible {
     case float(StorageType)
     /// Int8 values with float32 scales.
     case int8(QuantScheme)
+    /// Packed int4 codes with f16 scales, groups of this many inputs.
+    case int4(Int)
 
     public var storage: StorageType {
         switch self {
         case .float(let s): return s
         case .int8: return .i8
+        case .int4: return .i4
         }
     }
 
@@ -66,14 +76,16 @@ public enum StoredForm: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .float: return .none
         case .int8(let scheme): return scheme
+        case .int4(let g): return .int4Group(g)
         }
     }
 
-    /// `f32`, `f16`, `bf16`, `int8`, `int8-g64`, …
+    /// `f32`, `f16`, `bf16`, `int8`, `int8-g64`, `int4-g32`, …
     public var description: String {
         switch self {
         case .float(let s): return s.name
         case .int8(let scheme): return scheme.name
+        case .int4(let g): return QuantScheme.int4Group(g).name
         }
     }
 }
@@ -147,6 +159,7 @@ public struct SchemeRule: Sendable, Equatable, CustomStringConvertible {
         switch request {
         case .float(let s): try self.init(pattern: String(text[..<eq]), form: .float(s))
         case .int8(let scheme): try self.init(pattern: String(text[..<eq]), form: .int8(scheme))
+        case .int4(let g): try self.init(pattern: String(text[..<eq]), form: .int4(g))
         }
     }
 
@@ -171,6 +184,10 @@ public enum KeepReason: Sendable, Equatable, CustomStringConvertible {
     case schemeRule(SchemeRule)
     /// Another role `T5WeightLayout` declares float-only (its raw value).
     case floatOnlyRole(String)
+    /// The default int4 recipe keeps the embedding (`shared.weight`) int8.
+    case int4DefaultEmbedding
+    /// The default int4 recipe keeps the FFN output projections (`*.DenseReluDense.wo.weight`) int8.
+    case int4DefaultFeedForwardOutput
 
     /// A short text for messages and JSON (`kept_float`).
     public var description: String {
@@ -182,6 +199,8 @@ public enum KeepReason: Sendable, Equatable, CustomStringConvertible {
         case .defaultKeepFeedForwardOutput: return "default keep (gated-GELU FFN output projection wo)"
         case .schemeRule(let rule): return "scheme rule \(rule)"
         case .floatOnlyRole(let role): return "\(role) (always float)"
+        case .int4DefaultEmbedding: return "default int4 recipe (embedding int8)"
+        case .int4DefaultFeedForwardOutput: return "default int4 recipe (FFN output projection wo int8)"
         }
     }
 }
@@ -235,6 +254,7 @@ public struct QuantPlan: Sendable {
         switch request {
         case .float(let s): requested = .float(s)
         case .int8(let scheme): requested = .int8(scheme)
+        case .int4(let g): requested = .int4(g)
         }
         let rule = keepRules.last(where: { $0.matches(name) })
 
@@ -252,6 +272,9 @@ public struct QuantPlan: Sendable {
         } else if useDefaultKeep, isGatedFFN, globMatch(pattern: QuantPlan.defaultKeepPattern, name: name) {
             form = .float(.f32)
             cause = .defaultKeepFeedForwardOutput
+        } else if case .int4 = request, let (int8Form, why) = QuantPlan.int4DefaultInt8(name: name) {
+            form = int8Form
+            cause = why
         } else {
             return TensorDecision(name: name, shape: shape, form: requested, reason: nil)
         }
@@ -273,6 +296,21 @@ public struct QuantPlan: Sendable {
             }
         }
         return keepRules.indices.filter { !matched[$0] }.map { keepRules[$0] }
+    }
+
+    /// The default int4 recipe (`--quant int4-gG` without a scheme rule for the tensor): the embedding and
+    /// the FFN output projections stay per-row int8 — the embedding feeds every token's residual stream, and wo's
+    /// inputs carry the largest activations of the model, which is where int4's coarser steps cost the most
+    /// agreement — and every other linear layer (attention, wi, lm_head) is int4. For flan-t5-base this keeps
+    /// the file under 170 MB.
+    static func int4DefaultInt8(name: String) -> (StoredForm, KeepReason)? {
+        if name == "shared.weight" || globMatch(pattern: "*embed_tokens.weight", name: name) {
+            return (.int8(.int8Row), .int4DefaultEmbedding)
+        }
+        if globMatch(pattern: QuantPlan.defaultKeepPattern, name: name) {
+            return (.int8(.int8Row), .int4DefaultFeedForwardOutput)
+        }
+        return nil
     }
 
     /// The reason a tensor is float whatever was requested, or nil.

@@ -111,8 +111,8 @@ public enum RecipeSearch {
 
         if !options.target.isMet(before) {
             // Every tensor the first conversion quantized, measured on its own.
-            let quantized = first.records.filter { $0.storage == .i8 }
-            for r in quantized { forms[r.name] = .int8(r.scheme) }
+            let quantized = first.records.filter { $0.storage == .i8 || $0.storage == .i4 }
+            for r in quantized { forms[r.name] = r.storage == .i4 ? .int4(r.scheme.groupSize) : .int8(r.scheme) }
             let components = quantized.map { SensitivityComponent(name: $0.name, tensors: [$0.name]) }
             sensitivity = try Sensitivity.measure(reference: float, candidate: first, components: components,
                                                   scripts: scripts, pool: pool, int8Kernels: kernels) {
@@ -180,6 +180,10 @@ public enum RecipeSearch {
         if let i = ladder.firstIndex(of: form) { return i + 1 < ladder.count ? ladder[i + 1] : nil }
         switch form {
         case .float: return nil
+        case .int4:
+            // Int4 moves to the ladder's first int8 rung (then on along the ladder).
+            return ladder.first { if case .int8 = $0 { return true } else { return false } }
+                ?? ladder.last { if case .float = $0 { return true } else { return false } }
         case .int8(let scheme):
             // A group scheme coarser than a rung's goes to that rung; anything else to the float end.
             for rung in ladder {
@@ -199,6 +203,9 @@ public enum RecipeSearch {
             // Converted int8 matrices are packed (FLINT.md layout 1): padded blocks plus their weight sums.
             let data = PackedInt8Geometry(shape: [rows, cols], scheme: scheme)?.byteCount ?? rows * cols
             return data + rows * groups * 4
+        case .int4(let g):
+            // Packed int4 (FLINT.md layout 2): padded code blocks and their f16 scales, no scale region.
+            return PackedInt4Geometry(shape: [rows, cols], scheme: .int4Group(g))?.byteCount ?? rows * cols
         }
     }
 
@@ -206,6 +213,7 @@ public enum RecipeSearch {
         switch try QuantRequest(cliName: text) {
         case .float(let s): return .float(s)
         case .int8(let scheme): return .int8(scheme)
+        case .int4(let g): return .int4(g)
         }
     }
 }
@@ -248,6 +256,18 @@ final class OverriddenWeights: WeightSource, @unchecked Sendable {
             views[name] = TensorView(name: name, storage: .i8, shape: source.shape, scheme: scheme,
                                      data: UnsafeRawBufferPointer(start: values.baseAddress, count: q.values.count),
                                      scales: scaleFloats, owner: self)
+        case .int4(let g):
+            let (rows, cols) = QuantScheme.matrixShape(source.shape)
+            let floats = try TensorConversion.floatArray(source)
+            let packed = try floats.withUnsafeBufferPointer {
+                try Int4Quantizer(groupSize: g).quantize($0, rows: rows, cols: cols, tensorName: name)
+            }
+            let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, packed.bytes.count), alignment: 64)
+            buffers.append(bytes)
+            packed.bytes.withUnsafeBytes { bytes.copyMemory(from: $0) }
+            views[name] = TensorView(name: name, storage: .i4, shape: source.shape, scheme: .int4Group(g),
+                                     data: UnsafeRawBufferPointer(start: bytes.baseAddress, count: packed.bytes.count),
+                                     layout: .int4Packed16x8, owner: self)
         }
     }
 
