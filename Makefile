@@ -82,25 +82,32 @@ fuzz: fuzz-build fuzz-corpus
 fuzz-smoke: fuzz-build fuzz-corpus
 	@$(call fuzz-run,$(FUZZ_SMOKE_SECONDS))
 
-# CFlintKernels against its portable C reference (Tests/CKernels/kernel_test.c), for the paths this CPU runs.
+# CFlintKernels against its portable C reference (Tests/CKernels/kernel_test.c, int4_kernel_test.c for the int4
+# kernels), for the paths this CPU runs.
 # -ffp-contract=off: the W8A8 kernels promise results bit-identical to the portable (unfused) arithmetic.
 KERNEL_SOURCES := $(wildcard Sources/CFlintKernels/*.c) Tests/CKernels/kernel_test.c
+INT4_KERNEL_SOURCES := $(wildcard Sources/CFlintKernels/*.c) Tests/CKernels/int4_kernel_test.c
 KERNEL_CFLAGS  := -O2 -std=c11 -D_GNU_SOURCE -ffp-contract=off -Wall -Wextra -Werror -ISources/CFlintKernels/include
 KERNEL_TEST_DIR := .build/ckernels
 HOST_CC ?= $(shell command -v clang 2>/dev/null || command -v cc)
 
-kernel-test: $(KERNEL_SOURCES)
+kernel-test: $(KERNEL_SOURCES) $(INT4_KERNEL_SOURCES)
 	@mkdir -p $(KERNEL_TEST_DIR)
 	$(HOST_CC) $(KERNEL_CFLAGS) $(KERNEL_SOURCES) -lm -o $(KERNEL_TEST_DIR)/kernel_test
 	$(KERNEL_TEST_DIR)/kernel_test
+	$(HOST_CC) $(KERNEL_CFLAGS) $(INT4_KERNEL_SOURCES) -lm -o $(KERNEL_TEST_DIR)/int4_kernel_test
+	$(KERNEL_TEST_DIR)/int4_kernel_test
 
 # The NEON kernels (with and without sdot) cross-compiled with Debian's gcc-aarch64-linux-gnu and run under
 # qemu-user twice: as a CPU with the dot-product extension (qemu's default "max") and as a Cortex-A53 without it.
-kernel-test-arm: $(KERNEL_SOURCES)
+kernel-test-arm: $(KERNEL_SOURCES) $(INT4_KERNEL_SOURCES)
 	@mkdir -p $(KERNEL_TEST_DIR)
 	aarch64-linux-gnu-gcc $(KERNEL_CFLAGS) -static $(KERNEL_SOURCES) -lm -o $(KERNEL_TEST_DIR)/kernel_test_arm64
 	qemu-aarch64 $(KERNEL_TEST_DIR)/kernel_test_arm64
 	qemu-aarch64 -cpu cortex-a53 $(KERNEL_TEST_DIR)/kernel_test_arm64
+	aarch64-linux-gnu-gcc $(KERNEL_CFLAGS) -static $(INT4_KERNEL_SOURCES) -lm -o $(KERNEL_TEST_DIR)/int4_kernel_test_arm64
+	qemu-aarch64 $(KERNEL_TEST_DIR)/int4_kernel_test_arm64
+	qemu-aarch64 -cpu cortex-a53 $(KERNEL_TEST_DIR)/int4_kernel_test_arm64
 
 # Converts the demo model (a small T5 trained to reverse word lists) to int8, inspects it, runs it, and verifies
 # it against its float original.

@@ -31,7 +31,8 @@ public final class FlintModel: Sendable {
     public let generator: T5ForConditionalGeneration?
     private let encoderOnly: T5EncoderModel?
 
-    /// How int8 weights are multiplied.
+    /// How int8 weights are multiplied. Int4 weights run W4A8 in place (activations quantized per weight group)
+    /// in every mode but `.dequantized`.
     public enum Kernels: String, Sendable, CaseIterable {
         /// W8A8 for files converted with calibration and smoothing (their activation outliers were folded
         /// into the weights), weight-only otherwise. What `flint run` uses by default.
@@ -40,7 +41,8 @@ public final class FlintModel: Sendable {
         case weightOnly = "weight-only"
         /// Int8 weights and int8 activations (quantized per row on the fly), Int32 accumulation: faster.
         case w8a8
-        /// Int8 weights widened to float32 once, at load: the reference arithmetic, at four times the memory.
+        /// Int8 and int4 weights widened to float32 once, at load: the reference arithmetic, at four (eight) times
+        /// the memory.
         case dequantized
 
         /// The int8 mode these weights run with (nil: widened to float32 at load).

@@ -116,7 +116,10 @@ public enum LinearFactory {
             }
             return try DequantizedInt8Linear(view, isa: isa)
         case .i4:
-            // Int4 (packed, f16 group scales): widened to float32 once at load.
+            // Int4 (packed, f16 group scales): W4A8 in place (`Int4Linear`, activations quantized per weight
+            // group) whenever quantized weights stay quantized (either int8 mode); widened to float32 once at load
+            // only for the dequantized reference (nil).
+            if int8Kernels != nil { return try Int4Linear(view, isa: isa, scratch: int8Scratch) }
             return FloatLinear(weight: try TensorConversion.floatStorage(view),
                                outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
         case .f32, .f16, .bf16:

@@ -201,6 +201,43 @@ void flint_neon_packed_w8a8_plain(const flint_packed_int8 *m, int64_t block_begi
                                   const uint8_t *xq, int64_t ldxq, const float *xscales, int64_t rows, float *y,
                                   int64_t ldy);
 
+// ---------------------------------------------------------------------------------------------------------------
+// The packed int4 layout (Formats/FLINT.md, tensor layout 2, "int4-packed16x8"): offset-binary codes u = q + 8
+// (q in -8…7) of the weight rows in blocks of 16, each block `8 × k_padded` bytes (k_padded = groups · group_size,
+// code 8 past k) of 64-byte chunks, chunk c covering inputs 8c … 8c+7:
+//     block b, chunk c, lane l, byte j:  low nibble u[16·b + l][8·c + j], high nibble u[16·b + l][8·c + 4 + j]
+// then the f16 scales ordered [block][group][lane] (zero for padding rows). The low nibbles of a chunk are one
+// u8 operand of `vpdpbusd` (four inputs of 16 rows), the high nibbles the next one.
+//
+// W4A8 (every path): the activations arrive quantized per group — `xq` signed int8 (row stride `ldxq`,
+// k_padded bytes per row readable, zero past k), `xsum` the int32 sum of each row's group of `xq`, `xs` its float
+// scale, both `rows × groups`. Per (row, group), exact int32 `dot = Σ u·xq − 8·xsum`; then per lane, in this
+// order and unfused, starting from 0: `y += float(dot) · (scale_w · xs)`. Every path is bit-identical to the
+// portable Swift kernel.
+typedef struct {
+    const uint8_t *codes;     ///< ceil(n / 16) blocks of 8 × k_padded bytes
+    const uint16_t *scales;   ///< ceil(n / 16) × groups × 16 f16
+    int64_t n, k, k_padded, group_size, groups;
+} flint_packed_int4;
+
+/// W4A8 for the output blocks `[block_begin, block_end)` (rows clipped to n), `rows` activation rows.
+typedef void (*flint_int4_w4a8_fn)(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end,
+                                   const int8_t *xq, int64_t ldxq, const int32_t *xsum, const float *xs,
+                                   int64_t rows, float *y, int64_t ldy);
+/// AVX-512 VNNI (callable when `flint_isa_supported(FLINT_ISA_AVX512)`).
+void flint_avx512_int4_w4a8(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end, const int8_t *xq,
+                            int64_t ldxq, const int32_t *xsum, const float *xs, int64_t rows, float *y, int64_t ldy);
+/// AVX2 + F16C with `vpmaddubsw` (callable when `flint_isa_supported(FLINT_ISA_AVX2)`).
+void flint_avx2_int4_w4a8(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end, const int8_t *xq,
+                          int64_t ldxq, const int32_t *xsum, const float *xs, int64_t rows, float *y, int64_t ldy);
+/// NEON, with `sdot` when the CPU has it (callable when `flint_isa_supported(FLINT_ISA_NEON)`).
+void flint_neon_int4_w4a8(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end, const int8_t *xq,
+                          int64_t ldxq, const int32_t *xsum, const float *xs, int64_t rows, float *y, int64_t ldy);
+/// NEON without `sdot` (every ARMv8-A CPU); what `flint_neon_int4_w4a8` runs on CPUs without the extension.
+void flint_neon_int4_w4a8_plain(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end,
+                                const int8_t *xq, int64_t ldxq, const int32_t *xsum, const float *xs, int64_t rows,
+                                float *y, int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif

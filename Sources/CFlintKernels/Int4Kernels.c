@@ -1,0 +1,265 @@
+// Int4 kernels on the packed int4 layout (include/CFlintKernels.h, "The packed int4 layout"): AVX-512 VNNI,
+// AVX2 (`vpmaddubsw`) and NEON (`sdot`, or `smull`/`smlal` without it). Output rows live in vector lanes (16 per block), activation bytes come as broadcasts, and
+// every 64-byte chunk of codes is split into its low and high nibbles: two quads of four inputs × sixteen rows,
+// the unsigned operand of the u8 × s8 dot product. The `+8` code offset is removed per group with the activation
+// sum, and the float epilogue runs lane-wise in the portable kernel's order, so every path is bit-identical to it.
+//
+// Tiles: R activation rows (4, 2, 1) × one block of 16 weight rows: the block's codes (8 × k_padded bytes, 16 KB
+// for d_ff 2048) are loaded once per R rows and stay in L1/L2 while the next rows of x pass, which serves decode
+// (R = 1, one sequential stream of codes and one of scales) and small batches / prefill alike.
+#include "CFlintKernels.h"
+
+#include <string.h>
+
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
+static inline int32_t int4_load_quad(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline int int4_valid_rows(const flint_packed_int4 *m, int64_t b) {
+    const int64_t left = m->n - 16 * b;
+    return left >= 16 ? 16 : (int)left;
+}
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#include <immintrin.h>
+
+#define I512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
+#define I256_TARGET __attribute__((target("avx2,fma,f16c")))
+#define I_INLINE static inline __attribute__((always_inline))
+
+I512_TARGET I_INLINE void i512_tile(const flint_packed_int4 *m, int64_t b, const int8_t *xq, int64_t ldxq,
+                                    const int32_t *xsum, const float *xs, const int R, float *y, int64_t ldy) {
+    const int64_t kp = m->k_padded, groups = m->groups, chunks_per_group = m->group_size / 8;
+    const uint8_t *codes = m->codes + b * 8 * kp;
+    const uint16_t *scales = m->scales + b * groups * 16;
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    __m512 sum[4];
+    for (int r = 0; r < R; r++) sum[r] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < groups; g++) {
+        __m512i acc[4];
+        for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_si512();
+        for (int64_t c = g * chunks_per_group; c < (g + 1) * chunks_per_group; c++) {
+            const __m512i v = _mm512_loadu_si512((const void *)(codes + 64 * c));
+            if (R == 1) _mm_prefetch((const char *)(codes + 64 * c + 1024), _MM_HINT_T0);
+            const __m512i lo = _mm512_and_si512(v, low);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+            for (int r = 0; r < R; r++) {
+                const int8_t *x = xq + r * ldxq + 8 * c;
+                acc[r] = _mm512_dpbusd_epi32(acc[r], lo, _mm512_set1_epi32(int4_load_quad(x)));
+                acc[r] = _mm512_dpbusd_epi32(acc[r], hi, _mm512_set1_epi32(int4_load_quad(x + 4)));
+            }
+        }
+        const __m512 sw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + 16 * g)));
+        for (int r = 0; r < R; r++) {
+            const __m512i dot = _mm512_sub_epi32(acc[r], _mm512_set1_epi32(8 * xsum[r * groups + g]));
+            const __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(xs[r * groups + g]));
+            sum[r] = _mm512_add_ps(sum[r], _mm512_mul_ps(_mm512_cvtepi32_ps(dot), s));
+        }
+    }
+    const int rows = int4_valid_rows(m, b);
+    const __mmask16 mask = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1);
+    for (int r = 0; r < R; r++) _mm512_mask_storeu_ps(y + r * ldy + 16 * b, mask, sum[r]);
+}
+
+I512_TARGET void flint_avx512_int4_w4a8(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end,
+                                        const int8_t *xq, int64_t ldxq, const int32_t *xsum, const float *xs,
+                                        int64_t rows, float *y, int64_t ldy) {
+    if (!flint_isa_supported(FLINT_ISA_AVX512)) return;
+    const int64_t groups = m->groups;
+    for (int64_t b = block_begin; b < block_end; b++) {
+        int64_t r = 0;
+        for (; r + 4 <= rows; r += 4) i512_tile(m, b, xq + r * ldxq, ldxq, xsum + r * groups, xs + r * groups, 4, y + r * ldy, ldy);
+        for (; r + 2 <= rows; r += 2) i512_tile(m, b, xq + r * ldxq, ldxq, xsum + r * groups, xs + r * groups, 2, y + r * ldy, ldy);
+        for (; r < rows; r++) i512_tile(m, b, xq + r * ldxq, ldxq, xsum + r * groups, xs + r * groups, 1, y + r * ldy, ldy);
+    }
+}
+
+/// u8 × s8 dot products of 8 lanes (4 bytes each) with `vpmaddubsw` + `vpmaddwd`: codes ≤ 15 and |x| ≤ 127 keep
+/// every int16 pair sum far from saturation, so the int32 results are exact.
+I256_TARGET I_INLINE __m256i i256_dot(__m256i acc, __m256i u, __m256i x) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+}
+
+I256_TARGET I_INLINE void i256_tile(const flint_packed_int4 *m, int64_t b, const int8_t *xq, int64_t ldxq,
+                                    const int32_t *xsum, const float *xs, const int R, float *y, int64_t ldy) {
+    const int64_t kp = m->k_padded, groups = m->groups, chunks_per_group = m->group_size / 8;
+    const uint8_t *codes = m->codes + b * 8 * kp;
+    const uint16_t *scales = m->scales + b * groups * 16;
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    __m256 sum[4][2];
+    for (int r = 0; r < R; r++) sum[r][0] = sum[r][1] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < groups; g++) {
+        __m256i acc[4][2];
+        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+        for (int64_t c = g * chunks_per_group; c < (g + 1) * chunks_per_group; c++) {
+            // Lanes 0-7 are the first 32 bytes of the chunk, lanes 8-15 the second.
+            __m256i lo[2], hi[2];
+            for (int h = 0; h < 2; h++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(codes + 64 * c + 32 * h));
+                lo[h] = _mm256_and_si256(v, low);
+                hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            }
+            if (R == 1) _mm_prefetch((const char *)(codes + 64 * c + 1024), _MM_HINT_T0);
+            for (int r = 0; r < R; r++) {
+                const int8_t *x = xq + r * ldxq + 8 * c;
+                const __m256i xa = _mm256_set1_epi32(int4_load_quad(x)), xb = _mm256_set1_epi32(int4_load_quad(x + 4));
+                for (int h = 0; h < 2; h++) acc[r][h] = i256_dot(i256_dot(acc[r][h], lo[h], xa), hi[h], xb);
+            }
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m256 sw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + 16 * g + 8 * h)));
+            for (int r = 0; r < R; r++) {
+                const __m256i dot = _mm256_sub_epi32(acc[r][h], _mm256_set1_epi32(8 * xsum[r * groups + g]));
+                const __m256 s = _mm256_mul_ps(sw, _mm256_set1_ps(xs[r * groups + g]));
+                sum[r][h] = _mm256_add_ps(sum[r][h], _mm256_mul_ps(_mm256_cvtepi32_ps(dot), s));
+            }
+        }
+    }
+    const int rows = int4_valid_rows(m, b);
+    for (int r = 0; r < R; r++) {
+        if (rows == 16) {
+            _mm256_storeu_ps(y + r * ldy + 16 * b, sum[r][0]);
+            _mm256_storeu_ps(y + r * ldy + 16 * b + 8, sum[r][1]);
+        } else {
+            float out[16];
+            _mm256_storeu_ps(out, sum[r][0]);
+            _mm256_storeu_ps(out + 8, sum[r][1]);
+            memcpy(y + r * ldy + 16 * b, out, sizeof(float) * (size_t)rows);
+        }
+    }
+}
+
+I256_TARGET void flint_avx2_int4_w4a8(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end,
+                                      const int8_t *xq, int64_t ldxq, const int32_t *xsum, const float *xs,
+                                      int64_t rows, float *y, int64_t ldy) {
+    if (!flint_isa_supported(FLINT_ISA_AVX2) || !__builtin_cpu_supports("f16c")) return;
+    const int64_t groups = m->groups;
+    for (int64_t b = block_begin; b < block_end; b++) {
+        int64_t r = 0;
+        for (; r + 4 <= rows; r += 4) i256_tile(m, b, xq + r * ldxq, ldxq, xsum + r * groups, xs + r * groups, 4, y + r * ldy, ldy);
+        for (; r + 2 <= rows; r += 2) i256_tile(m, b, xq + r * ldxq, ldxq, xsum + r * groups, xs + r * groups, 2, y + r * ldy, ldy);
+        for (; r < rows; r++) i256_tile(m, b, xq + r * ldxq, ldxq, xsum + r * groups, xs + r * groups, 1, y + r * ldy, ldy);
+    }
+}
+
+#elif defined(__aarch64__) && (defined(__clang__) || defined(__GNUC__))
+#include <arm_neon.h>
+
+int flint_neon_path_has_dot(void);
+
+#define I4N_DOT_TARGET __attribute__((target("arch=armv8.2-a+dotprod")))
+#define I4N_INLINE static inline __attribute__((always_inline))
+
+// NEON: the 16 lanes of a block are four int32x4 accumulators, one per 16 bytes of a chunk (four lanes × four
+// inputs). The codes u ≤ 15 are also valid signed bytes, so the signed × signed `sdot` gives Σ u·xq directly.
+// Without `sdot`, `smull` + `smlal` add the low- and high-nibble products as int16 (|15·127·2| fits) and two
+// pairwise adds fold each lane's four int16 pairs into its int32.
+
+I4N_DOT_TARGET I4N_INLINE int32x4_t i4n_dot(int32x4_t acc, int8x16_t lo, int8x16_t hi, int8x16_t xa, int8x16_t xb) {
+    return vdotq_s32(vdotq_s32(acc, lo, xa), hi, xb);
+}
+
+I4N_INLINE int32x4_t i4n_dot_plain(int32x4_t acc, int8x16_t lo, int8x16_t hi, int8x16_t xa, int8x16_t xb) {
+    // Bytes 0-7 are lanes 0-1 (four inputs each), bytes 8-15 lanes 2-3.
+    const int16x8_t p0 = vmlal_s8(vmull_s8(vget_low_s8(lo), vget_low_s8(xa)), vget_low_s8(hi), vget_low_s8(xb));
+    const int16x8_t p1 = vmlal_s8(vmull_s8(vget_high_s8(lo), vget_high_s8(xa)), vget_high_s8(hi), vget_high_s8(xb));
+    return vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)));
+}
+
+#define I4N_TILE(NAME, TARGET, DOT)                                                                                 \
+TARGET I4N_INLINE void NAME(const flint_packed_int4 *m, int64_t b, const int8_t *xq, int64_t ldxq,                \
+                            const int32_t *xsum, const float *xs, const int R, float *y, int64_t ldy) {           \
+    const int64_t kp = m->k_padded, groups = m->groups, chunks_per_group = m->group_size / 8;                     \
+    const uint8_t *codes = m->codes + b * 8 * kp;                                                                  \
+    const uint16_t *scales = m->scales + b * groups * 16;                                                          \
+    const uint8x16_t low = vdupq_n_u8(0x0F);                                                                      \
+    float32x4_t sum[2][4];                                                                                        \
+    for (int r = 0; r < R; r++) for (int q = 0; q < 4; q++) sum[r][q] = vdupq_n_f32(0);                            \
+    for (int64_t g = 0; g < groups; g++) {                                                                        \
+        int32x4_t acc[2][4];                                                                                      \
+        for (int r = 0; r < R; r++) for (int q = 0; q < 4; q++) acc[r][q] = vdupq_n_s32(0);                        \
+        for (int64_t c = g * chunks_per_group; c < (g + 1) * chunks_per_group; c++) {                             \
+            int8x16_t lo[4], hi[4];                                                                               \
+            for (int q = 0; q < 4; q++) {                                                                         \
+                const uint8x16_t v = vld1q_u8(codes + 64 * c + 16 * q);                                            \
+                lo[q] = vreinterpretq_s8_u8(vandq_u8(v, low));                                                    \
+                hi[q] = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));                                                    \
+            }                                                                                                     \
+            for (int r = 0; r < R; r++) {                                                                         \
+                const int8_t *x = xq + r * ldxq + 8 * c;                                                          \
+                const int8x16_t xa = vreinterpretq_s8_s32(vdupq_n_s32(int4_load_quad(x)));                        \
+                const int8x16_t xb = vreinterpretq_s8_s32(vdupq_n_s32(int4_load_quad(x + 4)));                    \
+                for (int q = 0; q < 4; q++) acc[r][q] = DOT(acc[r][q], lo[q], hi[q], xa, xb);                      \
+            }                                                                                                     \
+        }                                                                                                         \
+        for (int q = 0; q < 4; q++) {                                                                             \
+            const float32x4_t sw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(scales + 16 * g + 4 * q)));          \
+            for (int r = 0; r < R; r++) {                                                                         \
+                const int32x4_t dot = vsubq_s32(acc[r][q], vdupq_n_s32(8 * xsum[r * groups + g]));                \
+                const float32x4_t s = vmulq_f32(sw, vdupq_n_f32(xs[r * groups + g]));                             \
+                sum[r][q] = vaddq_f32(sum[r][q], vmulq_f32(vcvtq_f32_s32(dot), s));                               \
+            }                                                                                                     \
+        }                                                                                                         \
+    }                                                                                                             \
+    const int rows = int4_valid_rows(m, b);                                                                       \
+    for (int r = 0; r < R; r++) {                                                                                 \
+        float out[16];                                                                                            \
+        for (int q = 0; q < 4; q++) vst1q_f32(out + 4 * q, sum[r][q]);                                            \
+        memcpy(y + r * ldy + 16 * b, out, sizeof(float) * (size_t)rows);                                         \
+    }                                                                                                             \
+}
+
+I4N_TILE(i4n_tile_dot, I4N_DOT_TARGET, i4n_dot)
+I4N_TILE(i4n_tile_plain, , i4n_dot_plain)
+
+#define I4N_DRIVER(TILE)                                                                                          \
+    const int64_t groups = m->groups;                                                                             \
+    for (int64_t b = block_begin; b < block_end; b++) {                                                           \
+        int64_t r = 0;                                                                                            \
+        for (; r + 2 <= rows; r += 2) TILE(m, b, xq + r * ldxq, ldxq, xsum + r * groups, xs + r * groups, 2, y + r * ldy, ldy); \
+        for (; r < rows; r++) TILE(m, b, xq + r * ldxq, ldxq, xsum + r * groups, xs + r * groups, 1, y + r * ldy, ldy); \
+    }
+
+I4N_DOT_TARGET static void i4n_w4a8_dot(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end,
+                                        const int8_t *xq, int64_t ldxq, const int32_t *xsum, const float *xs,
+                                        int64_t rows, float *y, int64_t ldy) {
+    I4N_DRIVER(i4n_tile_dot)
+}
+
+void flint_neon_int4_w4a8_plain(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end,
+                                const int8_t *xq, int64_t ldxq, const int32_t *xsum, const float *xs, int64_t rows,
+                                float *y, int64_t ldy) {
+    I4N_DRIVER(i4n_tile_plain)
+}
+
+void flint_neon_int4_w4a8(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end, const int8_t *xq,
+                          int64_t ldxq, const int32_t *xsum, const float *xs, int64_t rows, float *y, int64_t ldy) {
+    static int dot = -1;
+    if (dot < 0) dot = flint_neon_path_has_dot();
+    if (dot) i4n_w4a8_dot(m, block_begin, block_end, xq, ldxq, xsum, xs, rows, y, ldy);
+    else flint_neon_int4_w4a8_plain(m, block_begin, block_end, xq, ldxq, xsum, xs, rows, y, ldy);
+}
+
+#endif
+
+// Stubs for the paths this target cannot compile: they do nothing (callers check flint_isa_supported first).
+#define I4_STUB(NAME)                                                                                             \
+    void NAME(const flint_packed_int4 *m, int64_t block_begin, int64_t block_end, const int8_t *xq, int64_t ldxq, \
+              const int32_t *xsum, const float *xs, int64_t rows, float *y, int64_t ldy) {                        \
+        (void)m; (void)block_begin; (void)block_end; (void)xq; (void)ldxq; (void)xsum; (void)xs; (void)rows;      \
+        (void)y; (void)ldy;                                                                                       \
+    }
+#if !(defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__)))
+I4_STUB(flint_avx512_int4_w4a8)
+I4_STUB(flint_avx2_int4_w4a8)
+#endif
+#if !(defined(__aarch64__) && (defined(__clang__) || defined(__GNUC__)))
+I4_STUB(flint_neon_int4_w4a8)
+I4_STUB(flint_neon_int4_w4a8_plain)
+#endif
