@@ -2,7 +2,9 @@
 import FlintKernels
 
 struct T5LayerNorm {
-    let weight: [Float]
+    /// Borrowed from the mapped file when stored as aligned float32 (nothing is read at load: a model has a
+    /// hundred-odd norms spread over the file, and copying them was most of a cold load's page faults).
+    let weight: FloatStorage
     let epsilon: Float
 
     /// `name`: e.g. `encoder.block.0.layer.0.layer_norm.weight` or `decoder.final_layer_norm.weight`.
@@ -13,15 +15,13 @@ struct T5LayerNorm {
 
     /// `rows × dModel` from `x` into `y`.
     func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        let d = weight.count
-        weight.withUnsafeBufferPointer { w in
-            for r in 0..<rows {
-                let row = x + r * d
-                let variance = dot(row, row, count: d) / Float(d)
-                let inverse = 1 / (variance + epsilon).squareRoot()
-                let out = y + r * d
-                for i in 0..<d { out[i] = w[i] * (row[i] * inverse) }
-            }
+        let d = weight.count, w = weight.pointer
+        for r in 0..<rows {
+            let row = x + r * d
+            let variance = dot(row, row, count: d) / Float(d)
+            let inverse = 1 / (variance + epsilon).squareRoot()
+            let out = y + r * d
+            for i in 0..<d { out[i] = w[i] * (row[i] * inverse) }
         }
     }
 }

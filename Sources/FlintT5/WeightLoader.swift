@@ -17,12 +17,13 @@ struct WeightLoader {
                                int8Scratch: int8Scratch, isa: isa)
     }
 
-    func vector(_ name: String, count: Int) throws -> [Float] {
+    /// A 1-D float tensor, borrowed in place when stored as aligned float32 (see `TensorConversion.floatStorage`).
+    func vector(_ name: String, count: Int) throws -> FloatStorage {
         let view = try source.tensor(name)
         guard view.shape == [count] else {
             throw FlintError("tensor \(name) in \(source.sourceDescription): expected shape [\(count)], found \(view.shape)")
         }
-        return try TensorConversion.floatArray(view)
+        return try TensorConversion.floatStorage(view)
     }
 
     func matrix(_ name: String, rows: Int, cols: Int) throws -> FloatStorage {
