@@ -14,6 +14,11 @@ public final class FlintWriter {
     private var fd: Int32 = -1
     private var offset: Int
     private var records: [TensorRecord] = []
+    /// The int8 scales of every tensor so far (record index, bytes), written together after the last tensor's
+    /// elements by `finish`: a reader builds its int8 layers from the scales (and checks them) at load, and one
+    /// contiguous region is a sequential read even from a cold disk, where scales after each tensor were one
+    /// random read per tensor (hundreds at flan-t5-xl). A few MB even at flan-t5-xxl.
+    private var pendingScales: [(record: Int, bytes: [UInt8])] = []
     private var names: Set<String> = []
     private var finished = false
     /// The layout int8 matrices are stored in: `.int8Packed16x4` (the default, what the kernels read fastest)
@@ -41,7 +46,8 @@ public final class FlintWriter {
     /// A unique temporary name beside `path` (`TemporaryFiles.name`); register it if you create it.
     public static func temporaryName(for path: String) -> String { TemporaryFiles.name(for: path) }
 
-    /// Appends one tensor: its element bytes, then (int8 schemes) its float32 scales, each aligned to 64.
+    /// Appends one tensor: its element bytes, aligned to 64; (int8 schemes) its float32 scales are kept until
+    /// `finish`, which writes every tensor's scales together after the last tensor.
     /// `layout` says how `data` is ordered: row-major data is packed when the writer's `int8Layout` asks for it;
     /// data already packed (copied from another file) is stored as it is.
     public func addTensor(name: String, storage: StorageType, shape: [Int], scheme: QuantScheme,
@@ -99,16 +105,14 @@ public final class FlintWriter {
         let dataOffset = offset
         try writeBytes(stored)
         checksum.update(stored)
-        var scaleOffset = 0
         if scaleBytes > 0 {
-            try pad()
-            scaleOffset = offset
-            try writeBytes(scales)
             checksum.update(scales)
+            pendingScales.append((records.count, Array(scales)))
         }
+        // scale_offset is set when finish() writes the scales.
         records.append(TensorRecord(name: name, storage: storage, scheme: scheme, shape: shape, layout: layout,
                                     dataOffset: dataOffset, dataSize: stored.count,
-                                    scaleOffset: scaleOffset, scaleSize: scaleBytes, checksum: checksum.finalize()))
+                                    scaleOffset: 0, scaleSize: scaleBytes, checksum: checksum.finalize()))
     }
 
     public var tensorCount: Int { records.count }
@@ -124,6 +128,12 @@ public final class FlintWriter {
                 guard !names.contains(alias) else { throw FlintError(.invalidArgument, "\(path): alias \"\(alias)\" is also a stored tensor") }
                 guard names.contains(target) else { throw FlintError(.invalidArgument, "\(path): alias \"\(alias)\" points to \"\(target)\", which was not written") }
             }
+            for (index, bytes) in pendingScales {
+                try pad()
+                records[index].scaleOffset = offset
+                try writeBytes(bytes)
+            }
+            pendingScales = []
             let dataOffset = FlintLayout.headerSize
             let dataSize = offset - dataOffset
             var table: [UInt8] = []
