@@ -118,10 +118,27 @@ public enum CalibratedConverter {
             var smoothing: SmoothingSummary? = nil
             // A float conversion stores the weights as they are: smoothing helps only what gets quantized.
             if options.smooth && !floatRequest {
-                let plan = try Smoothing.plan(folder, statistics: statistics, alpha: options.alpha)
+                var plan = try Smoothing.plan(folder, statistics: statistics, alpha: options.alpha)
+                if case .int4(let groupSize) = options.convert.quant {
+                    // Sites feeding only int4 layers get activation-aware (AWQ-style) scales instead.
+                    let quantPlan = QuantPlan(request: options.convert.quant, keepRules: convertOptions.keepRules,
+                                              schemeRules: convertOptions.schemeRules, useDefaultKeep: false,
+                                              config: folder.config)
+                    var shapes: [String: [Int]] = [:]
+                    for info in folder.tensorInfos { shapes[info.name] = info.shape }
+                    plan = try Int4ActivationWeights.refine(plan, folder: folder, statistics: statistics, groupSize: groupSize) { name in
+                        guard let shape = shapes[name] else { return false }
+                        if case .int4 = quantPlan.decide(name: name, shape: shape).form { return true }
+                        return false
+                    }
+                }
                 convertOptions.scalings = plan.scalings
                 smoothing = SmoothingSummary(alpha: plan.alpha, folds: plan.folds)
                 convertOptions.useDefaultKeep = false
+            }
+            if case .int4 = options.convert.quant {
+                // Activation-aware int4: each column's error weighted by its (smoothed) input magnitude.
+                convertOptions.int4ColumnWeights = Int4ActivationWeights.columnWeights(statistics, scalings: convertOptions.scalings)
             }
             seconds = Date().timeIntervalSince(start)
             summary = Self.summary(statistics, smoothing: smoothing)
