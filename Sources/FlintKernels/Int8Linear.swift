@@ -411,9 +411,9 @@ enum Int8PortableKernels {
                     let w = weights + n * k
                     var sum: Float = 0
                     for g in 0..<groups {
-                        let start = g * groupSize
-                        let count = min(k, start + groupSize) - start
-                        sum += dotInt8Float(w + start, xr + start, count: count) * scales[n * groups + g]
+                        let start = g &* groupSize
+                        let count = min(k, start &+ groupSize) &- start
+                        sum += dotInt8Float(w + start, xr + start, count: count) * scales[n &* groups &+ g]
                     }
                     y[r * ldy + n] = sum
                 }
@@ -437,11 +437,11 @@ enum Int8PortableKernels {
                     var sum: Float = 0
                     var correction: Float = 0
                     for g in 0..<groups {
-                        let start = g * groupSize
-                        let count = min(k, start + groupSize) - start
-                        let scale = scales[n * groups + g] * sr[g]
+                        let start = g &* groupSize
+                        let count = min(k, start &+ groupSize) &- start
+                        let scale = scales[n &* groups &+ g] * sr[g]
                         sum += Float(dotUInt8Int8(qr + start, w + start, count: count)) * scale
-                        correction += compensation[n * groups + g] * sr[g]
+                        correction += compensation[n &* groups &+ g] * sr[g]
                     }
                     y[r * ldy + n] = sum - correction
                 }
@@ -466,7 +466,7 @@ enum Int8PortableKernels {
         var i = 0
         while i + 16 <= count {
             var w0 = SIMD8<Float>(), w1 = SIMD8<Float>()
-            for j in 0..<8 { w0[j] = Float(w[i + j]); w1[j] = Float(w[i + 8 + j]) }
+            for j in 0..<8 { w0[j] = Float(w[i &+ j]); w1[j] = Float(w[i &+ 8 &+ j]) }
             acc0 += w0 * UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
             acc1 += w1 * UnsafeRawPointer(x + i + 8).loadUnaligned(as: SIMD8<Float>.self)
             i += 16
@@ -495,15 +495,18 @@ enum Int8PackedPortableKernels {
                     var sum: Float = 0
                     var correction: Float = 0
                     for g in 0..<groups {
-                        let q0 = g * groupSize / 4, q1 = min(kp, (g + 1) * groupSize) / 4
+                        let q0 = g &* groupSize / 4, q1 = min(kp, (g &+ 1) &* groupSize) / 4
                         var dot: Int32 = 0
-                        for q in q0..<q1 {
-                            let wq = block + 64 * q + 4 * lane, xr = qr + 4 * q
+                        // Pointers stepped, not indices multiplied: the index arithmetic would be overflow-checked.
+                        var wq = block + (q0 &<< 6 &+ lane &<< 2), xr = qr + (q0 &<< 2)
+                        for _ in q0..<q1 {
                             dot &+= Int32(xr[0]) &* Int32(wq[0]) &+ Int32(xr[1]) &* Int32(wq[1])
                                 &+ Int32(xr[2]) &* Int32(wq[2]) &+ Int32(xr[3]) &* Int32(wq[3])
+                            wq += 64
+                            xr += 4
                         }
-                        let sw = scales[row * groups + g], sx = xScales[r * groups + g]
-                        let compensation = 128 * sw * Float(sums[(b * groups + g) * 16 + lane])
+                        let sw = scales[row &* groups &+ g], sx = xScales[r &* groups &+ g]
+                        let compensation = 128 * sw * Float(sums[(b &* groups &+ g) &* 16 &+ lane])
                         sum += Float(dot) * (sw * sx)
                         correction += compensation * sx
                     }
@@ -527,10 +530,10 @@ enum Int8PackedPortableKernels {
                     var total: Float = 0
                     for g in 0..<groups {
                         var sum: Float = 0
-                        for i in (g * groupSize)..<min(k, (g + 1) * groupSize) {
-                            sum += Float(block[64 * (i >> 2) + 4 * lane + (i & 3)]) * xr[i]
+                        for i in (g &* groupSize)..<min(k, (g &+ 1) &* groupSize) {
+                            sum += Float(block[(i >> 2) &<< 6 &+ lane &<< 2 &+ (i & 3)]) * xr[i]
                         }
-                        total += sum * scales[row * groups + g]
+                        total += sum * scales[row &* groups &+ g]
                     }
                     y[r * ldy + row] = total
                 }
