@@ -34,7 +34,8 @@ typedef float a512_vec __attribute__((vector_size(64)));
 #define AS_TARGET A512_TARGET static
 #define AS_VEC a512_vec
 #define AS_W 16
-#define AS_CV 4
+#define AS_R 8
+#define AS_CV 2
 #define AS_ADD_MAX a512_add_max
 #define AS_EXP flint_f32_exp_shifted
 #include "AttentionSequence.h"
@@ -42,6 +43,7 @@ typedef float a512_vec __attribute__((vector_size(64)));
 #undef AS_TARGET
 #undef AS_VEC
 #undef AS_W
+#undef AS_R
 #undef AS_CV
 #undef AS_ADD_MAX
 #undef AS_EXP
@@ -77,6 +79,7 @@ typedef float aa2_vec __attribute__((vector_size(32)));
 #define AS_TARGET AA2_TARGET static
 #define AS_VEC aa2_vec
 #define AS_W 8
+#define AS_R 4
 #define AS_CV 2
 #define AS_ADD_MAX aa2_add_max
 #define AS_EXP flint_avx2_f32_exp_shifted
@@ -85,6 +88,7 @@ typedef float aa2_vec __attribute__((vector_size(32)));
 #undef AS_TARGET
 #undef AS_VEC
 #undef AS_W
+#undef AS_R
 #undef AS_CV
 #undef AS_ADD_MAX
 #undef AS_EXP
@@ -127,6 +131,7 @@ typedef float an_vec __attribute__((vector_size(16)));
 #define AS_TARGET
 #define AS_VEC an_vec
 #define AS_W 4
+#define AS_R 4
 #define AS_CV 4
 #define AS_ADD_MAX an_add_max
 #define AS_EXP flint_neon_f32_exp_shifted

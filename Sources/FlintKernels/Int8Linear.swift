@@ -275,57 +275,126 @@ public final class Int8Linear: LinearWeight, @unchecked Sendable {
     }
 
     private func forwardW8A8(_ x: UnsafePointer<Float>, rows: Int, y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
+        withQuantizedInput(x, rows: rows, pool: pool) { xq, xs in
+            multiplyQuantized(xq, xs, rows: rows, y: y, pool: pool)
+        }
+    }
+
+    /// Whether `other` quantizes its input exactly as this layer does (W8A8 both, same input width, activation
+    /// groups and quantizer), so that one quantized copy of a shared input serves both.
+    func quantizesInput(like other: Int8Linear) -> Bool {
+        mode == .w8a8 && other.mode == .w8a8 && inFeatures == other.inFeatures && groupSize == other.groupSize
+            && groups == other.groups && isa == other.isa
+    }
+
+    /// Quantizes `rows` rows of `x` into this layer's scratch and runs `body(xq, xs)` with the codes (row stride
+    /// `quantizedStride`) and their scales, holding the scratch for the duration.
+    private func withQuantizedInput(_ x: UnsafePointer<Float>, rows: Int, pool: ThreadPool?,
+                                    _ body: (UnsafePointer<UInt8>, UnsafePointer<Float>) -> Void) {
         let ldq = quantizedStride
         let quantizedBytes = rows * ldq
         let scaleOffset = (quantizedBytes + 63) / 64 * 64
         scratch.withBytes(scaleOffset + rows * groups * MemoryLayout<Float>.stride) { raw in
             let xq = raw.assumingMemoryBound(to: UInt8.self)
             let xs = (raw + scaleOffset).assumingMemoryBound(to: Float.self)
-            // The C quantizers are the same arithmetic as the Swift one (same codes, bit for bit), 3× faster.
-            let (r, k, gs, g, ld) = (Int64(rows), Int64(inFeatures), Int64(groupSize), Int64(groups), Int64(ldq))
-            switch isa {
-            case .avx512: flint_int8_quantize_activations(x, r, k, gs, g, xq, ld, xs)
-            case .avx2: flint_avx2_int8_quantize_activations(x, r, k, gs, g, xq, ld, xs)
-            case .neon: flint_neon_int8_quantize_activations(x, r, k, gs, g, xq, ld, xs)
-            case .portable:
-                Int8ActivationQuantizer.quantize(x, rows: rows, k: inFeatures, groupSize: groupSize, groups: groups,
-                                                 into: xq, stride: ldq, scales: xs)
+            // Rows are independent: a prefill's 512 rows are split over the pool (about 32k values per thread at
+            // least), where they were a serial stretch of every layer at 2 threads.
+            let minimumRows = max(1, 32768 / max(1, inFeatures))
+            let quantizeRows: (Range<Int>) -> Void = { range in
+                self.quantize(x + range.lowerBound * self.inFeatures, rows: range.count,
+                              into: xq + range.lowerBound * ldq, scales: xs + range.lowerBound * self.groups)
             }
-            if let geometry = packed {
-                let isa = self.isa
-                withUnsafePointer(to: packedMatrix(geometry)) { m in
-                    splitBlocks(geometry, rows: rows, pool: pool) { begin, end in
-                        let ldy = Int64(outFeatures)
-                        switch isa {
-                        case .avx512: flint_avx512_packed_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
-                        case .avx2: flint_avx2_packed_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
-                        case .neon: flint_neon_packed_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
-                        case .portable:
-                            Int8PackedPortableKernels.w8a8(m, blocks: Int(begin)..<Int(end), xq: xq, ldq: ldq,
-                                                           xScales: xs, rows: rows, y: y, ldy: outFeatures)
-                        }
+            if let pool { pool.parallelFor(rows, minimumPerThread: minimumRows, quantizeRows) } else { quantizeRows(0..<rows) }
+            body(UnsafePointer(xq), UnsafePointer(xs))
+        }
+    }
+
+    /// The activation quantizer of this layer's path (every path gives the same codes, bit for bit; the C ones
+    /// are about 3× faster than the Swift one).
+    private func quantize(_ x: UnsafePointer<Float>, rows: Int, into xq: UnsafeMutablePointer<UInt8>,
+                          scales xs: UnsafeMutablePointer<Float>) {
+        let (r, k, gs, g, ld) = (Int64(rows), Int64(inFeatures), Int64(groupSize), Int64(groups), Int64(quantizedStride))
+        switch isa {
+        case .avx512: flint_int8_quantize_activations(x, r, k, gs, g, xq, ld, xs)
+        case .avx2: flint_avx2_int8_quantize_activations(x, r, k, gs, g, xq, ld, xs)
+        case .neon: flint_neon_int8_quantize_activations(x, r, k, gs, g, xq, ld, xs)
+        case .portable:
+            Int8ActivationQuantizer.quantize(x, rows: rows, k: inFeatures, groupSize: groupSize, groups: groups,
+                                             into: xq, stride: quantizedStride, scales: xs)
+        }
+    }
+
+    /// `y = x · Wᵀ` from quantized activations (`xq` with row stride `quantizedStride`, scales `xs`).
+    private func multiplyQuantized(_ xq: UnsafePointer<UInt8>, _ xs: UnsafePointer<Float>, rows: Int,
+                                   y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
+        let ldq = quantizedStride
+        let (r, ld) = (Int64(rows), Int64(ldq))
+        if let geometry = packed {
+            let isa = self.isa
+            withUnsafePointer(to: packedMatrix(geometry)) { m in
+                splitBlocks(geometry, rows: rows, pool: pool) { begin, end in
+                    let ldy = Int64(outFeatures)
+                    switch isa {
+                    case .avx512: flint_avx512_packed_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                    case .avx2: flint_avx2_packed_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                    case .neon: flint_neon_packed_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                    case .portable:
+                        Int8PackedPortableKernels.w8a8(m, blocks: Int(begin)..<Int(end), xq: xq, ldq: ldq,
+                                                       xScales: xs, rows: rows, y: y, ldy: outFeatures)
                     }
                 }
-            } else if isa != .portable {
-                let isa = self.isa
-                withUnsafePointer(to: matrix()) { m in
-                    splitRows(rows: rows, pool: pool) { range in
-                        let (begin, end, ldy) = (Int64(range.lowerBound), Int64(range.upperBound), Int64(outFeatures))
-                        switch isa {
-                        case .avx512: flint_int8_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
-                        case .avx2: flint_avx2_int8_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
-                        case .neon: flint_neon_int8_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
-                        case .portable: break
-                        }
-                    }
-                }
-            } else {
-                let comp = UnsafePointer(compensation!)
+            }
+        } else if isa != .portable {
+            let isa = self.isa
+            withUnsafePointer(to: matrix()) { m in
                 splitRows(rows: rows, pool: pool) { range in
-                    Int8PortableKernels.w8a8(weights: weights, scales: scales, compensation: comp, k: inFeatures,
-                                             groupSize: groupSize, groups: groups, outputRows: range,
-                                             xq: xq, ldq: ldq, xScales: xs, rows: rows, y: y, ldy: outFeatures)
+                    let (begin, end, ldy) = (Int64(range.lowerBound), Int64(range.upperBound), Int64(outFeatures))
+                    switch isa {
+                    case .avx512: flint_int8_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                    case .avx2: flint_avx2_int8_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                    case .neon: flint_neon_int8_w8a8(m, begin, end, xq, ld, xs, r, y, ldy)
+                    case .portable: break
+                    }
                 }
+            }
+        } else {
+            let comp = UnsafePointer(compensation!)
+            splitRows(rows: rows, pool: pool) { range in
+                Int8PortableKernels.w8a8(weights: weights, scales: scales, compensation: comp, k: inFeatures,
+                                         groupSize: groupSize, groups: groups, outputRows: range,
+                                         xq: xq, ldq: ldq, xScales: xs, rows: rows, y: y, ldy: outFeatures)
+            }
+        }
+    }
+
+    /// `outputs[i] = x · layers[i].Wᵀ` for layers that read the same input (attention's q, k and v; the two input
+    /// projections of a gated feed-forward; the cross-attention keys and values of every decoder block). The
+    /// W8A8 layers that quantize like the first of them (`quantizesInput(like:)`) share one quantized copy of x —
+    /// the same codes each would make, so the results equal separate `forward` calls bit for bit; every other
+    /// layer runs its own `forward`.
+    public static func forward(_ layers: [any LinearWeight], sharingInput x: UnsafePointer<Float>, rows: Int,
+                               into outputs: [UnsafeMutablePointer<Float>], pool: ThreadPool?) {
+        precondition(layers.count == outputs.count, "Int8Linear.forward(sharingInput:): one output per layer")
+        var shared: [Int] = []
+        var leader: Int8Linear?
+        for (i, layer) in layers.enumerated() {
+            guard let int8 = layer as? Int8Linear, int8.mode == .w8a8, int8.outFeatures > 0, int8.inFeatures > 0,
+                  int8.groups > 0 else { continue }
+            if let leader {
+                if int8.quantizesInput(like: leader) { shared.append(i) }
+            } else {
+                leader = int8
+                shared.append(i)
+            }
+        }
+        let sharedSet = Set(shared)
+        for (i, layer) in layers.enumerated() where !sharedSet.contains(i) {
+            layer.forward(x, rows: rows, into: outputs[i], pool: pool)
+        }
+        guard let leader, rows > 0 else { return }
+        leader.withQuantizedInput(x, rows: rows, pool: pool) { xq, xs in
+            for i in shared {
+                (layers[i] as! Int8Linear).multiplyQuantized(xq, xs, rows: rows, y: outputs[i], pool: pool)
             }
         }
     }

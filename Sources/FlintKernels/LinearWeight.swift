@@ -29,6 +29,17 @@ public final class FloatStorage: @unchecked Sendable {
         owner = nil
     }
 
+    /// Allocates `count` floats that this object owns, left uninitialized: for buffers a kernel fills completely
+    /// before anything reads them (activations of a forward pass, attention caches). Zeroing them first cost a
+    /// serial pass over fresh pages on every call (flan-t5-base prefill at 2 threads: 7 % of the time).
+    public init(uninitializedCount count: Int) {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
+        owned = raw
+        pointer = UnsafePointer(raw.bindMemory(to: Float.self, capacity: max(1, count)))
+        self.count = count
+        owner = nil
+    }
+
     /// Borrows `count` floats at `pointer`, keeping `owner` (the mapped file) alive.
     public init(borrowing pointer: UnsafePointer<Float>, count: Int, owner: AnyObject?) {
         self.pointer = pointer

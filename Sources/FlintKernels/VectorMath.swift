@@ -79,16 +79,17 @@ extension VectorMath {
     /// Whether `attendSequence` has a kernel for `isa` on this machine (every path but `.portable`).
     public static func hasAttendSequence(_ isa: KernelISA) -> Bool { isa.runnable != .portable }
 
-    /// Floats of scratch `attendSequence` needs for a sequence of `length`: the transposed keys and 4 score rows.
+    /// Floats of scratch `attendSequence` needs for a sequence of `length`: the transposed keys, a contiguous copy of
+    /// the values, and 8 score rows.
     public static func attendSequenceScratch(length: Int, dKV: Int) -> (keys: Int, scores: Int) {
         let padded = (length + 31) / 32 * 32
-        return (dKV * padded, 4 * padded)
+        return (dKV * (2 * padded + 16), 8 * padded)
     }
 
     /// Self-attention of one head over a whole sequence (prefill): query i attends to keys j < length (j ≤ i when
     /// `causal`) with scores `q_i · k_j + bias[j − i]` (`bias` points at relative position 0 and covers
     /// −(length − 1) … length − 1), softmax, `context_i = Σ_j p_j · v_j`; rows of `dKV` floats with row stride
-    /// `stride`. Tiles of 4 queries stay in cache, no `length × length` scores. Returns false, doing nothing, on
+    /// `stride`. Tiles of ≤ 8 queries stay in cache, no `length × length` scores. Returns false, doing nothing, on
     /// `.portable`, whose caller keeps its matrix-product form. Scratch sizes: `attendSequenceScratch`.
     public static func attendSequence(queries: UnsafePointer<Float>, keys: UnsafePointer<Float>,
                                       values: UnsafePointer<Float>, length: Int, stride: Int, dKV: Int,

@@ -43,9 +43,8 @@ final class T5Attention {
     func forwardSequences(_ x: UnsafePointer<Float>, rows: Int, segments: [Range<Int>], causal: Bool,
                           bias: SequenceBias, work: T5Workspace, into y: UnsafeMutablePointer<Float>,
                           _ context: T5ForwardContext) {
-        q.forward(x, rows: rows, into: work.queries.mutablePointer, context)
-        k.forward(x, rows: rows, into: work.keys.mutablePointer, context)
-        v.forward(x, rows: rows, into: work.values.mutablePointer, context)
+        T5Linear.forward([q, k, v], sharingInput: x, rows: rows,
+                         into: [work.queries.mutablePointer, work.keys.mutablePointer, work.values.mutablePointer], context)
         let inner = innerDim, dKV = dKV, heads = numHeads, isa = isa
         let longest = segments.map(\.count).max() ?? 0
         let queries = work.queries.pointer, keys = work.keys.pointer, values = work.values.pointer
@@ -95,11 +94,12 @@ final class T5Attention {
         q.forward(x, rows: rows, into: work.queries.mutablePointer, context)
         let inner = innerDim
         for (segment, encoded) in zip(segments, encoderStates) {
-            let keys = FloatStorage(count: encoded.length * inner), values = FloatStorage(count: encoded.length * inner)
+            let keys = FloatStorage(uninitializedCount: encoded.length * inner)
+            let values = FloatStorage(uninitializedCount: encoded.length * inner)
             let scores = FloatStorage(count: encoded.length)
             encoded.hiddenStates.withUnsafeBufferPointer { states in
-                k.forward(states.baseAddress!, rows: encoded.length, into: keys.mutablePointer, context)
-                v.forward(states.baseAddress!, rows: encoded.length, into: values.mutablePointer, context)
+                T5Linear.forward([k, v], sharingInput: states.baseAddress!, rows: encoded.length,
+                                 into: [keys.mutablePointer, values.mutablePointer], context)
             }
             for h in 0..<numHeads {
                 let offset = segment.lowerBound * inner + h * dKV
@@ -120,9 +120,8 @@ final class T5Attention {
     func forwardStep(_ x: UnsafePointer<Float>, state: T5DecoderState, layer: Int, bias: StepBias,
                      work: T5Workspace, into y: UnsafeMutablePointer<Float>, _ context: T5ForwardContext) {
         let rows = state.rowCount
-        q.forward(x, rows: rows, into: work.queries.mutablePointer, context)
-        k.forward(x, rows: rows, into: work.keys.mutablePointer, context)
-        v.forward(x, rows: rows, into: work.values.mutablePointer, context)
+        T5Linear.forward([q, k, v], sharingInput: x, rows: rows,
+                         into: [work.queries.mutablePointer, work.keys.mutablePointer, work.values.mutablePointer], context)
         let inner = innerDim, dKV = dKV, isa = isa
         let sequences = state.sequences
         var longest = 0

@@ -38,17 +38,17 @@ final class T5Block {
                                         _ context: T5ForwardContext) {
         let hidden = work.hidden.pointer, normed = work.normed.mutablePointer
         let output = work.sublayerOutput.mutablePointer
-        selfAttentionNorm.forward(hidden, rows: rows, into: normed)
+        selfAttentionNorm.forward(hidden, rows: rows, into: normed, pool: context.pool)
         pass.selfAttention(selfAttention, layer: layer, normed, rows: rows, work: work, into: output, context)
-        work.addSublayerOutput(rows: rows)
+        work.addSublayerOutput(rows: rows, context)
         if let crossAttention, let crossAttentionNorm {
-            crossAttentionNorm.forward(hidden, rows: rows, into: normed)
+            crossAttentionNorm.forward(hidden, rows: rows, into: normed, pool: context.pool)
             pass.crossAttention(crossAttention, layer: layer, normed, rows: rows, work: work, into: output, context)
-            work.addSublayerOutput(rows: rows)
+            work.addSublayerOutput(rows: rows, context)
         }
-        feedForwardNorm.forward(hidden, rows: rows, into: normed)
+        feedForwardNorm.forward(hidden, rows: rows, into: normed, pool: context.pool)
         feedForward.forward(normed, rows: rows, work: work, into: output, context)
-        work.addSublayerOutput(rows: rows)
+        work.addSublayerOutput(rows: rows, context)
     }
 }
 

@@ -42,7 +42,7 @@ func runEncoder(_ stack: T5Stack, embedding: T5Embedding, inputs: [[Int]], _ con
     embedding.forward(inputs.flatMap { $0 }, into: work.hidden.mutablePointer)
     let ranges = segments(lengths)
     stack.forward(work, rows: rows, pass: T5SequencePass(stack: stack, segments: ranges), context)
-    stack.finalLayerNorm.forward(work.hidden.pointer, rows: rows, into: work.normed.mutablePointer)
+    stack.finalLayerNorm.forward(work.hidden.pointer, rows: rows, into: work.normed.mutablePointer, pool: context.pool)
     return ranges.map { range in
         T5EncoderOutput(hiddenStates: Array(UnsafeBufferPointer(start: work.normed.pointer + range.lowerBound * d,
                                                                 count: range.count * d)),

@@ -30,13 +30,19 @@ final class T5FeedForward {
     func forward(_ x: UnsafePointer<Float>, rows: Int, work: T5Workspace, into y: UnsafeMutablePointer<Float>,
                  _ context: T5ForwardContext) {
         let inner = work.ffInner.mutablePointer
-        wi.forward(x, rows: rows, into: inner, context)
         let count = rows * wi.outFeatures
-        applyActivation(inner, count: count)
         if let wiGate {
             let gate = work.ffGate.mutablePointer
-            wiGate.forward(x, rows: rows, into: gate, context)
-            for i in 0..<count { inner[i] *= gate[i] }
+            T5Linear.forward([wi, wiGate], sharingInput: x, rows: rows, into: [inner, gate], context)
+            context.forChunks(count, minimumPerThread: 32768) { range in
+                applyActivation(inner + range.lowerBound, count: range.count)
+                for i in range { inner[i] *= gate[i] }
+            }
+        } else {
+            wi.forward(x, rows: rows, into: inner, context)
+            context.forChunks(count, minimumPerThread: 32768) { range in
+                applyActivation(inner + range.lowerBound, count: range.count)
+            }
         }
         wo.forward(inner, rows: rows, into: y, context)
     }

@@ -107,16 +107,13 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
         }
         let context = T5ForwardContext(pool: pool, linearObserver: linearObserver)
         let length = encoderOutput.length, inner = config.innerDim
-        var keys: [FloatStorage] = [], values: [FloatStorage] = []
+        // Every block's keys and values project the same encoder output: one quantization of it serves all.
+        let keys = decoder.blocks.map { _ in FloatStorage(uninitializedCount: length * inner) }
+        let values = decoder.blocks.map { _ in FloatStorage(uninitializedCount: length * inner) }
+        let linears = decoder.blocks.flatMap { [$0.crossAttention!.k, $0.crossAttention!.v] }
+        let outputs = zip(keys, values).flatMap { [$0.mutablePointer, $1.mutablePointer] }
         encoderOutput.hiddenStates.withUnsafeBufferPointer { encoded in
-            for block in decoder.blocks {
-                let cross = block.crossAttention!
-                let k = FloatStorage(count: length * inner), v = FloatStorage(count: length * inner)
-                cross.k.forward(encoded.baseAddress!, rows: length, into: k.mutablePointer, context)
-                cross.v.forward(encoded.baseAddress!, rows: length, into: v.mutablePointer, context)
-                keys.append(k)
-                values.append(v)
-            }
+            T5Linear.forward(linears, sharingInput: encoded.baseAddress!, rows: length, into: outputs, context)
         }
         return T5CrossAttentionCache(encoderLength: length, keys: keys, values: values)
     }

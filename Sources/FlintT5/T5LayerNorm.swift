@@ -13,10 +13,16 @@ struct T5LayerNorm {
         self.epsilon = Float(epsilon)
     }
 
-    /// `rows × dModel` from `x` into `y`.
-    func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+    /// `rows × dModel` from `x` into `y`, the rows split over `pool` when there are enough of them.
+    func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool? = nil) {
+        let d = weight.count
+        guard let pool, rows * d >= 65536 else { return normalize(x, rows: 0..<rows, into: y) }
+        pool.parallelFor(rows, minimumPerThread: max(1, 32768 / max(1, d))) { normalize(x, rows: $0, into: y) }
+    }
+
+    private func normalize(_ x: UnsafePointer<Float>, rows: Range<Int>, into y: UnsafeMutablePointer<Float>) {
         let d = weight.count, w = weight.pointer
-        for r in 0..<rows {
+        for r in rows {
             let row = x + r * d
             let variance = dot(row, row, count: d) / Float(d)
             let inverse = 1 / (variance + epsilon).squareRoot()

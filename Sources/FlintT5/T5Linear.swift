@@ -47,4 +47,27 @@ struct T5Linear {
         context.linearObserver?(name, UnsafeBufferPointer(start: x, count: rows * weight.inFeatures), rows)
         weight.forward(x, rows: rows, into: y, pool: context.pool)
     }
+
+    /// `outputs[i] = x · linears[i].Wᵀ` for projections of the same input (q/k/v, wi_0/wi_1, the cross-attention
+    /// keys and values of every block): W8A8 int8 layers quantize x once between them (`Int8Linear.forward(_:
+    /// sharingInput:...)`, the same numbers as one call each). The observer still sees each layer's input.
+    static func forward(_ linears: [T5Linear], sharingInput x: UnsafePointer<Float>, rows: Int,
+                        into outputs: [UnsafeMutablePointer<Float>], _ context: T5ForwardContext) {
+        if let observer = context.linearObserver {
+            for linear in linears {
+                observer(linear.name, UnsafeBufferPointer(start: x, count: rows * linear.inFeatures), rows)
+            }
+        }
+        Int8Linear.forward(linears.map(\.weight), sharingInput: x, rows: rows, into: outputs, pool: context.pool)
+    }
+}
+
+extension T5ForwardContext {
+    /// Runs `body` over `0..<count` in contiguous chunks, split over the pool when each thread gets at least
+    /// `minimumPerThread` items: the element-wise passes between the matrix products (layer norms, residual adds,
+    /// the feed-forward activation) were serial stretches of every block at 2 threads.
+    func forChunks(_ count: Int, minimumPerThread: Int, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        if let pool { pool.parallelFor(count, minimumPerThread: max(1, minimumPerThread), body) } else { body(0..<count) }
+    }
 }

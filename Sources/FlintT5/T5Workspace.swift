@@ -14,14 +14,19 @@ final class T5Workspace {
         self.rows = rows
         dModel = config.dModel
         let d = rows * config.dModel, inner = rows * config.innerDim, ff = rows * config.dFF
-        hidden = FloatStorage(count: d); normed = FloatStorage(count: d); sublayerOutput = FloatStorage(count: d)
-        queries = FloatStorage(count: inner); keys = FloatStorage(count: inner)
-        values = FloatStorage(count: inner); context = FloatStorage(count: inner)
-        ffInner = FloatStorage(count: ff); ffGate = FloatStorage(count: ff)
+        // Uninitialized: every buffer is written by the pass before it is read (`hidden` by the caller).
+        hidden = FloatStorage(uninitializedCount: d); normed = FloatStorage(uninitializedCount: d)
+        sublayerOutput = FloatStorage(uninitializedCount: d)
+        queries = FloatStorage(uninitializedCount: inner); keys = FloatStorage(uninitializedCount: inner)
+        values = FloatStorage(uninitializedCount: inner); context = FloatStorage(uninitializedCount: inner)
+        ffInner = FloatStorage(uninitializedCount: ff); ffGate = FloatStorage(uninitializedCount: ff)
     }
 
-    /// `hidden += sublayerOutput` (the residual add after every sublayer).
-    func addSublayerOutput(rows: Int) {
-        addScaled(sublayerOutput.pointer, scale: 1, into: hidden.mutablePointer, count: rows * dModel)
+    /// `hidden += sublayerOutput` (the residual add after every sublayer), split over the pool for long inputs.
+    func addSublayerOutput(rows: Int, _ context: T5ForwardContext) {
+        let (output, hidden) = (sublayerOutput.pointer, hidden.mutablePointer)
+        context.forChunks(rows * dModel, minimumPerThread: 65536) { range in
+            addScaled(output + range.lowerBound, scale: 1, into: hidden + range.lowerBound, count: range.count)
+        }
     }
 }

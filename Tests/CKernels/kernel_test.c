@@ -382,7 +382,7 @@ static void check_attend_sequence(const path *p, int64_t length, int64_t dkv, in
     const int64_t stride = dkv * 2 + 3, lp = (length + 31) / 32 * 32;
     float *q = malloc(sizeof(float) * (size_t)(length * stride)), *kk = malloc(sizeof(float) * (size_t)(length * stride));
     float *v = malloc(sizeof(float) * (size_t)(length * stride)), *table = malloc(sizeof(float) * (size_t)(2 * length));
-    float *kt = malloc(sizeof(float) * (size_t)(dkv * lp)), *scores = malloc(sizeof(float) * (size_t)(4 * lp));
+    float *kt = malloc(sizeof(float) * (size_t)(dkv * (2 * lp + 16))), *scores = malloc(sizeof(float) * (size_t)(8 * lp));
     float *ctx = malloc(sizeof(float) * (size_t)(length * stride));
     double *sc = malloc(sizeof(double) * (size_t)length);
     for (int64_t i = 0; i < length * stride; i++) { q[i] = uniform(-1, 1); kk[i] = uniform(-1, 1); v[i] = uniform(-2, 2); }

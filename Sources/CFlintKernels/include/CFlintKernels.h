@@ -133,12 +133,12 @@ void flint_neon_int8_w8a8_plain(const flint_int8_matrix *m, int64_t n_begin, int
                                 int64_t ldxq, const float *xscales, int64_t rows, float *y, int64_t ldy);
 
 // ---------------------------------------------------------------------------------------------------------------
-// Prefill self-attention (AttentionKernels.c): one head over a whole sequence, in tiles of 4 query rows that stay in
+// Prefill self-attention (AttentionKernels.c): one head over a whole sequence, in tiles of ≤ 8 query rows that stay in
 // cache (no length × length score matrix). For each query i < length: scores `q_i · k_j + bias[j − i]` over the
 // keys j < length (j ≤ i when `causal`; masked keys get exactly 0 weight), softmax, `context_i = Σ_j p_j · v_j`.
 // `bias` points at relative position 0 and must cover −(length − 1) … length − 1. Q, K, V and context rows are
-// `dkv` floats with row stride `stride`. Scratch: `kt` holds dkv × Lp floats (K transposed) and `scores` 4 × Lp,
-// Lp = length rounded up to a multiple of 32. Float summation order differs from the portable kernels (within
+// `dkv` floats with row stride `stride`. Scratch: `kt` holds dkv × (2·Lp + 16) floats (K transposed, V made
+// contiguous) and `scores` 8 × Lp, Lp = length rounded up to a multiple of 32. Float summation order differs from the portable kernels (within
 // 1e-5 of Σ|p·v|, like attend). Callable when `flint_isa_supported` says so for the path (else it does nothing).
 #define FLINT_DECLARE_ATTEND_SEQUENCE(prefix) \
     void prefix##_f32_attend_sequence(const float *q, const float *k, const float *v, int64_t length, int64_t stride, \
