@@ -7,6 +7,7 @@ import Testing
 @testable import FlintCheckpoint
 import FlintFormat
 import CHDF5
+import TestSupport
 
 /// Writes small HDF5 files for the tests (under the reader's libhdf5 lock: tests run in parallel).
 enum H5Build {

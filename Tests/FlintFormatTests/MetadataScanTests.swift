@@ -1,32 +1,21 @@
 import Foundation
 import Testing
 @testable import FlintFormat
+import TestSupport
 
 /// MetadataScan steps over containers 8 bytes at a time: every structural byte (quote, bracket, brace) must be
 /// found wherever it falls in a word, strings must end at the first unescaped quote (runs of backslashes),
 /// and brackets inside strings must not count. Random documents, built with the byte range of every top-level
 /// value known, are scanned at every alignment.
 @Suite struct MetadataScanTests {
-    /// A deterministic generator (SplitMix64), so a failure reproduces.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    }
 
-    static func string(_ r: inout Random) -> String {
+    static func string(_ r: inout SplitMix64) -> String {
         // Characters that matter to the scan, escaped the way JSON needs them.
         let pieces = ["a", "xyz", "[", "]", "{", "}", ",", ":", " ", "\\\"", "\\\\", "\\\\\\\"", "\\n", "é", "0.5"]
         return "\"" + (0..<r.below(12)).map { _ in pieces[r.below(pieces.count)] }.joined() + "\""
     }
 
-    static func value(_ r: inout Random, depth: Int) -> String {
+    static func value(_ r: inout SplitMix64, depth: Int) -> String {
         switch depth > 3 ? r.below(4) : r.below(7) {
         case 0: return ["null", "true", "false"][r.below(3)]
         case 1: return String(Double(r.below(2_000_000)) / 1000 - 1000)
@@ -42,7 +31,7 @@ import Testing
     }
 
     @Test func randomDocumentsAtEveryAlignment() throws {
-        var r = Random(state: 16)
+        var r = SplitMix64(seed: 16)
         for document in 0..<200 {
             var text = "", ranges: [(key: String, range: Range<Int>)] = []
             let padding = String(repeating: " ", count: document % 9)

@@ -136,7 +136,7 @@ private final class LoadedTokenizers: @unchecked Sendable {
 
     @Test func corruptModelBytesGiveAClearError() throws {
         let good = try [UInt8](Data(contentsOf: URL(fileURLWithPath: vocabPath("small"))))
-        var rng = SeededBytes(seed: 0x70C3)
+        var rng = SplitMix64(seed: 0x70C3)
         let corruptions: [(String, [UInt8])] = [
             ("empty", []),
             ("truncated", Array(good.prefix(good.count / 2))),
@@ -185,28 +185,4 @@ private final class LoadedTokenizers: @unchecked Sendable {
     }
 }
 
-/// A small seedable generator so the damaged-model test is the same on every run.
-private struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
-/// SplitMix64, so the random-bytes inputs are the same on every run (a failure reproduces).
-struct SeededBytes: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
