@@ -4,7 +4,8 @@
 // exact int32 `Σ u·xq − 8·xsum`, then per lane, unfused and in group order, `y += float(dot) · (scale_w · xs)`.
 // Every path must be bit-identical to it. The weights are packed here from row-major values by the layout's
 // own description (not by the kernels' code), with ragged row counts (padding lanes), ragged input counts
-// (padding codes 8 = q 0), every group size, extreme codes (-8 and 7 against ±127) and 1…7 activation rows.
+// (padding codes 8 = q 0), every group size, calls of 2…8 blocks (the multi-block decode tiles and their
+// rest), extreme codes (-8 and 7 against ±127) and 1…7 activation rows.
 // `make kernel-test` / `make kernel-test-arm` build and run it next to kernel_test.c. Exit status 0 when all pass.
 #include "CFlintKernels.h"
 
@@ -134,7 +135,9 @@ static void run_path(const path *p) {
         return;
     }
     const int before = failures, checks_before = checks;
-    const int64_t shapes[][2] = {{16, 32}, {1, 32}, {17, 64}, {48, 128}, {33, 100}, {64, 512}, {5, 200}, {96, 768}};
+    const int64_t shapes[][2] = {{16, 32}, {1, 32}, {17, 64}, {48, 128}, {33, 100}, {64, 512}, {5, 200}, {96, 768},
+                                  // ≥ 4 blocks per call (the decode tiles of 4 and 2 blocks, then the rest)
+                                  {149, 96}, {250, 320}, {133, 64}};
     const int64_t group_sizes[] = {32, 64, 128};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t g = 0; g < sizeof group_sizes / sizeof group_sizes[0]; g++)
