@@ -67,11 +67,15 @@ extension ConvertCommand {
         if let t = s.targetTop1 { target.append(String(format: "top-1 ≥ %.4g", t)) }
         if let k = s.maxMeanKL { target.append(String(format: "mean KL ≤ %.4g", k)) }
         print("  search       \(target.joined(separator: ", ")) on \(s.prompts) prompts (\(s.promptSource)), \(s.kernels) kernels: "
-              + (s.met ? "met" : "NOT met (every tensor already at its finest form)"))
+              + (s.met ? "met" : "NOT met (every quantized tensor moved to its finest form)"))
         print(String(format: "               as converted: top-1 %.4f, mean KL %.4g → chosen: top-1 %.4f, mean KL %.4g",
                      s.before.top1, s.before.meanKL, s.after.top1, s.after.meanKL))
         let total = s.changes.reduce(0) { $0 + $1.bytes }
-        if !s.changes.isEmpty { print("  kept finer   \(s.changes.count) steps, +\(formatBytes(Int64(total))):") }
+        if s.changes.isEmpty {
+            print("  kept finer   nothing (+0 bytes: the recipe as converted \(s.met ? "meets" : "misses") the target)")
+        } else {
+            print("  kept finer   \(s.changes.count) steps, +\(formatBytes(Int64(total))) (+\(total) bytes):")
+        }
         for c in s.changes {
             print(String(format: "               %@ %@ → %@  +%@  (alone it cost KL %.3g; after: top-1 %.4f, KL %.3g)",
                          c.tensor, c.from, c.to, formatBytes(Int64(c.bytes)), c.sensitivityKL, c.after.top1, c.after.meanKL))

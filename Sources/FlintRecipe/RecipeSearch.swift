@@ -108,30 +108,36 @@ public enum RecipeSearch {
         var changes: [RecipeSearchRecord.Change] = []
         var sensitivity: [ComponentSensitivity] = []
         var forms: [String: StoredForm] = [:]
+        var cost: [String: Double] = [:]
+        var overrides: OverriddenWeights? = nil
 
-        if !options.target.isMet(before) {
-            // Every tensor the first conversion quantized, measured on its own.
-            let quantized = first.records.filter { $0.storage == .i8 || $0.storage == .i4 }
-            for r in quantized { forms[r.name] = r.storage == .i4 ? .int4(r.scheme.groupSize) : .int8(r.scheme) }
-            let components = quantized.map { SensitivityComponent(name: $0.name, tensors: [$0.name]) }
-            sensitivity = try Sensitivity.measure(reference: float, candidate: first, components: components,
-                                                  scripts: scripts, pool: pool, int8Kernels: kernels) {
-                progress?(.measuring, $0, $1, $2)
+        /// Moves the costliest tensor one rung finer until `quality` meets the target or every tensor is at its
+        /// finest form.
+        func moveUntilMet() throws {
+            guard !options.target.isMet(quality) else { return }
+            if overrides == nil {
+                // Every tensor the first conversion quantized, measured on its own.
+                let quantized = first.records.filter { $0.storage == .i8 || $0.storage == .i4 }
+                for r in quantized { forms[r.name] = r.storage == .i4 ? .int4(r.scheme.groupSize) : .int8(r.scheme) }
+                let components = quantized.map { SensitivityComponent(name: $0.name, tensors: [$0.name]) }
+                sensitivity = try Sensitivity.measure(reference: float, candidate: first, components: components,
+                                                      scripts: scripts, pool: pool, int8Kernels: kernels) {
+                    progress?(.measuring, $0, $1, $2)
+                }
+                cost = Dictionary(uniqueKeysWithValues: sensitivity.map { ($0.name, $0.meanKL) })
+                overrides = OverriddenWeights(base: first, float: float)
             }
-            var cost: [String: Double] = Dictionary(uniqueKeysWithValues: sensitivity.map { ($0.name, $0.meanKL) })
-            let overrides = OverriddenWeights(base: first, float: float)
-            var step = 0
+            let overrides = overrides!
             while !options.target.isMet(quality) {
                 // The most costly tensor that still has a finer form to go to.
                 guard let (name, kl) = cost.filter({ next(after: forms[$0.key]!, in: options.ladder) != nil })
-                        .max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }) else { break }
+                        .max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }) else { return }
                 let from = forms[name]!
                 let to = next(after: from, in: options.ladder)!
                 let shape = try first.tensor(name).shape
                 try overrides.set(name, to: to)
                 forms[name] = to
-                step += 1
-                progress?(.searching, step, step, "\(name) → \(to)")
+                progress?(.searching, changes.count + 1, changes.count + 1, "\(name) → \(to)")
                 quality = try Sensitivity.score(overrides, scripts: scripts, pool: pool, int8Kernels: kernels)
                 changes.append(RecipeSearchRecord.Change(
                     tensor: name, from: from.description, to: to.description,
@@ -148,29 +154,40 @@ public enum RecipeSearch {
             }
         }
 
-        var record = RecipeSearchRecord(
-            targetTop1: options.target.minTop1, maxMeanKL: options.target.maxMeanKL, prompts: options.inputs.count,
-            promptSource: options.promptSource, kernels: kernels.cliName,
-            before: .init(top1: before.top1Agreement, meanKL: before.meanKL),
-            after: .init(top1: quality.top1Agreement, meanKL: quality.meanKL),
-            met: options.target.isMet(quality), changes: changes)
-        // The file is written with exact-name rules for the changed tensors, in the order they were chosen.
-        let rules = try changes.reduce(into: [String: StoredForm]()) { $0[$1.tensor] = try parseForm($1.to) }
-            .sorted { $0.key < $1.key }
-            .map { try SchemeRule(pattern: $0.key, form: $0.value) }
-        progress?(.writing, 0, 1, output)
         var final: ConvertReport
-        if changes.isEmpty {
-            final = try convert(output, [], record)
-        } else {
+        var record: RecipeSearchRecord
+        while true {
+            try moveUntilMet()
+            record = RecipeSearchRecord(
+                targetTop1: options.target.minTop1, maxMeanKL: options.target.maxMeanKL, prompts: options.inputs.count,
+                promptSource: options.promptSource, kernels: kernels.cliName,
+                before: .init(top1: before.top1Agreement, meanKL: before.meanKL),
+                after: .init(top1: quality.top1Agreement, meanKL: quality.meanKL),
+                met: options.target.isMet(quality), changes: changes)
+            // The file is written with exact-name rules for the changed tensors, in the order they were chosen.
+            let rules = try changes.reduce(into: [String: StoredForm]()) { $0[$1.tensor] = try parseForm($1.to) }
+                .sorted { $0.key < $1.key }
+                .map { try SchemeRule(pattern: $0.key, form: $0.value) }
+            progress?(.writing, 0, 1, output)
+            if changes.isEmpty {
+                final = try convert(output, [], record)
+                break
+            }
             final = try convert(output, rules, record)
             // The written file must score what the search measured in memory.
             let written = try Sensitivity.score(try FlintFile(path: output), scripts: scripts, pool: pool, int8Kernels: kernels)
-            if abs(written.top1Agreement - quality.top1Agreement) > 1e-9 || abs(written.meanKL - quality.meanKL) > 1e-6 * max(1, quality.meanKL) {
-                record.after = .init(top1: written.top1Agreement, meanKL: written.meanKL)
-                record.met = options.target.isMet(written)
-                final = try convert(output, rules, record)
+            if abs(written.top1Agreement - quality.top1Agreement) <= 1e-9 && abs(written.meanKL - quality.meanKL) <= 1e-6 * max(1, quality.meanKL) {
+                break
             }
+            record.after = .init(top1: written.top1Agreement, meanKL: written.meanKL)
+            record.met = options.target.isMet(written)
+            if record.met || !options.target.isMet(quality) {
+                // Met as written, or the search is out of finer forms: the file says which.
+                final = try convert(output, rules, record)
+                break
+            }
+            // Met in memory but not as written: go on from the written file's score.
+            quality = written
         }
         return RecipeSearchResult(record: record, convert: final, sensitivity: sensitivity)
     }
@@ -247,15 +264,28 @@ final class OverriddenWeights: WeightSource, @unchecked Sendable {
             let q = try floats.withUnsafeBufferPointer {
                 try makeInt8Quantizer(for: scheme).quantize($0, rows: rows, cols: cols, tensorName: name)
             }
-            let values = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, q.values.count), alignment: 64)
             let scales = UnsafeMutableRawBufferPointer.allocate(byteCount: max(4, q.scales.count * 4), alignment: 64)
-            buffers += [values, scales]
-            q.values.withUnsafeBytes { values.copyMemory(from: $0) }
+            buffers.append(scales)
             q.scales.withUnsafeBytes { scales.copyMemory(from: $0) }
             let scaleFloats = UnsafeBufferPointer(start: scales.bindMemory(to: Float.self).baseAddress, count: q.scales.count)
+            // Laid out as the writer stores it (FLINT.md layout 1 when the matrix packs): the candidate then runs
+            // the kernels the written file will, and scores what the file scores — the row-major AVX-512 W8A8
+            // kernel is not bit-identical to the packed one, and one flipped near-tie of top-1 was enough to
+            // miss a target the in-memory candidate had met.
+            let values: UnsafeMutableRawBufferPointer
+            let layout: TensorLayout
+            if let geometry = PackedInt8Geometry(shape: [rows, cols], scheme: scheme) {
+                values = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, geometry.byteCount), alignment: 64)
+                q.values.withUnsafeBufferPointer { geometry.pack($0, into: values) }
+                layout = .int8Packed16x4
+            } else {
+                values = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, q.values.count), alignment: 64)
+                q.values.withUnsafeBytes { values.copyMemory(from: $0) }
+                layout = .rowMajor
+            }
+            buffers.append(values)
             views[name] = TensorView(name: name, storage: .i8, shape: source.shape, scheme: scheme,
-                                     data: UnsafeRawBufferPointer(start: values.baseAddress, count: q.values.count),
-                                     scales: scaleFloats, owner: self)
+                                     data: UnsafeRawBufferPointer(values), scales: scaleFloats, layout: layout, owner: self)
         case .int4(let g):
             let (rows, cols) = QuantScheme.matrixShape(source.shape)
             let floats = try TensorConversion.floatArray(source)

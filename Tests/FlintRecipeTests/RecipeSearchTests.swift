@@ -7,7 +7,8 @@ import TestSupport
 import FlintCheckpoint
 import FlintConvert
 import FlintFormat
-import FlintRecipe
+import FlintQuant
+@testable import FlintRecipe
 import FlintTokenizer
 import FlintVerify
 
@@ -103,6 +104,35 @@ func plainConversion(_ folder: HFModelFolder) -> RecipeConversion {
         // No scratch files are left beside the output.
         let left = try FileManager.default.contentsOfDirectory(atPath: (out as NSString).deletingLastPathComponent)
         #expect(left == ["demo.flint"], "\(left)")
+    }
+
+    /// A candidate's int8 override is the tensor the converter writes for the same rule — bytes, layout and
+    /// scales — so the candidate runs the written file's kernels (the row-major AVX-512 W8A8 kernel is not
+    /// bit-identical to the packed one: an int4 search once met its target in memory and missed it as written).
+    @Test func int8OverrideIsStoredAsTheConverterWritesIt() throws {
+        let folder = try HFModelFolder(path: packageRoot + "/Tests/Fixtures/models/demo")
+        let first = scratch() + "/first.flint"
+        _ = try Converter.convert(folder, output: first, options: ConvertOptions(quant: .int4(32), useDefaultKeep: false))
+        let base = try FlintFile(path: first)
+        let names = ["encoder.block.0.layer.0.SelfAttention.q.weight", "decoder.block.1.layer.2.DenseReluDense.wi_0.weight"]
+        let forms: [StoredForm] = [.int8(.int8Row), .int8(.int8Group(32))]
+        let candidate = OverriddenWeights(base: base, float: folder)
+        var rules: [SchemeRule] = []
+        for (name, form) in zip(names, forms) {
+            #expect(try base.tensor(name).storage == .i4)
+            try candidate.set(name, to: form)
+            rules.append(try SchemeRule(pattern: name, form: form))
+        }
+        let written = scratch() + "/written.flint"
+        _ = try Converter.convert(folder, output: written, options: ConvertOptions(quant: .int4(32), schemeRules: rules, useDefaultKeep: false))
+        let file = try FlintFile(path: written)
+        for name in names {
+            let a = try candidate.tensor(name), b = try file.tensor(name)
+            #expect(a.layout == .int8Packed16x4 && a.layout == b.layout, "\(name): \(a.layout) vs \(b.layout)")
+            #expect(a.storage == b.storage && a.scheme == b.scheme && a.shape == b.shape)
+            #expect(Array(a.data) == Array(b.data), "\(name): packed bytes differ")
+            #expect(Array(a.scales) == Array(b.scales), "\(name): scales differ")
+        }
     }
 
     @Test func aTargetIsRequired() throws {
