@@ -8,7 +8,7 @@ RELEASE_BIN   = $(shell $(SWIFT) build -c release --show-bin-path)/flint
 DEMO_DIR     := Tests/Fixtures/models/demo
 DEMO_OUT     := out/demo
 
-.PHONY: all deps build release install uninstall library-check docs test kernel-test kernel-test-arm demo clean fixtures peers fuzz fuzz-build fuzz-corpus fuzz-smoke
+.PHONY: all deps loadtest-deps loadtest build release install uninstall library-check docs test kernel-test kernel-test-arm demo clean fixtures peers fuzz fuzz-build fuzz-corpus fuzz-smoke
 
 all: build
 
@@ -129,6 +129,17 @@ fixtures:
 	Tools/.venv-hf/bin/python Tools/make_pytorch_fixtures.py
 	Tools/.venv-tf/bin/python Tools/make_format_fixtures.py
 	Tools/.venv-tf/bin/python Tools/make_tf_flax_fixtures.py
+
+# The serve load test (Tools/loadtest/run_loadtest.py; wrk from apt is its client):
+#   make loadtest LOADTEST_MODEL=small-int8.flint
+LOADTEST_MODEL ?= out/bench/flan-t5-small-int8.flint
+LOADTEST_FLAGS ?= --levels 1 8 32 --seconds 10 --rounds 3 --max-tokens 16 --max-batch 16
+loadtest-deps:
+	@command -v wrk >/dev/null || { SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
+
+loadtest: release loadtest-deps
+	python3 Tools/loadtest/run_loadtest.py --flint $(RELEASE_BIN) --model $(LOADTEST_MODEL) $(LOADTEST_FLAGS)
 
 # The peer benchmark (Flint vs CTranslate2 vs transformers; see Tools/bench/README.md).
 peers: release

@@ -2,12 +2,18 @@
 """Load test of `flint serve` on loopback: 1, 8 and 32 concurrent clients (standard library only).
 
   run_loadtest.py --flint .build/release/flint --model MODEL.flint [--levels 1 8 32] [--seconds 30]
-                  [--rounds 3] [--max-tokens 32] [--max-batch 16] [--threads N] [--json OUT.json]
+                  [--rounds 3] [--max-tokens 32] [--max-batch 16] [--threads N] [--client wrk|python]
+                  [--json OUT.json]
 
 Starts `flint serve MODEL --port 0` itself (so it can read the server's peak RSS, VmHWM in /proc/PID/status),
-then for each level runs that many client threads for --seconds, each sending /v1/completions requests one after
+then for each level runs that many clients for --seconds, each sending /v1/completions requests one after
 another (prompts of 20-60 words from a fixed list; "min_tokens" = "max_tokens", so every request generates exactly
---max-tokens tokens whatever the weights). Per level it prints: requests, errors (non-200 or malformed), completion
+--max-tokens tokens whatever the weights). The clients are wrk connections by default (`--client wrk`: one wrk
+thread, Tools/loadtest/completions.lua; wrk is Debian's `wrk` package), or Python threads (`--client python`,
+standard library only). The clients run on the server's machine and take CPU from it: N Python threads that
+build and parse JSON cost a sizeable part of a core at 32 clients, wrk's one epoll thread a small one, so wrk
+measures the server closer to how remote clients would see it. The CPU seconds the clients used are printed
+per level. Per level it prints: requests, errors (non-200 or malformed), completion
 tokens/s (all tokens of requests that finished within the level's window / the window), p50 / p99 request latency,
 and the load average (`uptime`) before and after. With --rounds R the levels run R times, interleaved (1, 8, 32,
 1, 8, 32, ...: a change of machine load hits every level alike), and each level's line gives the median over the
@@ -28,7 +34,9 @@ import statistics
 import subprocess
 import sys
 import threading
+import shutil
 import time
+from pathlib import Path
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven old men walk to the market and buy bread milk "
          "rice fish under a hot sun near the green river where birds sing in tall trees").split()
@@ -82,6 +90,34 @@ def start_server(args):
     drained = threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True)
     drained.start()
     return process, port
+
+
+def client_cpu_seconds():
+    """CPU seconds (user + system) used so far by this process and its finished children (wrk, when waited)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def run_level_wrk(port, clients, seconds, max_tokens, offset):
+    script = Path(__file__).resolve().parent / "completions.lua"
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "600s", "-s", str(script),
+               f"http://127.0.0.1:{port}", "--", str(max_tokens), str(offset)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    found = re.search(r"^FLINT_RESULT (\{.*\})$", output, re.MULTILINE)
+    if not found:
+        sys.exit("wrk printed no FLINT_RESULT line:\n" + output)
+    r = json.loads(found.group(1))
+    window = r["duration_us"] / 1e6
+    # wrk stops at the end of the window: requests still in flight then are neither counted nor timed.
+    return {
+        "clients": clients,
+        "requests": r["requests"],
+        "errors": r["bad_responses"] + r["socket_errors"],
+        "tokens_per_second": r["tokens"] / window,
+        "p50_seconds": r["p50_us"] / 1e6,
+        "p99_seconds": r["p99_us"] / 1e6,
+        "window_seconds": window,
+    }
 
 
 def run_level(port, clients, seconds, max_tokens, offset):
@@ -144,24 +180,31 @@ def main():
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--client", choices=["wrk", "python"], default="wrk",
+                        help="wrk connections (default; Debian's wrk package) or Python threads")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk (or use --client python)")
+    measure = run_level_wrk if args.client == "wrk" else run_level
 
     process, port = start_server(args)
     runs = {clients: [] for clients in args.levels}  # clients -> one row per round
     try:
         # Warm-up: the first requests page the model in.
-        run_level(port, 1, 2, args.max_tokens, 999_000)
+        measure(port, 1, 2, args.max_tokens, 999_000)
         for r in range(args.rounds):
             for n, clients in enumerate(args.levels):
-                before = load_average()
-                row = run_level(port, clients, args.seconds, args.max_tokens, (r * len(args.levels) + n) * 100_000)
+                before, cpu = load_average(), client_cpu_seconds()
+                row = measure(port, clients, args.seconds, args.max_tokens, (r * len(args.levels) + n) * 100_000)
                 row["load_before"], row["load_after"] = before, load_average()
+                row["client_cpu_seconds"] = client_cpu_seconds() - cpu
                 runs[clients].append(row)
                 print(f"{'' if args.rounds == 1 else f'round {r + 1}: '}{clients:3d} clients: "
                       f"{row['requests']:5d} requests, {row['errors']} errors, "
                       f"{row['tokens_per_second']:8.1f} tokens/s, p50 {row['p50_seconds'] * 1000:7.0f} ms, "
-                      f"p99 {row['p99_seconds'] * 1000:7.0f} ms  (load {row['load_before']} -> {row['load_after']})",
+                      f"p99 {row['p99_seconds'] * 1000:7.0f} ms, clients used {row['client_cpu_seconds']:.1f} CPU s  "
+                      f"(load {row['load_before']} -> {row['load_after']})",
                       flush=True)
         rss = peak_rss_bytes(process.pid)
     finally:
@@ -198,7 +241,7 @@ def main():
     summary = {
         "model": args.model, "file_bytes": size, "peak_rss_bytes": rss, "rss_goal_bytes": goal,
         "rss_ok": rss <= goal, "levels": rows, "max_tokens": args.max_tokens, "max_batch": args.max_batch,
-        "server_exit": status, "cpus": os.cpu_count(), "rounds": args.rounds,
+        "server_exit": status, "cpus": os.cpu_count(), "rounds": args.rounds, "client": args.client,
     }
     by_clients = {r["clients"]: r for r in rows}
     if 1 in by_clients and 32 in by_clients and by_clients[1]["tokens_per_second"] > 0:
