@@ -3,12 +3,20 @@
 never holding more than one shard in memory (for the scale benchmarks of issue 16; nothing is committed).
 
   make_big_checkpoint.py --shape flan-t5-xl|flan-t5-xxl --out DIR [--dtype f32|bf16] [--shard-size 2GB]
-                         [--seed 0] [--remove]
+                         [--seed 0] [--exact] [--remove]
 
 The tensors, names and init follow transformers' T5ForConditionalGeneration as save_pretrained writes it for the
 real google/flan-t5-{xl,xxl} configs (gated-gelu, untied lm_head; the tied encoder/decoder embed_tokens copies are
 not stored): weights are drawn with the std transformers' _init_weights uses (initializer_factor 1.0), so
-activations have realistic magnitudes. Output: model-0000K-of-0000N.safetensors, model.safetensors.index.json
+activations have realistic magnitudes. Drawing all 11 G normal samples of xxl one by one costs minutes of CPU, which a
+niced job on a loaded 2-core host does not get (last session: ~1 s of CPU per 20 s of wall), so by default every
+tensor is tiled from a pool of 32 Mi normal samples drawn once (scaled per std, stored in the target dtype): chunks
+of 1 Mi values, each copied from a fresh random offset of the pool. The values are then N(0, std) per element,
+but chunks repeat across tensors, which does not matter to what the checkpoints are for (conversion time and
+memory, load, decode speed, and quantization error, which is per element); --exact draws every value instead.
+Pooled shards are streamed from the pool straight into the file in safetensors' layout (no tensor is built, so a
+2 GB shard costs one copy instead of four) and each is checked by opening it with safetensors.safe_open; --exact
+builds the tensors and writes them with safetensors' save_file. Output: model-0000K-of-0000N.safetensors, model.safetensors.index.json
 (metadata.total_size, weight_map), config.json, and the real T5 vocabulary as spiece.model.
 
 Free disk is checked first (with a 10 % margin) and what is needed is printed. The folder is written under a
@@ -18,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import time
@@ -64,6 +73,70 @@ def tensors(c):
     yield "lm_head.weight", (v, d), 1.0
 
 
+POOL = 1 << 25   # normal samples drawn once (128 MB as float32)
+CHUNK = 1 << 20  # values copied per random pool offset
+
+
+class Pool:
+    """N(0, std) values for any std, tiled from one pool of standard normal samples (see the module doc), written
+    straight from the pool into the shard file: no tensor is ever materialised, so a shard costs one copy."""
+
+    def __init__(self, torch, generator, dtype):
+        self.torch, self.generator, self.dtype = torch, generator, dtype
+        self.base = torch.empty(POOL, dtype=torch.float32).normal_(0.0, 1.0, generator=generator)
+        self.scaled = {}
+        self.ones = {}
+
+    def _bytes(self, std):
+        """The pool scaled to `std`, as raw little-endian bytes of the target dtype."""
+        pool = self.scaled.get(std)
+        if pool is None:
+            t = (self.base * std).to(self.dtype)
+            bits = self.torch.int16 if self.dtype == self.torch.bfloat16 else self.torch.int32
+            pool = self.scaled[std] = memoryview(t.view(bits).numpy()).cast("B")
+        return pool
+
+    def write(self, f, count, std, width):
+        """Writes `count` values: ones for std 0 (a layer norm), else pool chunks from random offsets."""
+        if std == 0:
+            one = self.torch.ones(count, dtype=self.dtype)
+            bits = self.torch.int16 if self.dtype == self.torch.bfloat16 else self.torch.int32
+            f.write(memoryview(one.view(bits).numpy()).cast("B"))
+            return
+        pool = self._bytes(std)
+        chunks = (count + CHUNK - 1) // CHUNK
+        offsets = self.torch.randint(0, POOL - CHUNK + 1, (chunks,), generator=self.generator).tolist()
+        for k, o in enumerate(offsets):
+            take = min(CHUNK, count - k * CHUNK)
+            f.write(pool[o * width:(o + take) * width])
+
+
+def write_pooled_shard(path, shard, pool, dtype, width):
+    """One safetensors file in the library's layout (8-byte little-endian header length, the JSON header padded
+    with spaces to a multiple of 8, then the tensors back to back in header order), its data streamed from the
+    pool. The caller checks the result with safetensors.safe_open."""
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, shape, _ in shard:
+        n = width * numel(shape)
+        header[name] = {"dtype": "BF16" if dtype == "bf16" else "F32", "shape": list(shape),
+                        "data_offsets": [offset, offset + n]}
+        offset += n
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for _, shape, std in shard:
+            pool.write(f, numel(shape), std, width)
+
+
+def numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
 def parse_size(text):
     units = {"KB": 1e3, "MB": 1e6, "GB": 1e9}
     for u, m in units.items():
@@ -80,6 +153,8 @@ def main():
                         help="default: f32 for xl, bf16 for xxl (as many xxl repos ship)")
     parser.add_argument("--shard-size", default="2GB")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--exact", action="store_true",
+                        help="draw every value with torch's generator (slow) instead of tiling a sample pool")
     parser.add_argument("--remove", action="store_true", help="delete --out and exit")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -89,6 +164,7 @@ def main():
         return
 
     import torch
+    from safetensors import safe_open
     from safetensors.torch import save_file
 
     config = dict(SHAPES[args.shape], **COMMON)
@@ -109,7 +185,7 @@ def main():
     limit = parse_size(args.shard_size)
     shards, current, size = [], [], 0
     for name, shape, std in specs:
-        n = width * shape[0] * (shape[1] if len(shape) > 1 else 1)
+        n = width * numel(shape)
         if current and size + n > limit:
             shards.append(current)
             current, size = [], 0
@@ -120,21 +196,30 @@ def main():
 
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
     generator = torch.Generator().manual_seed(args.seed)
+    pool = None if args.exact else Pool(torch, generator, torch_dtype)
     weight_map = {}
     started = time.time()
     try:
         for k, shard in enumerate(shards, 1):
             file = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
-            data = {}
-            for name, shape, std in shard:
-                if std == 0:
-                    t = torch.ones(shape, dtype=torch.float32)
-                else:
-                    t = torch.empty(shape, dtype=torch.float32).normal_(0.0, std, generator=generator)
-                data[name] = t.to(torch_dtype).contiguous()
+            for name, _, _ in shard:
                 weight_map[name] = file
-            save_file(data, str(tmp / file), metadata={"format": "pt"})
-            del data
+            if pool is not None:
+                write_pooled_shard(tmp / file, shard, pool, dtype, width)
+                with safe_open(str(tmp / file), framework="pt") as check:  # the library reads what we wrote
+                    assert sorted(check.keys()) == sorted(n for n, _, _ in shard), file
+                    name, shape, _ = shard[-1]
+                    assert list(check.get_slice(name).get_shape()) == list(shape), (file, name)
+            else:
+                data = {}
+                for name, shape, std in shard:
+                    if std == 0:
+                        data[name] = torch.ones(shape, dtype=torch_dtype)
+                    else:
+                        t = torch.empty(shape, dtype=torch.float32).normal_(0.0, std, generator=generator)
+                        data[name] = t.to(torch_dtype).contiguous()
+                save_file(data, str(tmp / file), metadata={"format": "pt"})
+                del data
             print(f"  {file}: {len(shard)} tensors ({time.time() - started:.0f} s)", flush=True)
         with open(tmp / "model.safetensors.index.json", "w") as f:
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
@@ -147,8 +232,8 @@ def main():
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(f"{args.shape} ({dtype}) -> {out}: {len(shards)} shards, {total / 1e9:.2f} GB in "
-          f"{time.time() - started:.0f} s")
+    print(f"{args.shape} ({dtype}, {'exact draws' if args.exact else 'pooled samples'}) -> {out}: {len(shards)} "
+          f"shards, {total / 1e9:.2f} GB in {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":
