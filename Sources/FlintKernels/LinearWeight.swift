@@ -181,6 +181,9 @@ public enum TensorConversion {
             let storage = FloatStorage(count: count)
             try HalfConversion.decode(view.data, storage: view.storage,
                                       into: UnsafeMutableBufferPointer(start: storage.mutablePointer, count: count))
+            // The widened copy is all the caller uses: hand the source's mapped pages back now, not when the
+            // caller is done with its block (a bf16 xxl decoder block is 0.5 GB of them beside its 1 GB copy).
+            releaseMappedPages(view.data)
             return storage
         case .i8:
             return try dequantizeInt8(view)

@@ -1,0 +1,65 @@
+// Widening a bf16/f16 tensor that lies in a mapped file hands the file's pages back at once: the float32 copy is
+// all a layer uses, and calibrating or verifying bf16 flan-t5-xxl streams 0.5 GB decoder blocks whose source
+// pages would otherwise stay resident beside their 1 GB copies until the block is dropped.
+#if os(Linux)
+import Foundation
+import Testing
+import FlintFormat
+@testable import FlintKernels
+
+/// Resident kilobytes of the mapping of this process that contains `address` (/proc/self/smaps "Rss:").
+private func residentKB(containing address: UnsafeRawPointer) throws -> Int? {
+    // /proc files report size 0, so read until end of file rather than by their size.
+    let fd = open("/proc/self/smaps", O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        bytes += chunk[0..<n]
+    }
+    let text = String(decoding: bytes, as: UTF8.self)
+    let target = UInt(bitPattern: Int(bitPattern: address))
+    var inside = false
+    for line in text.split(separator: "\n") {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        if let range = fields.first, range.contains("-"), !range.hasSuffix(":") {
+            let bounds = range.split(separator: "-")
+            if bounds.count == 2, let lo = UInt(bounds[0], radix: 16), let hi = UInt(bounds[1], radix: 16) {
+                inside = lo <= target && target < hi
+                continue
+            }
+        }
+        if inside, fields.first == "Rss:", fields.count >= 2 { return Int(fields[1]) }
+    }
+    return nil
+}
+
+@Suite struct WidenedPagesTests {
+    @Test(arguments: [StorageType.bf16, .f16])
+    func wideningReleasesTheMappedSourcePages(_ storage: StorageType) throws {
+        let rows = 512, cols = 1024  // 1 MiB of 16-bit values: 256 pages
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("widen-\(getpid())-\(storage).bin").path
+        defer { unlink(path) }
+        // 1.0 in bf16 is 0x3F80, in f16 0x3C00.
+        let one: UInt16 = storage == .bf16 ? 0x3F80 : 0x3C00
+        let bits = [UInt16](repeating: one.littleEndian, count: rows * cols)
+        try bits.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
+        let file = try MappedFile(path: path)
+        let view = TensorView(name: "w", storage: storage, shape: [rows, cols], data: file.bytes, owner: file)
+        // Touch every page first (the high byte of a value, never 0 here), as reading the tensor does.
+        var sum = 0
+        for offset in stride(from: 1, to: file.bytes.count, by: 4096) { sum &+= Int(file.bytes[offset]) }
+        #expect(sum != 0)
+        let before = try #require(try residentKB(containing: file.bytes.baseAddress!))
+        #expect(before >= 1000, "the touched mapping should be resident (\(before) kB)")
+
+        let widened = try TensorConversion.floatStorage(view)
+        #expect(widened.buffer.allSatisfy { $0 == 1 })
+        let after = try #require(try residentKB(containing: file.bytes.baseAddress!))
+        #expect(after <= 8, "after widening the source mapping still holds \(after) kB resident")
+    }
+}
+#endif
