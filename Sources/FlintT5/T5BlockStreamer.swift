@@ -246,9 +246,9 @@ public final class T5BlockStreamer {
         }
         let state = T5DecoderState(config: config, initialCapacity: maxNewTokens)
         for cache in caches { _ = state.append(cache, count: 1, maxLength: maxNewTokens) }
-        // The head stays loaded for the whole generation (it is needed after every step).
+        // The head is loaded after each step's blocks and dropped again: kept for the whole generation, its
+        // widened copy (xxl's bf16 lm_head: 0.5 GB of float32) would sit beside every decoder block's.
         let headName = config.weightLayout.outputProjection
-        let head = try T5Linear(loader, headName, out: config.vocabSize, in: config.dModel)
         let headScale: Float = config.scaleDecoderOutputs ? Float(pow(Double(config.dModel), -0.5)) : 1
         let finalNorm = try T5LayerNorm(loader, "decoder.final_layer_norm.weight", dModel: config.dModel,
                                         epsilon: config.layerNormEpsilon)
@@ -287,7 +287,11 @@ public final class T5BlockStreamer {
                 for i in 0..<(rows * config.dModel) { work.normed.mutablePointer[i] *= headScale }
             }
             let logits = FloatStorage(count: rows * config.vocabSize)
-            head.forward(work.normed.pointer, rows: rows, into: logits.mutablePointer, context)
+            do {
+                let head = try T5Linear(loader, headName, out: config.vocabSize, in: config.dModel)
+                head.forward(work.normed.pointer, rows: rows, into: logits.mutablePointer, context)
+                release(headName)
+            }
             state.advance()
             var finished: [Int] = []
             for r in 0..<rows {
@@ -306,7 +310,6 @@ public final class T5BlockStreamer {
             }
             if active.isEmpty { break }
         }
-        release(headName)
         progress?(total, total)
         return generated
     }
