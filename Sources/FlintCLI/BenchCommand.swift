@@ -143,9 +143,15 @@ struct BenchCommand: ParsableCommand {
 /// The process's peak resident set size (VmHWM) in MB, from /proc/self/status.
 func peakResidentMegabytes() -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
-        return kb / 1024
+    return (statusKilobytes(status, field: "VmHWM") ?? 0) / 1024
+}
+
+/// A `/proc/<pid>/status` field in kB. The kernel pads the number after the tab to 8 columns with spaces, so from
+/// 10 000 000 kB (9.5 GB: an int8 flan-t5-xxl run) on the tab touches the digits: split on tabs and spaces both.
+func statusKilobytes(_ status: String, field: String) -> Double? {
+    for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+        return line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" })
+            .compactMap { Double($0) }.first
     }
-    return 0
+    return nil
 }
