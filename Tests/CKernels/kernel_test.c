@@ -430,7 +430,8 @@ static void run_path(const path *p) {
         // two- and one-block tails.
         {200, 64, 0}, {150, 96, 32},
     };
-    const int64_t row_counts[] = {1, 2, 3, 4, 5, 8, 9};
+    // 19 and 31 rows: the prefill tiles (8 rows) with their 4-, 2- and 1-row tails.
+    const int64_t row_counts[] = {1, 2, 3, 4, 5, 8, 9, 19, 31};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (size_t r = 0; r < sizeof row_counts / sizeof row_counts[0]; r++) check_int8(p, cases[c], row_counts[r]);
     const int64_t xwt_shapes[][3] = {{1, 40, 512}, {4, 9, 64}, {5, 67, 100}, {9, 13, 7}, {3, 130, 33}, {8, 64, 768}};
