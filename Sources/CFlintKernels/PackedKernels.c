@@ -303,8 +303,10 @@ P512_TARGET void flint_avx512_packed_weight_only(const flint_packed_int8 *m, int
 #define PA2_TARGET __attribute__((target("avx2,fma")))
 #define PVNNI_TARGET __attribute__((target("avx2,fma,avxvnni")))
 
-/// The tile body; VNNI is a literal. Without VNNI: signed activations `xq ^ 0x80` and `vpmaddubsw(|x|, sign(w, x))`
-/// (pairs ≤ 2·127² fit int16), then `+ 128 · Σ q` makes the unsigned sum exact again.
+/// The tile body; VNNI is a literal. Without VNNI: signed activations `x = xq ^ 0x80` and `vpmaddubsw(|w|, sign(x, w))`
+/// (pairs ≤ 2·128·127 fit int16; |w| is taken once per quad for all R rows, where |x| would be once per row: 6-7 %
+/// faster at 512 rows on Zen 4), or `vpmaddubsw(|x|, sign(w, x))` for a single row; then `+ 128 · Σ q` makes the
+/// unsigned sum exact again.
 #define PA2_W8A8_TILE(VNNI)                                                                                        \
     const int64_t kp = m->k_padded, groups = m->groups;                                                            \
     const int64_t quads_per_group = groups == 1 ? kp / 4 : m->group_size / 4;                                      \
@@ -321,18 +323,28 @@ P512_TARGET void flint_avx512_packed_weight_only(const flint_packed_int8 *m, int
             const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * q));                                   \
             const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * q + 32));                              \
             _mm_prefetch((const char *)(w + 64 * q + 1024), _MM_HINT_T0);                                          \
+            const __m256i aw0 = VNNI || R == 1 ? w0 : _mm256_abs_epi8(w0);                                        \
+            const __m256i aw1 = VNNI || R == 1 ? w1 : _mm256_abs_epi8(w1);                                        \
             for (int r = 0; r < R; r++) {                                                                          \
                 const __m256i xb = _mm256_set1_epi32(load_quad(xq + r * ldxq + 4 * q));                            \
                 if (VNNI) {                                                                                        \
                     acc[r][0] = PA2_DPBUSD(acc[r][0], xb, w0);                                                     \
                     acc[r][1] = PA2_DPBUSD(acc[r][1], xb, w1);                                                     \
-                } else {                                                                                           \
+                } else if (R == 1) {                                                                               \
+                    /* One row: |x| once instead of |w| twice. */                                                  \
                     const __m256i sx = _mm256_xor_si256(xb, _mm256_set1_epi8((char)0x80));                         \
                     const __m256i ax = _mm256_abs_epi8(sx), ones = _mm256_set1_epi16(1);                           \
                     acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(                                      \
                         _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, sx)), ones));                                \
                     acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(                                      \
                         _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, sx)), ones));                                \
+                } else {                                                                                           \
+                    const __m256i sx = _mm256_xor_si256(xb, _mm256_set1_epi8((char)0x80));                         \
+                    const __m256i ones = _mm256_set1_epi16(1);                                                     \
+                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(                                      \
+                        _mm256_maddubs_epi16(aw0, _mm256_sign_epi8(sx, w0)), ones));                               \
+                    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(                                      \
+                        _mm256_maddubs_epi16(aw1, _mm256_sign_epi8(sx, w1)), ones));                               \
                 }                                                                                                  \
             }                                                                                                      \
         }                                                                                                          \
