@@ -26,6 +26,47 @@ static inline int int4_valid_rows(const flint_packed_int4 *m, int64_t b) {
     return left >= 16 ? 16 : (int)left;
 }
 
+/// One group of the activation quantizer, in plain C (the Swift quantizer's operations: the 1.5 · 2²³ trick rounds
+/// to nearest, ties to even; the clamp bounds are integers, so clamping before or after rounding agrees).
+static void int4_quantize_group(const float *x, int64_t count, int8_t *out, int32_t *sum, float *scale) {
+    float amax = 0;
+    int finite = 1;
+    for (int64_t i = 0; i < count; i++) {
+        const float a = x[i] < 0 ? -x[i] : x[i];
+        finite &= a <= 3.4028235e38f;  // false for NaN and ±∞
+        amax = a > amax ? a : amax;
+    }
+    if (!finite || amax == 0) {
+        memset(out, 0, (size_t)count);
+        *sum = 0;
+        *scale = finite ? 0.0f : __builtin_nanf("");
+        return;
+    }
+    const float inverse = 127 / amax, magic = 12582912.0f;
+    int32_t total = 0;
+    for (int64_t i = 0; i < count; i++) {
+        float q = (x[i] * inverse + magic) - magic;
+        q = q < 127 ? q : 127;
+        q = q > -127 ? q : -127;
+        out[i] = (int8_t)q;
+        total += (int32_t)q;
+    }
+    *sum = total;
+    *scale = amax / 127;
+}
+
+void flint_int4_quantize_activations(const float *x, int64_t rows, int64_t cols, int64_t group_size, int64_t groups,
+                                     int8_t *xq, int64_t ldxq, int32_t *xsum, float *xs) {
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t g = 0; g < groups; g++) {
+            const int64_t start = g * group_size, end = start + group_size < cols ? start + group_size : cols;
+            int4_quantize_group(x + r * cols + start, end > start ? end - start : 0, xq + r * ldxq + start,
+                                xsum + r * groups + g, xs + r * groups + g);
+        }
+        if (ldxq > cols) memset(xq + r * ldxq + cols, 0, (size_t)(ldxq - cols));
+    }
+}
+
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
 
@@ -93,6 +134,50 @@ I512_TARGET void flint_avx512_int4_w4a8(const flint_packed_int4 *m, int64_t bloc
     if (!flint_isa_supported(FLINT_ISA_AVX512)) return;
     const int64_t groups = m->groups;
     for (int64_t b = block_begin; b < block_end; b++) I4_ROWS(i512_tile);
+}
+
+/// The activation quantizer, 16 inputs per step: the same operations as `int4_quantize_group` (`vcvtps2dq` rounds
+/// to nearest, ties to even, under the default MXCSR), `x · 0` summed to detect NaN and ±∞ as the int8 one does.
+I512_TARGET void flint_avx512_int4_quantize_activations(const float *x, int64_t rows, int64_t cols,
+                                                        int64_t group_size, int64_t groups, int8_t *xq,
+                                                        int64_t ldxq, int32_t *xsum, float *xs) {
+    if (!flint_isa_supported(FLINT_ISA_AVX512)) return;
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t g = 0; g < groups; g++) {
+            const int64_t start = g * group_size, end = start + group_size < cols ? start + group_size : cols;
+            const float *in = x + r * cols + start;
+            int8_t *out = xq + r * ldxq + start;
+            const int64_t count = end > start ? end - start : 0;
+            __m512 amax = _mm512_setzero_ps(), check = _mm512_setzero_ps();
+            for (int64_t i = 0; i < count; i += 16) {
+                const __mmask16 mask = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1);
+                const __m512 v = _mm512_maskz_loadu_ps(mask, in + i);
+                amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+                check = _mm512_add_ps(check, _mm512_mul_ps(v, _mm512_setzero_ps()));
+            }
+            const float m = _mm512_reduce_max_ps(amax);
+            const int finite = _mm512_reduce_add_ps(check) == 0.0f && m <= 3.4028235e38f;
+            if (!finite || m == 0) {
+                memset(out, 0, (size_t)count);
+                xsum[r * groups + g] = 0;
+                xs[r * groups + g] = finite ? 0.0f : __builtin_nanf("");
+                continue;
+            }
+            const __m512 inverse = _mm512_set1_ps(127 / m);
+            __m512i total = _mm512_setzero_si512();
+            for (int64_t i = 0; i < count; i += 16) {
+                const __mmask16 mask = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1);
+                const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, in + i), inverse);
+                const __m512i q = _mm512_cvtps_epi32(_mm512_max_ps(_mm512_min_ps(v, hi), lo));
+                total = _mm512_add_epi32(total, q);
+                _mm512_mask_cvtepi32_storeu_epi8(out + i, mask, q);
+            }
+            xsum[r * groups + g] = _mm512_reduce_add_epi32(total);
+            xs[r * groups + g] = m / 127;
+        }
+        if (ldxq > cols) memset(xq + r * ldxq + cols, 0, (size_t)(ldxq - cols));
+    }
 }
 
 /// One tile: R activation rows × one block, its 16 lanes in two halves of 8 (the first and second 32 bytes of a
@@ -273,6 +358,10 @@ void flint_neon_int4_w4a8(const flint_packed_int4 *m, int64_t block_begin, int64
         (void)y; (void)ldy;                                                                                       \
     }
 #if !(defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__)))
+void flint_avx512_int4_quantize_activations(const float *x, int64_t rows, int64_t cols, int64_t group_size,
+                                            int64_t groups, int8_t *xq, int64_t ldxq, int32_t *xsum, float *xs) {
+    (void)x; (void)rows; (void)cols; (void)group_size; (void)groups; (void)xq; (void)ldxq; (void)xsum; (void)xs;
+}
 I4_STUB(flint_avx512_int4_w4a8)
 I4_STUB(flint_avx2_int4_w4a8)
 #endif

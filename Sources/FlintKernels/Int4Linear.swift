@@ -67,8 +67,18 @@ public final class Int4Linear: LinearWeight, @unchecked Sendable {
             let xq = raw.assumingMemoryBound(to: Int8.self)
             let xsum = (raw + xqBytes).assumingMemoryBound(to: Int32.self)
             let xs = (raw + xqBytes + 4 * rows * groups).assumingMemoryBound(to: Float.self)
-            Int4Linear.quantizeActivations(x, rows: rows, cols: g.cols, groupSize: g.groupSize, groups: groups,
-                                           stride: stride, xq: xq, xsum: xsum, xs: xs)
+            // The C quantizers are bit-identical to the Swift one (`.portable` keeps it: the reference).
+            switch self.isa {
+            case .avx512:
+                flint_avx512_int4_quantize_activations(x, Int64(rows), Int64(g.cols), Int64(g.groupSize), Int64(groups),
+                                                       xq, Int64(stride), xsum, xs)
+            case .avx2, .neon:
+                flint_int4_quantize_activations(x, Int64(rows), Int64(g.cols), Int64(g.groupSize), Int64(groups),
+                                                xq, Int64(stride), xsum, xs)
+            case .portable:
+                Int4Linear.quantizeActivations(x, rows: rows, cols: g.cols, groupSize: g.groupSize, groups: groups,
+                                               stride: stride, xq: xq, xsum: xsum, xs: xs)
+            }
             var m = flint_packed_int4(codes: codes, scales: scales, n: Int64(g.rows), k: Int64(g.cols),
                                       k_padded: Int64(stride), group_size: Int64(g.groupSize), groups: Int64(groups))
             let isa = self.isa
@@ -94,7 +104,8 @@ public final class Int4Linear: LinearWeight, @unchecked Sendable {
     }
 
     /// Per row and group of `groupSize` inputs: `xs = max|x| / 127` (0 for a zero group), `xq = round(x / xs)`
-    /// (ties to even, in -127…127), `xsum = Σ xq`; `xq` is zero past `cols` up to `stride`.
+    /// (ties to even, in -127…127), `xsum = Σ xq`; a group holding a NaN or ±∞ gets xq 0, xsum 0 and xs NaN, so
+    /// its outputs are NaN rather than quietly finite; `xq` is zero past `cols` up to `stride`.
     static func quantizeActivations(_ x: UnsafePointer<Float>, rows: Int, cols: Int, groupSize: Int, groups: Int,
                                     stride: Int, xq: UnsafeMutablePointer<Int8>, xsum: UnsafeMutablePointer<Int32>,
                                     xs: UnsafeMutablePointer<Float>) {
@@ -107,9 +118,15 @@ public final class Int4Linear: LinearWeight, @unchecked Sendable {
                 let start = g * groupSize
                 let end = min(cols, start + groupSize)
                 var amax: Float = 0
-                if start < end { for c in start..<end { amax = max(amax, abs(row[c])) } }
+                var finite = true
+                if start < end {
+                    for c in start..<end {
+                        finite = finite && row[c].isFinite
+                        amax = max(amax, abs(row[c]))
+                    }
+                }
                 var sum: Int32 = 0
-                if amax > 0 && amax.isFinite {
+                if amax > 0 && finite {
                     let inverse = 127 / amax
                     for c in start..<end {
                         let q = max(-127, min(127, (row[c] * inverse + magic) - magic))
@@ -119,7 +136,7 @@ public final class Int4Linear: LinearWeight, @unchecked Sendable {
                     xs[r * groups + g] = amax / 127
                 } else {
                     for c in start..<max(start, end) { out[c] = 0 }
-                    xs[r * groups + g] = amax.isFinite ? 0 : .nan
+                    xs[r * groups + g] = finite ? 0 : .nan
                 }
                 xsum[r * groups + g] = sum
             }

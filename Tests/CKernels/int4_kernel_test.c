@@ -5,7 +5,8 @@
 // Every path must be bit-identical to it. The weights are packed here from row-major values by the layout's
 // own description (not by the kernels' code), with ragged row counts (padding lanes), ragged input counts
 // (padding codes 8 = q 0), every group size, calls of 2…8 blocks (the multi-block decode tiles and their
-// rest), extreme codes (-8 and 7 against ±127) and 1…7 activation rows.
+// rest), extreme codes (-8 and 7 against ±127) and 1…7 activation rows; and the activation quantizers (plain C,
+// AVX-512) against the header's contract, NaN / ∞ / zero groups and rounding ties included.
 // `make kernel-test` / `make kernel-test-arm` build and run it next to kernel_test.c. Exit status 0 when all pass.
 #include "CFlintKernels.h"
 
@@ -146,6 +147,70 @@ static void run_path(const path *p) {
     printf("  %-22s %s (%d checks)\n", p->name, failures == before ? "ok" : "FAILED", checks - checks_before);
 }
 
+/// The activation quantizers against the header's contract, computed here with rintf: random rows with ragged
+/// column counts, an all-zero group, a group with a NaN and one with +∞, and values scaled to land on ties.
+static void check_quantizer(const char *name, void (*quantize)(const float *, int64_t, int64_t, int64_t, int64_t,
+                                                               int8_t *, int64_t, int32_t *, float *)) {
+    const int before = failures;
+    const int64_t shapes[][2] = {{1, 32}, {3, 100}, {2, 768}, {5, 130}, {1, 2048}};
+    const int64_t group_sizes[] = {32, 64, 128};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t gi = 0; gi < 3; gi++) {
+            const int64_t rows = shapes[s][0], cols = shapes[s][1], gs = group_sizes[gi];
+            const int64_t groups = (cols + gs - 1) / gs, ldxq = groups * gs;
+            float *x = malloc(sizeof(float) * (size_t)(rows * cols));
+            for (int64_t i = 0; i < rows * cols; i++) {
+                // Each group's first value 127 (so 127 / max|x| = 1), then halfway values k + 0.5 (rounding ties)
+                // and random ones.
+                x[i] = (i % cols) % gs == 0 ? 127.0f : i % 2 ? (float)((int)(next_u32() % 253) - 126) + 0.5f
+                                                            : ((float)next_u32() / 4294967296.0f - 0.5f) * 7;
+            }
+            if (rows * cols >= 3 * gs) {
+                for (int64_t c = 0; c < gs; c++) x[c] = 0;   // group 0 of row 0: zeros
+                x[gs + 3] = __builtin_nanf("");                // group 1: a NaN
+                x[2 * gs + 1] = __builtin_inff();              // group 2: +∞
+            }
+            int8_t *xq = malloc((size_t)(rows * ldxq)), *ref_q = malloc((size_t)(rows * ldxq));
+            int32_t *xsum = malloc(4 * (size_t)(rows * groups)), *ref_sum = malloc(4 * (size_t)(rows * groups));
+            float *xs = malloc(4 * (size_t)(rows * groups)), *ref_s = malloc(4 * (size_t)(rows * groups));
+            memset(xq, 0x55, (size_t)(rows * ldxq));
+            memset(ref_q, 0, (size_t)(rows * ldxq));
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t g = 0; g < groups; g++) {
+                    const int64_t start = g * gs, end = start + gs < cols ? start + gs : cols;
+                    float amax = 0;
+                    int finite = 1;
+                    for (int64_t c = start; c < end; c++) {
+                        finite &= isfinite(x[r * cols + c]) != 0;
+                        if (fabsf(x[r * cols + c]) > amax) amax = fabsf(x[r * cols + c]);
+                    }
+                    int32_t sum = 0;
+                    if (finite && amax > 0) {
+                        const float inverse = 127 / amax;
+                        for (int64_t c = start; c < end; c++) {
+                            const float q = rintf(fminf(fmaxf(x[r * cols + c] * inverse, -127), 127));
+                            ref_q[r * ldxq + c] = (int8_t)q;
+                            sum += (int32_t)q;
+                        }
+                    }
+                    ref_sum[r * groups + g] = sum;
+                    ref_s[r * groups + g] = !finite ? __builtin_nanf("") : amax > 0 ? amax / 127 : 0;
+                }
+            quantize(x, rows, cols, gs, groups, xq, ldxq, xsum, xs);
+            checks++;
+            if (memcmp(xq, ref_q, (size_t)(rows * ldxq)) != 0) FAIL("%s quantize %lldx%lld g%lld: codes differ", name, (long long)rows, (long long)cols, (long long)gs);
+            if (memcmp(xsum, ref_sum, 4 * (size_t)(rows * groups)) != 0) FAIL("%s quantize %lldx%lld g%lld: sums differ", name, (long long)rows, (long long)cols, (long long)gs);
+            for (int64_t i = 0; i < rows * groups; i++)
+                if (!(isnan(xs[i]) && isnan(ref_s[i])) && memcmp(&xs[i], &ref_s[i], 4) != 0) {
+                    FAIL("%s quantize %lldx%lld g%lld: scale %lld = %.9g, reference %.9g", name, (long long)rows,
+                         (long long)cols, (long long)gs, (long long)i, xs[i], ref_s[i]);
+                    break;
+                }
+            free(x); free(xq); free(ref_q); free(xsum); free(ref_sum); free(xs); free(ref_s);
+        }
+    printf("  %-22s %s\n", name, failures == before ? "ok" : "FAILED");
+}
+
 int main(void) {
     const path paths[] = {
         {"avx512 int4", flint_isa_supported(FLINT_ISA_AVX512), flint_avx512_int4_w4a8},
@@ -155,6 +220,8 @@ int main(void) {
         {"neon int4 without sdot", flint_isa_supported(FLINT_ISA_NEON), flint_neon_int4_w4a8_plain},
     };
     printf("CFlintKernels int4 paths on %s:\n", flint_cpu_name());
+    check_quantizer("int4 quantize (C)", flint_int4_quantize_activations);
+    if (flint_isa_supported(FLINT_ISA_AVX512)) check_quantizer("int4 quantize avx512", flint_avx512_int4_quantize_activations);
     int ran = 0;
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         run_path(&paths[i]);

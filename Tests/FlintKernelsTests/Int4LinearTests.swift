@@ -57,6 +57,26 @@ private func run(_ linear: Int4Linear, _ x: [Float], rows: Int, pool: ThreadPool
         }
     }
 
+    /// A group of activations holding a NaN or ±∞ makes its row's outputs NaN on every path (not a quietly
+    /// finite code 127), and the other rows are untouched.
+    @Test(arguments: KernelISA.allCases)
+    func nonFiniteActivationsGiveNaNOnEveryPath(isa: KernelISA) throws {
+        guard runsHere(isa) else { return }
+        let weight = Int4Weight(out: 37, in: 100, groupSize: 32, seed: 11)
+        defer { weight.storage.deallocate() }
+        let portable = try Int4Linear(weight.view, isa: .portable)
+        let linear = try Int4Linear(weight.view, isa: isa)
+        var x = randomActivations(rows: 3, cols: 100, seed: 7)
+        x[0 * 100 + 40] = .nan
+        x[2 * 100 + 99] = .infinity
+        let y = run(linear, x, rows: 3, pool: nil)
+        let nanRows = y[0..<37].allSatisfy { $0.isNaN } && y[74..<111].allSatisfy { $0.isNaN }
+        let finiteRow = y[37..<74].allSatisfy { $0.isFinite }
+        #expect(nanRows, "\(isa)")
+        #expect(finiteRow, "\(isa)")
+        #expect(Array(y[37..<74]) == Array(run(portable, x, rows: 3, pool: nil)[37..<74]), "\(isa)")
+    }
+
     @Test(arguments: cases)
     func portableIsTheInt4ProductUpToActivationRounding(_ c: Case) throws {
         let weight = Int4Weight(out: c.out, in: c.inFeatures, groupSize: c.groupSize, seed: UInt64(c.out + c.inFeatures))

@@ -238,6 +238,16 @@ void flint_neon_int4_w4a8_plain(const flint_packed_int4 *m, int64_t block_begin,
                                 const int8_t *xq, int64_t ldxq, const int32_t *xsum, const float *xs, int64_t rows,
                                 float *y, int64_t ldy);
 
+/// The W4A8 activation side: per row of `x` (`rows × cols`, contiguous) and group of `group_size` inputs,
+/// `xs = max|x| / 127`, `xq = round(x · (127 / max|x|))` clamped to ±127, ties to even, `xsum = Σ xq`; a group of
+/// zeros gives xq 0, xs 0; a group holding a NaN or ±∞ gives xq 0, xsum 0, xs NaN (so its outputs are NaN).
+/// `xq` is zero from `cols` to `ldxq`. Bit-identical to `Int4Linear.quantizeActivations` (Swift). The AVX-512
+/// version is callable when `flint_isa_supported(FLINT_ISA_AVX512)`; the plain C one everywhere.
+void flint_int4_quantize_activations(const float *x, int64_t rows, int64_t cols, int64_t group_size, int64_t groups,
+                                     int8_t *xq, int64_t ldxq, int32_t *xsum, float *xs);
+void flint_avx512_int4_quantize_activations(const float *x, int64_t rows, int64_t cols, int64_t group_size,
+                                            int64_t groups, int8_t *xq, int64_t ldxq, int32_t *xsum, float *xs);
+
 #ifdef __cplusplus
 }
 #endif
