@@ -32,9 +32,10 @@ struct ConvertCommand: ParsableCommand {
 
         Int4 (--quant int4-g32, int4-g64, int4-g128): symmetric 4-bit weights in groups of 32/64/128 inputs with
         f16 scales (4.5 bits per weight at g32), packed for the decode kernels (FLINT.md layout 2). The default
-        int4 recipe keeps shared.weight (the embedding) and the FFN output projections (wo) per-row int8 and makes
-        every other linear layer, lm_head included, int4; --keep keeps a tensor float, and --target-top1 moves the
-        tensors int4 hurts most to int8 (then float).
+        int4 recipe keeps shared.weight (the embedding) per-row int8 and makes every linear layer, wo and lm_head
+        included, int4 — except an FFN output projection wo whose calibrated, activation-aware int4 error is worse
+        than the other int4 layers': that one stays per-row int8 (a scheme rule in the file); --keep keeps a tensor
+        float, and --target-top1 moves the tensors int4 hurts most to int8 (then float).
 
         \(ConvertCommand.searchDiscussion)
 

@@ -126,11 +126,14 @@ public enum CalibratedConverter {
                                               config: folder.config)
                     var shapes: [String: [Int]] = [:]
                     for info in folder.tensorInfos { shapes[info.name] = info.shape }
-                    plan = try Int4ActivationWeights.refine(plan, folder: folder, statistics: statistics, groupSize: groupSize) { name in
+                    let refined = try Int4ActivationWeights.refine(plan, folder: folder, statistics: statistics, groupSize: groupSize) { name in
                         guard let shape = shapes[name] else { return false }
                         if case .int4 = quantPlan.decide(name: name, shape: shape).form { return true }
                         return false
                     }
+                    plan = refined.plan
+                    // The FFN output projections int4 would hurt most stay per-row int8 (recorded as scheme rules).
+                    convertOptions.schemeRules += try refined.keepInt8.map { try SchemeRule(pattern: $0, form: .int8(.int8Row)) }
                 }
                 convertOptions.scalings = plan.scalings
                 smoothing = SmoothingSummary(alpha: plan.alpha, folds: plan.folds)

@@ -9,6 +9,10 @@
 //      diagonal of E[x xᵀ] stands in for the output error AWQ measures on stored activations.
 //   2. the int4 quantizer weights each column's squared error by (m_j / s_j)² — its input magnitude after the
 //      fold — when it picks a group's scale.
+//   3. the FFN output projections wo, whose inputs carry the largest activations, stay int4 only where that
+//      works: a wo whose chosen scales leave a relative activation-weighted int4 error (error over
+//      Σ m_j² W_rj²) above the worst of the model's other int4 sites is kept per-row int8, its site back on
+//      SmoothQuant's scales (what W8A8 needs).
 
 import Foundation
 import FlintCheckpoint
@@ -42,12 +46,17 @@ enum Int4ActivationWeights {
         return weights
     }
 
+    static let feedForwardOutput = "*.DenseReluDense.wo.weight"
+
     /// `plan` with the scales of every site whose consumers `isInt4` replaced by the activation-aware choice
     /// (see the top of this file); its scalings are rebuilt from the folds, in the order the file records them.
+    /// `keepInt8` lists the FFN output projections that int4 would hurt more than the other int4 layers (3.).
     static func refine(_ plan: SmoothingPlan, folder: HFModelFolder, statistics: ActivationStatistics,
-                       groupSize: Int, isInt4: (String) -> Bool) throws -> SmoothingPlan {
+                       groupSize: Int, isInt4: (String) -> Bool) throws -> (plan: SmoothingPlan, keepInt8: [String]) {
         let quantizer = try Int4Quantizer(groupSize: groupSize)
         var folds = plan.folds
+        // Per refined fold: its relative activation-weighted int4 error with the chosen scales.
+        var relativeError: [Int: Double] = [:]
         for index in folds.indices {
             let fold = folds[index]
             guard !fold.consumers.isEmpty, fold.consumers.allSatisfy(isInt4),
@@ -75,6 +84,11 @@ enum Int4ActivationWeights {
                       loss.isFinite else { continue }
                 if loss < bestLoss { bestLoss = loss; best = scales }
             }
+            var energy = 0.0
+            for (rows, values) in weights {
+                for r in 0..<rows { for j in 0..<channels { let v = Double(magnitude[j]) * Double(values[r * channels + j]); energy += v * v } }
+            }
+            if energy > 0 && bestLoss.isFinite { relativeError[index] = bestLoss / energy }
             var after: Float = 0
             for j in 0..<channels { after = max(after, stats.absMax[j] / best[j]) }
             folds[index] = SmoothingFold(producer: fold.producer, producerAxis: fold.producerAxis, consumers: fold.consumers,
@@ -82,10 +96,18 @@ enum Int4ActivationWeights {
                                          activationMaxAfter: Double(after), minScale: Double(best.min() ?? 1),
                                          maxScale: Double(best.max() ?? 1))
         }
+        // wo sites measured worse than every other int4 site go back to int8 and SmoothQuant's scales.
+        let isOutput: (Int) -> Bool = { folds[$0].consumers.allSatisfy { globMatch(pattern: feedForwardOutput, name: $0) } }
+        let limit = relativeError.filter { !isOutput($0.key) }.map(\.value).max() ?? 0
+        var keepInt8: [String] = []
+        for (index, error) in relativeError.sorted(by: { $0.key < $1.key }) where isOutput(index) && error > limit {
+            folds[index] = plan.folds[index]
+            keepInt8 += plan.folds[index].consumers
+        }
         var refined = plan
         refined.scalings = try SmoothingSummary(alpha: plan.alpha, folds: folds).channelScalings()
         refined.folds = folds
-        return refined
+        return (refined, keepInt8)
     }
 
     /// s_j = m_j^α over the geometric mean of the active channels' (AWQ's normalisation keeps the weights'

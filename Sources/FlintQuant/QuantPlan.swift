@@ -186,8 +186,6 @@ public enum KeepReason: Sendable, Equatable, CustomStringConvertible {
     case floatOnlyRole(String)
     /// The default int4 recipe keeps the embedding (`shared.weight`) int8.
     case int4DefaultEmbedding
-    /// The default int4 recipe keeps the FFN output projections (`*.DenseReluDense.wo.weight`) int8.
-    case int4DefaultFeedForwardOutput
 
     /// A short text for messages and JSON (`kept_float`).
     public var description: String {
@@ -200,7 +198,6 @@ public enum KeepReason: Sendable, Equatable, CustomStringConvertible {
         case .schemeRule(let rule): return "scheme rule \(rule)"
         case .floatOnlyRole(let role): return "\(role) (always float)"
         case .int4DefaultEmbedding: return "default int4 recipe (embedding int8)"
-        case .int4DefaultFeedForwardOutput: return "default int4 recipe (FFN output projection wo int8)"
         }
     }
 }
@@ -298,17 +295,15 @@ public struct QuantPlan: Sendable {
         return keepRules.indices.filter { !matched[$0] }.map { keepRules[$0] }
     }
 
-    /// The default int4 recipe (`--quant int4-gG` without a scheme rule for the tensor): the embedding and
-    /// the FFN output projections stay per-row int8 — the embedding feeds every token's residual stream, and wo's
-    /// inputs carry the largest activations of the model, which is where int4's coarser steps cost the most
-    /// agreement — and every other linear layer (attention, wi, lm_head) is int4. For flan-t5-base this keeps
-    /// the file under 170 MB.
+    /// The default int4 recipe (`--quant int4-gG` without a scheme rule for the tensor): the embedding stays
+    /// per-row int8 — it feeds every token's residual stream, and decoding reads one row of it per token — and
+    /// every linear layer (attention, wi, wo, lm_head) is int4. The FFN output projections wo carry the model's
+    /// largest activations: a calibrated conversion keeps a wo int8 (with a scheme rule) where its
+    /// activation-aware int4 error is worse than the model's other int4 layers' (FlintCalibration,
+    /// Int4ActivationWeights). For flan-t5-base this keeps the file under 170 MB.
     static func int4DefaultInt8(name: String) -> (StoredForm, KeepReason)? {
         if name == "shared.weight" || globMatch(pattern: "*embed_tokens.weight", name: name) {
             return (.int8(.int8Row), .int4DefaultEmbedding)
-        }
-        if globMatch(pattern: QuantPlan.defaultKeepPattern, name: name) {
-            return (.int8(.int8Row), .int4DefaultFeedForwardOutput)
         }
         return nil
     }

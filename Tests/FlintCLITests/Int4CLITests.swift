@@ -16,7 +16,7 @@ import TestSupport
         #expect(text.status == 0)
         #expect(text.stdout.contains("recipe     int4-g32"), "\(text.stdout)")
         // The demo's matrices are whole blocks: exactly 4.5 bits per int4 weight.
-        #expect(text.stdout.contains("int4-g32 33 tensors") && text.stdout.contains("(4.50 bits/weight)"), "\(text.stdout)")
+        #expect(text.stdout.contains("int4-g32 37 tensors") && text.stdout.contains("(4.50 bits/weight)"), "\(text.stdout)")
         let line = try #require(text.stdout.split(separator: "\n").first { $0.hasPrefix("encoder.block.0.layer.0.SelfAttention.q.weight ") && $0.contains("packed") })
         #expect(line.contains("int4-g32") && line.contains("int4-packed16x8") && line.contains("9216"), "\(line)")
         let json = try #require(try flint("inspect", dir + "/m.flint", "--json").json as? [String: Any])

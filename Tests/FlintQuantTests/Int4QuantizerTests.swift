@@ -108,18 +108,18 @@ private func gaussian(_ count: Int, seed: UInt64) -> [Float] {
         }
     }
 
-    @Test func planParsesInt4AndKeepsEmbeddingAndWoInt8() throws {
+    @Test func planParsesInt4AndKeepsTheEmbeddingInt8() throws {
         #expect(try QuantRequest(cliName: "int4-g32") == .int4(32))
         #expect(try QuantRequest(cliName: "int4-g128").name == "int4-g128")
         #expect(throws: FlintError.self) { try QuantRequest(cliName: "int4-g16") }
         #expect(try SchemeRule(parsing: "lm_head.weight=int4-g64").form == .int4(64))
-        // Smoothed (no default keep): attention, wi and lm_head int4; shared and wo int8.
+        // Smoothed (no default keep): attention, wi, wo and lm_head int4; shared int8.
         let plan = QuantPlan(request: .int4(32), useDefaultKeep: false, isGatedFFN: true)
         #expect(plan.decide(name: "encoder.block.0.layer.0.SelfAttention.q.weight", shape: [8, 8]).form == .int4(32))
         #expect(plan.decide(name: "lm_head.weight", shape: [10, 8]).form == .int4(32))
         #expect(plan.decide(name: "shared.weight", shape: [10, 8]) ==
                 TensorDecision(name: "shared.weight", shape: [10, 8], form: .int8(.int8Row), reason: .int4DefaultEmbedding))
-        #expect(plan.decide(name: "decoder.block.1.layer.2.DenseReluDense.wo.weight", shape: [8, 16]).form == .int8(.int8Row))
+        #expect(plan.decide(name: "decoder.block.1.layer.2.DenseReluDense.wo.weight", shape: [8, 16]).form == .int4(32))
         #expect(plan.decide(name: "encoder.final_layer_norm.weight", shape: [8]).form == .float(.f32))
         // Data-free gated: wo keeps the f32 default keep; scheme rules override the int4 defaults.
         #expect(QuantPlan(request: .int4(32), isGatedFFN: true)
