@@ -325,7 +325,7 @@ P512_TARGET void flint_avx512_packed_weight_only(const flint_packed_int8 *m, int
         for (int64_t q = q0; q < q1; q++) {                                                                        \
             const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * q));                                   \
             const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * q + 32));                              \
-            _mm_prefetch((const char *)(w + 64 * q + 1024), _MM_HINT_T0);                                          \
+            _mm_prefetch((const char *)(w + 64 * q + 1024), _MM_HINT_T1); /* into L2: see p512_w8a8_tile */        \
             const __m256i aw0 = VNNI || R == 1 ? w0 : _mm256_abs_epi8(w0);                                        \
             const __m256i aw1 = VNNI || R == 1 ? w1 : _mm256_abs_epi8(w1);                                        \
             for (int r = 0; r < R; r++) {                                                                          \
