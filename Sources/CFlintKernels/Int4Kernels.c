@@ -96,7 +96,10 @@ I512_TARGET I_INLINE void i512_tile(const flint_packed_int4 *m, int64_t b, const
         }
         for (int64_t c = g * chunks_per_group; c < (g + 1) * chunks_per_group; c++) {
             const __m512i v = _mm512_loadu_si512((const void *)(codes + 64 * c));
-            if (R == 1) _mm_prefetch((const char *)(codes + 64 * c + 1024), _MM_HINT_T0);
+            // Decode (one row, codes from memory): into L2, 32 chunks ahead. A gemv microbenchmark over 64
+            // flan-t5-base wi-shaped matrices (2048 x 768, 56 MB, so every call reads DRAM) on Zen 4 ran 15-25 %
+            // faster than with the prefetch into L1 16 chunks ahead, as the packed int8 decode tiles found.
+            if (R == 1) _mm_prefetch((const char *)(codes + 64 * c + 2048), _MM_HINT_T1);
             const __m512i vl = _mm512_and_si512(v, low), vh = _mm512_and_si512(v, high);
             for (int r = 0; r < R; r++) {
                 const int8_t *x = xq + r * ldxq + 8 * c;
@@ -208,7 +211,7 @@ I256_TARGET I_INLINE void i256_tile(const flint_packed_int4 *m, int64_t b, const
                     lo[h] = _mm256_and_si256(v, low);
                     hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
                 }
-                if (R == 1) _mm_prefetch((const char *)(codes + 64 * c + 1024), _MM_HINT_T0);
+                if (R == 1) _mm_prefetch((const char *)(codes + 64 * c + 2048), _MM_HINT_T1);  // as in i512_tile
                 for (int r = 0; r < R; r++) {
                     const int8_t *x = xq + r * ldxq + 8 * c;
                     const __m256i xa = _mm256_set1_epi32(int4_load_quad(x)), xb = _mm256_set1_epi32(int4_load_quad(x + 4));
