@@ -369,6 +369,7 @@ def child_env(threads, extra=None):
     env.pop("FLINT_ISA", None)
     env.pop("CT2_FORCE_CPU_ISA", None)
     env.pop("MKL_ENABLE_INSTRUCTIONS", None)
+    env.pop("ONEDNN_MAX_CPU_ISA", None)
     env.update(extra or {})
     return env
 
@@ -419,11 +420,14 @@ def measure_flint(flint, engine, model, threads, args):
 
 def measure_worker(engine, model, threads, args):
     spec = ENGINES[engine]
-    # CTranslate2's int8 GEMM is Intel MKL's, which picks its own instruction set: MKL_ENABLE_INSTRUCTIONS caps it
-    # too, or "AVX2" would still run AVX-512 VNNI inside MKL. CT2_VERBOSE=1 makes it log the ISA it selected.
+    # CTranslate2's int8 GEMM is a library's, which picks its own instruction set: Intel MKL on Intel CPUs, oneDNN
+    # elsewhere (CT2_USE_MKL unset: MKL only on a GenuineIntel CPU). MKL_ENABLE_INSTRUCTIONS and ONEDNN_MAX_CPU_ISA
+    # cap them too, or "AVX2" would still run AVX-512 VNNI inside the GEMM (on an AMD Zen 4 the forced row then
+    # measured the default row's prefill). CT2_VERBOSE=1 makes it log the ISA and the GEMM backend it selected.
     extra = {"CT2_VERBOSE": "1"}
     if spec["isa"]:
-        extra.update({"CT2_FORCE_CPU_ISA": spec["isa"], "MKL_ENABLE_INSTRUCTIONS": spec["isa"]})
+        extra.update({"CT2_FORCE_CPU_ISA": spec["isa"], "MKL_ENABLE_INSTRUCTIONS": spec["isa"],
+                      "ONEDNN_MAX_CPU_ISA": spec["isa"]})
     cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", spec["kind"], "--model", str(model),
            "--compute-type", spec.get("compute", "default"), "--threads", str(threads),
            "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens),
@@ -435,7 +439,10 @@ def measure_worker(engine, model, threads, args):
     result = last_json_object(out)
     result["peak_rss_mb"] = peak
     selected = [line.split("Selected ISA:", 1)[1].strip() for line in err.splitlines() if "Selected ISA:" in line]
-    result["isa"] = (selected[-1] if selected else "unreported") + (" (forced)" if spec["isa"] else "")
+    gemm = [line.split("GEMM_S8 backend:", 1)[1].split("(")[0].strip() for line in err.splitlines()
+            if "GEMM_S8 backend:" in line]
+    result["isa"] = ((selected[-1] if selected else "unreported") + (" (forced)" if spec["isa"] else "")
+                     + (f", int8 GEMM {gemm[-1]}" if gemm and spec.get("compute") != "float32" else ""))
     if spec["isa"] and selected and selected[-1] != spec["isa"]:
         raise RuntimeError(f"CT2_FORCE_CPU_ISA={spec['isa']} selected {selected[-1]}")
     result["commands"] = [(" ".join(f"{k}={v}" for k, v in extra.items()) + " " + " ".join(cmd)).strip()]
