@@ -12,18 +12,8 @@ private func folderPath(_ name: String) -> String {
 /// Goldens written by Tools/make_tokenizer_golden.py with `AutoTokenizer.from_pretrained(folder)` (fast for
 /// tokenizer.json folders, the slow T5Tokenizer for spiece.model ones).
 private struct FolderGolden: Decodable {
-    struct Case: Decodable {
-        let text: String
-        let ids: [Int]
-        let pieces: [String]
-        let decoded: String
-        let decoded_skip_special: String
-    }
-    struct DecodeCase: Decodable {
-        let ids: [Int]
-        let decoded: String
-        let decoded_skip_special: String
-    }
+    typealias Case = GoldenEncodeCase
+    typealias DecodeCase = GoldenDecodeCase
     let folder: String
     let tokenizer_file: String
     let tokenizer_len: Int

@@ -10,18 +10,8 @@ private func vocabPath(_ name: String) -> String {
 
 /// Goldens written by Tools/make_tokenizer_golden.py with transformers' slow T5Tokenizer.
 private struct TokenizerGolden: Decodable {
-    struct Case: Decodable {
-        let text: String
-        let ids: [Int]
-        let pieces: [String]
-        let decoded: String
-        let decoded_skip_special: String
-    }
-    struct DecodeCase: Decodable {
-        let ids: [Int]
-        let decoded: String
-        let decoded_skip_special: String
-    }
+    typealias Case = GoldenEncodeCase
+    typealias DecodeCase = GoldenDecodeCase
     let vocab: String
     let spiece_size: Int
     let tokenizer_len: Int
