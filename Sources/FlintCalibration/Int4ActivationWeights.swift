@@ -50,9 +50,11 @@ enum Int4ActivationWeights {
 
     /// `plan` with the scales of every site whose consumers `isInt4` replaced by the activation-aware choice
     /// (see the top of this file); its scalings are rebuilt from the folds, in the order the file records them.
-    /// `keepInt8` lists the FFN output projections that int4 would hurt more than the other int4 layers (3.).
+    /// `keepInt8` lists the FFN output projections that int4 would hurt more than the other int4 layers (3.);
+    /// `relativeErrors` gives, per consumer of a refined site, that site's relative error with the chosen scales.
     static func refine(_ plan: SmoothingPlan, folder: HFModelFolder, statistics: ActivationStatistics,
-                       groupSize: Int, isInt4: (String) -> Bool) throws -> (plan: SmoothingPlan, keepInt8: [String]) {
+                       groupSize: Int, isInt4: (String) -> Bool) throws
+        -> (plan: SmoothingPlan, keepInt8: [String], relativeErrors: [String: Double]) {
         let quantizer = try Int4Quantizer(groupSize: groupSize)
         var folds = plan.folds
         // Per refined fold: its relative activation-weighted int4 error with the chosen scales.
@@ -107,7 +109,9 @@ enum Int4ActivationWeights {
         var refined = plan
         refined.scalings = try SmoothingSummary(alpha: plan.alpha, folds: folds).channelScalings()
         refined.folds = folds
-        return (refined, keepInt8)
+        var errors: [String: Double] = [:]
+        for (index, error) in relativeError { for consumer in plan.folds[index].consumers { errors[consumer] = error } }
+        return (refined, keepInt8, errors)
     }
 
     /// s_j = m_j^α over the geometric mean of the active channels' (AWQ's normalisation keeps the weights'
