@@ -142,8 +142,14 @@ static void run_path(const path *p) {
     const int64_t group_sizes[] = {32, 64, 128};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t g = 0; g < sizeof group_sizes / sizeof group_sizes[0]; g++)
-            for (int64_t rows = 1; rows <= 7; rows++) check(p, shapes[s][0], shapes[s][1], group_sizes[g], rows, 0);
-    for (size_t g = 0; g < sizeof group_sizes / sizeof group_sizes[0]; g++) check(p, 32, 512, group_sizes[g], 3, 1);
+            // 1-7 rows: the decode tiles; 8 and more: the prefill tiles (4 rows × 3 blocks, then 1 row, and the
+            // leftover blocks one at a time).
+            for (int64_t rows = 1; rows <= 13; rows++) check(p, shapes[s][0], shapes[s][1], group_sizes[g], rows, 0);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) check(p, shapes[s][0], shapes[s][1], 32, 31, 0);
+    for (size_t g = 0; g < sizeof group_sizes / sizeof group_sizes[0]; g++) {
+        check(p, 32, 512, group_sizes[g], 3, 1);
+        check(p, 48, 512, group_sizes[g], 17, 1);
+    }
     printf("  %-22s %s (%d checks)\n", p->name, failures == before ? "ok" : "FAILED", checks - checks_before);
 }
 

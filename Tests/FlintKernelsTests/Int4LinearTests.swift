@@ -48,7 +48,7 @@ private func run(_ linear: Int4Linear, _ x: [Float], rows: Int, pool: ThreadPool
         defer { weight.storage.deallocate() }
         let portable = try Int4Linear(weight.view, isa: .portable)
         let linear = try Int4Linear(weight.view, isa: isa)
-        for rows in [1, 2, 3, 5, 9] {
+        for rows in [1, 2, 3, 5, 9, 17] {  // 9 and 17: the AVX-512 prefill tiles (4 rows × 3 blocks, then single rows)
             let x = randomActivations(rows: rows, cols: c.inFeatures, seed: UInt64(rows * 3 + 1))
             let reference = run(portable, x, rows: rows, pool: nil)
             // Bit-identical: exact int32 dot products, the same unfused float epilogue in the same order.
