@@ -145,6 +145,14 @@ FLINT_F32_TARGET void flint_f32_attend(const float *queries, int64_t query_count
         const float *q = queries + i * stride;
         float max_score = -__builtin_inff();
         for (int64_t j = 0; j < key_count; j++) {
+            // At decode the caches come from memory (the step's weights passed through L2 and L3 since this head
+            // last read them): key rows 8 ahead into L1, this key's value row into L2 for the weighted sum after
+            // the softmax. One decoding step's attention of flan-t5-base (12 layers, 64 cross + 1-64 self keys,
+            // caches evicted between layers), Zen 4, load 4-5: 20 % less time (1.24-1.41 -> 1.00-1.10 ms).
+            for (int64_t c = 0; c < dkv; c += 16) {
+                _mm_prefetch((const char *)(keys + (j + 8) * stride + c), _MM_HINT_T0);
+                _mm_prefetch((const char *)(values + j * stride + c), _MM_HINT_T1);
+            }
             float s = dot1(q, keys + j * stride, dkv);
             if (bias) s += bias[i * bias_row_stride + j];
             scores[j] = s;
