@@ -114,8 +114,11 @@ public enum LinearFactory {
     ///     float32 once at load (`DequantizedInt8Linear`).
     ///   - int8Scratch: activation scratch shared by the int8 layers of one model (W8A8).
     ///   - isa: the kernels the layer runs; a FlintError when this machine cannot run them.
+    ///   - streamHalfPrecision: f16 / bf16 weights are widened tile by tile at each multiply
+    ///     (`StreamedHalfLinear`, for models streamed block by block) instead of once at load.
     public static func make(_ view: TensorView, expectedShape: [Int], int8Kernels: Int8KernelMode? = nil,
-                            int8Scratch: Int8Scratch? = nil, isa: KernelISA = .preferred) throws -> LinearWeight {
+                            int8Scratch: Int8Scratch? = nil, isa: KernelISA = .preferred,
+                            streamHalfPrecision: Bool = false) throws -> LinearWeight {
         try isa.validate()
         guard view.shape == expectedShape else {
             throw FlintError("tensor \(view.name): expected shape \(expectedShape), found \(view.shape)")
@@ -133,6 +136,8 @@ public enum LinearFactory {
             if int8Kernels != nil { return try Int4Linear(view, isa: isa, scratch: int8Scratch) }
             return FloatLinear(weight: try TensorConversion.floatStorage(view),
                                outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
+        case .f16, .bf16 where streamHalfPrecision && view.scheme == .none && view.layout == .rowMajor:
+            return try StreamedHalfLinear(view, outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
         case .f32, .f16, .bf16:
             return FloatLinear(weight: try TensorConversion.floatStorage(view),
                                outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)

@@ -1,8 +1,10 @@
 // The float model run one block at a time, for calibration (as GPTQ/AWQ run theirs): a block's weights are
 // loaded from the source, run over every sequence of the batch, and dropped — their file-mapped pages handed back
-// to the kernel, their widened copies freed — before the next block loads. Resident memory is one block, the
-// output head, the embedding rows in use and the batch's activations and caches, whatever the model's size and
-// whatever the source's precision (a half-precision checkpoint is widened one block at a time, never whole).
+// to the kernel — before the next block loads. A half-precision checkpoint is never widened whole, nor a block
+// at a time: each linear widens a tile of W rows just before multiplying it and hands the stored pages back as
+// it goes (FlintKernels.StreamedHalfLinear), so the output head costs no 526 MB float32 copy on xxl. Resident
+// memory is the weight pages in use, the embedding rows in use and the batch's activations and caches, whatever
+// the model's size and whatever the source's precision.
 //
 // The decoder runs greedily, one step for all sequences at a time; each step streams the decoder's blocks again
 // (from the page cache), with every block's self-attention cache and cross-attention keys/values kept per
@@ -19,7 +21,8 @@ public final class T5BlockStreamer {
     let pool: ThreadPool?
 
     /// - Parameters:
-    ///   - weights: a float checkpoint (f32 used in place, f16/bf16 widened per block) or a .flint file.
+    ///   - weights: a float checkpoint (f32 used in place, f16/bf16 linears widened tile by tile as they multiply,
+    ///     other f16/bf16 tensors per block) or a .flint file.
     ///   - int8Kernels: how int8 weights multiply (in place with that mode, as `flint run` runs them), or nil to
     ///     widen them to float32 one block at a time (calibration).
     public init(weights: WeightSource, pool: ThreadPool? = .shared, isa: KernelISA = .preferred,
@@ -31,7 +34,9 @@ public final class T5BlockStreamer {
             throw FlintError("\(weights.sourceDescription): an encoder-only model has no decoder to stream")
         }
         source = weights
-        loader = WeightLoader(source: weights, int8Kernels: int8Kernels, isa: isa)
+        // f16 / bf16 linears are widened a tile at a time at each multiply: a bf16 xxl decoder block widened
+        // whole was 1 GB of float32 (and the output head 526 MB) beside everything else.
+        loader = WeightLoader(source: weights, int8Kernels: int8Kernels, isa: isa, streamHalfPrecision: true)
         self.pool = pool
     }
 
@@ -244,6 +249,9 @@ public final class T5BlockStreamer {
                                   keys: (0..<layers).map { _ in FloatStorage(count: e.length * inner) },
                                   values: (0..<layers).map { _ in FloatStorage(count: e.length * inner) })
         }
+        let encoderRows = encoded.flatMap(\.hiddenStates)
+        let encoderRowCount = encoded.reduce(0) { $0 + $1.length }
+        let projected = FloatStorage(uninitializedCount: encoderRowCount * inner)
         let state = T5DecoderState(config: config, initialCapacity: maxNewTokens)
         for cache in caches { _ = state.append(cache, count: 1, maxLength: maxNewTokens) }
         // The head is loaded after each step's blocks and dropped again: kept for the whole generation, its
@@ -266,10 +274,18 @@ public final class T5BlockStreamer {
             for index in 0..<layers {
                 let block = try loadBlock(.decoder, index)
                 if step == 0, let cross = block.crossAttention {
-                    for (e, cache) in zip(encoded, caches) {
-                        e.hiddenStates.withUnsafeBufferPointer { x in
-                            cross.k.forward(x.baseAddress!, rows: e.length, into: cache.keys[index].mutablePointer, context)
-                            cross.v.forward(x.baseAddress!, rows: e.length, into: cache.values[index].mutablePointer, context)
+                    // All inputs' rows in one multiply each (a streamed half-precision weight is widened once per
+                    // multiply), then split into the per-input caches.
+                    for keys in [true, false] {
+                        encoderRows.withUnsafeBufferPointer { x in
+                            (keys ? cross.k : cross.v).forward(x.baseAddress!, rows: encoderRowCount,
+                                                               into: projected.mutablePointer, context)
+                        }
+                        var row = 0
+                        for (e, cache) in zip(encoded, caches) {
+                            let target = keys ? cache.keys[index] : cache.values[index]
+                            target.mutablePointer.update(from: projected.pointer + row * inner, count: e.length * inner)
+                            row += e.length
                         }
                     }
                 }

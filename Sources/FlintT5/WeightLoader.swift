@@ -9,12 +9,14 @@ struct WeightLoader {
     let int8Kernels: Int8KernelMode?
     /// The kernels every layer runs.
     let isa: KernelISA
+    /// f16 / bf16 linear weights widened tile by tile at each multiply instead of once at load (block streaming).
+    var streamHalfPrecision = false
     /// One activation scratch for all int8 layers of the model: its layers run one after another.
     let int8Scratch = Int8Scratch()
 
     func linear(_ name: String, out: Int, in inFeatures: Int) throws -> LinearWeight {
         try LinearFactory.make(source.tensor(name), expectedShape: [out, inFeatures], int8Kernels: int8Kernels,
-                               int8Scratch: int8Scratch, isa: isa)
+                               int8Scratch: int8Scratch, isa: isa, streamHalfPrecision: streamHalfPrecision)
     }
 
     /// A 1-D float tensor, borrowed in place when stored as aligned float32 (see `TensorConversion.floatStorage`).

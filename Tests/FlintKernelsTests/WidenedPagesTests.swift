@@ -61,5 +61,34 @@ private func residentKB(containing address: UnsafeRawPointer) throws -> Int? {
         let after = try #require(try residentKB(containing: file.bytes.baseAddress!))
         #expect(after <= 8, "after widening the source mapping still holds \(after) kB resident")
     }
+
+    /// A streamed half-precision linear (the block streamer's) widens a tile at a time inside forward and hands the
+    /// stored pages back as it goes: after a multiply nothing of the 4 MiB weight is left resident, and nothing
+    /// was widened at load (its only float32 memory is a tile per thread during forward).
+    @Test(arguments: [StorageType.bf16, .f16])
+    func streamedLinearReleasesTheMappedPagesItMultiplied(_ storage: StorageType) throws {
+        let rows = 2048, cols = 1024  // 4 MiB of 16-bit values: half the per-thread release step
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("stream-\(getpid())-\(storage).bin").path
+        defer { unlink(path) }
+        let one: UInt16 = storage == .bf16 ? 0x3F80 : 0x3C00
+        let bits = [UInt16](repeating: one.littleEndian, count: rows * cols)
+        try bits.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
+        let file = try MappedFile(path: path)
+        let view = TensorView(name: "w", storage: storage, shape: [rows, cols], data: file.bytes, owner: file)
+        let linear = try LinearFactory.make(view, expectedShape: [rows, cols], streamHalfPrecision: true)
+        #expect(linear is StreamedHalfLinear)
+        let untouched = try residentKB(containing: file.bytes.baseAddress!) ?? 0
+        #expect(untouched <= 8, "making the layer touched \(untouched) kB of the weight")
+        for threads in [1, 2] {
+            let x = [Float](repeating: 0.5, count: 3 * cols)
+            var y = [Float](repeating: 0, count: 3 * rows)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { linear.forward(xp.baseAddress!, rows: 3, into: $0.baseAddress!, pool: ThreadPool(threads: threads)) }
+            }
+            #expect(y.allSatisfy { $0 == Float(cols) / 2 })
+            let after = try #require(try residentKB(containing: file.bytes.baseAddress!))
+            #expect(after <= 8, "after a multiply on \(threads) threads the weight still holds \(after) kB resident")
+        }
+    }
 }
 #endif

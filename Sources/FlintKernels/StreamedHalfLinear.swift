@@ -1,0 +1,108 @@
+// A half-precision weight multiplied straight from its stored bytes, for the block-streamed float reference
+// (calibration, verify's streamed reference): widening a whole bf16 xxl decoder block to float32 at load cost
+// 1 GB of fresh memory per block, written once and read once per decode step, and the 32128 × 4096 output head
+// alone is 526 MB of float32. Here a few W rows at a time are widened into a small per-thread tile just before
+// they are multiplied, so resident memory is the tiles plus the stored pages in use, which are handed back as
+// the pass moves on.
+internal import CFlintKernels
+import FlintFormat
+import FlintQuant
+
+/// A f16 / bf16 linear weight widened tile by tile inside `forward`. Every output is the same float32 dot
+/// product, summed in the same order, as `FloatLinear` over the widened matrix computes (tiles start at
+/// multiples of the kernels' 4-column groups), so results are bit-identical; only memory and time differ.
+public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let isa: KernelISA
+    /// W rows widened together: the kernels' 64-column cache block, fewer for very long rows (≤ 4 MB of float32
+    /// per tile), always a multiple of 4.
+    public let tileRows: Int
+    /// Stored bytes multiplied before their mapped pages are handed back (per thread).
+    static let releaseBytes = 8 << 20
+    private let view: TensorView
+
+    public init(_ view: TensorView, outFeatures: Int, inFeatures: Int, isa: KernelISA = .preferred) throws {
+        guard view.storage == .f16 || view.storage == .bf16, view.scheme == .none, view.layout == .rowMajor else {
+            throw FlintError("tensor \(view.name): StreamedHalfLinear needs plain f16 or bf16 storage, found \(view.storage) \(view.scheme)")
+        }
+        let (count, overflow) = outFeatures.multipliedReportingOverflow(by: inFeatures)
+        guard outFeatures >= 0, inFeatures >= 0, !overflow, view.data.count == count * 2 else {
+            throw FlintError("tensor \(view.name): \(view.storage) [\(outFeatures), \(inFeatures)] needs \(count * 2) bytes, found \(view.data.count)")
+        }
+        self.view = view
+        self.outFeatures = outFeatures
+        self.inFeatures = inFeatures
+        self.isa = isa.runnable
+        let fitting = (4 << 20) / max(1, inFeatures * 4)
+        tileRows = max(4, min(64, fitting) / 4 * 4)
+    }
+
+    /// bf16 weights multiply in registers (`flint_bf16_xwt`) up to this many x rows: decode steps, where the
+    /// weights' memory traffic is the cost. More rows are compute-bound, where widening a tile once and running
+    /// the float32 kernel over it does fewer operations per multiply-add.
+    static let inRegisterRows = 32
+    static let bf16InRegisters: Bool = flint_bf16_native_available() != 0
+
+    public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
+        guard rows > 0, outFeatures > 0 else { return }
+        if view.storage == .bf16, isa == .avx512, Self.bf16InRegisters, rows <= Self.inRegisterRows,
+           Int(bitPattern: view.data.baseAddress!) % 2 == 0 {
+            return forwardInRegisters(x, rows: rows, into: y, pool: pool)
+        }
+        let tiles = (outFeatures + tileRows - 1) / tileRows
+        let (k, n, tileRows, storage, isa) = (inFeatures, outFeatures, tileRows, view.storage, isa)
+        let data = view.data
+        let rowBytes = k * 2
+        let work: (Range<Int>) -> Void = { range in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, tileRows * k))
+            defer { scratch.deallocate() }
+            var unreleased = range.lowerBound * tileRows * rowBytes
+            for t in range {
+                let first = t * tileRows, count = min(tileRows, n - first)
+                let bytes = UnsafeRawBufferPointer(rebasing: data[(first * rowBytes)..<((first + count) * rowBytes)])
+                // Sizes were checked at init: decode cannot fail here.
+                try! HalfConversion.decode(bytes, storage: storage,
+                                           into: UnsafeMutableBufferPointer(start: scratch, count: count * k))
+                MatrixMultiply.multiplyTransposed(x: x, rows: rows, w: scratch, outFeatures: count, inFeatures: k,
+                                                  y: y + first, yStride: n, pool: nil, isa: isa)
+                let end = (first + count) * rowBytes
+                if end - unreleased >= Self.releaseBytes || t == range.upperBound - 1 {
+                    releaseMappedPages(UnsafeRawBufferPointer(rebasing: data[unreleased..<end]))
+                    unreleased = end
+                }
+            }
+        }
+        if let pool, tiles > 1 {
+            pool.parallelFor(tiles, minimumPerThread: 1, work)
+        } else {
+            work(0..<tiles)
+        }
+    }
+
+    /// Slabs of W rows (about `releaseBytes` of bf16 each, a multiple of 4 rows) multiplied in registers with the
+    /// columns split over the pool as `MatrixMultiply` splits them, each slab's pages handed back after it.
+    private func forwardInRegisters(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
+                                    pool: ThreadPool?) {
+        let (k, n) = (inFeatures, outFeatures)
+        let rowBytes = k * 2
+        let slabRows = max(4, Self.releaseBytes / max(1, rowBytes) / 4 * 4)
+        let w = view.data.baseAddress!.assumingMemoryBound(to: UInt16.self)
+        let minimumColumns = max(4, 65_536 / max(1, rows * k))
+        var first = 0
+        while first < n {
+            let end = min(n, first + slabRows)
+            let work: (Range<Int>) -> Void = { columns in
+                flint_bf16_xwt(x, Int64(rows), Int64(k), w, Int64(k), Int64(first + columns.lowerBound),
+                               Int64(first + columns.upperBound), y, Int64(n))
+            }
+            if let pool {
+                pool.parallelFor(end - first, granularity: 4, minimumPerThread: minimumColumns, work)
+            } else {
+                work(0..<(end - first))
+            }
+            releaseMappedPages(UnsafeRawBufferPointer(rebasing: view.data[(first * rowBytes)..<(end * rowBytes)]))
+            first = end
+        }
+    }
+}
