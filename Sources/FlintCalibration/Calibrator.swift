@@ -4,10 +4,11 @@
 // weights (FlintConvert.Smoothing).
 //
 // Memory: the model runs block by block (FlintT5.T5BlockStreamer, as GPTQ/AWQ calibrate): one block's weights
-// are loaded at a time (f32 in place from the file mapping, f16/bf16 widened), run over all prompts of a chunk,
-// and dropped before the next; the decoder's greedy steps stream its blocks once per step. Resident memory is
-// one block + the output head + the chunk's activations and caches (CalibrationOptions.maxActivationBytes) +
-// the statistics, (K + 1) floats per input channel of each layer — never the whole float model.
+// are used at a time (f32 in place from the file mapping, f16/bf16 widened a tile of rows at a time just before
+// each multiply), run over the prompts and dropped before the next; the encoder streams once, the decoder's
+// greedy steps stream its blocks once per step and chunk. Resident memory is the weight pages in use + a chunk's
+// activations and caches (CalibrationOptions.maxActivationBytes) + the statistics, (K + 1) floats per input
+// channel of each layer — never the whole float model, nor a whole widened block.
 
 import Foundation
 import FlintFormat
@@ -27,11 +28,12 @@ public struct CalibrationOptions: Sendable {
     /// Longest prompt, in tokens (longer ones are cut, keeping the start and the final </s>).
     public var maxInputTokens: Int
     /// Activations and caches of the prompts run together (see `Calibrator.chunks`); more prompts than fit
-    /// run in several chunks, each streaming the model once more.
-    public var maxActivationBytes: Int
+    /// run in several chunks, each streaming the decoder `maxNewTokens` times more. nil: the model's own budget
+    /// (`Calibrator.activationBudget`).
+    public var maxActivationBytes: Int?
 
     public init(maxNewTokens: Int = 16, percentile: Double = 99.9, tracked: Int = 16, maxInputTokens: Int = 512,
-                maxActivationBytes: Int = 192 << 20) {
+                maxActivationBytes: Int? = nil) {
         self.maxNewTokens = maxNewTokens
         self.percentile = percentile
         self.tracked = tracked
@@ -88,9 +90,10 @@ final class ActivationRecorder: @unchecked Sendable {
 public enum Calibrator {
     /// Runs the float model in `weights` over `prompts` and returns every linear layer's input statistics.
     /// The model runs block by block (`T5BlockStreamer`): the prompts go through the encoder one block at a time,
-    /// then the decoder generates greedily for all of them together, one step at a time, each step streaming the
-    /// decoder's blocks. Prompts are taken in chunks whose activations and caches fit
-    /// `options.maxActivationBytes`; each chunk streams the model once more.
+    /// then the decoder generates greedily for the prompts of a chunk together, one step at a time, each step
+    /// streaming the decoder's blocks. Prompts are taken in chunks whose activations and caches fit
+    /// `options.maxActivationBytes` (default `activationBudget`); each chunk streams the decoder once more per
+    /// step, the encoder streams once for all chunks.
     /// `progress(done, total, what)` after each block run.
     public static func calibrate(weights: WeightSource, prompts: [String], promptSource: String,
                                  options: CalibrationOptions = CalibrationOptions(), pool: ThreadPool? = .shared,
@@ -112,19 +115,33 @@ public enum Calibrator {
             if ids.count > options.maxInputTokens { ids = Array(ids.prefix(options.maxInputTokens - 1)) + [ids.last!] }
             return ids
         }
-        let chunks = Self.chunks(inputs.map(\.count), config: weights.config, options: options)
+        let budget = options.maxActivationBytes ?? activationBudget(weights)
+        let chunks = Self.chunks(inputs.map(\.count), config: weights.config, maxNewTokens: options.maxNewTokens,
+                                 maxActivationBytes: budget)
         let config = weights.config
-        let perChunk = config.numEncoderLayers + options.maxNewTokens * config.numDecoderLayers
-        let total = chunks.count * perChunk
-        for (c, chunk) in chunks.enumerated() {
-            let base = c * perChunk
-            let span = chunks.count == 1 ? "" : ", prompts \(chunk.lowerBound + 1)-\(chunk.upperBound) of \(inputs.count)"
-            let encoded = try streamer.encode(Array(inputs[chunk]), linearObserver: observer) { done, count in
-                progress?(base + done, total, "encoder block \(done)/\(count)\(span)")
+        let perChunk = options.maxNewTokens * config.numDecoderLayers
+        let total = config.numEncoderLayers + chunks.count * perChunk
+        // The encoder streams once for every chunk: each block runs over one chunk after another while its
+        // pages are fresh (a chunk's encoder rows are small next to its decoder caches). Every layer still sees
+        // its chunks in order, so the statistics are the same as encoding chunk by chunk.
+        let lengths = chunks.map { chunk in inputs[chunk].map(\.count) }
+        var hidden = try chunks.map { chunk in try streamer.embedded(Array(inputs[chunk])) }
+        let span = chunks.count == 1 ? "" : ", \(chunks.count) chunks of prompts"
+        for index in 0..<config.numEncoderLayers {
+            for c in chunks.indices {
+                try streamer.runBlocks(.encoder, index..<(index + 1), hidden: &hidden[c], lengths: lengths[c],
+                                       linearObserver: observer)
             }
+            progress?(index + 1, total, "encoder block \(index + 1)/\(config.numEncoderLayers)\(span)")
+        }
+        for (c, chunk) in chunks.enumerated() {
+            let encoded = try streamer.encoderOutputs(hidden[c], lengths: lengths[c])
+            hidden[c] = []
+            let base = config.numEncoderLayers + c * perChunk
+            let span = chunks.count == 1 ? "" : ", prompts \(chunk.lowerBound + 1)-\(chunk.upperBound) of \(inputs.count)"
             _ = try streamer.greedy(encoded, maxNewTokens: options.maxNewTokens, linearObserver: observer) { done, count in
                 let step = (done - 1) / config.numDecoderLayers + 1, block = (done - 1) % config.numDecoderLayers + 1
-                progress?(base + config.numEncoderLayers + done, total,
+                progress?(base + done, total,
                           "decoder step \(step)/\(options.maxNewTokens) block \(block)/\(config.numDecoderLayers)\(span)")
             }
         }
@@ -137,20 +154,32 @@ public enum Calibrator {
                                     promptSource: promptSource, maxNewTokens: options.maxNewTokens)
     }
 
-    /// Consecutive prompt ranges whose activations and caches stay within `options.maxActivationBytes`: per
+    /// The activation budget when none is given: at least 192 MiB, and twice the largest stored tensor. Each
+    /// chunk streams the decoder `maxNewTokens` times, so fewer chunks save whole passes over the weights, while
+    /// the convert's memory bound is 3 × the largest tensor + 256 MB: the streamed weights (a tile per thread,
+    /// their pages handed back as the pass moves on) and the statistics fit beside two of those.
+    public static func activationBudget(_ weights: WeightSource) -> Int {
+        var largest = 0
+        for name in weights.tensorNames {
+            if let view = try? weights.tensor(name) { largest = max(largest, view.data.count) }
+        }
+        return max(192 << 20, 2 * largest)
+    }
+
+    /// Consecutive prompt ranges whose activations and caches stay within `maxActivationBytes`: per
     /// input token, the encoder's scratch rows, its output row and every decoder block's cross-attention keys
     /// and values; per prompt, every decoder block's self-attention cache. A prompt larger than the budget on its
     /// own is a chunk by itself.
-    static func chunks(_ lengths: [Int], config: T5Config, options: CalibrationOptions) -> [Range<Int>] {
+    static func chunks(_ lengths: [Int], config: T5Config, maxNewTokens: Int, maxActivationBytes: Int) -> [Range<Int>] {
         let float = MemoryLayout<Float>.size
         let perToken = float * (2 * config.innerDim * config.numDecoderLayers
                                 + 4 * config.dModel + 4 * config.innerDim + 2 * config.dFF)
-        let perPrompt = float * 2 * config.innerDim * config.numDecoderLayers * options.maxNewTokens
+        let perPrompt = float * 2 * config.innerDim * config.numDecoderLayers * maxNewTokens
         var result: [Range<Int>] = []
         var start = 0, bytes = 0
         for (i, length) in lengths.enumerated() {
             let cost = length * perToken + perPrompt
-            if i > start, bytes + cost > options.maxActivationBytes {
+            if i > start, bytes + cost > maxActivationBytes {
                 result.append(start..<i)
                 start = i
                 bytes = 0
