@@ -111,13 +111,29 @@ public enum Smoothing {
                 guard view.shape.count == 2, view.shape[1] == channels else {
                     throw FlintError("\(folder.path): tensor \"\(consumer)\" has shape \(view.shape); its calibrated input has \(channels) channels")
                 }
-                try TensorDecoding.floats(view, into: &scratch)
                 let rows = view.shape[0]
-                scratch.withUnsafeBufferPointer { w in
-                    for r in 0..<rows {
-                        let row = w.baseAddress! + r * channels
-                        for j in 0..<channels { weightMax[j] = max(weightMax[j], abs(row[j])) }
+                // Plain float storage is read a slab of rows at a time (about 8 MB of float32), each slab's
+                // pages handed back after it: widened whole, xxl's lm_head was a 526 MB copy beside the statistics.
+                let slabRows = view.scheme == .none ? max(1, (8 << 20) / max(1, channels * 4)) : rows
+                let elementBytes = view.scheme == .none ? view.storage.byteSize : 0
+                var first = 0
+                while first < rows {
+                    let end = min(rows, first + slabRows)
+                    if slabRows == rows {
+                        try TensorDecoding.floats(view, into: &scratch)
+                    } else {
+                        if scratch.count != (end - first) * channels { scratch = [Float](repeating: 0, count: (end - first) * channels) }
+                        let bytes = UnsafeRawBufferPointer(rebasing: view.data[(first * channels * elementBytes)..<(end * channels * elementBytes)])
+                        try scratch.withUnsafeMutableBufferPointer { try HalfConversion.decode(bytes, storage: view.storage, into: $0) }
+                        releaseMappedPages(bytes)
                     }
+                    scratch.withUnsafeBufferPointer { w in
+                        for r in 0..<(end - first) {
+                            let row = w.baseAddress! + r * channels
+                            for j in 0..<channels { weightMax[j] = max(weightMax[j], abs(row[j])) }
+                        }
+                    }
+                    first = end
                 }
                 releaseMappedPages(view.data)
             }
