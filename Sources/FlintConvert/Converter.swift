@@ -115,6 +115,24 @@ public enum Converter {
             // A smoothed tensor: decode to float32, rescale its channels, and go on from that float32 copy.
             var smoothed: UnsafeMutableBufferPointer<Float>? = nil
             defer { smoothed?.deallocate() }
+            // A large int8 matrix stored as plain half precision (xxl's bf16 embedding and lm_head: 526 MB each as
+            // float32) is widened, smoothed and quantized a slab of rows at a time: the same numbers, without
+            // a float32 copy of the whole tensor.
+            if case .int8(let scheme) = decision.form, let slabs = try slabbedInt8(view, scheme: scheme, ops: scalings[info.name] ?? [],
+                                                                               source: folder.sourceDescription) {
+                try slabs.q.values.withUnsafeBytes { d in
+                    try slabs.q.scales.withUnsafeBytes { s in
+                        try writer.addTensor(name: info.name, storage: .i8, shape: info.shape, scheme: scheme, data: d, scales: s)
+                    }
+                }
+                record.snrDB = slabs.snr.isFinite ? slabs.snr : nil
+                errors[info.name] = record.snrDB
+                record.bytesOut = writer.lastTensorBytes
+                releaseMappedPages(view.data)
+                converted.append(record)
+                progress?(i + 1, stored.count, info.name)
+                continue
+            }
             if let ops = scalings[info.name] {
                 // Decoded straight into the copy that gets rescaled: one float32 copy of the tensor, not two.
                 let buffer = try decodedCopy(view)
@@ -229,6 +247,99 @@ public enum Converter {
                              bytesIn: folder.sourceFiles.reduce(0) { $0 + $1.bytes },
                              bytesOut: outSize ?? Int64(writer.bytesWritten), unmatchedKeepRules: unmatched,
                              ignored: folder.ignoredTensors)
+    }
+
+    /// Float32 bytes above which an int8 matrix stored as f16/bf16 is converted in slabs (`slabbedInt8`).
+    static let slabThreshold = 64 << 20
+
+    /// Quantizes a 2-D f16/bf16 matrix (or a smoothed float32 one) whose float32 copy would exceed
+    /// `slabThreshold` a slab of rows at a time:
+    /// widened, rescaled by `ops` (row and column scalings, in their order, so every element gets the same
+    /// float32 operations as on the whole tensor), checked finite, quantized row by row (int8 scales are per row
+    /// or per group within a row) and measured in the same row chunks as `measureQuantizationError`, each slab's
+    /// source pages handed back. nil when the tensor does not qualify (then the whole-tensor path runs).
+    static func slabbedInt8(_ view: TensorView, scheme: QuantScheme, ops: [ChannelScaling], source: String,
+                            threshold: Int = slabThreshold, slabBytes: Int = 8 << 20) throws -> (q: QuantizedMatrix, snr: Double)? {
+        // Aligned float32 without scalings is quantized where it lies already (no copy).
+        guard view.storage == .f16 || view.storage == .bf16 || (view.storage == .f32 && !ops.isEmpty),
+              view.scheme == .none, view.layout == .rowMajor,
+              view.shape.count == 2, view.elementCount * 4 > threshold else { return nil }
+        let (rows, cols) = (view.shape[0], view.shape[1])
+        let width = view.storage.byteSize
+        guard cols > 0, view.data.count == rows * cols * width else { return nil }
+        // Invalid scalings take the whole-tensor path, whose ChannelScaling.apply names the problem.
+        for op in ops {
+            guard op.factor.isFinite, op.factor != 0,
+                  (op.axis == .row && op.channel >= 0 && op.channel < rows)
+                    || (op.axis == .column && op.channel >= 0 && op.channel < cols) else { return nil }
+        }
+        let quantizer = try makeInt8Quantizer(for: scheme)
+        let groups = quantizer.groupsPerRow(cols: cols)
+        let chunkRows = max(1, 65_536 / cols)
+        // A whole number of measurement chunks per slab, about 8 MB of float32.
+        let slabRows = max(1, slabBytes / (cols * 4) / chunkRows) * chunkRows
+        var values = [Int8](repeating: 0, count: rows * cols)
+        var scales = [Float](repeating: 0, count: rows * groups)
+        var slab = [Float](repeating: 0, count: min(rows, slabRows) * cols)
+        var restored = [Float](repeating: 0, count: min(rows, chunkRows) * cols)
+        var accumulator = QuantErrorAccumulator()
+        var first = 0
+        while first < rows {
+            let n = min(slabRows, rows - first)
+            let bytes = UnsafeRawBufferPointer(rebasing: view.data[(first * cols * width)..<((first + n) * cols * width)])
+            try slab.withUnsafeMutableBufferPointer { all in
+                let part = UnsafeMutableBufferPointer(rebasing: all[0..<(n * cols)])
+                try HalfConversion.decode(bytes, storage: view.storage, into: part)
+                for op in ops {
+                    let s = op.factor
+                    let indices: StrideTo<Int>
+                    if op.axis == .row {
+                        guard op.channel >= first, op.channel < first + n else { continue }
+                        let r = op.channel - first
+                        indices = stride(from: r * cols, to: (r + 1) * cols, by: 1)
+                    } else {
+                        indices = stride(from: op.channel, to: n * cols, by: cols)
+                    }
+                    switch op.op {
+                    case .multiply: for i in indices { part[i] = part[i] * s }
+                    case .divide: for i in indices { part[i] = part[i] / s }
+                    }
+                }
+                if let bad = part.firstIndex(where: { !$0.isFinite }) {
+                    let element = first * cols + bad
+                    if !ops.isEmpty {
+                        throw FlintError("\(source): tensor \"\(view.name)\" has a non-finite value after smoothing at element \(element)")
+                    }
+                    throw FlintError("\(source): tensor \(view.name): element \(element) (row \(element / cols), column \(element % cols)) is \(part[bad]); a tensor with non-finite values cannot be quantized")
+                }
+                try values.withUnsafeMutableBufferPointer { q in
+                    try scales.withUnsafeMutableBufferPointer { sc in
+                        do {
+                            try quantizer.quantize(UnsafeBufferPointer(part), rows: n, cols: cols, tensorName: view.name,
+                                                   into: UnsafeMutableBufferPointer(rebasing: q[(first * cols)..<((first + n) * cols)]),
+                                                   scales: UnsafeMutableBufferPointer(rebasing: sc[(first * groups)..<((first + n) * groups)]))
+                        } catch let e as FlintError { throw FlintError("\(source): \(e.message)") }
+                        var row = 0
+                        try restored.withUnsafeMutableBufferPointer { out in
+                            while row < n {
+                                let m = min(chunkRows, n - row)
+                                let chunk = UnsafeMutableBufferPointer(rebasing: out[0..<(m * cols)])
+                                let at = first + row
+                                try quantizer.dequantize(UnsafeBufferPointer(rebasing: q[(at * cols)..<((at + m) * cols)]),
+                                                         scales: UnsafeBufferPointer(rebasing: sc[(at * groups)..<((at + m) * groups)]),
+                                                         rows: m, cols: cols, tensorName: view.name, into: chunk)
+                                accumulator.add(original: UnsafeBufferPointer(rebasing: part[(row * cols)..<((row + m) * cols)]),
+                                                reconstructed: UnsafeBufferPointer(chunk))
+                                row += m
+                            }
+                        }
+                    }
+                }
+            }
+            releaseMappedPages(bytes)
+            first += n
+        }
+        return (QuantizedMatrix(rows: rows, cols: cols, values: values, scales: scales), accumulator.snrDB)
     }
 
     /// The tensor's values as a new float32 buffer (the caller deallocates it).
