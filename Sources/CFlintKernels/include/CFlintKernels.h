@@ -197,7 +197,8 @@ typedef void (*flint_packed_weight_only_fn)(const flint_packed_int8 *m, int64_t 
 
 /// AVX-512 VNNI (callable when `flint_isa_supported(FLINT_ISA_AVX512)`).
 FLINT_DECLARE_PACKED(flint_avx512)
-/// AVX2: W8A8 with AVX-VNNI when the CPU has it, else `vpmaddubsw`.
+/// AVX2: W8A8 with AVX-VNNI when the CPU has it, else `vpmaddubsw` (≤ 8 rows) or `vpmaddwd` on int16 copies
+/// (prefill with per-row scales; per-thread scratch of 32 · k_padded bytes + about 256 KB, kept by the thread).
 FLINT_DECLARE_PACKED(flint_avx2)
 /// NEON: W8A8 with `sdot` when the CPU has it, else `smull`.
 FLINT_DECLARE_PACKED(flint_neon)
