@@ -212,11 +212,13 @@ P512_TARGET void flint_avx512_packed_w8a8(const flint_packed_int8 *m, int64_t bl
             // row tiles find the four blocks in L1). The weights come from L3 or memory once per step, and four
             // prefetched streams keep more of them in flight than 8-row tiles over two blocks (flan-t5-small
             // decoder + lm_head at 8 rows: 5.7 → 4.5 ms of CPU time per step, loaded machine).
-            // One row: one block at a time, so the weights are read as one sequential stream (the blocks are
-            // contiguous) that the hardware prefetcher follows; four streams 16·k_padded bytes apart were slower on
-            // Zen 4 (gemv microbenchmark from DRAM, 1 thread: flan-t5-small/-base decoder and lm_head shapes 10-24 %
-            // less time, e.g. 2048 x 768 80 -> 70 us).
-            if (r_end - r_begin == 1) for (; b < block_end; b++) P512_ROWS(p512_w8a8_tile, 1, 0);
+            // One row and short rows (k_padded <= 512): one block at a time, so the weights are read as one
+            // sequential stream (the blocks are contiguous) that the hardware prefetcher follows. In the whole
+            // decode step on Zen 4 that is faster for flan-t5-small's shapes (k 512, 1024) and slower for
+            // flan-t5-base's (k 768, 2048), where the four streams stay ahead (flint bench decode b1, 1 thread, idle,
+            // 4 alternating rounds, medians: one block always: small 702, base 154 tok/s; four always: 566, 159;
+            // this split: 723, 168) -- although a gemv microbenchmark from DRAM favoured one block for both.
+            if (r_end - r_begin == 1 && m->k_padded <= 512) for (; b < block_end; b++) P512_ROWS(p512_w8a8_tile, 1, 0);
             for (; b + 4 <= block_end; b += 4) P512_ROWS(p512_w8a8_tile, 4, 0);
         }
         if (groups == 1 && r_end - r_begin > 8) {
