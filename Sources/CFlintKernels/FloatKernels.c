@@ -14,79 +14,12 @@ int flint_f32_native_available(void) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
 }
 
-// Four x rows against four W rows: 16 accumulators, each x and W chunk loaded once and used four times.
-FLINT_F32_TARGET static inline void tile4x4(const float *x, int64_t ldx, const float *w, int64_t k,
-                                            float *y, int64_t ldy) {
-    __m512 acc[4][4];
-    for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-        __m512 wv[4], xv[4];
-        for (int b = 0; b < 4; b++) wv[b] = _mm512_loadu_ps(w + b * k + i);
-        for (int a = 0; a < 4; a++) xv[a] = _mm512_loadu_ps(x + a * ldx + i);
-        for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_fmadd_ps(xv[a], wv[b], acc[a][b]);
-    }
-    if (i < k) {
-        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
-        __m512 wv[4], xv[4];
-        for (int b = 0; b < 4; b++) wv[b] = _mm512_maskz_loadu_ps(m, w + b * k + i);
-        for (int a = 0; a < 4; a++) xv[a] = _mm512_maskz_loadu_ps(m, x + a * ldx + i);
-        for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_fmadd_ps(xv[a], wv[b], acc[a][b]);
-    }
-    for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) y[a * ldy + b] = _mm512_reduce_add_ps(acc[a][b]);
-}
-
-// One x row against four W rows (matrix-vector products and leftover rows): four independent W streams.
-FLINT_F32_TARGET static inline void tile1x4(const float *x, const float *w, int64_t k, float *y) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-        __m512 xv = _mm512_loadu_ps(x + i);
-        for (int b = 0; b < 4; b++) acc[b] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w + b * k + i), acc[b]);
-    }
-    if (i < k) {
-        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
-        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        for (int b = 0; b < 4; b++) acc[b] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w + b * k + i), acc[b]);
-    }
-    for (int b = 0; b < 4; b++) y[b] = _mm512_reduce_add_ps(acc[b]);
-}
-
-// One x row against one W row.
-FLINT_F32_TARGET static inline float dot1(const float *x, const float *w, int64_t k) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32) {
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(w + i), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(w + i + 16), acc1);
-    }
-    for (; i + 16 <= k; i += 16) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(w + i), acc0);
-    if (i < k) {
-        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
-        acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, w + i), acc0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
-FLINT_F32_TARGET void flint_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k,
-                                    int64_t n_begin, int64_t n_end, float *y, int64_t ldy) {
-    // Blocks of 64 W rows stay in cache while every x row passes over them.
-    for (int64_t nb = n_begin; nb < n_end; nb += 64) {
-        int64_t ne = nb + 64 < n_end ? nb + 64 : n_end;
-        int64_t r = 0;
-        for (; r + 4 <= rows; r += 4) {
-            int64_t j = nb;
-            for (; j + 4 <= ne; j += 4) tile4x4(x + r * ldx, ldx, w + j * k, k, y + r * ldy + j, ldy);
-            for (; j < ne; j++)
-                for (int a = 0; a < 4; a++) y[(r + a) * ldy + j] = dot1(x + (r + a) * ldx, w + j * k, k);
-        }
-        for (; r < rows; r++) {
-            int64_t j = nb;
-            for (; j + 4 <= ne; j += 4) tile1x4(x + r * ldx, w + j * k, k, y + r * ldy + j);
-            for (; j < ne; j++) y[r * ldy + j] = dot1(x + r * ldx, w + j * k, k);
-        }
-    }
-}
+#define XWT_NAME flint_f32_xwt
+#define XWT_TARGET FLINT_F32_TARGET
+#define XWT_W float
+#define XWT_LOAD(p) _mm512_loadu_ps(p)
+#define XWT_LOAD_MASKED(m, p) _mm512_maskz_loadu_ps((m), (p))
+#include "XwtLoops.h"
 
 // e^x for 16 lanes: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to degree 7 (relative error about
 // 1e-7 on that interval), then scaled by 2^n. Inputs are clamped to ±88 (float's range).

@@ -2,8 +2,8 @@
 // the high half of a float32, so widening is a zero-extend and a shift, exact). The block-streamed float
 // reference (calibration, verify) multiplies bf16 flan-t5-xxl this way during decode steps: each step reads the
 // decoder's 12.5 GB of bf16 weights once, and widening them to float32 memory first wrote and re-read twice that.
-// The loops are FloatKernels.c's, load for load, so every output is the same float32 sum in the same order as
-// flint_f32_xwt over the widened matrix computes.
+// The loops are FloatKernels.c's (one body, XwtLoops.h), so every output is the same float32 sum in the same
+// order as flint_f32_xwt over the widened matrix computes.
 
 #include "CFlintKernels.h"
 
@@ -27,75 +27,12 @@ FLINT_BF16_TARGET static inline __m512 widen16_masked(__mmask16 m, const uint16_
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, w)), 16));
 }
 
-FLINT_BF16_TARGET static inline void tile4x4(const float *x, int64_t ldx, const uint16_t *w, int64_t k,
-                                             float *y, int64_t ldy) {
-    __m512 acc[4][4];
-    for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-        __m512 wv[4], xv[4];
-        for (int b = 0; b < 4; b++) wv[b] = widen16(w + b * k + i);
-        for (int a = 0; a < 4; a++) xv[a] = _mm512_loadu_ps(x + a * ldx + i);
-        for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_fmadd_ps(xv[a], wv[b], acc[a][b]);
-    }
-    if (i < k) {
-        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
-        __m512 wv[4], xv[4];
-        for (int b = 0; b < 4; b++) wv[b] = widen16_masked(m, w + b * k + i);
-        for (int a = 0; a < 4; a++) xv[a] = _mm512_maskz_loadu_ps(m, x + a * ldx + i);
-        for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_fmadd_ps(xv[a], wv[b], acc[a][b]);
-    }
-    for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) y[a * ldy + b] = _mm512_reduce_add_ps(acc[a][b]);
-}
-
-FLINT_BF16_TARGET static inline void tile1x4(const float *x, const uint16_t *w, int64_t k, float *y) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-        __m512 xv = _mm512_loadu_ps(x + i);
-        for (int b = 0; b < 4; b++) acc[b] = _mm512_fmadd_ps(xv, widen16(w + b * k + i), acc[b]);
-    }
-    if (i < k) {
-        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
-        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        for (int b = 0; b < 4; b++) acc[b] = _mm512_fmadd_ps(xv, widen16_masked(m, w + b * k + i), acc[b]);
-    }
-    for (int b = 0; b < 4; b++) y[b] = _mm512_reduce_add_ps(acc[b]);
-}
-
-FLINT_BF16_TARGET static inline float dot1(const float *x, const uint16_t *w, int64_t k) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32) {
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), widen16(w + i), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), widen16(w + i + 16), acc1);
-    }
-    for (; i + 16 <= k; i += 16) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), widen16(w + i), acc0);
-    if (i < k) {
-        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
-        acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), widen16_masked(m, w + i), acc0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
-FLINT_BF16_TARGET void flint_bf16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k,
-                                      int64_t n_begin, int64_t n_end, float *y, int64_t ldy) {
-    for (int64_t nb = n_begin; nb < n_end; nb += 64) {
-        int64_t ne = nb + 64 < n_end ? nb + 64 : n_end;
-        int64_t r = 0;
-        for (; r + 4 <= rows; r += 4) {
-            int64_t j = nb;
-            for (; j + 4 <= ne; j += 4) tile4x4(x + r * ldx, ldx, w + j * k, k, y + r * ldy + j, ldy);
-            for (; j < ne; j++)
-                for (int a = 0; a < 4; a++) y[(r + a) * ldy + j] = dot1(x + (r + a) * ldx, w + j * k, k);
-        }
-        for (; r < rows; r++) {
-            int64_t j = nb;
-            for (; j + 4 <= ne; j += 4) tile1x4(x + r * ldx, w + j * k, k, y + r * ldy + j);
-            for (; j < ne; j++) y[r * ldy + j] = dot1(x + r * ldx, w + j * k, k);
-        }
-    }
-}
+#define XWT_NAME flint_bf16_xwt
+#define XWT_TARGET FLINT_BF16_TARGET
+#define XWT_W uint16_t
+#define XWT_LOAD(p) widen16(p)
+#define XWT_LOAD_MASKED(m, p) widen16_masked((m), (p))
+#include "XwtLoops.h"
 
 #else
 
