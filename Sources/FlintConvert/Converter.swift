@@ -138,9 +138,8 @@ public enum Converter {
                 let buffer = try decodedCopy(view)
                 smoothed = buffer
                 for op in ops { try op.apply(to: buffer, shape: info.shape) }
-                if let bad = buffer.firstIndex(where: { !$0.isFinite }) {
-                    throw FlintError("\(folder.sourceDescription): tensor \"\(info.name)\" has a non-finite value after smoothing at element \(bad)")
-                }
+                try checkFiniteAfterSmoothing(UnsafeBufferPointer(buffer), firstElement: 0, tensor: info.name,
+                                              source: folder.sourceDescription)
                 releaseMappedPages(view.data)
                 view = TensorView(name: info.name, storage: .f32, shape: info.shape,
                                   data: UnsafeRawBufferPointer(buffer), owner: nil)
@@ -267,12 +266,6 @@ public enum Converter {
         let (rows, cols) = (view.shape[0], view.shape[1])
         let width = view.storage.byteSize
         guard cols > 0, view.data.count == rows * cols * width else { return nil }
-        // Invalid scalings take the whole-tensor path, whose ChannelScaling.apply names the problem.
-        for op in ops {
-            guard op.factor.isFinite, op.factor != 0,
-                  (op.axis == .row && op.channel >= 0 && op.channel < rows)
-                    || (op.axis == .column && op.channel >= 0 && op.channel < cols) else { return nil }
-        }
         let quantizer = try makeInt8Quantizer(for: scheme)
         let groups = quantizer.groupsPerRow(cols: cols)
         let chunkRows = max(1, 65_536 / cols)
@@ -290,34 +283,16 @@ public enum Converter {
             try slab.withUnsafeMutableBufferPointer { all in
                 let part = UnsafeMutableBufferPointer(rebasing: all[0..<(n * cols)])
                 try HalfConversion.decode(bytes, storage: view.storage, into: part)
-                for op in ops {
-                    let s = op.factor
-                    let indices: StrideTo<Int>
-                    if op.axis == .row {
-                        guard op.channel >= first, op.channel < first + n else { continue }
-                        let r = op.channel - first
-                        indices = stride(from: r * cols, to: (r + 1) * cols, by: 1)
-                    } else {
-                        indices = stride(from: op.channel, to: n * cols, by: cols)
-                    }
-                    switch op.op {
-                    case .multiply: for i in indices { part[i] = part[i] * s }
-                    case .divide: for i in indices { part[i] = part[i] / s }
-                    }
-                }
-                if let bad = part.firstIndex(where: { !$0.isFinite }) {
-                    let element = first * cols + bad
-                    if !ops.isEmpty {
-                        throw FlintError("\(source): tensor \"\(view.name)\" has a non-finite value after smoothing at element \(element)")
-                    }
-                    throw FlintError("\(source): tensor \(view.name): element \(element) (row \(element / cols), column \(element % cols)) is \(part[bad]); a tensor with non-finite values cannot be quantized")
-                }
+                for op in ops { try op.apply(to: part, shape: view.shape, firstRow: first) }
+                if !ops.isEmpty { try checkFiniteAfterSmoothing(UnsafeBufferPointer(part), firstElement: first * cols,
+                                                               tensor: view.name, source: source) }
                 try values.withUnsafeMutableBufferPointer { q in
                     try scales.withUnsafeMutableBufferPointer { sc in
                         do {
                             try quantizer.quantize(UnsafeBufferPointer(part), rows: n, cols: cols, tensorName: view.name,
                                                    into: UnsafeMutableBufferPointer(rebasing: q[(first * cols)..<((first + n) * cols)]),
-                                                   scales: UnsafeMutableBufferPointer(rebasing: sc[(first * groups)..<((first + n) * groups)]))
+                                                   scales: UnsafeMutableBufferPointer(rebasing: sc[(first * groups)..<((first + n) * groups)]),
+                                                   firstRow: first)
                         } catch let e as FlintError { throw FlintError("\(source): \(e.message)") }
                         var row = 0
                         try restored.withUnsafeMutableBufferPointer { out in
@@ -405,6 +380,14 @@ public enum Converter {
     }
 
     /// A NaN or infinite weight makes a model that cannot be trusted; say where instead of storing it.
+    /// A smoothed tensor (or rows of it from `firstElement` on) must still be finite: a scaling can overflow.
+    static func checkFiniteAfterSmoothing(_ values: UnsafeBufferPointer<Float>, firstElement: Int, tensor: String,
+                                          source: String) throws {
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw FlintError("\(source): tensor \"\(tensor)\" has a non-finite value after smoothing at element \(firstElement + bad)")
+        }
+    }
+
     static func checkFinite(_ values: [Float], tensor: String, source: String) throws {
         if let i = values.firstIndex(where: { !$0.isFinite }) {
             throw FlintError("\(source): tensor \"\(tensor)\" has a non-finite value (\(values[i])) at element \(i)")

@@ -39,30 +39,51 @@ public struct ChannelScaling: Sendable, Equatable, Codable {
     /// Applies the scaling to `values`, a float32 tensor of `shape` (row-major). Each element is one exactly
     /// rounded IEEE multiply or divide, so the result is the same on every machine and in numpy.
     public func apply(to values: UnsafeMutableBufferPointer<Float>, shape: [Int]) throws {
-        guard factor.isFinite, factor != 0 else {
-            throw FlintError("channel scaling of \(tensor): factor \(factor) is not a finite non-zero number")
-        }
         let count = shape.reduce(1, *)
         guard values.count == count else {
             throw FlintError("channel scaling of \(tensor): \(values.count) values for shape \(shape)")
         }
+        try apply(to: values, shape: shape, firstRow: 0)
+    }
+
+    /// Applies the scaling to a slab of a 2-D tensor of `shape`: `values` holds rows `firstRow ..<
+    /// firstRow + values.count / shape[1]`. Every element gets the same float32 operation as when the whole
+    /// tensor is scaled (a row scaling whose row lies outside the slab leaves it untouched), so scaling a
+    /// tensor slab by slab gives the same bits. For a 1-D tensor `firstRow` must be 0 and `values` whole.
+    public func apply(to values: UnsafeMutableBufferPointer<Float>, shape: [Int], firstRow: Int) throws {
+        guard factor.isFinite, factor != 0 else {
+            throw FlintError("channel scaling of \(tensor): factor \(factor) is not a finite non-zero number")
+        }
+        let count = values.count
         let indices: StrideTo<Int>
         switch axis {
         case .element:
             guard shape.count == 1, channel >= 0, channel < shape[0] else {
                 throw FlintError("channel scaling of \(tensor): element \(channel) does not exist in shape \(shape)")
             }
+            guard firstRow == 0, count == shape[0] else {
+                throw FlintError("channel scaling of \(tensor): a 1-D tensor is scaled whole, got \(count) values at row \(firstRow) for shape \(shape)")
+            }
             indices = stride(from: channel, to: channel + 1, by: 1)
-        case .row:
-            guard shape.count == 2, channel >= 0, channel < shape[0] else {
-                throw FlintError("channel scaling of \(tensor): row \(channel) does not exist in shape \(shape)")
+        case .row, .column:
+            guard shape.count == 2, shape[1] > 0 || count == 0, firstRow >= 0,
+                  shape[1] == 0 || (count % shape[1] == 0 && firstRow + count / shape[1] <= shape[0]) else {
+                throw FlintError("channel scaling of \(tensor): \(count) values at row \(firstRow) are not whole rows of shape \(shape)")
             }
-            indices = stride(from: channel * shape[1], to: (channel + 1) * shape[1], by: 1)
-        case .column:
-            guard shape.count == 2, channel >= 0, channel < shape[1] else {
-                throw FlintError("channel scaling of \(tensor): column \(channel) does not exist in shape \(shape)")
+            if axis == .row {
+                guard channel >= 0, channel < shape[0] else {
+                    throw FlintError("channel scaling of \(tensor): row \(channel) does not exist in shape \(shape)")
+                }
+                let rows = shape[1] == 0 ? 0 : count / shape[1]
+                guard channel >= firstRow, channel < firstRow + rows else { return }
+                let r = channel - firstRow
+                indices = stride(from: r * shape[1], to: (r + 1) * shape[1], by: 1)
+            } else {
+                guard channel >= 0, channel < shape[1] else {
+                    throw FlintError("channel scaling of \(tensor): column \(channel) does not exist in shape \(shape)")
+                }
+                indices = stride(from: channel, to: count, by: shape[1])
             }
-            indices = stride(from: channel, to: count, by: shape[1])
         }
         let s = factor
         switch op {

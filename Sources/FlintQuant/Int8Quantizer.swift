@@ -49,10 +49,11 @@ extension Int8Quantizer {
 
     /// Quantizes `values` (`rows × cols`, row-major) into caller-provided buffers: `quantized` of `rows × cols`
     /// and `scales` of `scaleCount(rows:cols:)`. Throws (naming `tensorName`) for non-finite values or buffer
-    /// sizes that do not match; on error the buffers' contents are unspecified.
+    /// sizes that do not match; on error the buffers' contents are unspecified. When `values` are rows
+    /// `firstRow...` of a larger matrix (a slab), messages count rows and elements from there.
     public func quantize(_ values: UnsafeBufferPointer<Float>, rows: Int, cols: Int, tensorName: String,
                          into quantized: UnsafeMutableBufferPointer<Int8>,
-                         scales: UnsafeMutableBufferPointer<Float>) throws {
+                         scales: UnsafeMutableBufferPointer<Float>, firstRow: Int = 0) throws {
         try checkShape(rows: rows, cols: cols, tensorName: tensorName)
         let count = rows * cols
         guard values.count == count, quantized.count == count else {
@@ -77,7 +78,7 @@ extension Int8Quantizer {
                 let length = Swift.min(g, cols - start)
                 let offset = rowStart + start
                 let scale = try Int8Quantization.quantizeGroup(src + offset, dst + offset, length) { i in
-                    FlintError("tensor \(tensorName): element \(offset + i) (row \(row), column \(start + i)) is \(src[offset + i]); a tensor with non-finite values cannot be quantized")
+                    FlintError("tensor \(tensorName): element \(firstRow * cols + offset + i) (row \(firstRow + row), column \(start + i)) is \(src[offset + i]); a tensor with non-finite values cannot be quantized")
                 }
                 scaleOut[row * groups + group] = scale
                 start += length

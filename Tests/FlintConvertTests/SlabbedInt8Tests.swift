@@ -70,4 +70,46 @@ import FlintQuant
             }
         }
     }
+
+    @Test func anInvalidScalingIsNamedAsTheWholeTensorPathNamesIt() throws {
+        let values = [Float](repeating: 1, count: 300 * 8)
+        var bytes = [UInt8](repeating: 0, count: values.count * 2)
+        try values.withUnsafeBufferPointer { src in
+            try bytes.withUnsafeMutableBytes { try HalfConversion.encode(src, storage: .bf16, into: $0) }
+        }
+        try bytes.withUnsafeBytes { data in
+            let view = TensorView(name: "w", storage: .bf16, shape: [300, 8], data: data, owner: nil)
+            for (op, expected) in [
+                (ChannelScaling(tensor: "w", axis: .row, channel: 300, op: .multiply, factor: 2), "row 300 does not exist in shape [300, 8]"),
+                (ChannelScaling(tensor: "w", axis: .column, channel: 8, op: .multiply, factor: 2), "column 8 does not exist in shape [300, 8]"),
+                (ChannelScaling(tensor: "w", axis: .column, channel: 1, op: .divide, factor: 0), "factor 0.0 is not a finite non-zero number"),
+            ] {
+                var whole = [Float](values)
+                let wholeMessage = whole.withUnsafeMutableBufferPointer { buffer -> String in
+                    do { try op.apply(to: buffer, shape: [300, 8]); return "no error" } catch let e as FlintError { return e.message } catch { return "\(error)" }
+                }
+                #expect(wholeMessage.contains(expected), "\(wholeMessage)")
+                do {
+                    _ = try Converter.slabbedInt8(view, scheme: .int8Row, ops: [op], source: "src", threshold: 0, slabBytes: 1)
+                    Issue.record("\(op) was applied")
+                } catch let error as FlintError {
+                    #expect(error.message == wholeMessage)
+                }
+            }
+        }
+    }
+
+    @Test func aScalingOverflowIsNamedWithItsElement() throws {
+        let values = [Float](repeating: 3e38, count: 300 * 8)
+        try values.withUnsafeBytes { data in
+            let view = TensorView(name: "w", storage: .f32, shape: [300, 8], data: data, owner: nil)
+            let op = ChannelScaling(tensor: "w", axis: .row, channel: 250, op: .multiply, factor: 4)
+            do {
+                _ = try Converter.slabbedInt8(view, scheme: .int8Row, ops: [op], source: "src", threshold: 0, slabBytes: 1)
+                Issue.record("an overflowed weight was quantized")
+            } catch let error as FlintError {
+                #expect(error.message == "src: tensor \"w\" has a non-finite value after smoothing at element 2000", "\(error.message)")
+            }
+        }
+    }
 }
