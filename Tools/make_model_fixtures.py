@@ -16,6 +16,9 @@ spiece.model (copy of the vocabulary used) and the weights. Fixed seeds.
                      self-attention layer of both stacks), gated-gelu, untied lm_head like google/umt5-*,
                      d_model 16, d_kv 4, 4 heads, d_ff 32, 3+3 layers; no spiece.model copied (the fixture budget):
                      it uses vocab/small/spiece.model, which its golden and the tests take from there
+  pile-t5-tiny       like EleutherAI/pile-t5-*: UMT5ForConditionalGeneration with a gated-SiLU FFN
+                     (feed_forward_proj "gated-silu"), untied, d_model 16, d_kv 4, 4 heads, d_ff 32, 2+2 layers; no
+                     spiece.model (uses vocab/small/spiece.model, as umt5-tiny)
 (`demo` is trained by train_demo.py.)
 Run with Tools/.venv-hf/bin/python Tools/make_model_fixtures.py [names...]  (no names: all of them)
 """
@@ -165,6 +168,15 @@ def main(names):
         with safe_open(out / "model.safetensors", "pt") as sf:
             tables = sorted(k for k in sf.keys() if "relative_attention_bias" in k)
         assert len(tables) == 3 + 3, tables
+
+    pile_t5_tiny = make_model(
+        UMT5ForConditionalGeneration, seed=808, config_class=UMT5Config, vocab_size=small_vocab, d_model=16, d_kv=4,
+        num_heads=4, d_ff=32, num_layers=2, num_decoder_layers=2, feed_forward_proj="gated-silu",
+        tie_word_embeddings=False, relative_attention_num_buckets=32, relative_attention_max_distance=128)
+    if wanted("pile-t5-tiny"):
+        out = save(pile_t5_tiny, "pile-t5-tiny", None)
+        config = json.loads((out / "config.json").read_text())
+        assert (config["dense_act_fn"], config["is_gated_act"]) == ("silu", True), config
 
 
 if __name__ == "__main__":

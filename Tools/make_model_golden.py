@@ -158,7 +158,7 @@ def golden_encoder_decoder(name, model_dir):
         top2 = torch.topk(path_logits, 2, dim=-1).values
         case["greedy_min_top2_margin"] = float((top2[:, 0] - top2[:, 1]).min())
         if ((name == "flan-tiny" and index < 2) or name == "flan-long"
-                or (name == "umt5-tiny" and prompt == LONG_SMALL_PROMPT)):
+                or (name in ("umt5-tiny", "pile-t5-tiny") and prompt == LONG_SMALL_PROMPT)):
             # Raw logits (no processors) of the first 3 greedy decoder steps: teacher-force the greedy prefix.
             prefix = greedy[:, :3]
             with torch.no_grad():

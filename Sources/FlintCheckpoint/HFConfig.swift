@@ -64,6 +64,21 @@ public enum HFConfig {
         "switch_transformers": "Switch Transformers replace the feed-forward blocks with a mixture of experts (router + experts)",
     ]
 
+    /// transformers `ACT2FN` names that compute the same function as a `FeedForwardActivation` under another name.
+    static let activationAliases: [String: FeedForwardActivation] = [
+        // torch's tanh GELU and transformers' fast / accurate / python-tanh GELUs are all gelu_new's formula.
+        "gelu_pytorch_tanh": .geluNew, "gelu_fast": .geluNew, "gelu_accurate": .geluNew, "gelu_python_tanh": .geluNew,
+        "gelu_python": .gelu,
+        "swish": .silu,
+    ]
+
+    /// `ACT2FN` names with learned parameters: the module would store tensors (`….act.weight`) T5 checkpoints do not
+    /// otherwise have, and no released T5-family model uses them.
+    static let refusedActivations: [String: String] = [
+        "prelu": "PReLU has a learned slope (a DenseReluDense.act.weight tensor), which Flint does not implement",
+        "xielu": "xIELU has learned parameters, which Flint does not implement",
+    ]
+
     /// Parses config.json bytes (`path` is used in messages). For transformers-5 configs the tying is
     /// provisional; `HFModelFolder` finishes it from the weights.
     public static func parse(configJSON: Data, path: String) throws -> T5Config {
@@ -141,16 +156,16 @@ public enum HFConfig {
         if let explicit = try keys.string("dense_act_fn") { actName = explicit }
         if let explicit = try keys.bool("is_gated_act") { isGated = explicit }
         let activation: FeedForwardActivation
-        switch actName {
-        case "relu": activation = .relu
-        case "gelu_new": activation = .geluNew
-        // torch's tanh-approximated GELU is the same formula as gelu_new.
-        case "gelu_pytorch_tanh": activation = .geluNew
-        case "gelu": activation = .gelu
-        default:
-            throw FlintError(.unsupported, "\(path): feed-forward activation \"\(actName)\" (from "
-                + (keys.has("dense_act_fn") ? "dense_act_fn" : "feed_forward_proj \"\(feedForwardProj)\"")
-                + ") is not supported; supported: relu, gelu, gelu_new")
+        let actSource = keys.has("dense_act_fn") ? "dense_act_fn" : "feed_forward_proj \"\(feedForwardProj)\""
+        if let known = activationAliases[actName] ?? FeedForwardActivation(rawValue: actName) {
+            activation = known
+        } else if let reason = refusedActivations[actName] {
+            throw FlintError(.unsupported, "\(path): feed-forward activation \"\(actName)\" (from \(actSource)) is not supported: "
+                + reason)
+        } else {
+            throw FlintError(.unsupported, "\(path): feed-forward activation \"\(actName)\" (from \(actSource)) is not one "
+                + "transformers' ACT2FN offers without parameters; supported: "
+                + (FeedForwardActivation.allCases.map(\.rawValue) + activationAliases.keys).sorted().joined(separator: ", "))
         }
 
         // Architecture: a T5EncoderModel checkpoint has no decoder.

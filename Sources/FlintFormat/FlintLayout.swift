@@ -10,7 +10,7 @@ public enum FlintLayout {
     public static let maxDims = 8
     /// Features this reader implements (see `required_features` in the spec).
     public static let knownFeatures: Set<String> = [TokenizerInfo.jsonFeature, TokenizerInfo.addedTokensFeature,
-                                                    T5Config.perLayerRelativeBiasFeature,
+                                                    T5Config.perLayerRelativeBiasFeature, T5Config.extraActivationsFeature,
                                                     PackedInt8Geometry.requiredFeature, PackedInt4Geometry.requiredFeature]
 
     /// Rounds `offset` up to the format's alignment.

@@ -1,14 +1,43 @@
 // The T5 model configuration as the engine needs it, and as it is stored in a .flint file's metadata
 // (Formats/FLINT.md, "config"). Hugging Face's config.json is parsed into this by FlintCheckpoint.
 
-/// The feed-forward block's activation.
-public enum FeedForwardActivation: String, Codable, Sendable {
+/// The feed-forward block's activation: every parameter-free function transformers' `ACT2FN` offers (the
+/// `dense_act_fn` a T5-family config may name), one case per distinct formula; aliases map onto them when the
+/// config is read (FlintCheckpoint's HFConfig).
+public enum FeedForwardActivation: String, Codable, Sendable, CaseIterable {
     /// `max(0, x)` (original T5).
     case relu
-    /// `0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))` (T5 v1.1, FLAN-T5, mT5), HF's `gelu_new`.
+    /// `0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))` (T5 v1.1, FLAN-T5, mT5), HF's `gelu_new`; also its
+    /// `gelu_pytorch_tanh`, `gelu_fast`, `gelu_accurate`, `gelu_python_tanh` (the same formula).
     case geluNew = "gelu_new"
-    /// Exact erf GELU, HF's `gelu`.
+    /// Exact erf GELU `0.5·x·(1 + erf(x/√2))`, HF's `gelu` and `gelu_python`.
     case gelu
+    // The values below came after the first version-1 files: a file using one lists
+    // `T5Config.extraActivationsFeature` in required_features, so a reader that predates them refuses it by name.
+    /// `x·σ(x)`, HF's `silu` / `swish` (UL2 and Flan-UL2, EleutherAI's Pile-T5: `gated-silu`).
+    case silu
+    /// `x·σ(1.702·x)`, HF's `quick_gelu`.
+    case quickGelu = "quick_gelu"
+    /// The erf GELU clipped to [−10, 10], HF's `gelu_10`.
+    case gelu10 = "gelu_10"
+    /// `min(max(0, x), 6)`.
+    case relu6
+    /// `max(0, x)²`, HF's `relu2`.
+    case relu2
+    /// `x` for `x ≥ 0`, else `0.01·x` (torch's default slope).
+    case leakyRelu = "leaky_relu"
+    /// `1 / (1 + e^−x)`.
+    case sigmoid
+    case tanh
+    /// `x·tanh(softplus(x))`.
+    case mish
+    /// The identity, HF's `linear`.
+    case linear
+    /// `0.5·(1 + erf((x − 0.707107) / (0.282095·√2)))`, HF's `laplace`.
+    case laplace
+
+    /// The activations every version-1 reader knows; the others need `T5Config.extraActivationsFeature`.
+    public static let original: Set<FeedForwardActivation> = [.relu, .geluNew, .gelu]
 }
 
 public struct T5Config: Codable, Sendable, Equatable {
@@ -43,9 +72,14 @@ public struct T5Config: Codable, Sendable, Equatable {
     /// that predates it would reuse block 0's bias in every block and silently compute a different model.
     public static let perLayerRelativeBiasFeature = "per-layer-relative-attention-bias"
 
+    /// The `required_features` entry of files whose `activation` is not `relu`, `gelu_new` or `gelu`: a reader that
+    /// predates the other values should name what it lacks rather than fail to decode the config.
+    public static let extraActivationsFeature = "feed-forward-activations"
+
     /// The `required_features` a file with this config must list.
     public var requiredFeatures: [String] {
-        relativeAttentionBiasPerLayer ? [Self.perLayerRelativeBiasFeature] : []
+        (relativeAttentionBiasPerLayer ? [Self.perLayerRelativeBiasFeature] : [])
+            + (FeedForwardActivation.original.contains(activation) ? [] : [Self.extraActivationsFeature])
     }
 
     public init(architecture: String = "encoder-decoder", dModel: Int, dKV: Int, dFF: Int, numHeads: Int,

@@ -48,18 +48,56 @@ final class T5FeedForward {
     }
 
     private func applyActivation(_ values: UnsafeMutablePointer<Float>, count: Int) {
-        switch activation {
+        activation.apply(values, count: count, isa: isa)
+    }
+}
+
+extension FeedForwardActivation {
+    /// In place, the activation as transformers' `ACT2FN` module computes it in float32. `relu` and `gelu_new`
+    /// (every released T5 but UL2 / Pile-T5) have the vector kernels; the others are scalar loops, a small cost
+    /// next to the `wi` / `wo` products around them.
+    func apply(_ values: UnsafeMutablePointer<Float>, count: Int, isa: KernelISA) {
+        switch self {
         case .relu:
             for i in 0..<count { values[i] = max(values[i], 0) }
         case .geluNew:
             // HF NewGELUActivation: 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))).
             VectorMath.geluNew(values, count: count, isa: isa)
         case .gelu:
-            let invSqrt2 = Float(1 / 2.0.squareRoot())
+            for i in 0..<count { values[i] = Self.erfGelu(values[i]) }
+        case .silu:
+            // torch's silu: x·sigmoid(x); for x → −∞, e^−x overflows to inf and the quotient is −0, as in torch.
+            for i in 0..<count { values[i] = values[i] / (1 + expf(-values[i])) }
+        case .quickGelu:
+            for i in 0..<count { values[i] = values[i] / (1 + expf(-1.702 * values[i])) }
+        case .gelu10:
+            for i in 0..<count { values[i] = min(max(Self.erfGelu(values[i]), -10), 10) }
+        case .relu6:
+            for i in 0..<count { values[i] = min(max(values[i], 0), 6) }
+        case .relu2:
+            for i in 0..<count { let r = max(values[i], 0); values[i] = r * r }
+        case .leakyRelu:
+            for i in 0..<count where values[i] < 0 { values[i] *= 0.01 }
+        case .sigmoid:
+            for i in 0..<count { values[i] = 1 / (1 + expf(-values[i])) }
+        case .tanh:
+            for i in 0..<count { values[i] = tanhf(values[i]) }
+        case .mish:
+            // torch's softplus returns x itself above its threshold 20 (where log1p(e^x) rounds to x anyway).
             for i in 0..<count {
                 let x = values[i]
-                values[i] = 0.5 * x * (1 + erff(x * invSqrt2))
+                values[i] = x * tanhf(x > 20 ? x : log1pf(expf(x)))
             }
+        case .linear:
+            break
+        case .laplace:
+            // LaplaceActivation(mu = 0.707107, sigma = 0.282095): 0.5·(1 + erf((x − mu) / (sigma·√2))).
+            let mu: Float = 0.707107, scale = Float(0.282095 * 2.0.squareRoot())
+            for i in 0..<count { values[i] = 0.5 * (1 + erff((values[i] - mu) / scale)) }
         }
+    }
+
+    @inline(__always) private static func erfGelu(_ x: Float) -> Float {
+        0.5 * x * (1 + erff(x * Float(1 / 2.0.squareRoot())))
     }
 }

@@ -49,8 +49,11 @@ import FlintFormat
         let explicit = try parse(ConfigTexts.tiny(#""feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu""#)).config
         #expect(explicit.activation == .gelu && explicit.isGatedFFN)
 
-        let silu = try failure(ConfigTexts.tiny(#""feed_forward_proj": "gated-silu""#))
-        #expect(silu.contains("\"silu\"") && silu.contains("not supported"))
+        // UL2 / Flan-UL2 / Pile-T5's gated SiLU, and an ACT2FN name with learned parameters (refused).
+        let silu = try parse(ConfigTexts.tiny(#""feed_forward_proj": "gated-silu""#)).config
+        #expect(silu.activation == .silu && silu.isGatedFFN)
+        let prelu = try failure(ConfigTexts.tiny(#""feed_forward_proj": "gated-prelu""#))
+        #expect(prelu.contains("\"prelu\"") && prelu.contains("not supported"))
         let malformed = try failure(ConfigTexts.tiny(#""feed_forward_proj": "double-gated-gelu""#))
         #expect(malformed.contains("double-gated-gelu") && malformed.contains("gated-ACT"))
     }
