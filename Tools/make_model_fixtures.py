@@ -19,7 +19,7 @@ spiece.model (copy of the vocabulary used) and the weights. Fixed seeds.
   pile-t5-tiny       like EleutherAI/pile-t5-*: UMT5ForConditionalGeneration with a gated-SiLU FFN
                      (feed_forward_proj "gated-silu"), untied, d_model 16, d_kv 4, 4 heads, d_ff 32, 2+2 layers; no
                      spiece.model (uses vocab/small/spiece.model, as umt5-tiny)
-(`demo` is trained by train_demo.py.)
+(`demo` is trained by train_demo.py; byt5-tiny by make_byt5_fixtures.py.)
 Run with Tools/.venv-hf/bin/python Tools/make_model_fixtures.py [names...]  (no names: all of them)
 """
 import json

@@ -23,7 +23,7 @@ import warnings
 
 import torch
 import transformers
-from transformers import (AutoConfig, AutoModelForSeq2SeqLM, GenerationConfig, T5EncoderModel, T5Tokenizer)
+from transformers import (AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, T5EncoderModel, T5Tokenizer)
 
 from fixture_common import DEMO_WORDS, MODELS_DIR, SMALL_SPIECE
 
@@ -58,6 +58,8 @@ def long_input():
 LONG_INPUT = long_input()
 FLAN_LONG_PROMPTS = ["reverse: red apple blue", "<extra_id_0>", LONG_SMALL_PROMPT, LONG_INPUT]
 HALF_PROMPTS = ["reverse: red apple blue", "The cat <extra_id_0> in the park <extra_id_1>.", LONG_SMALL_PROMPT]
+# ByT5 (one id per UTF-8 byte): multi-byte characters, a sentinel, a literal </s>; the long prompt is ~190 bytes.
+BYT5_PROMPTS = ["reverse: red apple blue", "Ünïcödé 😀 <extra_id_0> café", "x</s>", LONG_SMALL_PROMPT[:190]]
 # The demo model was trained on word reversal: extra prompts whose right answer a person can see.
 DEMO_EXTRA_PROMPTS = ["reverse: one two three four five six", "reverse: cat dog"]
 T5_VOCAB_PROMPTS = [
@@ -111,7 +113,11 @@ def golden_encoder_decoder(name, model_dir):
     # T5ForConditionalGeneration, or UMT5ForConditionalGeneration for model_type umt5.
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
     spiece = model_dir / "spiece.model"
-    tokenizer = T5Tokenizer(vocab_file=str(spiece if spiece.exists() else SMALL_SPIECE))
+    if not spiece.exists() and (model_dir / "tokenizer_config.json").exists():
+        # A folder with tokenizer files but no vocabulary file: ByT5 (byt5-tiny), which AutoTokenizer resolves.
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    else:
+        tokenizer = T5Tokenizer(vocab_file=str(spiece if spiece.exists() else SMALL_SPIECE))
     saved_generation = check_model_generation_config(model_dir)
     prompts = T5_VOCAB_PROMPTS if model.config.vocab_size > 30000 else SMALL_VOCAB_PROMPTS
     if name == "demo":
@@ -120,6 +126,8 @@ def golden_encoder_decoder(name, model_dir):
         prompts = FLAN_LONG_PROMPTS
     elif name.startswith("flan-tiny-") and name.endswith("f16"):
         prompts = HALF_PROMPTS
+    elif name == "byt5-tiny":
+        prompts = BYT5_PROMPTS
     start = model.config.decoder_start_token_id
     cases = []
     for index, prompt in enumerate(prompts):

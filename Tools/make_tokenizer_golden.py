@@ -539,7 +539,27 @@ FOLDER_NAMES = ["t5-fast", "small-fast-first", "small-fast-oldjson", "small-fast
                 "small-slow-added", "small-fast-mt5", "small-slow-mt5"]
 
 
+def build_cleanup():
+    """tokenizer/small-slow-cleanup.json: the slow T5Tokenizer with clean_up_tokenization_spaces=True (what
+    tokenizer_config.json files written by transformers < 4.45 often say): decode ends with clean_up_tokenization."""
+    tokenizer = T5Tokenizer(vocab_file=str(SMALL_SPIECE), clean_up_tokenization_spaces=True)
+    texts = ["hello , world . I 'm here", "don 't stop ! ok ?", "a . b , c ! d ? e 's f 've g 're h n't",
+             "red apple blue", "The cat <extra_id_0> in the park ."]
+    cases = [{"text": t, "ids": tokenizer(t).input_ids,
+              "decoded": tokenizer.decode(tokenizer(t).input_ids),
+              "decoded_skip_special": tokenizer.decode(tokenizer(t).input_ids, skip_special_tokens=True)} for t in texts]
+    out = TOKENIZER_GOLDEN_DIR / "small-slow-cleanup.json"
+    out.write_text(json.dumps({"generator": {"transformers": transformers.__version__}, "cases": cases},
+                              ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"cleanup: {len(cases)} cases -> {out}")
+
+
 if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["cleanup"]:
+        build_cleanup()
+        sys.exit(0)
+    build_cleanup()
     build("small", SMALL_SPIECE)
     build("t5", T5_SPIECE)
     make_folders()

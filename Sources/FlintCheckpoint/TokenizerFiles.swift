@@ -19,11 +19,25 @@ public struct TokenizerFiles: Sendable {
     /// Largest tokenizer or tokenizer-config file read (the mT5 tokenizer.json is 17 MB).
     static let maximumFileSize = 256 << 20
 
-    /// The tokenizer of a folder; nil when it has neither `tokenizer.json` nor `spiece.model`.
+    /// The tokenizer of a folder; nil when it has neither `tokenizer.json` nor `spiece.model` and does not name
+    /// `ByT5Tokenizer` (which needs no file).
     public static func discover(inFolder folder: String) throws -> TokenizerFiles? {
         let url = URL(fileURLWithPath: folder)
         let fm = FileManager.default
-        let config = try readJSONObject(url.appendingPathComponent("tokenizer_config.json").path)
+        let configPath = url.appendingPathComponent("tokenizer_config.json").path
+        let config = try readJSONObject(configPath)
+        // AutoTokenizer takes the class from tokenizer_config.json, else from config.json; ByT5Tokenizer has no
+        // fast version, so it wins over any tokenizer.json / spiece.model beside it.
+        let modelConfigPath = url.appendingPathComponent("config.json").path
+        let tokenizerClass = config?["tokenizer_class"] as? String
+            ?? ((try? readJSONObject(modelConfigPath)) ?? nil)?["tokenizer_class"] as? String
+        if tokenizerClass == "ByT5Tokenizer" {
+            let specialMap = try readJSONObject(url.appendingPathComponent("special_tokens_map.json").path)
+            let addedFile = try readJSONObject(url.appendingPathComponent("added_tokens.json").path)
+            let info = try byt5Info(config: config, specialMap: specialMap, addedTokensFile: addedFile, folder: folder)
+            return TokenizerFiles(bytes: TokenizerInfo.byt5SectionBytes, info: info,
+                                  path: config != nil ? configPath : modelConfigPath)
+        }
         let jsonPath = url.appendingPathComponent("tokenizer.json").path
         if fm.fileExists(atPath: jsonPath) {
             var info = TokenizerInfo(type: TokenizerInfo.tokenizersJSON, extraIds: 0)
@@ -156,6 +170,116 @@ public struct TokenizerFiles: Sendable {
         }
         info.cleanUpTokenizationSpaces = (config?["clean_up_tokenization_spaces"] as? Bool) ?? false
         if info.cleanUpTokenizationSpaces == false { info.cleanUpTokenizationSpaces = nil }
+        return info
+    }
+
+    /// The added-token table transformers' `ByT5Tokenizer` (4.57) ends up with after `from_pretrained(folder)`:
+    ///  1. pad / eos / unk (`<pad>`, `</s>`, `<unk>` unless the files name others) at ids 0, 1, 2, stripping both
+    ///     sides; `additional_special_tokens` default to `<extra_id_0>` … `<extra_id_{extra_ids-1}>` (extra_ids 125);
+    ///  2. a saved `added_tokens_decoder` overrides entries by id; without one (files written before transformers
+    ///     4.34, as google/byt5-*'s) `special_tokens_map.json` overrides the token names and `added_tokens.json`
+    ///     adds its tokens (no stripping);
+    ///  3. every special token not yet present is added at the next id (`len(tokenizer)`), in the order eos, unk,
+    ///     pad, then the additional ones, special and not stripped.
+    static func byt5Info(config: [String: Any]?, specialMap: [String: Any]?, addedTokensFile: [String: Any]?,
+                         folder: String) throws -> TokenizerInfo {
+        let configFile = "\(folder)/tokenizer_config.json"
+        func tokenText(_ value: Any?) -> String? {
+            if let s = value as? String { return s }
+            if let d = value as? [String: Any] { return d["content"] as? String }
+            return nil
+        }
+        func tokenList(_ value: Any?) -> [String]? {
+            guard let list = value as? [Any] else { return nil }
+            return list.compactMap(tokenText)
+        }
+        for key in ["bos_token", "sep_token", "cls_token", "mask_token"] where tokenText(config?[key]) != nil {
+            throw FlintError(.unsupported, "\(configFile): ByT5Tokenizer with a \(key) is not supported (ByT5 has only pad, eos, "
+                             + "unk and additional special tokens)")
+        }
+        let extraIds = (config?["extra_ids"] as? NSNumber)?.intValue ?? 125
+        guard extraIds >= 0, extraIds <= 1_000_000 else {
+            throw FlintError(.invalidConfig, "\(configFile): extra_ids \(extraIds) is outside 0...1000000")
+        }
+        let decoder = config?["added_tokens_decoder"] as? [String: Any]
+        // Legacy files: special_tokens_map.json's names replace tokenizer_config.json's; its additional tokens are
+        // appended to the config's.
+        let legacyMap = decoder == nil ? specialMap : nil
+        func name(_ key: String, _ fallback: String) -> String {
+            tokenText(legacyMap?[key]) ?? tokenText(config?[key]) ?? fallback
+        }
+        let pad = name("pad_token", "<pad>"), eos = name("eos_token", "</s>"), unk = name("unk_token", "<unk>")
+        var additional = tokenList(config?["additional_special_tokens"])
+        if let extra = tokenList(legacyMap?["additional_special_tokens"]) {
+            var list = additional ?? []
+            for token in extra where !list.contains(token) { list.append(token) }
+            additional = list
+        }
+        if extraIds > 0 {
+            if additional == nil {
+                additional = (0..<extraIds).map { "<extra_id_\($0)>" }
+            } else if let list = additional, !list.isEmpty {
+                let named = Set(list.filter { $0.contains("extra_id") }).count
+                guard named == extraIds else {
+                    throw FlintError(.unsupported, "\(configFile): extra_ids is \(extraIds) but additional_special_tokens lists "
+                                     + "\(named) extra_id tokens (transformers' ByT5Tokenizer refuses this too)")
+                }
+            }
+        }
+        let additionalTokens = additional ?? []
+
+        var table: [Int: AddedTokenInfo] = [
+            0: AddedTokenInfo(id: 0, content: pad, special: true, lstrip: true, rstrip: true, normalized: true),
+            1: AddedTokenInfo(id: 1, content: eos, special: true, lstrip: true, rstrip: true, normalized: true),
+            2: AddedTokenInfo(id: 2, content: unk, special: true, lstrip: true, rstrip: true, normalized: true),
+        ]
+        if let decoder {
+            for (key, value) in decoder {
+                guard let id = Int(key), id >= 0, id < Int(Int32.max), let entry = value as? [String: Any],
+                      let content = entry["content"] as? String, !content.isEmpty else {
+                    throw FlintError(.invalidConfig, "\(configFile): added_tokens_decoder entry \"\(key)\" needs an id in 0..<2^31 and "
+                                     + "a non-empty \"content\"")
+                }
+                func flag(_ name: String, _ fallback: Bool) -> Bool { entry[name] as? Bool ?? fallback }
+                table[id] = AddedTokenInfo(id: id, content: content, special: flag("special", false), lstrip: flag("lstrip", false),
+                                           rstrip: flag("rstrip", false), singleWord: flag("single_word", false),
+                                           normalized: flag("normalized", true))
+            }
+        } else if let added = addedTokensFile {
+            let specials = Set([eos, unk, pad] + additionalTokens)
+            for (content, value) in added {
+                guard let id = (value as? NSNumber)?.intValue, id >= 0, id < Int(Int32.max), !content.isEmpty else {
+                    throw FlintError(.corrupt, "\(folder)/added_tokens.json: \"\(content)\" needs an id in 0..<2^31")
+                }
+                let special = specials.contains(content)
+                table[id] = AddedTokenInfo(id: id, content: content, special: special, normalized: !special)
+            }
+        }
+        // `get_vocab()` as `_add_tokens` sees it: ids 0..<259 (added tokens or the byte characters), then the
+        // added tokens; a new token gets the next id after all of them.
+        var vocabulary: [String: Int] = [:]
+        for id in 0..<259 { vocabulary[table[id]?.content ?? String(Unicode.Scalar(UInt8(id < 3 ? 0 : id - 3)))] = id }
+        for token in table.values { vocabulary[token.content] = token.id }
+        var nextId = vocabulary.count
+        var present = Set(table.values.map(\.content))
+        for token in [eos, unk, pad] + additionalTokens where !present.contains(token) {
+            let id: Int
+            if let existing = vocabulary[token] {
+                id = existing
+            } else {
+                id = nextId
+                nextId += 1
+                vocabulary[token] = id
+            }
+            table[id] = AddedTokenInfo(id: id, content: token, special: true, normalized: false)
+            present.insert(token)
+        }
+        var info = TokenizerInfo(type: TokenizerInfo.byt5, extraIds: 0)
+        info.addedTokens = table.values.sorted { $0.id < $1.id }
+        info.additionalSpecialTokens = additionalTokens
+        let contents = Set(table.values.map(\.content))
+        info.extraIds = (0...).prefix(while: { contents.contains("<extra_id_\($0)>") }).count
+        info.cleanUpTokenizationSpaces = (config?["clean_up_tokenization_spaces"] as? Bool) == true ? true : nil
         return info
     }
 

@@ -10,6 +10,7 @@ public enum FlintLayout {
     public static let maxDims = 8
     /// Features this reader implements (see `required_features` in the spec).
     public static let knownFeatures: Set<String> = [TokenizerInfo.jsonFeature, TokenizerInfo.addedTokensFeature,
+                                                    TokenizerInfo.byt5Feature,
                                                     T5Config.perLayerRelativeBiasFeature, T5Config.extraActivationsFeature,
                                                     PackedInt8Geometry.requiredFeature, PackedInt4Geometry.requiredFeature]
 
@@ -29,14 +30,24 @@ public struct TokenizerInfo: Codable, Sendable, Equatable {
     public static let jsonFeature = "tokenizer-json"
     /// `required_features` entry of sentencepiece files with an explicit added-token table.
     public static let addedTokensFeature = "tokenizer-added-tokens"
+    /// transformers' `ByT5Tokenizer` (google/byt5-*): UTF-8 bytes with ids `byte + 3`, no vocabulary file. The section
+    /// holds `byt5SectionBytes` (a section is never empty when the metadata describes a tokenizer); the added tokens
+    /// are in the metadata, always.
+    public static let byt5 = "byt5"
+    /// `required_features` entry of files whose tokenizer is `byt5`.
+    public static let byt5Feature = "tokenizer-byt5"
+    /// The tokenizer section of a `byt5` file: the ASCII bytes of `ByT5Tokenizer`.
+    public static let byt5SectionBytes = Array("ByT5Tokenizer".utf8)
 
     public var type: String
     /// Number of sentinels `<extra_id_N>` (consecutive from 0) the tokenizer has.
     public var extraIds: Int
-    /// sentencepiece only: every added token with its id and flags, as transformers' `added_tokens_decoder`
-    /// after loading the folder. Nil: `<pad>`, `</s>`, `<unk>` and `extraIds` sentinels (version 1 files).
+    /// sentencepiece and byt5: every added token with its id and flags, as transformers' `added_tokens_decoder`
+    /// after loading the folder. Nil (sentencepiece only): `<pad>`, `</s>`, `<unk>` and `extraIds` sentinels
+    /// (version 1 files). For byt5 always given, with pad, eos and unk at ids 0, 1 and 2.
     public var addedTokens: [AddedTokenInfo]?
-    /// sentencepiece only: `additional_special_tokens` (special tokens besides pad/eos/unk). Nil: the sentinels.
+    /// sentencepiece and byt5: `additional_special_tokens` (special tokens besides pad/eos/unk). Nil
+    /// (sentencepiece only): the sentinels.
     public var additionalSpecialTokens: [String]?
     /// `clean_up_tokenization_spaces` of `tokenizer_config.json` (decode post-processing); nil means false.
     public var cleanUpTokenizationSpaces: Bool?
@@ -49,10 +60,17 @@ public struct TokenizerInfo: Codable, Sendable, Equatable {
     /// The `required_features` a file carrying this tokenizer must list: readers that predate them would
     /// misread the section (a tokenizer.json fed to sentencepiece, added tokens ignored).
     /// The file name these bytes come from in a Hugging Face folder.
-    public var fileName: String { type == Self.tokenizersJSON ? "tokenizer.json" : "spiece.model" }
+    public var fileName: String {
+        switch type {
+        case Self.tokenizersJSON: return "tokenizer.json"
+        case Self.byt5: return "ByT5Tokenizer"
+        default: return "spiece.model"
+        }
+    }
 
     public var requiredFeatures: [String] {
         if type == Self.tokenizersJSON { return [Self.jsonFeature] }
+        if type == Self.byt5 { return [Self.byt5Feature] }
         if addedTokens != nil || additionalSpecialTokens != nil { return [Self.addedTokensFeature] }
         return []
     }

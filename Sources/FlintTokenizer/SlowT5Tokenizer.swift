@@ -43,10 +43,11 @@ final class SlowT5Tokenizer: @unchecked Sendable {
     private let processor: SentencePieceProcessor
     /// sentencepiece 0.2.x segmentation and piece decoding (see UnigramCodec for why not the library's).
     private let codec: UnigramCodec
-    /// transformers' `_added_tokens_decoder` / `_added_tokens_encoder`.
-    private let addedById: [Int: AddedTokenInfo]
-    private let addedByContent: [String: AddedTokenInfo]
-    private let patterns: PatternSet
+    /// transformers' `_added_tokens_decoder` / `_added_tokens_encoder`, and the cutting of text around them.
+    private let splitter: AddedTokenSplitter
+    private var addedById: [Int: AddedTokenInfo] { splitter.byId }
+    private var addedByContent: [String: AddedTokenInfo] { splitter.byContent }
+    private let cleanUpTokenizationSpaces: Bool
     /// transformers' `all_special_tokens` and their ids.
     private let specialTokenTexts: Set<String>
     private let specialIds: Set<Int>
@@ -99,18 +100,14 @@ final class SlowT5Tokenizer: @unchecked Sendable {
                 AddedTokenInfo(id: processor.pieceCount + extraIds - 1 - n, content: text, special: true,
                                lstrip: true, rstrip: true)
             })
-        var byId: [Int: AddedTokenInfo] = [:]
-        var byContent: [String: AddedTokenInfo] = [:]
         for token in added {
             guard token.id >= 0, token.id < Int(Int32.max), !token.content.isEmpty else {
                 throw FlintError(.corrupt, "tokenizer: added token \"\(token.content)\" has id \(token.id), outside 0..<2^31 or empty")
             }
-            byId[token.id] = token
-            byContent[token.content] = token
         }
-        addedById = byId
-        addedByContent = byContent
-        patterns = PatternSet(byId.values.sorted { $0.id < $1.id }.map { (Array($0.content.unicodeScalars), $0.id) })
+        splitter = AddedTokenSplitter(added)
+        let byContent = splitter.byContent, byId = splitter.byId
+        cleanUpTokenizationSpaces = info.cleanUpTokenizationSpaces ?? false
         let additional = info.additionalSpecialTokens ?? sentinels
         let specials = Set([Self.eosToken, Self.unkToken, Self.padToken] + additional)
         specialTokenTexts = specials
@@ -162,29 +159,12 @@ final class SlowT5Tokenizer: @unchecked Sendable {
     /// The pieces of a text, as `tokenizer.tokenize(text)` (no `</s>` appended): transformers'
     /// `PreTrainedTokenizer.tokenize` with its added-token flag rules, then sentencepiece on each other stretch.
     func tokenize(_ text: String) -> [String] {
-        var parts = splitOnAddedTokens(Array(text.unicodeScalars))
-        for i in parts.indices {
-            // The neighbours as they were before this token's rules (transformers reads `left` / `right` once).
-            guard let token = addedByContent[Self.string(parts[i])] else { continue }
-            let left = i > 0 ? parts[i - 1] : []
-            let right = i + 1 < parts.count ? parts[i + 1] : []
-            if token.rstrip && !right.isEmpty { parts[i + 1] = Self.pythonLStrip(right) }
-            if token.lstrip && !left.isEmpty { parts[i - 1] = Self.pythonRStrip(left) }
-            if token.singleWord && !left.isEmpty && left.last != " " {
-                parts[i - 1] += parts[i]
-                parts[i] = []
-            } else if token.singleWord && !right.isEmpty && right.first != " " {
-                parts[i + 1] = parts[i] + parts[i + 1]
-                parts[i] = []
-            }
-        }
         var result: [String] = []
-        for part in parts where !part.isEmpty {
-            let string = Self.string(part)
-            if addedByContent[string] != nil {
-                result.append(string)
+        for part in splitter.segments(text) {
+            if part.added {
+                result.append(part.text)
             } else {
-                result.append(contentsOf: encodePiecesOrDie(string))
+                result.append(contentsOf: encodePiecesOrDie(part.text))
             }
         }
         return result
@@ -200,25 +180,6 @@ final class SlowT5Tokenizer: @unchecked Sendable {
             preconditionFailure("tokenizer: sentencepiece failed on a model that loaded: \(error)")
         }
         return codec.encodePieces(normalized: normalized).map { String(decoding: $0, as: UTF8.self) }
-    }
-
-    /// Cuts text around added tokens, leftmost-longest first, as transformers' `Trie.split`.
-    private func splitOnAddedTokens(_ scalars: [Unicode.Scalar]) -> [[Unicode.Scalar]] {
-        var parts: [[Unicode.Scalar]] = []
-        var textStart = 0
-        var i = 0
-        while i < scalars.count {
-            if let match = patterns.longestMatch(scalars, at: i) {
-                if textStart < i { parts.append(Array(scalars[textStart..<i])) }
-                parts.append(Array(scalars[i..<(i + match.length)]))
-                i += match.length
-                textStart = i
-            } else {
-                i += 1
-            }
-        }
-        if textStart < scalars.count { parts.append(Array(scalars[textStart...])) }
-        return parts
     }
 
     // MARK: - Decoding
@@ -244,7 +205,9 @@ final class SlowT5Tokenizer: @unchecked Sendable {
             }
         }
         if !stretch.isEmpty { parts.append(convertTokensToString(stretch)) }
-        return parts.joined(separator: " ")
+        let text = parts.joined(separator: " ")
+        // `_decode` ends with clean_up_tokenization when tokenizer_config.json's clean_up_tokenization_spaces is set.
+        return cleanUpTokenizationSpaces ? FastTokenizer.cleanUpTokenization(text) : text
     }
 
     /// T5Tokenizer.convert_tokens_to_string: drops the prefix space of the first token, decodes runs of ordinary
@@ -284,31 +247,5 @@ final class SlowT5Tokenizer: @unchecked Sendable {
 
     // MARK: - Helpers
 
-    private static func string(_ scalars: [Unicode.Scalar]) -> String {
-        var view = String.UnicodeScalarView()
-        view.append(contentsOf: scalars)
-        return String(view)
-    }
-
-    /// Python's `str.isspace()` set, which `strip()`, `lstrip()` and `rstrip()` remove.
-    private static func isPythonWhitespace(_ c: Unicode.Scalar) -> Bool {
-        switch c.value {
-        case 0x09...0x0D, 0x1C...0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000:
-            return true
-        default:
-            return false
-        }
-    }
-
-    private static func pythonLStrip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
-        Array(s.drop(while: isPythonWhitespace))
-    }
-
-    private static func pythonRStrip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
-        var end = s.count
-        while end > 0 && isPythonWhitespace(s[end - 1]) { end -= 1 }
-        return Array(s[..<end])
-    }
-
-    private static func pythonStrip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] { pythonRStrip(pythonLStrip(s)) }
+    private static func pythonStrip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] { AddedTokenSplitter.pythonStrip(s) }
 }

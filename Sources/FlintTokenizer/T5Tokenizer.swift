@@ -6,7 +6,9 @@ import Foundation
 /// - from `tokenizer.json` (type `hf-tokenizers-json`): the fast tokenizer of the `tokenizers` library
 ///   (`FastTokenizer`), with its own added tokens and post-processor;
 /// - from `spiece.model` (type `sentencepiece`): transformers' slow `T5Tokenizer` (`SlowT5Tokenizer`), with the
-///   sentinels and added tokens of `tokenizer_config.json` / `added_tokens.json` / `special_tokens_map.json`.
+///   sentinels and added tokens of `tokenizer_config.json` / `added_tokens.json` / `special_tokens_map.json`;
+/// - for a folder whose tokenizer class is `ByT5Tokenizer` (type `byt5`, google/byt5-*): UTF-8 bytes
+///   (`ByT5Tokenizer`), with the added tokens of those files.
 ///
 /// Ids outside the tokenizer (such as the padding rows 32100..<32128 of a T5 model's vocabulary) are dropped by
 /// `decode`, so generated ids never crash a decode.
@@ -18,6 +20,7 @@ public final class T5Tokenizer: @unchecked Sendable {
     private enum Backend {
         case slow(SlowT5Tokenizer)
         case fast(FastTokenizer)
+        case byt5(ByT5Tokenizer)
     }
 
     private let backend: Backend
@@ -78,9 +81,16 @@ public final class T5Tokenizer: @unchecked Sendable {
             eosId = eos
             padId = fast.tokenToId(Self.padToken) ?? eos
             unkId = fast.tokenToId(Self.unkToken) ?? eos
+        case TokenizerInfo.byt5:
+            let byt5 = try ByT5Tokenizer(bytes: bytes, info: info)
+            backend = .byt5(byt5)
+            count = byt5.count
+            eosId = byt5.eosId
+            padId = byt5.padId
+            unkId = byt5.unkId
         default:
-            throw FlintError(.unsupported, "tokenizer type \"\(info.type)\" is not supported (expected \(TokenizerInfo.sentencepiece) "
-                             + "or \(TokenizerInfo.tokenizersJSON))")
+            throw FlintError(.unsupported, "tokenizer type \"\(info.type)\" is not supported (expected \(TokenizerInfo.sentencepiece), "
+                             + "\(TokenizerInfo.tokenizersJSON) or \(TokenizerInfo.byt5))")
         }
         var sentinels = 0
         while sentinels < 1_000_000, Self.lookUp(backend, "<extra_id_\(sentinels)>") != nil { sentinels += 1 }
@@ -94,15 +104,17 @@ public final class T5Tokenizer: @unchecked Sendable {
         switch backend {
         case .slow(let slow): return slow.addedTokenId(token)
         case .fast(let fast): return fast.tokenToId(token)
+        case .byt5(let byt5): return byt5.addedTokenId(token)
         }
     }
 
-    /// Pieces of the model vocabulary: the sentencepiece model's size (32000 for T5), or the tokenizer.json
-    /// Unigram vocabulary's (which may already include the sentinels).
+    /// Pieces of the model vocabulary: the sentencepiece model's size (32000 for T5), the tokenizer.json
+    /// Unigram vocabulary's (which may already include the sentinels), or ByT5's 3 + 256.
     public var spieceSize: Int {
         switch backend {
         case .slow(let slow): return slow.spieceSize
         case .fast(let fast): return fast.modelVocabularySize
+        case .byt5: return ByT5Tokenizer.offset + ByT5Tokenizer.byteCount
         }
     }
 
@@ -123,6 +135,7 @@ public final class T5Tokenizer: @unchecked Sendable {
         switch backend {
         case .slow(let slow): return slow.isSpecialId(id)
         case .fast(let fast): return fast.idToToken(id).map(fast.isSpecial) ?? false
+        case .byt5(let byt5): return byt5.isSpecialId(id)
         }
     }
 
@@ -131,6 +144,7 @@ public final class T5Tokenizer: @unchecked Sendable {
         switch backend {
         case .slow(let slow): return slow.idToPiece(id)
         case .fast(let fast): return fast.idToToken(id)
+        case .byt5(let byt5): return byt5.idToPiece(id)
         }
     }
 
@@ -139,6 +153,7 @@ public final class T5Tokenizer: @unchecked Sendable {
         switch backend {
         case .slow(let slow): return slow.pieceToId(piece)
         case .fast(let fast): return fast.tokenToId(piece) ?? unkId
+        case .byt5(let byt5): return byt5.pieceToId(piece)
         }
     }
 
@@ -154,6 +169,7 @@ public final class T5Tokenizer: @unchecked Sendable {
         switch backend {
         case .slow(let slow): return slow.tokenize(text)
         case .fast(let fast): return fast.encode(text, addSpecialTokens: false).map { $0.value }
+        case .byt5(let byt5): return byt5.tokenize(text)
         }
     }
 
@@ -168,6 +184,11 @@ public final class T5Tokenizer: @unchecked Sendable {
         case .fast(let fast):
             let tokens = fast.encode(text, addSpecialTokens: addEOS)
             return (tokens.map { $0.id }, tokens.map { $0.value })
+        case .byt5(let byt5):
+            let ids = byt5.encode(text, addEOS: addEOS)
+            var pieces = byt5.tokenize(text)
+            if ids.count > pieces.count { pieces.append(byt5.idToPiece(byt5.eosId) ?? Self.eosToken) }
+            return (ids, pieces)
         }
     }
 
@@ -177,6 +198,7 @@ public final class T5Tokenizer: @unchecked Sendable {
         switch backend {
         case .slow(let slow): return slow.decode(ids, skipSpecialTokens: skipSpecialTokens)
         case .fast(let fast): return fast.decode(ids, skipSpecialTokens: skipSpecialTokens)
+        case .byt5(let byt5): return byt5.decode(ids, skipSpecialTokens: skipSpecialTokens)
         }
     }
 

@@ -104,9 +104,9 @@ final class LoadedModels: @unchecked Sendable {
 /// flan-long: head size 64 and a 302-token input; flan-tiny-f16 / -bf16: half-precision source checkpoints
 /// (their goldens are transformers running the same half weights widened to float32); umt5-tiny: UMT5, a bias
 /// table in every self-attention layer (UMT5ForConditionalGeneration wrote its golden); pile-t5-tiny: UMT5 with a
-/// gated-SiLU FFN (EleutherAI/pile-t5-*).
+/// gated-SiLU FFN (EleutherAI/pile-t5-*); byt5-tiny: google/byt5-*'s vocabulary of 384 (bytes + 3, 125 sentinels).
 let encoderDecoderFixtures = ["flan-tiny", "flan-tiny-sharded", "t5-tiny", "t5-vocab32k", "demo", "flan-long",
-                              "flan-tiny-f16", "flan-tiny-bf16", "umt5-tiny", "pile-t5-tiny"]
+                              "flan-tiny-f16", "flan-tiny-bf16", "umt5-tiny", "pile-t5-tiny", "byt5-tiny"]
 
 func fixtureExists(_ name: String) -> Bool {
     FileManager.default.fileExists(atPath: fixturesDirectory.appendingPathComponent(name).appendingPathComponent("golden.json").path)
