@@ -64,6 +64,13 @@ public enum HFConfig {
         "switch_transformers": "Switch Transformers replace the feed-forward blocks with a mixture of experts (router + experts)",
     ]
 
+    /// Architecture-name suffixes of transformers' T5 task heads → what they are.
+    static let refusedHeads: [String: String] = [
+        "ForSequenceClassification": "a sequence-classification head",
+        "ForTokenClassification": "a token-classification head",
+        "ForQuestionAnswering": "a question-answering (span) head",
+    ]
+
     /// transformers `ACT2FN` names that compute the same function as a `FeedForwardActivation` under another name.
     static let activationAliases: [String: FeedForwardActivation] = [
         // torch's tanh GELU and transformers' fast / accurate / python-tanh GELUs are all gelu_new's formula.
@@ -128,6 +135,14 @@ public enum HFConfig {
         guard supportedModelTypes.contains(modelType) else {
             throw FlintError(.unsupported, "\(path): model_type is \"\(modelType)\"; this reader handles T5-family checkpoints "
                 + "with model_type \"t5\", \"mt5\" or \"umt5\"")
+        }
+        // Task heads transformers builds on T5 (a classifier or span scorer instead of the LM head, and for
+        // sequence / token classification the stacks under a `transformer.` prefix): refused by name rather than
+        // run as a text-to-text model or reported as missing tensors.
+        if let head = architectures.lazy.compactMap({ a in refusedHeads.first { a.hasSuffix($0.key) }.map { (a, $0.value) } }).first,
+           architectures.allSatisfy({ a in refusedHeads.keys.contains { a.hasSuffix($0) } }) {
+            throw FlintError(.unsupported, "\(path): architectures \(architectures) is \(head.1) on \(modelType), which Flint does not "
+                + "run; it runs text-to-text checkpoints (T5ForConditionalGeneration, MT5…, UMT5…) and encoders (T5EncoderModel, …)")
         }
         let isMT5 = modelType == "mt5"
         let isUMT5 = modelType == "umt5"

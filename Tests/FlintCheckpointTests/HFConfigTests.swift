@@ -58,6 +58,19 @@ import FlintFormat
         #expect(malformed.contains("double-gated-gelu") && malformed.contains("gated-ACT"))
     }
 
+    @Test(arguments: ["T5ForSequenceClassification", "MT5ForQuestionAnswering", "UMT5ForTokenClassification"])
+    func taskHeadsAreRefusedByName(architecture: String) throws {
+        let m = try failure(ConfigTexts.tiny(#""tie_word_embeddings": false"#)
+            .replacingOccurrences(of: #""architectures": ["T5ForConditionalGeneration"]"#, with: #""architectures": ["\#(architecture)"]"#))
+        #expect(m.contains(architecture) && m.contains("head") && m.contains("which Flint does not run"), "\(m)")
+        // The old name of the LM model (t5-small's first config.json) and the bare T5Model stay accepted.
+        for accepted in ["T5WithLMHeadModel", "T5Model"] {
+            let d = try parse(ConfigTexts.tiny(#""tie_word_embeddings": false"#)
+                .replacingOccurrences(of: #""architectures": ["T5ForConditionalGeneration"]"#, with: #""architectures": ["\#(accepted)"]"#))
+            #expect(!d.config.isEncoderOnly)
+        }
+    }
+
     @Test func encoderOnly() throws {
         let d = try parse(ConfigTexts.tiny(#""architectures": ["T5EncoderModel"], "tie_word_embeddings": false"#)
             .replacingOccurrences(of: #""architectures": ["T5ForConditionalGeneration"], "#, with: ""))
