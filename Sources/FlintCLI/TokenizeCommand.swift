@@ -28,7 +28,9 @@ func loadTokenizer(modelPath argument: String) throws -> LoadedTokenizer {
     }
     if isDirectory.boolValue {
         guard let files = try TokenizerFiles.discover(inFolder: modelPath) else {
-            throw FlintError("\(modelPath): the folder has no tokenizer (tokenizer.json or spiece.model)")
+            throw FlintError("\(modelPath): the folder has no tokenizer "
+                + (TokenizerFiles.unreadableTokenizerDescription(inFolder: modelPath).map { "Flint can read: \($0)" }
+                   ?? "(tokenizer.json or spiece.model)"))
         }
         do {
             return LoadedTokenizer(tokenizer: try T5Tokenizer(bytes: files.bytes, info: files.info), path: files.path)
@@ -70,8 +72,10 @@ struct TokenizerStatus: Encodable {
 
     init(folder: HFModelFolder) {
         guard let files = folder.tokenizerFiles else {
-            problem = "\(folder.sourceDescription): no tokenizer (tokenizer.json or spiece.model) in the folder; "
-                + "the .flint file will carry none, so `flint run` will only accept token ids"
+            let found = TokenizerFiles.unreadableTokenizerDescription(inFolder: folder.folder)
+            problem = "\(folder.sourceDescription): "
+                + (found.map { "no tokenizer Flint can read: \($0)" } ?? "no tokenizer (tokenizer.json or spiece.model) in the folder")
+                + "; the .flint file will carry none, so `flint run` will only accept token ids"
             return
         }
         file = files.info.fileName
@@ -97,7 +101,8 @@ struct TokenizeCommand: ParsableCommand {
         Tokenization matches what Hugging Face's AutoTokenizer loads for the model: the fast tokenizer of \
         tokenizer.json when the folder has one (normalizer, pre-tokenizer, Unigram model, post-processor and added \
         tokens as the tokenizers library runs them), else the slow T5Tokenizer of spiece.model with the sentinels \
-        and added tokens of tokenizer_config.json / special_tokens_map.json / added_tokens.json. </s> is appended; \
+        and added tokens of tokenizer_config.json / special_tokens_map.json / added_tokens.json; ByT5Tokenizer \
+        (UTF-8 bytes, google/byt5-*) when the folder names it. </s> is appended; \
         sentinels and added tokens in the text become their ids. The ids are printed on one line and the pieces on \
         the next (--json: {"ids": [...], "pieces": [...], "tokenizer": "tokenizer.json" or "spiece.model"}, the file \
         used; for a .flint file, the one embedded).

@@ -173,6 +173,24 @@ public struct TokenizerFiles: Sendable {
         return info
     }
 
+    /// For a folder `discover` finds no tokenizer in: the tokenizer class its files name (`tokenizer_config.json`'s
+    /// `tokenizer_class`, else `config.json`'s) when it is not one Flint implements, with the vocabulary files present
+    /// — e.g. CodeT5's `RobertaTokenizer` (vocab.json + merges.txt). Nil when no class is named.
+    public static func unreadableTokenizerDescription(inFolder folder: String) -> String? {
+        let url = URL(fileURLWithPath: folder)
+        func object(_ name: String) -> [String: Any]? { (try? readJSONObject(url.appendingPathComponent(name).path)) ?? nil }
+        let fromTokenizerConfig = object("tokenizer_config.json")?["tokenizer_class"] as? String
+        guard let name = fromTokenizerConfig ?? object("config.json")?["tokenizer_class"] as? String,
+              !["T5Tokenizer", "T5TokenizerFast", "MT5Tokenizer", "MT5TokenizerFast", "ByT5Tokenizer"].contains(name) else {
+            return nil
+        }
+        let files = ["vocab.json", "merges.txt", "vocab.txt", "sentencepiece.bpe.model", "tokenizer.model"]
+            .filter { FileManager.default.fileExists(atPath: url.appendingPathComponent($0).path) }
+        return "\(fromTokenizerConfig != nil ? "tokenizer_config.json" : "config.json") names \(name)"
+            + (files.isEmpty ? "" : " (\(files.joined(separator: ", ")))") + ", which Flint does not implement (it reads "
+            + "T5Tokenizer's spiece.model, a Unigram tokenizer.json, and ByT5Tokenizer)"
+    }
+
     /// The added-token table transformers' `ByT5Tokenizer` (4.57) ends up with after `from_pretrained(folder)`:
     ///  1. pad / eos / unk (`<pad>`, `</s>`, `<unk>` unless the files name others) at ids 0, 1, 2, stripping both
     ///     sides; `additional_special_tokens` default to `<extra_id_0>` … `<extra_id_{extra_ids-1}>` (extra_ids 125);

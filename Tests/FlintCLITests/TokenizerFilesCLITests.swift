@@ -111,6 +111,22 @@ private func flintMetadata(_ path: String) throws -> [String: Any] {
         #expect(t.status != 0 && t.stderr.contains("carries no tokenizer"), "\(t.stderr)")
     }
 
+    /// A folder whose tokenizer is one Flint does not implement (CodeT5: RobertaTokenizer, vocab.json + merges.txt):
+    /// the warning names the class and its files instead of saying there is none.
+    @Test func unimplementedTokenizerClassIsNamed() throws {
+        let folder = try demoWithTokenizer(nil)
+        try #"{"tokenizer_class": "RobertaTokenizer", "bos_token": "<s>"}"#
+            .write(toFile: folder + "/tokenizer_config.json", atomically: true, encoding: .utf8)
+        for name in ["vocab.json", "merges.txt"] { try "{}".write(toFile: folder + "/" + name, atomically: true, encoding: .utf8) }
+        let out = (folder as NSString).deletingLastPathComponent + "/m.flint"
+        let c = try flint("convert", folder, "-o", out)
+        #expect(c.status == 0, "\(c.stderr)")
+        #expect(c.stderr.contains("tokenizer_config.json names RobertaTokenizer (vocab.json, merges.txt), which Flint does not implement"),
+                "\(c.stderr)")
+        let t = try flint("tokenize", folder, "hello")
+        #expect(t.status != 0 && t.stderr.contains("names RobertaTokenizer"), "\(t.stderr)")
+    }
+
     /// A tokenizer.json this flint cannot run (a BPE model) is refused by convert with the file and the reason.
     @Test func unsupportedTokenizerJSONIsAnError() throws {
         let folder = try demoWithTokenizer(nil)
