@@ -126,17 +126,16 @@ final class T5Attention {
         let sequences = state.sequences
         var longest = 0
         for (r, sequence) in sequences.enumerated() {
-            let position = sequence.length
-            (sequence.keys[layer].mutablePointer + position * inner).update(from: work.keys.pointer + r * inner, count: inner)
-            (sequence.values[layer].mutablePointer + position * inner).update(from: work.values.pointer + r * inner, count: inner)
-            longest = max(longest, position + 1)
+            sequence.append(layer: layer, key: work.keys.pointer + r * inner, value: work.values.pointer + r * inner)
+            longest = max(longest, sequence.length + 1)
         }
         let queries = work.queries.pointer, output = work.context.mutablePointer
+        // One query: the kernel's `stride` only steps through the keys and values, which are head-major.
         attendRowsAndHeads(rows: rows, longest: longest, context) { r, h, scores in
             let sequence = sequences[r]
             VectorMath.attend(queries: queries + r * inner + h * dKV, queryCount: 1,
-                              keys: sequence.keys[layer].pointer + h * dKV, values: sequence.values[layer].pointer + h * dKV,
-                              keyCount: sequence.length + 1, stride: inner, dKV: dKV, bias: bias.row(r, head: h),
+                              keys: sequence.keys(layer: layer, head: h), values: sequence.values(layer: layer, head: h),
+                              keyCount: sequence.length + 1, stride: dKV, dKV: dKV, bias: bias.row(r, head: h),
                               biasRowStride: 0, scores: scores, context: output + r * inner + h * dKV, isa: isa)
         }
         o.forward(work.context.pointer, rows: rows, into: y, context)
@@ -155,8 +154,8 @@ final class T5Attention {
         attendRowsAndHeads(rows: rows, longest: longest, context) { r, h, scores in
             let cross = sequences[r].cross
             VectorMath.attend(queries: queries + r * inner + h * dKV, queryCount: 1,
-                              keys: cross.keys[layer].pointer + h * dKV, values: cross.values[layer].pointer + h * dKV,
-                              keyCount: cross.encoderLength, stride: inner, dKV: dKV, bias: nil, biasRowStride: 0,
+                              keys: cross.keys(layer: layer, head: h), values: cross.values(layer: layer, head: h),
+                              keyCount: cross.encoderLength, stride: dKV, dKV: dKV, bias: nil, biasRowStride: 0,
                               scores: scores, context: output + r * inner + h * dKV, isa: isa)
         }
         o.forward(work.context.pointer, rows: rows, into: y, context)

@@ -245,13 +245,12 @@ public final class T5BlockStreamer {
         }
         let inner = config.innerDim, layers = config.numDecoderLayers
         let caches = encoded.map { e in
-            T5CrossAttentionCache(encoderLength: e.length,
-                                  keys: (0..<layers).map { _ in FloatStorage(count: e.length * inner) },
-                                  values: (0..<layers).map { _ in FloatStorage(count: e.length * inner) })
+            T5CrossAttentionCache(encoderLength: e.length, layers: layers, numHeads: config.numHeads, dKV: config.dKV)
         }
         let encoderRows = encoded.flatMap(\.hiddenStates)
         let encoderRowCount = encoded.reduce(0) { $0 + $1.length }
-        let projected = FloatStorage(uninitializedCount: encoderRowCount * inner)
+        let projectedKeys = FloatStorage(uninitializedCount: encoderRowCount * inner)
+        let projectedValues = FloatStorage(uninitializedCount: encoderRowCount * inner)
         let state = T5DecoderState(config: config, initialCapacity: maxNewTokens)
         for cache in caches { _ = state.append(cache, count: 1, maxLength: maxNewTokens) }
         // The head is loaded after each step's blocks and dropped again: kept for the whole generation, its
@@ -276,17 +275,16 @@ public final class T5BlockStreamer {
                 if step == 0, let cross = block.crossAttention {
                     // All inputs' rows in one multiply each (a streamed half-precision weight is widened once per
                     // multiply), then split into the per-input caches.
-                    for keys in [true, false] {
-                        encoderRows.withUnsafeBufferPointer { x in
-                            (keys ? cross.k : cross.v).forward(x.baseAddress!, rows: encoderRowCount,
-                                                               into: projected.mutablePointer, context)
-                        }
-                        var row = 0
-                        for (e, cache) in zip(encoded, caches) {
-                            let target = keys ? cache.keys[index] : cache.values[index]
-                            target.mutablePointer.update(from: projected.pointer + row * inner, count: e.length * inner)
-                            row += e.length
-                        }
+                    encoderRows.withUnsafeBufferPointer { x in
+                        cross.k.forward(x.baseAddress!, rows: encoderRowCount, into: projectedKeys.mutablePointer, context)
+                        cross.v.forward(x.baseAddress!, rows: encoderRowCount, into: projectedValues.mutablePointer,
+                                        context)
+                    }
+                    var row = 0
+                    for (e, cache) in zip(encoded, caches) {
+                        cache.store(layer: index, keys: projectedKeys.pointer + row * inner,
+                                    values: projectedValues.pointer + row * inner)
+                        row += e.length
                     }
                 }
                 // Block 0's table serves every block without its own (T5); each table is filled for this step.

@@ -4,22 +4,48 @@
 import FlintFormat
 import FlintKernels
 
-/// Cross-attention keys and values of one encoder output, for every decoder block: `[encoderLength, innerDim]`
-/// each, computed once when a request starts and shared by all its rows (beams).
+/// Cross-attention keys and values of one encoder output, for every decoder block, computed once when a request
+/// starts and shared by all its rows (beams). Stored head-major, `[numHeads][encoderLength][dKV]` per block: a
+/// decoding step reads each head's keys and values as one sequential stream (position-major rows put one head's
+/// 64 floats 3 KB apart in flan-t5-base, 12 strided passes per block over caches the step's weights had evicted).
 public final class T5CrossAttentionCache: @unchecked Sendable {
     public let encoderLength: Int
+    let numHeads: Int, dKV: Int
     let keys: [FloatStorage], values: [FloatStorage]
 
-    init(encoderLength: Int, keys: [FloatStorage], values: [FloatStorage]) {
+    /// Zeroed caches for `layers` blocks; `store` fills them.
+    init(encoderLength: Int, layers: Int, numHeads: Int, dKV: Int) {
         self.encoderLength = encoderLength
-        self.keys = keys
-        self.values = values
+        self.numHeads = numHeads
+        self.dKV = dKV
+        keys = (0..<layers).map { _ in FloatStorage(count: encoderLength * numHeads * dKV) }
+        values = (0..<layers).map { _ in FloatStorage(count: encoderLength * numHeads * dKV) }
+    }
+
+    /// Block `layer`'s keys and values from the projections' `[encoderLength][numHeads · dKV]` rows.
+    func store(layer: Int, keys projectedKeys: UnsafePointer<Float>, values projectedValues: UnsafePointer<Float>) {
+        Self.toHeadMajor(projectedKeys, into: keys[layer].mutablePointer, rows: encoderLength, heads: numHeads, dKV: dKV)
+        Self.toHeadMajor(projectedValues, into: values[layer].mutablePointer, rows: encoderLength, heads: numHeads,
+                         dKV: dKV)
+    }
+
+    /// Head h's `[encoderLength][dKV]` keys / values of block `layer`.
+    func keys(layer: Int, head h: Int) -> UnsafePointer<Float> { keys[layer].pointer + h * encoderLength * dKV }
+    func values(layer: Int, head h: Int) -> UnsafePointer<Float> { values[layer].pointer + h * encoderLength * dKV }
+
+    static func toHeadMajor(_ rows: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows count: Int,
+                            heads: Int, dKV: Int) {
+        let inner = heads * dKV
+        for h in 0..<heads {
+            for p in 0..<count { (out + (h * count + p) * dKV).update(from: rows + p * inner + h * dKV, count: dKV) }
+        }
     }
 }
 
-/// Self-attention caches `[capacity, innerDim]` per decoder block for one row of a decoding batch. Allocated
-/// for up to 256 positions and doubled when the sequence gets longer, so a large `maxLength` costs memory
-/// only if the text really gets that long.
+/// Self-attention caches of one row of a decoding batch, per decoder block head-major `[numHeads][capacity][dKV]`
+/// (each head's cached keys and values one sequential stream, as the cross-attention caches). Allocated for up to
+/// 256 positions and doubled when the sequence gets longer, so a large `maxLength` costs memory only if the text
+/// really gets that long.
 final class T5DecodingSequence {
     let cross: T5CrossAttentionCache
     let maxLength: Int
@@ -27,15 +53,28 @@ final class T5DecodingSequence {
     var length = 0
     private(set) var capacity = 0
     private(set) var keys: [FloatStorage] = [], values: [FloatStorage] = []
-    let innerDim: Int
+    let numHeads: Int, dKV: Int
 
-    init(cross: T5CrossAttentionCache, maxLength: Int, layers: Int, innerDim: Int, initialCapacity: Int) {
+    init(cross: T5CrossAttentionCache, maxLength: Int, layers: Int, numHeads: Int, dKV: Int, initialCapacity: Int) {
         self.cross = cross
         self.maxLength = maxLength
-        self.innerDim = innerDim
+        self.numHeads = numHeads
+        self.dKV = dKV
         keys = (0..<layers).map { _ in FloatStorage(count: 0) }
         values = keys
         grow(to: min(maxLength, max(1, initialCapacity)))
+    }
+
+    /// Head h's cached keys / values of block `layer`: `capacity` rows of `dKV` floats, `length` of them written.
+    func keys(layer: Int, head h: Int) -> UnsafeMutablePointer<Float> { keys[layer].mutablePointer + h * capacity * dKV }
+    func values(layer: Int, head h: Int) -> UnsafeMutablePointer<Float> { values[layer].mutablePointer + h * capacity * dKV }
+
+    /// Writes block `layer`'s key and value rows (`numHeads · dKV` floats each) at position `length`.
+    func append(layer: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        for h in 0..<numHeads {
+            (keys(layer: layer, head: h) + length * dKV).update(from: key + h * dKV, count: dKV)
+            (values(layer: layer, head: h) + length * dKV).update(from: value + h * dKV, count: dKV)
+        }
     }
 
     /// Makes room for `positions` cached positions (doubling), keeping what is cached.
@@ -48,9 +87,15 @@ final class T5DecodingSequence {
     }
 
     private func grow(to newCapacity: Int) {
+        let (heads, dKV, length, oldCapacity) = (numHeads, dKV, length, capacity)
         func regrown(_ cache: FloatStorage) -> FloatStorage {
-            let bigger = FloatStorage(count: newCapacity * innerDim)
-            if length > 0 { bigger.mutablePointer.update(from: cache.pointer, count: length * innerDim) }
+            let bigger = FloatStorage(count: newCapacity * heads * dKV)
+            if length > 0 {
+                for h in 0..<heads {
+                    (bigger.mutablePointer + h * newCapacity * dKV).update(from: cache.pointer + h * oldCapacity * dKV,
+                                                                           count: length * dKV)
+                }
+            }
             return bigger
         }
         keys = keys.map(regrown)
@@ -62,15 +107,17 @@ final class T5DecodingSequence {
     func copy(from other: T5DecodingSequence) throws {
         try reserve(positions: other.length)
         for l in keys.indices {
-            keys[l].mutablePointer.update(from: other.keys[l].pointer, count: other.length * innerDim)
-            values[l].mutablePointer.update(from: other.values[l].pointer, count: other.length * innerDim)
+            for h in 0..<numHeads {
+                keys(layer: l, head: h).update(from: other.keys(layer: l, head: h), count: other.length * dKV)
+                values(layer: l, head: h).update(from: other.values(layer: l, head: h), count: other.length * dKV)
+            }
         }
         length = other.length
     }
 
     func clone() -> T5DecodingSequence {
-        let copy = T5DecodingSequence(cross: cross, maxLength: maxLength, layers: keys.count, innerDim: innerDim,
-                                      initialCapacity: capacity)
+        let copy = T5DecodingSequence(cross: cross, maxLength: maxLength, layers: keys.count, numHeads: numHeads,
+                                      dKV: dKV, initialCapacity: capacity)
         try! copy.copy(from: self)  // same capacity: cannot run out of positions
         return copy
     }
@@ -115,7 +162,8 @@ public final class T5DecoderState {
         let first = sequences.count
         for _ in 0..<count {
             sequences.append(T5DecodingSequence(cross: cross, maxLength: maxLength, layers: config.numDecoderLayers,
-                                                innerDim: config.innerDim, initialCapacity: initialCapacity))
+                                                numHeads: config.numHeads, dKV: config.dKV,
+                                                initialCapacity: initialCapacity))
         }
         return first..<sequences.count
     }

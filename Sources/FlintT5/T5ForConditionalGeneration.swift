@@ -107,15 +107,25 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
         }
         let context = T5ForwardContext(pool: pool, linearObserver: linearObserver)
         let length = encoderOutput.length, inner = config.innerDim
-        // Every block's keys and values project the same encoder output: one quantization of it serves all.
-        let keys = decoder.blocks.map { _ in FloatStorage(uninitializedCount: length * inner) }
-        let values = decoder.blocks.map { _ in FloatStorage(uninitializedCount: length * inner) }
-        let linears = decoder.blocks.flatMap { [$0.crossAttention!.k, $0.crossAttention!.v] }
-        let outputs = zip(keys, values).flatMap { [$0.mutablePointer, $1.mutablePointer] }
-        encoderOutput.hiddenStates.withUnsafeBufferPointer { encoded in
-            T5Linear.forward(linears, sharingInput: encoded.baseAddress!, rows: length, into: outputs, context)
+        let cache = T5CrossAttentionCache(encoderLength: length, layers: decoder.blocks.count,
+                                          numHeads: config.numHeads, dKV: config.dKV)
+        // Every block's keys and values project the same encoder output: one quantization of it serves a group of
+        // blocks, whose position-major projections (at most ~32 MB of them at a time, e.g. all of flan-t5-base's at
+        // 64 tokens) are then stored head-major.
+        let perBlock = 2 * length * inner * MemoryLayout<Float>.size
+        let blocksPerGroup = max(1, min(decoder.blocks.count, (32 << 20) / max(1, perBlock)))
+        let keys = (0..<blocksPerGroup).map { _ in FloatStorage(uninitializedCount: length * inner) }
+        let values = (0..<blocksPerGroup).map { _ in FloatStorage(uninitializedCount: length * inner) }
+        for first in stride(from: 0, to: decoder.blocks.count, by: blocksPerGroup) {
+            let blocks = decoder.blocks[first..<min(decoder.blocks.count, first + blocksPerGroup)]
+            let linears = blocks.flatMap { [$0.crossAttention!.k, $0.crossAttention!.v] }
+            let outputs = zip(keys, values).prefix(blocks.count).flatMap { [$0.mutablePointer, $1.mutablePointer] }
+            encoderOutput.hiddenStates.withUnsafeBufferPointer { encoded in
+                T5Linear.forward(linears, sharingInput: encoded.baseAddress!, rows: length, into: outputs, context)
+            }
+            for i in 0..<blocks.count { cache.store(layer: first + i, keys: keys[i].pointer, values: values[i].pointer) }
         }
-        return T5CrossAttentionCache(encoderLength: length, keys: keys, values: values)
+        return cache
     }
 
     /// Adds `rows` sequences (a request's beams, or 1) decoding against `cross` to the batch, each at most
