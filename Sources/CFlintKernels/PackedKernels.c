@@ -446,9 +446,11 @@ static inline int64_t pa2_wide_x_block(int64_t k_padded) {
     return rows < 32 ? 32 : rows;
 }
 
-/// Rows `xq` (bytes q + 128, k_padded read per row) → signed int16 q, row stride k_padded.
-PA2_TARGET static void pa2_widen_x(const uint8_t *xq, int64_t ldxq, int64_t rows, int64_t kp, int16_t *x16) {
-    const __m256i offset = _mm256_set1_epi16(128);
+/// Rows `xq` (bytes q + 128, k_padded read per row) → int16, row stride k_padded: signed q, or with UNSIGNED the
+/// bytes q + 128 themselves and `sums[r]` = Σ over the row's k bytes (the unsigned tile subtracts 128 · that).
+PA2_TARGET PX_INLINE void pa2_widen_x(const uint8_t *xq, int64_t ldxq, int64_t rows, int64_t k, int64_t kp,
+                                      int16_t *x16, const int UNSIGNED, int32_t *sums) {
+    const __m256i offset = _mm256_set1_epi16(UNSIGNED ? 0 : 128);
     for (int64_t r = 0; r < rows; r++) {
         const uint8_t *src = xq + r * ldxq;
         int16_t *dst = x16 + r * kp;
@@ -457,13 +459,26 @@ PA2_TARGET static void pa2_widen_x(const uint8_t *xq, int64_t ldxq, int64_t rows
             const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + i)));
             _mm256_storeu_si256((__m256i *)(dst + i), _mm256_sub_epi16(v, offset));
         }
-        for (; i < kp; i++) dst[i] = (int16_t)((int)src[i] - 128);
+        for (; i < kp; i++) dst[i] = (int16_t)((int)src[i] - (UNSIGNED ? 0 : 128));
+        if (UNSIGNED) {
+            // Σ of the k bytes (the padding bytes meet zero weights in the unsigned copy of the block).
+            const __m256i zero = _mm256_setzero_si256();
+            __m256i acc = zero;
+            int64_t j = 0;
+            for (; j + 32 <= k; j += 32)
+                acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(src + j)), zero));
+            int64_t lanes[4];
+            _mm256_storeu_si256((__m256i *)lanes, acc);
+            int64_t total = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+            for (; j < k; j++) total += src[j];
+            sums[r] = (int32_t)total;
+        }
     }
 }
 
 /// Block b's weights → int16, per quad q four vectors of 16: rows 0–7 inputs (4q, 4q+1) as pairs, rows 0–7 inputs
 /// (4q+2, 4q+3), then the same for rows 8–15.
-PA2_TARGET static void pa2_widen_block(const flint_packed_int8 *m, int64_t b, int16_t *w16) {
+PA2_TARGET PX_INLINE void pa2_widen_block(const flint_packed_int8 *m, int64_t b, int16_t *w16, const int UNSIGNED) {
     const int64_t quads = m->k_padded / 4;
     const int8_t *w = m->blocks + b * 16 * m->k_padded;
     // Per 128-bit half (4 rows × 4 bytes): the (j0, j1) bytes of the 4 rows, then their (j2, j3) bytes.
@@ -474,10 +489,18 @@ PA2_TARGET static void pa2_widen_block(const flint_packed_int8 *m, int64_t b, in
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * q + 32 * h));
             // [rows 0–3 j01 | rows 0–3 j23 | rows 4–7 j01 | rows 4–7 j23] → [rows 0–7 j01 | rows 0–7 j23]
             const __m256i t = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, pairs), 0xD8);
-            _mm256_storeu_si256((__m256i *)(w16 + 64 * q + 32 * h), _mm256_cvtepi8_epi16(_mm256_castsi256_si128(t)));
+            const __m256i offset = _mm256_set1_epi16(UNSIGNED ? 128 : 0);
+            _mm256_storeu_si256((__m256i *)(w16 + 64 * q + 32 * h),
+                                _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(t)), offset));
             _mm256_storeu_si256((__m256i *)(w16 + 64 * q + 32 * h + 16),
-                                _mm256_cvtepi8_epi16(_mm256_extracti128_si256(t, 1)));
+                                _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(t, 1)), offset));
         }
+    // Unsigned copy: the padding inputs k…k_padded−1 get weight 0 (not 0 + 128), so the activation bytes there,
+    // which may hold anything, add nothing.
+    if (UNSIGNED)
+        for (int64_t i = m->k; i < m->k_padded; i++)
+            for (int h = 0; h < 2; h++)
+                for (int l = 0; l < 8; l++) w16[64 * (i / 4) + 32 * h + 16 * ((i % 4) / 2) + 2 * l + (i % 2)] = 0;
 }
 
 /// The per-block constants of the W8A8 epilogue (group 0 of block b): lane scales, compensations and `128 · Σ q`,
@@ -538,30 +561,98 @@ PA2_TARGET PX_INLINE void pa2_wide_tile(const flint_packed_int8 *m, int64_t b, c
     }
 }
 
+/// The wide tile on unsigned copies (x: bytes q + 128, w: q + 128, both 0…255 as int16), for the default MXCSR:
+/// `vpmaddwd` pair sums are then 0…130050, and they are accumulated with `vaddps` as the bit patterns of
+/// denormal / smallest-exponent floats, whose spacing is one unit up to 2^24 units, so float addition of them is
+/// exact integer addition. On Zen 4 a `vpaddd` fed by `vpmaddwd` competes with it for the two multiply pipes
+/// (81 % of the vpmaddwd rate in a microbenchmark), `vaddps` runs on the two FP-add pipes beside it (99 %).
+/// 64 quads add at most 64 · 2 · 130050 < 2^24 units per lane; then the float sums are flushed (as int32 bits)
+/// into int32 totals: Σ xq · (w + 128) = Σ xq · w + 128 · Σ xq ≤ 255 · 255 · k_padded (k_padded ≤ 32768 here).
+/// The result is the byte tile's unsigned sum Σ xq · w exactly, and the epilogue is the same.
+PA2_TARGET PX_INLINE void pa2_wide_tile_unsigned(const flint_packed_int8 *m, int64_t b, const pa2_block_epilogue *e,
+                                                 const int16_t *w16, const int16_t *x16, const int32_t *xsum,
+                                                 const float *xs, const int R, float *y, int64_t ldy) {
+    const int64_t kp = m->k_padded, quads = kp / 4;
+    __m256i total[4][2];
+    for (int r = 0; r < R; r++) total[r][0] = total[r][1] = _mm256_setzero_si256();
+    for (int64_t q0 = 0; q0 < quads; q0 += 64) {
+        const int64_t q1 = q0 + 64 < quads ? q0 + 64 : quads;
+        __m256 acc[4][2];
+        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (int64_t q = q0; q < q1; q++) {
+            __m256i wv[4];
+            for (int v = 0; v < 4; v++) wv[v] = _mm256_loadu_si256((const __m256i *)(w16 + 64 * q + 16 * v));
+            for (int r = 0; r < R; r++) {
+                int32_t lo, hi;
+                memcpy(&lo, x16 + r * kp + 4 * q, 4);
+                memcpy(&hi, x16 + r * kp + 4 * q + 2, 4);
+                const __m256i x01 = _mm256_set1_epi32(lo), x23 = _mm256_set1_epi32(hi);
+                for (int h = 0; h < 2; h++)
+                    acc[r][h] = _mm256_add_ps(acc[r][h],
+                                              _mm256_add_ps(_mm256_castsi256_ps(_mm256_madd_epi16(wv[2 * h], x01)),
+                                                            _mm256_castsi256_ps(_mm256_madd_epi16(wv[2 * h + 1], x23))));
+            }
+        }
+        for (int r = 0; r < R; r++)
+            for (int h = 0; h < 2; h++) total[r][h] = _mm256_add_epi32(total[r][h], _mm256_castps_si256(acc[r][h]));
+    }
+    const __m256 zero = _mm256_setzero_ps();
+    for (int h = 0; h < 2; h++)
+        for (int r = 0; r < R; r++) {
+            const __m256i dot = _mm256_sub_epi32(total[r][h], _mm256_set1_epi32(xsum[r] * 128));
+            const __m256 sx = _mm256_set1_ps(xs[r]);
+            const __m256 sum = _mm256_add_ps(zero, _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(e->sw[h], sx)));
+            const __m256 corr = _mm256_add_ps(zero, _mm256_mul_ps(e->comp[h], sx));
+            total[r][h] = _mm256_castps_si256(_mm256_sub_ps(sum, corr));
+        }
+    for (int r = 0; r < R; r++) {
+        float out[16];
+        _mm256_storeu_ps(out, _mm256_castsi256_ps(total[r][0]));
+        _mm256_storeu_ps(out + 8, _mm256_castsi256_ps(total[r][1]));
+        store_rows(m, b, out, y + r * ldy);
+    }
+}
+
 /// The wide path for per-row scales; 0 when its scratch could not be allocated (the caller then runs the byte
 /// tiles).
+/// One pass of the wide path over the blocks, signed (UNSIGNED 0) or unsigned copies.
+#define PA2_WIDE_PASS(UNSIGNED, TILE_CALL)                                                                          \
+    for (int64_t r_begin = 0; r_begin < rows; r_begin += x_block) {                                               \
+        const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;                                 \
+        pa2_widen_x(xq + r_begin * ldxq, ldxq, r_end - r_begin, m->k, kp, x16, UNSIGNED, xsum);                   \
+        for (int64_t b = block_begin; b < block_end; b++) {                                                        \
+            pa2_widen_block(m, b, w16, UNSIGNED);                                                                  \
+            const pa2_block_epilogue e = pa2_block_constants(m, b);                                                \
+            int64_t r = r_begin;                                                                                   \
+            for (; r + 4 <= r_end; r += 4) TILE_CALL(4);                                                           \
+            for (; r + 2 <= r_end; r += 2) TILE_CALL(2);                                                           \
+            for (; r < r_end; r++) TILE_CALL(1);                                                                   \
+        }                                                                                                          \
+    }
+
 PA2_TARGET static int pa2_w8a8_wide(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
                                     const uint8_t *xq, int64_t ldxq, const float *xs, int64_t rows, float *y,
                                     int64_t ldy) {
     const int64_t kp = m->k_padded;
     const int64_t x_block = pa2_wide_x_block(kp);
     const int64_t x_rows = x_block < rows ? x_block : rows;
-    int16_t *memory = pa2_wide_memory((size_t)(16 * kp + x_rows * kp));
+    // int16 block + int16 activation rows + their int32 byte sums.
+    int16_t *memory = pa2_wide_memory((size_t)(16 * kp + x_rows * kp + 2 * x_rows));
     if (!memory) return 0;
     int16_t *w16 = memory, *x16 = memory + 16 * kp;
-    for (int64_t r_begin = 0; r_begin < rows; r_begin += x_block) {
-        const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;
-        pa2_widen_x(xq + r_begin * ldxq, ldxq, r_end - r_begin, kp, x16);
-        for (int64_t b = block_begin; b < block_end; b++) {
-            pa2_widen_block(m, b, w16);
-            const pa2_block_epilogue e = pa2_block_constants(m, b);
-            int64_t r = r_begin;
-            for (; r + 4 <= r_end; r += 4)
-                pa2_wide_tile(m, b, &e, w16, x16 + (r - r_begin) * kp, xs + r, 4, y + r * ldy, ldy);
-            for (; r + 2 <= r_end; r += 2)
-                pa2_wide_tile(m, b, &e, w16, x16 + (r - r_begin) * kp, xs + r, 2, y + r * ldy, ldy);
-            for (; r < r_end; r++) pa2_wide_tile(m, b, &e, w16, x16 + (r - r_begin) * kp, xs + r, 1, y + r * ldy, ldy);
-        }
+    int32_t *xsum = (int32_t *)(x16 + x_rows * kp);
+    // The unsigned tile needs floats that are neither flushed to zero (FTZ) nor read as zero (DAZ): under a
+    // non-default MXCSR, and past its int32 bound, the signed tile runs (same results).
+    const int default_csr = (_mm_getcsr() & 0x8040) == 0;
+    if (default_csr && kp <= 32768) {
+#define PA2_U_TILE(R) pa2_wide_tile_unsigned(m, b, &e, w16, x16 + (r - r_begin) * kp, xsum + (r - r_begin), xs + r, \
+                                             R, y + r * ldy, ldy)
+        PA2_WIDE_PASS(1, PA2_U_TILE)
+#undef PA2_U_TILE
+    } else {
+#define PA2_S_TILE(R) pa2_wide_tile(m, b, &e, w16, x16 + (r - r_begin) * kp, xs + r, R, y + r * ldy, ldy)
+        PA2_WIDE_PASS(0, PA2_S_TILE)
+#undef PA2_S_TILE
     }
     return 1;
 }
