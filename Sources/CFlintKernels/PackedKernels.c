@@ -14,6 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__clang__)
 #pragma clang fp contract(off)
@@ -613,6 +614,51 @@ PA2_TARGET PX_INLINE void pa2_wide_tile_unsigned(const flint_packed_int8 *m, int
     }
 }
 
+/// Nanoseconds for 8 chains of 4096 dependent `vaddps` adding `seed` (best of three), for the probe below.
+PA2_TARGET static int64_t pa2_time_adds(float seed) {
+    volatile float load = seed;
+    const __m256 d = _mm256_set1_ps(load);
+    int64_t best = INT64_MAX;
+    for (int trial = 0; trial < 3; trial++) {
+        __m256 a[8];
+        for (int i = 0; i < 8; i++) a[i] = d;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int n = 0; n < 4096; n++)
+            for (int i = 0; i < 8; i++) a[i] = _mm256_add_ps(a[i], d);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        volatile float sink = 0;
+        for (int i = 0; i < 8; i++) sink = sink + _mm256_cvtss_f32(a[i]);
+        (void)sink;
+        const int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+        if (ns < best) best = ns;
+    }
+    return best;
+}
+
+/// 1 when this CPU adds denormal floats as fast as normal ones (within 2×), measured once per process. The
+/// unsigned tile's sums are denormals: exact on every CPU, but a core that takes a microcode assist for denormal
+/// operands or results (older Intel cores may, about 150 cycles each) would run it tens of times slower than the
+/// signed tile, so such a CPU keeps the signed one. The probe costs ~10 µs where adds are fast (Zen 4).
+/// `FLINT_AVX2_UNSIGNED_TILE=0|1` overrides it (tests, measurements).
+static int pa2_denormal_adds_fast(void) {
+    static int known = -1;  // -1 unknown, else the answer; a racing first call just measures twice
+    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (v >= 0) return v;
+    const char *force = getenv("FLINT_AVX2_UNSIGNED_TILE");
+    if (force && (force[0] == '0' || force[0] == '1') && force[1] == 0) {
+        v = force[0] == '1';
+    } else {
+        uint32_t one_unit = 1;  // the smallest denormal
+        float tiny;
+        memcpy(&tiny, &one_unit, 4);
+        const int64_t denormal = pa2_time_adds(tiny), normal = pa2_time_adds(1.0f);
+        v = denormal <= 2 * normal + 2000;
+    }
+    __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+    return v;
+}
+
 /// The wide path for per-row scales; 0 when its scratch could not be allocated (the caller then runs the byte
 /// tiles).
 /// One pass of the wide path over the blocks, signed (UNSIGNED 0) or unsigned copies.
@@ -642,9 +688,10 @@ PA2_TARGET static int pa2_w8a8_wide(const flint_packed_int8 *m, int64_t block_be
     int16_t *w16 = memory, *x16 = memory + 16 * kp;
     int32_t *xsum = (int32_t *)(x16 + x_rows * kp);
     // The unsigned tile needs floats that are neither flushed to zero (FTZ) nor read as zero (DAZ): under a
-    // non-default MXCSR, and past its int32 bound, the signed tile runs (same results).
+    // non-default MXCSR, past its int32 bound, and on a CPU slow at denormal adds, the signed tile runs (same
+    // results).
     const int default_csr = (_mm_getcsr() & 0x8040) == 0;
-    if (default_csr && kp <= 32768) {
+    if (default_csr && kp <= 32768 && pa2_denormal_adds_fast()) {
 #define PA2_U_TILE(R) pa2_wide_tile_unsigned(m, b, &e, w16, x16 + (r - r_begin) * kp, xsum + (r - r_begin), xs + r, \
                                              R, y + r * ldy, ldy)
         PA2_WIDE_PASS(1, PA2_U_TILE)
