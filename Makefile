@@ -126,8 +126,12 @@ fixtures:
 	Tools/.venv-hf/bin/python Tools/make_vocab.py
 	Tools/.venv-hf/bin/python Tools/make_tokenizer_golden.py
 	Tools/.venv-hf/bin/python Tools/make_model_fixtures.py
+	Tools/.venv-hf/bin/python Tools/make_byt5_fixtures.py
+	Tools/.venv-hf/bin/python Tools/make_activation_golden.py
 	Tools/.venv-hf/bin/python Tools/train_demo.py
 	Tools/.venv-hf/bin/python Tools/make_model_golden.py
+	Tools/.venv-hf/bin/python Tools/make_generation_golden.py
+	Tools/.venv-hf/bin/python Tools/make_outlier_fixtures.py
 	Tools/.venv-hf/bin/python Tools/make_pytorch_fixtures.py
 	Tools/.venv-tf/bin/python Tools/make_format_fixtures.py
 	Tools/.venv-tf/bin/python Tools/make_tf_flax_fixtures.py
