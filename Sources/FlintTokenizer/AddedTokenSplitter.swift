@@ -95,3 +95,33 @@ struct AddedTokenSplitter {
 
     static func pythonStrip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] { pythonRStrip(pythonLStrip(s)) }
 }
+
+/// transformers' `PreTrainedTokenizer._decode`, shared by the slow tokenizers (T5Tokenizer, ByT5Tokenizer): ids to
+/// tokens (ids the tokenizer does not have dropped; special ones skipped when asked), runs of ordinary tokens turned
+/// into text by the tokenizer's `convert_tokens_to_string`, legacy added tokens written on their own, the parts
+/// joined by spaces (`spaces_between_special_tokens`), then `clean_up_tokenization` when tokenizer_config.json's
+/// `clean_up_tokenization_spaces` is set.
+func slowTokenizerDecode(_ ids: [Int], skipSpecialTokens: Bool, specialIds: Set<Int>, specialTokenTexts: Set<String>,
+                         legacyAddedTokens: Set<String>, cleanUpTokenizationSpaces: Bool,
+                         idToPiece: (Int) -> String?, convertTokensToString: ([String]) -> String) -> String {
+    var parts: [String] = []
+    var stretch: [String] = []
+    for id in ids {
+        if skipSpecialTokens && specialIds.contains(id) { continue }
+        guard let token = idToPiece(id) else { continue }
+        if skipSpecialTokens && specialTokenTexts.contains(token) { continue }
+        if legacyAddedTokens.contains(token) {
+            if !stretch.isEmpty {
+                let text = convertTokensToString(stretch)
+                if !text.isEmpty { parts.append(text) }
+                stretch = []
+            }
+            parts.append(token)
+        } else {
+            stretch.append(token)
+        }
+    }
+    if !stretch.isEmpty { parts.append(convertTokensToString(stretch)) }
+    let text = parts.joined(separator: " ")
+    return cleanUpTokenizationSpaces ? FastTokenizer.cleanUpTokenization(text) : text
+}

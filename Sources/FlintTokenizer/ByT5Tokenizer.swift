@@ -133,26 +133,10 @@ final class ByT5Tokenizer: @unchecked Sendable {
     // MARK: - Decoding
 
     func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
-        var parts: [String] = []
-        var stretch: [String] = []
-        for id in ids {
-            if skipSpecialTokens && specialIds.contains(id) { continue }
-            guard let token = idToPiece(id) else { continue }
-            if skipSpecialTokens && specialTokenTexts.contains(token) { continue }
-            if legacyAddedTokens.contains(token) {
-                if !stretch.isEmpty {
-                    let text = convertTokensToString(stretch)
-                    if !text.isEmpty { parts.append(text) }
-                    stretch = []
-                }
-                parts.append(token)
-            } else {
-                stretch.append(token)
-            }
-        }
-        if !stretch.isEmpty { parts.append(convertTokensToString(stretch)) }
-        let text = parts.joined(separator: " ")
-        return cleanUpTokenizationSpaces ? FastTokenizer.cleanUpTokenization(text) : text
+        slowTokenizerDecode(ids, skipSpecialTokens: skipSpecialTokens, specialIds: specialIds,
+                            specialTokenTexts: specialTokenTexts, legacyAddedTokens: legacyAddedTokens,
+                            cleanUpTokenizationSpaces: cleanUpTokenizationSpaces, idToPiece: idToPiece,
+                            convertTokensToString: convertTokensToString)
     }
 
     /// ByT5Tokenizer.convert_tokens_to_string: added tokens as their UTF-8, byte tokens as their byte, the whole

@@ -187,27 +187,10 @@ final class SlowT5Tokenizer: @unchecked Sendable {
     /// Text of ids, as `tokenizer.decode(ids, skip_special_tokens=skipSpecialTokens)` (transformers'
     /// `PreTrainedTokenizer._decode`). Ids the tokenizer does not have are dropped (see the type's documentation).
     func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
-        var parts: [String] = []
-        var stretch: [String] = []
-        for id in ids {
-            if skipSpecialTokens && specialIds.contains(id) { continue }
-            guard let token = idToPiece(id) else { continue }
-            if skipSpecialTokens && specialTokenTexts.contains(token) { continue }
-            if legacyAddedTokens.contains(token) {
-                if !stretch.isEmpty {
-                    let text = convertTokensToString(stretch)
-                    if !text.isEmpty { parts.append(text) }
-                    stretch = []
-                }
-                parts.append(token)
-            } else {
-                stretch.append(token)
-            }
-        }
-        if !stretch.isEmpty { parts.append(convertTokensToString(stretch)) }
-        let text = parts.joined(separator: " ")
-        // `_decode` ends with clean_up_tokenization when tokenizer_config.json's clean_up_tokenization_spaces is set.
-        return cleanUpTokenizationSpaces ? FastTokenizer.cleanUpTokenization(text) : text
+        slowTokenizerDecode(ids, skipSpecialTokens: skipSpecialTokens, specialIds: specialIds,
+                            specialTokenTexts: specialTokenTexts, legacyAddedTokens: legacyAddedTokens,
+                            cleanUpTokenizationSpaces: cleanUpTokenizationSpaces, idToPiece: idToPiece,
+                            convertTokensToString: convertTokensToString)
     }
 
     /// T5Tokenizer.convert_tokens_to_string: drops the prefix space of the first token, decodes runs of ordinary
