@@ -524,6 +524,23 @@ PA2_TARGET PX_INLINE pa2_block_epilogue pa2_block_constants(const flint_packed_i
     return e;
 }
 
+/// The wide tiles' epilogue: the unsigned sums Σ xq · w of R rows × 16 outputs (as the byte tile has them) → y,
+/// the portable kernel's float operations in its order.
+PA2_TARGET PX_INLINE void pa2_wide_store(const flint_packed_int8 *m, int64_t b, const pa2_block_epilogue *e,
+                                         __m256i dot[4][2], const float *xs, const int R, float *y, int64_t ldy) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (int r = 0; r < R; r++) {
+        const __m256 sx = _mm256_set1_ps(xs[r]);
+        float out[16];
+        for (int h = 0; h < 2; h++) {
+            const __m256 sum = _mm256_add_ps(zero, _mm256_mul_ps(_mm256_cvtepi32_ps(dot[r][h]), _mm256_mul_ps(e->sw[h], sx)));
+            const __m256 corr = _mm256_add_ps(zero, _mm256_mul_ps(e->comp[h], sx));
+            _mm256_storeu_ps(out + 8 * h, _mm256_sub_ps(sum, corr));
+        }
+        store_rows(m, b, out, y + r * ldy);
+    }
+}
+
 /// R int16 activation rows × block b (widened): the exact int32 sums, then the portable epilogue for one group.
 PA2_TARGET PX_INLINE void pa2_wide_tile(const flint_packed_int8 *m, int64_t b, const pa2_block_epilogue *e,
                                         const int16_t *w16, const int16_t *x16, const float *xs, const int R,
@@ -544,22 +561,10 @@ PA2_TARGET PX_INLINE void pa2_wide_tile(const flint_packed_int8 *m, int64_t b, c
                                                                          _mm256_madd_epi16(wv[2 * h + 1], x23)));
         }
     }
-    const __m256 zero = _mm256_setzero_ps();
-    for (int h = 0; h < 2; h++)
-        for (int r = 0; r < R; r++) {
-            // The signed sums plus 128 · Σ q: the unsigned sums, as in the byte tile.
-            const __m256i dot = _mm256_add_epi32(acc[r][h], e->s128[h]);
-            const __m256 sx = _mm256_set1_ps(xs[r]);
-            const __m256 sum = _mm256_add_ps(zero, _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(e->sw[h], sx)));
-            const __m256 corr = _mm256_add_ps(zero, _mm256_mul_ps(e->comp[h], sx));
-            acc[r][h] = _mm256_castps_si256(_mm256_sub_ps(sum, corr));
-        }
-    for (int r = 0; r < R; r++) {
-        float out[16];
-        _mm256_storeu_ps(out, _mm256_castsi256_ps(acc[r][0]));
-        _mm256_storeu_ps(out + 8, _mm256_castsi256_ps(acc[r][1]));
-        store_rows(m, b, out, y + r * ldy);
-    }
+    // The signed sums plus 128 · Σ q: the unsigned sums, as in the byte tile.
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < 2; h++) acc[r][h] = _mm256_add_epi32(acc[r][h], e->s128[h]);
+    pa2_wide_store(m, b, e, acc, xs, R, y, ldy);
 }
 
 /// The wide tile on unsigned copies (x: bytes q + 128, w: q + 128, both 0…255 as int16), for the default MXCSR:
@@ -597,21 +602,9 @@ PA2_TARGET PX_INLINE void pa2_wide_tile_unsigned(const flint_packed_int8 *m, int
         for (int r = 0; r < R; r++)
             for (int h = 0; h < 2; h++) total[r][h] = _mm256_add_epi32(total[r][h], _mm256_castps_si256(acc[r][h]));
     }
-    const __m256 zero = _mm256_setzero_ps();
-    for (int h = 0; h < 2; h++)
-        for (int r = 0; r < R; r++) {
-            const __m256i dot = _mm256_sub_epi32(total[r][h], _mm256_set1_epi32(xsum[r] * 128));
-            const __m256 sx = _mm256_set1_ps(xs[r]);
-            const __m256 sum = _mm256_add_ps(zero, _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(e->sw[h], sx)));
-            const __m256 corr = _mm256_add_ps(zero, _mm256_mul_ps(e->comp[h], sx));
-            total[r][h] = _mm256_castps_si256(_mm256_sub_ps(sum, corr));
-        }
-    for (int r = 0; r < R; r++) {
-        float out[16];
-        _mm256_storeu_ps(out, _mm256_castsi256_ps(total[r][0]));
-        _mm256_storeu_ps(out + 8, _mm256_castsi256_ps(total[r][1]));
-        store_rows(m, b, out, y + r * ldy);
-    }
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < 2; h++) total[r][h] = _mm256_sub_epi32(total[r][h], _mm256_set1_epi32(xsum[r] * 128));
+    pa2_wide_store(m, b, e, total, xs, R, y, ldy);
 }
 
 /// Nanoseconds for 8 chains of 4096 dependent `vaddps` adding `seed` (best of three), for the probe below.

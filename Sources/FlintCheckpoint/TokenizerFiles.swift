@@ -6,6 +6,20 @@ import Foundation
 
 /// The tokenizer bytes and descriptor found in a model folder, as stored in a `.flint` file.
 public struct TokenizerFiles: Sendable {
+    /// A special token as tokenizer_config.json / special_tokens_map.json write it: a string, or an AddedToken
+    /// object with its `content`.
+    static func tokenText(_ value: Any?) -> String? {
+        if let s = value as? String { return s }
+        if let d = value as? [String: Any] { return d["content"] as? String }
+        return nil
+    }
+
+    /// A list of special tokens in either form.
+    static func tokenList(_ value: Any?) -> [String]? {
+        guard let list = value as? [Any] else { return nil }
+        return list.compactMap(tokenText)
+    }
+
     /// The bytes of `tokenizer.json` or `spiece.model`, unchanged.
     public let bytes: [UInt8]
     /// What the bytes are and the added tokens that go with them.
@@ -71,15 +85,6 @@ public struct TokenizerFiles: Sendable {
         let extraIds = (config?["extra_ids"] as? NSNumber)?.intValue ?? 100
         guard extraIds >= 0, extraIds <= 1_000_000 else {
             throw FlintError(.invalidConfig, "\(folder)/tokenizer_config.json: extra_ids \(extraIds) is outside 0...1000000")
-        }
-        func tokenText(_ value: Any?) -> String? {
-            if let s = value as? String { return s }
-            if let d = value as? [String: Any] { return d["content"] as? String }
-            return nil
-        }
-        func tokenList(_ value: Any?) -> [String]? {
-            guard let list = value as? [Any] else { return nil }
-            return list.compactMap(tokenText)
         }
         let eos = tokenText(config?["eos_token"]) ?? tokenText(specialMap?["eos_token"]) ?? "</s>"
         let unk = tokenText(config?["unk_token"]) ?? tokenText(specialMap?["unk_token"]) ?? "<unk>"
@@ -202,15 +207,6 @@ public struct TokenizerFiles: Sendable {
     static func byt5Info(config: [String: Any]?, specialMap: [String: Any]?, addedTokensFile: [String: Any]?,
                          folder: String) throws -> TokenizerInfo {
         let configFile = "\(folder)/tokenizer_config.json"
-        func tokenText(_ value: Any?) -> String? {
-            if let s = value as? String { return s }
-            if let d = value as? [String: Any] { return d["content"] as? String }
-            return nil
-        }
-        func tokenList(_ value: Any?) -> [String]? {
-            guard let list = value as? [Any] else { return nil }
-            return list.compactMap(tokenText)
-        }
         for key in ["bos_token", "sep_token", "cls_token", "mask_token"] where tokenText(config?[key]) != nil {
             throw FlintError(.unsupported, "\(configFile): ByT5Tokenizer with a \(key) is not supported (ByT5 has only pad, eos, "
                              + "unk and additional special tokens)")
