@@ -22,7 +22,7 @@
 
 static int avx2_supported(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
 static int avxvnni_supported(void) {
@@ -495,29 +495,37 @@ AVX2_TARGET void flint_avx2_f32_exp_shifted(float *x, int64_t count, float shift
     *sum = hsum_ps(acc);
 }
 
-AVX2_TARGET AVX2_INLINE float dot_f32(const float *a, const float *b, int64_t k) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    for (; i < k; i += 8) {
-        const __m256i msk = lane_mask(k - i);
-        acc0 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, msk), _mm256_maskload_ps(b + i, msk), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+/// `n` (≤ 8; lanes past it 0) keys or values at `rows + index`: float32, or binary16 widened (F16C, which every
+/// AVX2 CPU has; the path's support check asks for it). AVX2 has no masked 16-bit load: a short row is copied.
+#define AVX2_KV_TARGET __attribute__((target("avx2,fma,f16c")))
+AVX2_KV_TARGET AVX2_INLINE __m256 kv_load8(const void *rows, int64_t index, int64_t n, const int half) {
+    if (!half) return n >= 8 ? _mm256_loadu_ps((const float *)rows + index)
+                             : _mm256_maskload_ps((const float *)rows + index, lane_mask(n));
+    if (n >= 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)rows + index)));
+    uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(tmp, (const uint16_t *)rows + index, (size_t)(n > 0 ? n : 0) * 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)tmp));
 }
 
-AVX2_TARGET void flint_avx2_f32_attend(const float *queries, int64_t query_count, const float *keys,
-                                       const float *values, int64_t key_count, int64_t stride, int64_t dkv,
-                                       const float *bias, int64_t bias_row_stride, float *scores, float *context) {
-    if (!avx2_supported()) return;
+/// One head's attention over float32 or (`half`) binary16 keys and values: one body for both, see the header.
+AVX2_KV_TARGET AVX2_INLINE void attend_body(const float *queries, int64_t query_count, const void *keys,
+                                             const void *values, int64_t key_count, int64_t stride, int64_t dkv,
+                                             const float *bias, int64_t bias_row_stride, float *scores,
+                                             float *context, const int half) {
     for (int64_t i = 0; i < query_count; i++) {
         const float *q = queries + i * stride;
         float max_score = -__builtin_inff();
         for (int64_t j = 0; j < key_count; j++) {
-            float s = dot_f32(q, keys + j * stride, dkv);
+            const int64_t row = j * stride;
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+            int64_t c = 0;
+            for (; c + 16 <= dkv; c += 16) {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), kv_load8(keys, row + c, 8, half), acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 8), kv_load8(keys, row + c + 8, 8, half), acc1);
+            }
+            for (; c < dkv; c += 8)
+                acc0 = _mm256_fmadd_ps(_mm256_maskload_ps(q + c, lane_mask(dkv - c)), kv_load8(keys, row + c, dkv - c, half), acc0);
+            float s = hsum_ps(_mm256_add_ps(acc0, acc1));
             if (bias) s += bias[i * bias_row_stride + j];
             scores[j] = s;
             if (s > max_score) max_score = s;
@@ -538,13 +546,40 @@ AVX2_TARGET void flint_avx2_f32_attend(const float *queries, int64_t query_count
             }
             for (int64_t j = 0; j < key_count; j++) {
                 const __m256 p = _mm256_set1_ps(scores[j] * inverse);
-                const float *v = values + j * stride + c;
                 for (int b = 0; b < chunks; b++)
-                    acc[b] = _mm256_fmadd_ps(p, _mm256_maskload_ps(v + 8 * b, msk[b]), acc[b]);
+                    acc[b] = _mm256_fmadd_ps(p, kv_load8(values, j * stride + c + 8 * b, width - 8 * b, half), acc[b]);
             }
             for (int b = 0; b < chunks; b++) _mm256_maskstore_ps(out + c + 8 * b, msk[b], acc[b]);
         }
     }
+}
+
+AVX2_KV_TARGET void flint_avx2_f32_attend(const float *queries, int64_t query_count, const float *keys,
+                                          const float *values, int64_t key_count, int64_t stride, int64_t dkv,
+                                          const float *bias, int64_t bias_row_stride, float *scores, float *context) {
+    if (!avx2_supported()) return;
+    attend_body(queries, query_count, keys, values, key_count, stride, dkv, bias, bias_row_stride, scores, context, 0);
+}
+
+AVX2_KV_TARGET void flint_avx2_f16kv_attend(const float *queries, int64_t query_count, const uint16_t *keys,
+                                            const uint16_t *values, int64_t key_count, int64_t stride, int64_t dkv,
+                                            const float *bias, int64_t bias_row_stride, float *scores,
+                                            float *context) {
+    if (!avx2_supported()) return;
+    attend_body(queries, query_count, keys, values, key_count, stride, dkv, bias, bias_row_stride, scores, context, 1);
+}
+
+/// Binary16 by F16C (nearest, ties to even) after clamping to ±65504; `min(c, x)` / `max(−c, x)` return x when it
+/// is NaN (the second operand), so NaN stays NaN. The same bits as `flint_f16_from_f32`.
+AVX2_KV_TARGET void flint_avx2_f32_to_f16(const float *x, int64_t count, uint16_t *out) {
+    if (!avx2_supported()) return;
+    const __m256 top = _mm256_set1_ps(65504.0f), bottom = _mm256_set1_ps(-65504.0f);
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        const __m256 v = _mm256_max_ps(bottom, _mm256_min_ps(top, _mm256_loadu_ps(x + i)));
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < count; i++) out[i] = flint_f16_from_f32(x[i]);
 }
 
 #else
@@ -581,4 +616,11 @@ void flint_avx2_f32_attend(const float *queries, int64_t query_count, const floa
     (void)queries; (void)query_count; (void)keys; (void)values; (void)key_count; (void)stride; (void)dkv;
     (void)bias; (void)bias_row_stride; (void)scores; (void)context;
 }
+void flint_avx2_f16kv_attend(const float *queries, int64_t query_count, const uint16_t *keys,
+                             const uint16_t *values, int64_t key_count, int64_t stride, int64_t dkv, const float *bias,
+                             int64_t bias_row_stride, float *scores, float *context) {
+    (void)queries; (void)query_count; (void)keys; (void)values; (void)key_count; (void)stride; (void)dkv;
+    (void)bias; (void)bias_row_stride; (void)scores; (void)context;
+}
+void flint_avx2_f32_to_f16(const float *x, int64_t count, uint16_t *out) { (void)x; (void)count; (void)out; }
 #endif

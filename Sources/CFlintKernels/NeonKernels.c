@@ -427,27 +427,34 @@ void flint_neon_f32_exp_shifted(float *x, int64_t count, float shift, float *sum
     *sum = total;
 }
 
-NEON_INLINE float dot_f32(const float *a, const float *b, int64_t k) {
-    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    int64_t i = 0;
-    for (; i + 8 <= k; i += 8) {
-        acc0 = vfmaq_f32(acc0, vld1q_f32(a + i), vld1q_f32(b + i));
-        acc1 = vfmaq_f32(acc1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
-    }
-    for (; i + 4 <= k; i += 4) acc0 = vfmaq_f32(acc0, vld1q_f32(a + i), vld1q_f32(b + i));
-    float s = vaddvq_f32(vaddq_f32(acc0, acc1));
-    for (; i < k; i++) s += a[i] * b[i];
-    return s;
+/// Four keys or values at `rows + index`: float32, or binary16 widened (`fcvtl`).
+NEON_INLINE float32x4_t kv_load4(const void *rows, int64_t index, const int half) {
+    return half ? vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)rows + index)))
+                : vld1q_f32((const float *)rows + index);
 }
 
-void flint_neon_f32_attend(const float *queries, int64_t query_count, const float *keys, const float *values,
-                           int64_t key_count, int64_t stride, int64_t dkv, const float *bias, int64_t bias_row_stride,
-                           float *scores, float *context) {
+NEON_INLINE float kv_element(const void *rows, int64_t index, const int half) {
+    return half ? flint_f32_from_f16(((const uint16_t *)rows)[index]) : ((const float *)rows)[index];
+}
+
+/// One head's attention over float32 or (`half`) binary16 keys and values: one body for both, see the header.
+NEON_INLINE void attend_body(const float *queries, int64_t query_count, const void *keys, const void *values,
+                             int64_t key_count, int64_t stride, int64_t dkv, const float *bias,
+                             int64_t bias_row_stride, float *scores, float *context, const int half) {
     for (int64_t i = 0; i < query_count; i++) {
         const float *q = queries + i * stride;
         float max_score = -__builtin_inff();
         for (int64_t j = 0; j < key_count; j++) {
-            float s = dot_f32(q, keys + j * stride, dkv);
+            const int64_t row = j * stride;
+            float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
+            int64_t c = 0;
+            for (; c + 8 <= dkv; c += 8) {
+                acc0 = vfmaq_f32(acc0, vld1q_f32(q + c), kv_load4(keys, row + c, half));
+                acc1 = vfmaq_f32(acc1, vld1q_f32(q + c + 4), kv_load4(keys, row + c + 4, half));
+            }
+            for (; c + 4 <= dkv; c += 4) acc0 = vfmaq_f32(acc0, vld1q_f32(q + c), kv_load4(keys, row + c, half));
+            float s = vaddvq_f32(vaddq_f32(acc0, acc1));
+            for (; c < dkv; c++) s += q[c] * kv_element(keys, row + c, half);
             if (bias) s += bias[i * bias_row_stride + j];
             scores[j] = s;
             if (s > max_score) max_score = s;
@@ -465,14 +472,38 @@ void flint_neon_f32_attend(const float *queries, int64_t query_count, const floa
             for (int b = 0; b < 16; b++) acc[b] = vdupq_n_f32(0);
             for (int64_t j = 0; j < key_count; j++) {
                 const float p = scores[j] * inverse;
-                const float *v = values + j * stride + c;
-                for (int b = 0; b < chunks; b++) acc[b] = vfmaq_n_f32(acc[b], vld1q_f32(v + 4 * b), p);
-                for (int64_t e = 4 * chunks; e < width; e++) rest[e - 4 * chunks] += p * v[e];
+                const int64_t v = j * stride + c;
+                for (int b = 0; b < chunks; b++) acc[b] = vfmaq_n_f32(acc[b], kv_load4(values, v + 4 * b, half), p);
+                for (int64_t e = 4 * chunks; e < width; e++) rest[e - 4 * chunks] += p * kv_element(values, v + e, half);
             }
             for (int b = 0; b < chunks; b++) vst1q_f32(out + c + 4 * b, acc[b]);
             for (int64_t e = 4 * chunks; e < width; e++) out[c + e] = rest[e - 4 * chunks];
         }
     }
+}
+
+void flint_neon_f32_attend(const float *queries, int64_t query_count, const float *keys, const float *values,
+                           int64_t key_count, int64_t stride, int64_t dkv, const float *bias, int64_t bias_row_stride,
+                           float *scores, float *context) {
+    attend_body(queries, query_count, keys, values, key_count, stride, dkv, bias, bias_row_stride, scores, context, 0);
+}
+
+void flint_neon_f16kv_attend(const float *queries, int64_t query_count, const uint16_t *keys, const uint16_t *values,
+                             int64_t key_count, int64_t stride, int64_t dkv, const float *bias,
+                             int64_t bias_row_stride, float *scores, float *context) {
+    attend_body(queries, query_count, keys, values, key_count, stride, dkv, bias, bias_row_stride, scores, context, 1);
+}
+
+/// Binary16 (`fcvtn`, nearest, ties to even under the default FPCR) after clamping to ±65504; `fmin`/`fmax`
+/// return NaN for a NaN operand, so NaN stays NaN. The same bits as `flint_f16_from_f32`.
+void flint_neon_f32_to_f16(const float *x, int64_t count, uint16_t *out) {
+    const float32x4_t top = vdupq_n_f32(65504.0f), bottom = vdupq_n_f32(-65504.0f);
+    int64_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        const float32x4_t v = vmaxq_f32(bottom, vminq_f32(top, vld1q_f32(x + i)));
+        vst1_u16(out + i, vreinterpret_u16_f16(vcvt_f16_f32(v)));
+    }
+    for (; i < count; i++) out[i] = flint_f16_from_f32(x[i]);
 }
 
 #else
@@ -509,4 +540,11 @@ void flint_neon_f32_attend(const float *queries, int64_t query_count, const floa
     (void)queries; (void)query_count; (void)keys; (void)values; (void)key_count; (void)stride; (void)dkv;
     (void)bias; (void)bias_row_stride; (void)scores; (void)context;
 }
+void flint_neon_f16kv_attend(const float *queries, int64_t query_count, const uint16_t *keys, const uint16_t *values,
+                             int64_t key_count, int64_t stride, int64_t dkv, const float *bias,
+                             int64_t bias_row_stride, float *scores, float *context) {
+    (void)queries; (void)query_count; (void)keys; (void)values; (void)key_count; (void)stride; (void)dkv;
+    (void)bias; (void)bias_row_stride; (void)scores; (void)context;
+}
+void flint_neon_f32_to_f16(const float *x, int64_t count, uint16_t *out) { (void)x; (void)count; (void)out; }
 #endif

@@ -66,11 +66,15 @@ public final class FlintModel: Sendable {
         public var threads: Int?
         /// The instruction set every layer runs (`KernelISA.preferred`: the best this CPU has).
         public var isa: KernelISA
+        /// The precision of the decoder's key/value caches; nil: f16 for int8/int4 weights, f32 for float ones.
+        public var attentionCache: AttentionCachePrecision?
 
-        public init(kernels: Kernels = .auto, threads: Int? = nil, isa: KernelISA = .preferred) {
+        public init(kernels: Kernels = .auto, threads: Int? = nil, isa: KernelISA = .preferred,
+                    attentionCache: AttentionCachePrecision? = nil) {
             self.kernels = kernels
             self.threads = threads
             self.isa = isa
+            self.attentionCache = attentionCache
         }
     }
 
@@ -103,7 +107,7 @@ public final class FlintModel: Sendable {
             encoderOnly = try T5EncoderModel(weights: weights, pool: pool, int8Kernels: int8Kernels, isa: options.isa)
         } else {
             generator = try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: int8Kernels,
-                                                       isa: options.isa)
+                                                       isa: options.isa, attentionCache: options.attentionCache)
             encoderOnly = nil
         }
     }

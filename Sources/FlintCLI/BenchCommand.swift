@@ -37,6 +37,7 @@ struct BenchCommand: ParsableCommand {
     var batch: Int = 1
 
     @OptionGroup var kernelOptions: KernelOptions
+    @OptionGroup var cacheOptions: AttentionCacheOptions
 
     @Option(help: "Measured runs (after one warm-up).")
     var runs: Int = 3
@@ -58,6 +59,8 @@ struct BenchCommand: ParsableCommand {
         /// The kernel instruction set that ran (`KernelISA`: avx512, avx2, neon, portable; FLINT_ISA forces one).
         var isa: String
         var isa_detail: String
+        /// The precision of the decoder's key/value caches (`--kv-cache`; auto: f16 for int8/int4 models).
+        var kv_cache: String
         var threads: Int
         var prompt_tokens: Int
         var new_tokens: Int
@@ -76,7 +79,8 @@ struct BenchCommand: ParsableCommand {
             let loadStart = DispatchTime.now().uptimeNanoseconds
             let weights = try openModel(model)
             let mode = kernelOptions.mode(for: weights)
-            let t5 = try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: mode)
+            let t5 = try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: mode,
+                                                    attentionCache: cacheOptions.choice.precision)
             let loadMs = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e6
             let config = t5.config
 
@@ -111,7 +115,8 @@ struct BenchCommand: ParsableCommand {
                                                  : Double(batch) / (Double(firstStepAt - t1) / 1e9))
             }
             let result = Result(model: model, file_bytes: fileSize(model), kernels: mode.cliName,
-                                isa: t5.isa.rawValue, isa_detail: t5.isa.summary, threads: pool.threadCount,
+                                isa: t5.isa.rawValue, isa_detail: t5.isa.summary,
+                                kv_cache: t5.attentionCache.rawValue, threads: pool.threadCount,
                                 prompt_tokens: promptTokens, new_tokens: newTokens, batch: batch, runs: runs,
                                 load_ms: round2(loadMs),
                                 encoder_tokens_per_second: round2(Double(promptTokens * batch) / median(encodeTimes)),
@@ -122,7 +127,7 @@ struct BenchCommand: ParsableCommand {
                 try printJSON(result)
             } else {
                 print("model            \(model) (\(formatBytes(result.file_bytes)))")
-                print("setup            \(result.threads) threads, \(result.kernels) kernels on \(result.isa_detail), batch \(batch), \(promptTokens) prompt tokens, \(newTokens) new tokens, median of \(runs)")
+                print("setup            \(result.threads) threads, \(result.kernels) kernels on \(result.isa_detail), \(result.kv_cache) KV cache, batch \(batch), \(promptTokens) prompt tokens, \(newTokens) new tokens, median of \(runs)")
                 print(String(format: "load             %.1f ms", result.load_ms))
                 print(String(format: "encoder          %.1f tokens/s", result.encoder_tokens_per_second))
                 print(String(format: "first token      %.1f ms", result.time_to_first_token_ms))

@@ -60,6 +60,27 @@ struct KernelOptions: ParsableArguments {
     }
 }
 
+/// `--kv-cache`: the precision of the decoder's attention caches.
+enum AttentionCacheChoice: String, CaseIterable, ExpressibleByArgument {
+    case auto, f32, f16
+
+    static let help = "Decoder key/value caches: auto (f16 for int8/int4 models, f32 for float ones), f32 or f16 (half the bytes each decoding step reads; rounding far below int8 error)."
+
+    /// nil: the model's default (`T5ForConditionalGeneration.defaultAttentionCache`).
+    var precision: AttentionCachePrecision? {
+        switch self {
+        case .auto: return nil
+        case .f32: return .f32
+        case .f16: return .f16
+        }
+    }
+}
+
+struct AttentionCacheOptions: ParsableArguments {
+    @Option(name: .customLong("kv-cache"), help: ArgumentHelp(AttentionCacheChoice.help))
+    var choice: AttentionCacheChoice = .auto
+}
+
 /// `--json`: the result as JSON on stdout instead of text (each command's discussion describes the fields).
 struct JSONOption: ParsableArguments {
     @Flag(help: "Print the result as JSON.")

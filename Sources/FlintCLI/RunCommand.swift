@@ -117,6 +117,7 @@ struct RunCommand: ParsableCommand {
     var seed: UInt64?
 
     @OptionGroup var kernelOptions: KernelOptions
+    @OptionGroup var cacheOptions: AttentionCacheOptions
 
     @Flag(help: "Print one JSON object per prompt.")
     var json = false
@@ -235,7 +236,8 @@ struct RunCommand: ParsableCommand {
             let weights = try loadWeights(path: model)
             let tokenizer = try loadTokenizer(weights)
             let engine = try T5ForConditionalGeneration(weights: weights, pool: kernelOptions.makePool(),
-                                                        int8Kernels: kernelOptions.mode(for: weights))
+                                                        int8Kernels: kernelOptions.mode(for: weights),
+                                                        attentionCache: cacheOptions.choice.precision)
             var generator = SystemRandomNumberGenerator()
             let randomSeed = generator.next()
             let options = try generationOptions(defaults: try generationDefaults(of: weights), tokenizer: tokenizer,

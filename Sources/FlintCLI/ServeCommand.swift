@@ -58,6 +58,9 @@ struct ServeCommand: ParsableCommand {
     @OptionGroup(title: "Kernels")
     var kernelOptions: KernelOptions
 
+    @OptionGroup(title: "Kernels")
+    var cacheOptions: AttentionCacheOptions
+
     @Option(name: .customLong("max-batch"), help: "Decoder rows (sequences; each beam counts) decoded together at most.")
     var maxBatch = 8
 
@@ -133,7 +136,8 @@ struct ServeCommand: ParsableCommand {
             let int8 = kernelOptions.mode(for: weights)
             let engine: ServedEngine = weights.config.isEncoderOnly
                 ? .encoderOnly(try T5EncoderModel(weights: weights, pool: pool, int8Kernels: int8))
-                : .seq2seq(try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: int8))
+                : .seq2seq(try T5ForConditionalGeneration(weights: weights, pool: pool, int8Kernels: int8,
+                                                          attentionCache: cacheOptions.choice.precision))
             var logger = Logger(label: "flint.serve") { StreamLogHandler.standardError(label: $0) }
             logger.logLevel = Logger.Level(rawValue: logLevel.lowercased()) ?? .info
             let served = ServedModel(id: servedName, engine: engine, tokenizer: tokenizer,

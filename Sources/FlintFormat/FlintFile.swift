@@ -41,6 +41,7 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
     public var config: T5Config { metadata.config }
     public var sourceDescription: String { path }
     public var tensorNames: [String] { records.map(\.name) }
+    public var holdsQuantizedWeights: Bool { records.contains { !$0.storage.isFloat } }
     public var fileSize: Int { file.count }
 
     public var tokenizerInfo: TokenizerInfo? { header.tokenizerSize == 0 ? nil : metadata.tokenizer ?? TokenizerInfo() }

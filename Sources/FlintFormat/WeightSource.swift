@@ -16,6 +16,9 @@ public protocol WeightSource: AnyObject, Sendable {
     var tokenizerInfo: TokenizerInfo? { get }
     /// A short description of where the weights come from, for messages (a path).
     var sourceDescription: String { get }
+    /// Whether any tensor the model reads is stored int8 or int4 (told without materializing a tensor; decides
+    /// e.g. the precision of the decoder's attention caches). Float checkpoints: false.
+    var holdsQuantizedWeights: Bool { get }
 }
 
 extension WeightSource {
@@ -23,4 +26,7 @@ extension WeightSource {
     public var tokenizerInfo: TokenizerInfo? { tokenizerModel == nil ? nil : TokenizerInfo() }
 
     public func hasTensor(_ name: String) -> Bool { (try? tensor(name)) != nil }
+
+    /// Checkpoints in Hugging Face's formats hold float tensors only.
+    public var holdsQuantizedWeights: Bool { false }
 }

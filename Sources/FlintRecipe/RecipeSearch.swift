@@ -251,6 +251,8 @@ final class OverriddenWeights: WeightSource, @unchecked Sendable {
         self.float = float
     }
 
+    var holdsQuantizedWeights: Bool { base.holdsQuantizedWeights || views.values.contains { !$0.storage.isFloat } }
+
     func set(_ name: String, to form: StoredForm) throws {
         let source = try float.tensor(name)
         switch form {

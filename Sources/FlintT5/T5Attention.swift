@@ -126,7 +126,8 @@ final class T5Attention {
         let sequences = state.sequences
         var longest = 0
         for (r, sequence) in sequences.enumerated() {
-            sequence.append(layer: layer, key: work.keys.pointer + r * inner, value: work.values.pointer + r * inner)
+            sequence.append(layer: layer, key: work.keys.pointer + r * inner, value: work.values.pointer + r * inner,
+                            isa: isa)
             longest = max(longest, sequence.length + 1)
         }
         let queries = work.queries.pointer, output = work.context.mutablePointer

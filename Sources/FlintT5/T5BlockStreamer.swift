@@ -245,7 +245,9 @@ public final class T5BlockStreamer {
         }
         let inner = config.innerDim, layers = config.numDecoderLayers
         let caches = encoded.map { e in
-            T5CrossAttentionCache(encoderLength: e.length, layers: layers, numHeads: config.numHeads, dKV: config.dKV)
+            // The float reference: exact float32 caches.
+            T5CrossAttentionCache(encoderLength: e.length, layers: layers, numHeads: config.numHeads, dKV: config.dKV,
+                                  precision: .f32)
         }
         let encoderRows = encoded.flatMap(\.hiddenStates)
         let encoderRowCount = encoded.reduce(0) { $0 + $1.length }
@@ -283,7 +285,7 @@ public final class T5BlockStreamer {
                     var row = 0
                     for (e, cache) in zip(encoded, caches) {
                         cache.store(layer: index, keys: projectedKeys.pointer + row * inner,
-                                    values: projectedValues.pointer + row * inner)
+                                    values: projectedValues.pointer + row * inner, isa: .portable)
                         row += e.length
                     }
                 }

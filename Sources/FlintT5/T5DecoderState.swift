@@ -8,51 +8,53 @@ import FlintKernels
 /// starts and shared by all its rows (beams). Stored head-major, `[numHeads][encoderLength][dKV]` per block: a
 /// decoding step reads each head's keys and values as one sequential stream (position-major rows put one head's
 /// 64 floats 3 KB apart in flan-t5-base, 12 strided passes per block over caches the step's weights had evicted).
+/// `precision` is the model's (`T5ForConditionalGeneration.attentionCache`).
 public final class T5CrossAttentionCache: @unchecked Sendable {
     public let encoderLength: Int
+    public let precision: AttentionCachePrecision
     let numHeads: Int, dKV: Int
-    let keys: [FloatStorage], values: [FloatStorage]
+    let keys: [AttentionCacheStorage], values: [AttentionCacheStorage]
 
-    /// Zeroed caches for `layers` blocks; `store` fills them.
-    init(encoderLength: Int, layers: Int, numHeads: Int, dKV: Int) {
+    /// Caches for `layers` blocks; `store` fills them.
+    init(encoderLength: Int, layers: Int, numHeads: Int, dKV: Int, precision: AttentionCachePrecision) {
         self.encoderLength = encoderLength
         self.numHeads = numHeads
         self.dKV = dKV
-        keys = (0..<layers).map { _ in FloatStorage(count: encoderLength * numHeads * dKV) }
-        values = (0..<layers).map { _ in FloatStorage(count: encoderLength * numHeads * dKV) }
+        self.precision = precision
+        let count = encoderLength * numHeads * dKV
+        keys = (0..<layers).map { _ in AttentionCacheStorage(count: count, precision: precision) }
+        values = (0..<layers).map { _ in AttentionCacheStorage(count: count, precision: precision) }
     }
 
     /// Block `layer`'s keys and values from the projections' `[encoderLength][numHeads · dKV]` rows.
-    func store(layer: Int, keys projectedKeys: UnsafePointer<Float>, values projectedValues: UnsafePointer<Float>) {
-        Self.toHeadMajor(projectedKeys, into: keys[layer].mutablePointer, rows: encoderLength, heads: numHeads, dKV: dKV)
-        Self.toHeadMajor(projectedValues, into: values[layer].mutablePointer, rows: encoderLength, heads: numHeads,
-                         dKV: dKV)
+    func store(layer: Int, keys projectedKeys: UnsafePointer<Float>, values projectedValues: UnsafePointer<Float>,
+               isa: KernelISA) {
+        let inner = numHeads * dKV, (k, v) = (keys[layer], values[layer])
+        for h in 0..<numHeads {
+            for p in 0..<encoderLength {
+                let at = (h * encoderLength + p) * dKV, from = p * inner + h * dKV
+                k.rows(at: at).store(projectedKeys + from, count: dKV, isa: isa)
+                v.rows(at: at).store(projectedValues + from, count: dKV, isa: isa)
+            }
+        }
     }
 
     /// Head h's `[encoderLength][dKV]` keys / values of block `layer`.
-    func keys(layer: Int, head h: Int) -> UnsafePointer<Float> { keys[layer].pointer + h * encoderLength * dKV }
-    func values(layer: Int, head h: Int) -> UnsafePointer<Float> { values[layer].pointer + h * encoderLength * dKV }
-
-    static func toHeadMajor(_ rows: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows count: Int,
-                            heads: Int, dKV: Int) {
-        let inner = heads * dKV
-        for h in 0..<heads {
-            for p in 0..<count { (out + (h * count + p) * dKV).update(from: rows + p * inner + h * dKV, count: dKV) }
-        }
-    }
+    func keys(layer: Int, head h: Int) -> AttentionCacheRows { keys[layer].rows(at: h * encoderLength * dKV) }
+    func values(layer: Int, head h: Int) -> AttentionCacheRows { values[layer].rows(at: h * encoderLength * dKV) }
 }
 
 /// Self-attention caches of one row of a decoding batch, per decoder block head-major `[numHeads][capacity][dKV]`
-/// (each head's cached keys and values one sequential stream, as the cross-attention caches). Allocated for up to
-/// 256 positions and doubled when the sequence gets longer, so a large `maxLength` costs memory only if the text
-/// really gets that long.
+/// (each head's cached keys and values one sequential stream, as the cross-attention caches), in the precision of
+/// its cross-attention cache. Allocated for up to 256 positions and doubled when the sequence gets longer, so a
+/// large `maxLength` costs memory only if the text really gets that long.
 final class T5DecodingSequence {
     let cross: T5CrossAttentionCache
     let maxLength: Int
     /// Decoder positions already processed (the next token's position).
     var length = 0
     private(set) var capacity = 0
-    private(set) var keys: [FloatStorage] = [], values: [FloatStorage] = []
+    private(set) var keys: [AttentionCacheStorage] = [], values: [AttentionCacheStorage] = []
     let numHeads: Int, dKV: Int
 
     init(cross: T5CrossAttentionCache, maxLength: Int, layers: Int, numHeads: Int, dKV: Int, initialCapacity: Int) {
@@ -60,20 +62,22 @@ final class T5DecodingSequence {
         self.maxLength = maxLength
         self.numHeads = numHeads
         self.dKV = dKV
-        keys = (0..<layers).map { _ in FloatStorage(count: 0) }
+        keys = (0..<layers).map { _ in AttentionCacheStorage(count: 0, precision: cross.precision) }
         values = keys
         grow(to: min(maxLength, max(1, initialCapacity)))
     }
 
-    /// Head h's cached keys / values of block `layer`: `capacity` rows of `dKV` floats, `length` of them written.
-    func keys(layer: Int, head h: Int) -> UnsafeMutablePointer<Float> { keys[layer].mutablePointer + h * capacity * dKV }
-    func values(layer: Int, head h: Int) -> UnsafeMutablePointer<Float> { values[layer].mutablePointer + h * capacity * dKV }
+    /// Head h's cached keys / values of block `layer`: `capacity` rows of `dKV` elements, `length` of them written.
+    func keys(layer: Int, head h: Int) -> AttentionCacheRows { keys[layer].rows(at: h * capacity * dKV) }
+    func values(layer: Int, head h: Int) -> AttentionCacheRows { values[layer].rows(at: h * capacity * dKV) }
 
     /// Writes block `layer`'s key and value rows (`numHeads · dKV` floats each) at position `length`.
-    func append(layer: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+    func append(layer: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>, isa: KernelISA) {
+        let (k, v) = (keys[layer], values[layer])
         for h in 0..<numHeads {
-            (keys(layer: layer, head: h) + length * dKV).update(from: key + h * dKV, count: dKV)
-            (values(layer: layer, head: h) + length * dKV).update(from: value + h * dKV, count: dKV)
+            let at = (h * capacity + length) * dKV
+            k.rows(at: at).store(key + h * dKV, count: dKV, isa: isa)
+            v.rows(at: at).store(value + h * dKV, count: dKV, isa: isa)
         }
     }
 
@@ -88,12 +92,12 @@ final class T5DecodingSequence {
 
     private func grow(to newCapacity: Int) {
         let (heads, dKV, length, oldCapacity) = (numHeads, dKV, length, capacity)
-        func regrown(_ cache: FloatStorage) -> FloatStorage {
-            let bigger = FloatStorage(count: newCapacity * heads * dKV)
+        func regrown(_ cache: AttentionCacheStorage) -> AttentionCacheStorage {
+            let bigger = AttentionCacheStorage(count: newCapacity * heads * dKV, precision: cache.precision)
             if length > 0 {
                 for h in 0..<heads {
-                    (bigger.mutablePointer + h * newCapacity * dKV).update(from: cache.pointer + h * oldCapacity * dKV,
-                                                                           count: length * dKV)
+                    bigger.rows(at: h * newCapacity * dKV).copy(from: cache.rows(at: h * oldCapacity * dKV),
+                                                                count: length * dKV)
                 }
             }
             return bigger
@@ -108,8 +112,8 @@ final class T5DecodingSequence {
         try reserve(positions: other.length)
         for l in keys.indices {
             for h in 0..<numHeads {
-                keys(layer: l, head: h).update(from: other.keys(layer: l, head: h), count: other.length * dKV)
-                values(layer: l, head: h).update(from: other.values(layer: l, head: h), count: other.length * dKV)
+                keys(layer: l, head: h).copy(from: other.keys(layer: l, head: h), count: other.length * dKV)
+                values(layer: l, head: h).copy(from: other.values(layer: l, head: h), count: other.length * dKV)
             }
         }
         length = other.length

@@ -47,6 +47,8 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
     let pool: ThreadPool?
     /// The kernels every layer runs.
     public let isa: KernelISA
+    /// How decoding caches attention keys and values (`defaultAttentionCache`, unless the caller chose).
+    public let attentionCache: AttentionCachePrecision
 
     /// Loads every weight (f16/bf16 widened once, here; int8 used in place or widened, see `int8Kernels`).
     /// - Parameters:
@@ -55,8 +57,9 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
     ///     to float32 at load.
     ///   - isa: the kernels every layer runs (`KernelISA.preferred` by default); a FlintError when this machine
     ///     cannot run them.
+    ///   - attentionCache: the precision of the decoder's key/value caches; nil takes `defaultAttentionCache`.
     public init(weights: WeightSource, pool: ThreadPool? = .shared, int8Kernels: Int8KernelMode? = nil,
-                isa: KernelISA = .preferred) throws {
+                isa: KernelISA = .preferred, attentionCache: AttentionCachePrecision? = nil) throws {
         try isa.validate()
         let config = weights.config
         try config.validate()
@@ -73,6 +76,15 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
         head = try T5OutputHead(loader, embedding: embedding, config: config)
         self.pool = pool
         self.isa = isa
+        self.attentionCache = attentionCache ?? Self.defaultAttentionCache(for: weights)
+    }
+
+    /// Binary16 caches for a model with quantized (int8 / int4) weights, whose own error is orders of magnitude
+    /// above the caches' rounding and whose decoding steps read the caches as much as a fifth as many bytes as the
+    /// weights (flan-t5-base int4 at a 64-token input; more than half at 512); float32 for a float model, which
+    /// must match transformers exactly.
+    public static func defaultAttentionCache(for weights: WeightSource) -> AttentionCachePrecision {
+        weights.holdsQuantizedWeights ? .f16 : .f32
     }
 
     public var vocabSize: Int { config.vocabSize }
@@ -108,7 +120,7 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
         let context = T5ForwardContext(pool: pool, linearObserver: linearObserver)
         let length = encoderOutput.length, inner = config.innerDim
         let cache = T5CrossAttentionCache(encoderLength: length, layers: decoder.blocks.count,
-                                          numHeads: config.numHeads, dKV: config.dKV)
+                                          numHeads: config.numHeads, dKV: config.dKV, precision: attentionCache)
         // Every block's keys and values project the same encoder output: one quantization of it serves a group of
         // blocks, whose position-major projections (at most ~32 MB of them at a time, e.g. all of flan-t5-base's at
         // 64 tokens) are then stored head-major.
@@ -123,7 +135,9 @@ public final class T5ForConditionalGeneration: @unchecked Sendable {
             encoderOutput.hiddenStates.withUnsafeBufferPointer { encoded in
                 T5Linear.forward(linears, sharingInput: encoded.baseAddress!, rows: length, into: outputs, context)
             }
-            for i in 0..<blocks.count { cache.store(layer: first + i, keys: keys[i].pointer, values: values[i].pointer) }
+            for i in 0..<blocks.count {
+                cache.store(layer: first + i, keys: keys[i].pointer, values: values[i].pointer, isa: isa)
+            }
         }
         return cache
     }

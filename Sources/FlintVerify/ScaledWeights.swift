@@ -28,6 +28,8 @@ public final class ScaledWeights: WeightSource, @unchecked Sendable {
 
     deinit { buffers.forEach { $0.deallocate() } }
 
+    public var holdsQuantizedWeights: Bool { base.holdsQuantizedWeights }
+
     /// The float model in the basis `candidate` was quantized in: `reference` with the candidate's recorded
     /// smoothing folds applied (metadata `calibration.smoothing`), or `reference` itself for an unsmoothed
     /// candidate. Per-part comparisons (sensitivity hybrids) must start from it.

@@ -32,6 +32,10 @@ public final class HybridWeights: WeightSource, @unchecked Sendable {
     public func tensor(_ name: String) throws -> TensorView {
         fromCandidate.contains(name) ? try candidate.tensor(name) : try reference.tensor(name)
     }
+
+    public var holdsQuantizedWeights: Bool {
+        (!fromCandidate.isEmpty && candidate.holdsQuantizedWeights) || reference.holdsQuantizedWeights
+    }
 }
 
 /// One prompt's teacher-forcing script: the reference's own greedy continuation and the reference's logits on it.

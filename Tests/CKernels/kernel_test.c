@@ -14,11 +14,18 @@
 //   exp_shifted            |y − ref| ≤ 2e-6 · ref, and the sum within 2e-6 relative
 //   packed w8a8 (all)      bit-identical to the row-major reference (weights packed here as FLINT.md layout 1)
 //   packed weight_only     |y − ref| ≤ 1e-5 · Σ|w·x| + 1e-30
+//   f32_to_f16             bit-identical to flint_f16_from_f32 (which is checked against F16C's `vcvtps2ph` on
+//                          x86, and round-trips all 63488 non-NaN halves through flint_f32_from_f16)
+//   f16kv_attend           bit-identical to the path's attend over the widened keys and values
 // Exit status 0 when everything passes; every failure prints what, where and by how much.
 #include "CFlintKernels.h"
 
 #if defined(__x86_64__)
-#include <xmmintrin.h>
+#include <immintrin.h>
+/// F16C's own conversion (nearest, ties to even), the independent reference for flint_f16_from_f32.
+__attribute__((target("f16c"))) static uint16_t flint_test_f16c(float x) {
+    return (uint16_t)_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), 0);
+}
 #endif
 
 #include <math.h>
@@ -132,6 +139,10 @@ typedef void (*attend_fn)(const float *, int64_t, const float *, const float *, 
 typedef void (*attend_sequence_fn)(const float *, const float *, const float *, int64_t, int64_t, int64_t,
                                    const float *, int32_t, float *, float *, float *);
 
+typedef void (*f16kv_attend_fn)(const float *, int64_t, const uint16_t *, const uint16_t *, int64_t, int64_t,
+                                int64_t, const float *, int64_t, float *, float *);
+typedef void (*to_f16_fn)(const float *, int64_t, uint16_t *);
+
 typedef void (*packed_w8a8_fn)(const flint_packed_int8 *, int64_t, int64_t, const uint8_t *, int64_t,
                                const float *, int64_t, float *, int64_t);
 typedef void (*packed_wo_fn)(const flint_packed_int8 *, int64_t, int64_t, const float *, int64_t, int64_t, float *,
@@ -152,6 +163,8 @@ typedef struct {
     packed_w8a8_fn packed_w8a8;
     packed_wo_fn packed_weight_only;
     attend_sequence_fn attend_sequence;
+    f16kv_attend_fn f16kv_attend;
+    to_f16_fn to_f16;
 } path;
 
 static int fits(const path *p, int64_t k, int64_t gsize, int64_t groups, int w8a8) {
@@ -380,6 +393,89 @@ static void check_attend(const path *p, int64_t queries, int64_t keys, int64_t d
     free(q); free(kk); free(v); free(bias); free(scores); free(ctx); free(sc);
 }
 
+/// Values the binary16 conversion must get right: zeros, subnormal and normal halves and the ties between them,
+/// the rounding ties of normals, the saturation bounds, infinities and NaN; then random floats of every magnitude.
+static float f16_case(int64_t i) {
+    static const float edges[] = {0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, -65504.0f, 65519.0f, 65520.0f, 1e6f, -1e30f,
+                                  INFINITY, -INFINITY, 6.103515625e-05f, 6.0975552e-05f, 5.9604645e-08f,
+                                  2.9802322e-08f, 2.9802326e-08f, 8.940697e-08f, 1.0004883f, 1.0014648f,
+                                  1.00097656f, 3.0517578e-05f, 1e-40f, -1e-45f, 0.33333334f, 2047.5f, 2048.5f};
+    const int64_t n = (int64_t)(sizeof edges / sizeof edges[0]);
+    if (i < n) return edges[i];
+    if (i == n) return NAN;
+    const uint32_t bits = next_u32();
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/// The scalar reference itself: every half survives widening and narrowing; on x86 every case matches F16C.
+static void check_f16_reference(void) {
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7C00u) == 0x7C00u && (h & 0x3FFu)) continue;  // NaN payloads: not a round trip
+        const uint16_t expected = (h & 0x7FFFu) == 0x7C00u ? (uint16_t)((h & 0x8000u) | 0x7BFFu) : (uint16_t)h;
+        checks++;
+        const uint16_t back = flint_f16_from_f32(flint_f32_from_f16((uint16_t)h));
+        if (back != expected) FAIL("f16 round trip 0x%04x -> %.9g -> 0x%04x", h, flint_f32_from_f16((uint16_t)h), back);
+    }
+#if defined(__x86_64__)
+    if (flint_isa_supported(FLINT_ISA_AVX2)) {
+        for (int64_t i = 0; i < 200000; i++) {
+            const float x = f16_case(i);
+            // F16C rounds the finite values beyond 65504 to ±∞ or 65504: it is compared on the clamped value.
+            const float clamped = isnan(x) ? x : x > 65504.0f ? 65504.0f : x < -65504.0f ? -65504.0f : x;
+            const uint16_t mine = flint_f16_from_f32(x), hardware = flint_test_f16c(clamped);
+            checks++;
+            if (mine != hardware) FAIL("f16 of %.9g: 0x%04x, F16C 0x%04x", x, mine, hardware);
+        }
+    }
+#endif
+}
+
+static void check_f16(const path *p) {
+    enum { count = 4099 };
+    float *x = malloc(sizeof(float) * count);
+    uint16_t *mine = malloc(2 * (count + 1)), *expected = malloc(2 * count);
+    for (int64_t i = 0; i < count; i++) { x[i] = f16_case(i % 64 < 28 ? i % 64 : 100); expected[i] = flint_f16_from_f32(x[i]); }
+    mine[count] = 0xBEEF;
+    p->to_f16(x, count, mine);
+    checks++;
+    for (int64_t i = 0; i < count; i++)
+        if (mine[i] != expected[i]) { FAIL("%s: f32_to_f16(%.9g) = 0x%04x, expected 0x%04x", p->name, x[i], mine[i], expected[i]); break; }
+    if (mine[count] != 0xBEEF) FAIL("%s: f32_to_f16 wrote past count", p->name);
+    free(x); free(mine); free(expected);
+}
+
+/// f16kv_attend against the path's own attend over the same keys and values widened: the same sums in the same
+/// order, so the same bits.
+static void check_f16kv_attend(const path *p, int64_t queries, int64_t keys, int64_t dkv, int with_bias) {
+    const int64_t stride = dkv * 2 + 3;
+    float *q = malloc(sizeof(float) * (size_t)(queries * stride)), *kw = malloc(sizeof(float) * (size_t)(keys * stride));
+    float *vw = malloc(sizeof(float) * (size_t)(keys * stride)), *bias = malloc(sizeof(float) * (size_t)(queries * keys));
+    uint16_t *kh = malloc(2 * (size_t)(keys * stride)), *vh = malloc(2 * (size_t)(keys * stride));
+    float *scores = malloc(sizeof(float) * (size_t)keys), *got = malloc(sizeof(float) * (size_t)(queries * stride));
+    float *want = malloc(sizeof(float) * (size_t)(queries * stride));
+    for (int64_t i = 0; i < queries * stride; i++) { q[i] = uniform(-1, 1); got[i] = want[i] = 0; }
+    for (int64_t i = 0; i < keys * stride; i++) {
+        kh[i] = flint_f16_from_f32(uniform(-1, 1));
+        vh[i] = flint_f16_from_f32(uniform(-2, 2));
+        kw[i] = flint_f32_from_f16(kh[i]);
+        vw[i] = flint_f32_from_f16(vh[i]);
+    }
+    for (int64_t i = 0; i < queries * keys; i++) bias[i] = uniform(-3, 3);
+    p->attend(q, queries, kw, vw, keys, stride, dkv, with_bias ? bias : NULL, keys, scores, want);
+    p->f16kv_attend(q, queries, kh, vh, keys, stride, dkv, with_bias ? bias : NULL, keys, scores, got);
+    checks++;
+    for (int64_t i = 0; i < queries; i++)
+        for (int64_t c = 0; c < dkv; c++)
+            if (memcmp(&got[i * stride + c], &want[i * stride + c], 4) != 0) {
+                FAIL("%s: f16kv_attend q=%lld k=%lld dkv=%lld (%lld, %lld) %.9g, attend over the widened values %.9g", p->name, (long long)queries, (long long)keys, (long long)dkv, (long long)i, (long long)c, got[i * stride + c], want[i * stride + c]);
+                i = queries;
+                break;
+            }
+    free(q); free(kw); free(vw); free(bias); free(kh); free(vh); free(scores); free(got); free(want);
+}
+
 /// One head over a whole sequence of `length` (self-attention of prefill): against a double-precision reference
 /// with the same relative bias (query i, key j: bias[j − i]) and causal mask.
 static void check_attend_sequence(const path *p, int64_t length, int64_t dkv, int causal) {
@@ -463,6 +559,10 @@ static void run_path(const path *p) {
     check_attend(p, 5, 64, 64, 1);
     check_attend(p, 3, 19, 24, 0);
     check_attend(p, 2, 11, 100, 1);
+    check_f16(p);
+    const int64_t f16_shapes[][3] = {{1, 1, 64}, {1, 37, 64}, {1, 300, 64}, {3, 19, 24}, {2, 11, 100}, {1, 5, 7}};
+    for (size_t s = 0; s < sizeof f16_shapes / sizeof f16_shapes[0]; s++)
+        for (int b = 0; b < 2; b++) check_f16kv_attend(p, f16_shapes[s][0], f16_shapes[s][1], f16_shapes[s][2], b);
     if (p->attend_sequence) {
         const int64_t lengths[] = {1, 2, 3, 5, 17, 33, 64, 130};
         const int64_t dkvs[] = {64, 8, 12, 100, 4};
@@ -478,26 +578,27 @@ int main(void) {
         {"avx2 (+avx-vnni)", flint_isa_supported(FLINT_ISA_AVX2), 1, 0, flint_avx2_int8_quantize_activations,
          flint_avx2_int8_w8a8, flint_avx2_int8_weight_only, flint_avx2_f32_xwt, flint_avx2_f32_gelu_new,
          flint_avx2_f32_exp_shifted, flint_avx2_f32_attend, flint_avx2_packed_w8a8, flint_avx2_packed_weight_only,
-         flint_avx2_f32_attend_sequence},
+         flint_avx2_f32_attend_sequence, flint_avx2_f16kv_attend, flint_avx2_f32_to_f16},
         {"avx2 w8a8 without vnni", flint_isa_supported(FLINT_ISA_AVX2), 1, 0, flint_avx2_int8_quantize_activations,
          flint_avx2_int8_w8a8_plain, flint_avx2_int8_weight_only, flint_avx2_f32_xwt, flint_avx2_f32_gelu_new,
          flint_avx2_f32_exp_shifted, flint_avx2_f32_attend, flint_avx2_packed_w8a8_plain, flint_avx2_packed_weight_only,
-         flint_avx2_f32_attend_sequence},
+         flint_avx2_f32_attend_sequence, flint_avx2_f16kv_attend, flint_avx2_f32_to_f16},
         {"avx512", flint_isa_supported(FLINT_ISA_AVX512), 0, 1, flint_int8_quantize_activations, flint_int8_w8a8,
          flint_int8_weight_only, flint_f32_xwt, flint_f32_gelu_new, flint_f32_exp_shifted, flint_f32_attend,
          flint_avx512_packed_w8a8, flint_avx512_packed_weight_only,
-         flint_avx512_f32_attend_sequence},
+         flint_avx512_f32_attend_sequence, flint_avx512_f16kv_attend, flint_avx2_f32_to_f16},
         {"neon (+sdot)", flint_isa_supported(FLINT_ISA_NEON), 1, 0, flint_neon_int8_quantize_activations,
          flint_neon_int8_w8a8, flint_neon_int8_weight_only, flint_neon_f32_xwt, flint_neon_f32_gelu_new,
          flint_neon_f32_exp_shifted, flint_neon_f32_attend, flint_neon_packed_w8a8, flint_neon_packed_weight_only,
-         flint_neon_f32_attend_sequence},
+         flint_neon_f32_attend_sequence, flint_neon_f16kv_attend, flint_neon_f32_to_f16},
         {"neon w8a8 without sdot", flint_isa_supported(FLINT_ISA_NEON), 1, 0, flint_neon_int8_quantize_activations,
          flint_neon_int8_w8a8_plain, flint_neon_int8_weight_only, flint_neon_f32_xwt, flint_neon_f32_gelu_new,
          flint_neon_f32_exp_shifted, flint_neon_f32_attend, flint_neon_packed_w8a8_plain, flint_neon_packed_weight_only,
-         flint_neon_f32_attend_sequence},
+         flint_neon_f32_attend_sequence, flint_neon_f16kv_attend, flint_neon_f32_to_f16},
     };
     printf("CFlintKernels paths on %s (avx2 dot product: %d, neon sdot: %d):\n", flint_cpu_name(),
            flint_isa_has_dot_product(FLINT_ISA_AVX2), flint_isa_has_dot_product(FLINT_ISA_NEON));
+    check_f16_reference();
     int ran = 0;
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         run_path(&paths[i]);

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import FlintFormat
 import FlintCheckpoint
+import FlintKernels
 @testable import FlintT5
 
 struct DecodingTests {
@@ -97,5 +98,81 @@ struct DecoderCacheTests {
             tokens = [(step * 7 + 3) % 1000, (step * 13 + 5) % 1000]
         }
         #expect(throws: FlintError.self) { try model.decodeStep(small, tokens: tokens) }
+    }
+}
+
+/// Binary16 attention caches (`AttentionCachePrecision.f16`, the default for int8 / int4 models).
+struct HalfAttentionCacheTests {
+    let prompt = [37, 12, 99, 5, 1]
+
+    @Test func theDefaultFollowsTheWeights() throws {
+        let float = try HFModelFolder(path: fixturesDirectory.appendingPathComponent("flan-tiny").path)
+        #expect(T5ForConditionalGeneration.defaultAttentionCache(for: float) == .f32)
+        let int8 = try FlintFile(path: fixturesDirectory.deletingLastPathComponent()
+            .appendingPathComponent("format-golden/flan-tiny.v1-r4.flint").path)
+        #expect(int8.holdsQuantizedWeights)
+        #expect(T5ForConditionalGeneration.defaultAttentionCache(for: int8) == .f16)
+        #expect(try T5ForConditionalGeneration(weights: int8, pool: nil).attentionCache == .f16)
+        #expect(try T5ForConditionalGeneration(weights: int8, pool: nil, attentionCache: .f32).attentionCache == .f32)
+        #expect(try LoadedModels.shared.model("flan-tiny").attentionCache == .f32)
+    }
+
+    /// Every path's store gives the same binary16 bits (the portable C conversion's), and reading them back
+    /// gives the nearest half of each float.
+    @Test(arguments: KernelISA.allCases)
+    func everyPathStoresTheSameHalves(isa: KernelISA) throws {
+        guard runsHere(isa) else { return }
+        var values: [Float] = [0, -0, 1, -1, 65504, 70000, -1e30, .infinity, 6.1e-5, 3e-8, 1.0004883, 2047.5]
+        var state: UInt64 = 7
+        for _ in 0..<501 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let random = Float(bitPattern: UInt32(truncatingIfNeeded: state >> 32))
+            values.append(random.isNaN ? 1 : random)
+        }
+        func stored(_ isa: KernelISA) -> [Float] {
+            let storage = AttentionCacheStorage(count: values.count, precision: .f16)
+            values.withUnsafeBufferPointer { storage.rows(at: 0).store($0.baseAddress!, count: values.count, isa: isa) }
+            return storage.rows(at: 0).floats(count: values.count)
+        }
+        let portable = stored(.portable), mine = stored(isa)
+        #expect(portable.map(\.bitPattern) == mine.map(\.bitPattern))
+        for (x, h) in zip(values, portable) {
+            let expected = Float(Float16(max(-65504, min(65504, x))))
+            #expect(h.bitPattern == expected.bitPattern, "\(x) stored as \(h), expected \(expected)")
+        }
+    }
+
+    /// A float model decoding with binary16 caches: logits near the float32 caches' (tiny random weights, so
+    /// the half rounding shows), not identical to them; growing and beam reorders keep every cached half.
+    @Test(arguments: KernelISA.allCases)
+    func halfCachesDecodeLikeFloatCaches(isa: KernelISA) throws {
+        guard runsHere(isa) else { return }
+        let folder = try HFModelFolder(path: fixturesDirectory.appendingPathComponent("flan-tiny").path)
+        let exact = try T5ForConditionalGeneration(weights: folder, pool: nil, isa: isa)
+        let half = try T5ForConditionalGeneration(weights: folder, pool: nil, isa: isa, attentionCache: .f16)
+        #expect(half.attentionCache == .f16)
+        let encoded = try exact.encode(prompt)
+        let reference = try exact.startDecoding(encoded, beams: 2, maxLength: 20, initialCapacity: 256)
+        let small = try half.startDecoding(encoded, beams: 2, maxLength: 20, initialCapacity: 3)
+        let large = try half.startDecoding(encoded, beams: 2, maxLength: 20, initialCapacity: 256)
+        var tokens = [0, 0]
+        var largest = 0.0
+        for step in 0..<20 {
+            let a = Array(try half.decodeStep(small, tokens: tokens))
+            let b = Array(try half.decodeStep(large, tokens: tokens))
+            let r = Array(try exact.decodeStep(reference, tokens: tokens))
+            #expect(a == b, "step \(step)")
+            let error = try relativeError(b, r.map(Double.init))
+            largest = max(largest, error)
+            #expect(error < 1e-2, "step \(step): half caches vs float32 caches \(error)")
+            let reorder = step % 3 == 1 ? [1, 0] : (step % 3 == 2 ? [0, 0] : [0, 1])
+            for state in [small, large, reference] { try state.reorderBeams(reorder) }
+            tokens = [(step * 7 + 3) % 1000, (step * 13 + 5) % 1000]
+        }
+        #expect(largest > 0, "binary16 caches gave exactly the float32 logits: are they half at all?")
+        // Greedy ids of the two agree on this prompt.
+        let options = GenerationOptions(maxNewTokens: 12)
+        #expect(try half.generate(inputIds: prompt, options: options).sequence
+                == exact.generate(inputIds: prompt, options: options).sequence)
     }
 }

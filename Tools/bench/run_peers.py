@@ -474,7 +474,7 @@ def decode_bytes_per_token(flint, model, prompt_tokens, new_tokens):
     """Bytes one batch-1 decode step reads: every decoder weight (values + scales) but the embedding table (one
     row per token) and the cross-attention k/v projections (applied once to the encoder output), the lm_head,
     and the attention caches (cross: 2 × input length × inner dim per layer; self: 2 × the average decoded
-    length), float32."""
+    length), binary16 for a model with int8 / int4 tensors (`--kv-cache auto`), else float32."""
     done = subprocess.run([str(flint), "inspect", str(model), "--json"], capture_output=True, text=True)
     if done.returncode != 0:
         return None
@@ -493,8 +493,10 @@ def decode_bytes_per_token(flint, model, prompt_tokens, new_tokens):
         weights += sum(t["bytes"] + t["scale_bytes"] for t in info["tensors"] if t["name"] == target)
     inner = config["num_heads"] * config["d_kv"]
     layers = config["num_decoder_layers"]
-    caches = layers * 2 * inner * 4 * (prompt_tokens + (new_tokens + 1) / 2)
-    return {"weights": weights, "caches": int(caches), "total": int(weights + caches)}
+    cache_element = 2 if any(t["dtype"] in ("i8", "i4") for t in info["tensors"]) else 4
+    caches = layers * 2 * inner * cache_element * (prompt_tokens + (new_tokens + 1) / 2)
+    return {"weights": weights, "caches": int(caches), "cache_element_bytes": cache_element,
+            "total": int(weights + caches)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -593,7 +595,8 @@ def markdown(results, missing, bandwidth, bytes_per_token, meta):
     if bandwidth:
         lines += ["", "Batch-1 decode against the streaming-read bandwidth (`Tools/bench/stream_read.c`; bytes/token = "
                   "decoder weights incl. scales and lm_head, without the embedding table and the cross-attention k/v "
-                  "projections, plus float32 attention caches at the average position):", "",
+                  "projections, plus the attention caches at the average position, binary16 as Flint keeps them for int8 "
+                  "models):", "",
                   "| shape | bytes/token (weights + caches) | threads | stream-read GB/s | engine | decode b1 tok/s | "
                   "GB/s touched | % of bandwidth [goal ≥ 70 %] |", "|---|---:|---:|---:|---|---:|---:|---:|"]
         for shape in meta["shapes"]:

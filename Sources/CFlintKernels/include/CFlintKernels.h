@@ -77,7 +77,7 @@ void flint_f32_exp_shifted(float *x, int64_t count, float shift, float *sum);
 
 /// One attention head: for each query i, `scores[j] = q_i · k_j + bias[i · bias_row_stride + j]` (bias may be
 /// NULL), softmax over j, `context_i = Σ_j p_j · v_j`. Queries, keys, values and context rows are `dkv` floats
-/// with row stride `stride`; `scores` holds `key_count` floats. Needs `flint_f32_native_available()`.
+/// with row stride `stride`; `scores` holds `key_count` floats. Needs the AVX-512 path (`flint_isa_supported`).
 void flint_f32_attend(const float *queries, int64_t query_count, const float *keys, const float *values,
                       int64_t key_count, int64_t stride, int64_t dkv, const float *bias, int64_t bias_row_stride,
                       float *scores, float *context);
@@ -139,6 +139,32 @@ void flint_avx2_int8_w8a8_plain(const flint_int8_matrix *m, int64_t n_begin, int
                                 int64_t ldxq, const float *xscales, int64_t rows, float *y, int64_t ldy);
 void flint_neon_int8_w8a8_plain(const flint_int8_matrix *m, int64_t n_begin, int64_t n_end, const uint8_t *xq,
                                 int64_t ldxq, const float *xscales, int64_t rows, float *y, int64_t ldy);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decoder caches in binary16 (HalfCache.c; the paths' kernels beside their float ones). A quantized model keeps its
+// self- and cross-attention keys and values as IEEE binary16 bit patterns: half the bytes a decoding step reads.
+// Conversions are bit-identical on every path: nearest, ties to even; finite values beyond ±65504 and ±∞ saturate
+// to ±65504 (a cache entry never becomes infinite); NaN stays NaN.
+
+/// One value to binary16 and back (exact).
+uint16_t flint_f16_from_f32(float value);
+float flint_f32_from_f16(uint16_t value);
+/// `count` values each way, in plain C (the portable path).
+void flint_f32_to_f16(const float *x, int64_t count, uint16_t *out);
+void flint_f16_to_f32(const uint16_t *x, int64_t count, float *out);
+/// The same conversion to binary16 with F16C (AVX2 and AVX-512 paths) or `fcvtn` (NEON).
+void flint_avx2_f32_to_f16(const float *x, int64_t count, uint16_t *out);
+void flint_neon_f32_to_f16(const float *x, int64_t count, uint16_t *out);
+
+/// `attend` with binary16 keys and values (rows `stride` elements apart, widened in registers); queries, scores
+/// and context are float32. Within attend's tolerance of `attend` over the widened values (the same summation).
+#define FLINT_DECLARE_F16KV_ATTEND(prefix) \
+    void prefix##_f16kv_attend(const float *queries, int64_t query_count, const uint16_t *keys, \
+                               const uint16_t *values, int64_t key_count, int64_t stride, int64_t dkv, \
+                               const float *bias, int64_t bias_row_stride, float *scores, float *context);
+FLINT_DECLARE_F16KV_ATTEND(flint_avx512)
+FLINT_DECLARE_F16KV_ATTEND(flint_avx2)
+FLINT_DECLARE_F16KV_ATTEND(flint_neon)
 
 // ---------------------------------------------------------------------------------------------------------------
 // Prefill self-attention (AttentionKernels.c): one head over a whole sequence, in tiles of ≤ 8 query rows that stay in
