@@ -14,6 +14,7 @@
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
@@ -25,9 +26,17 @@ static int avx2_supported(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
+/// AVX-VNNI, unless `FLINT_AVX_VNNI=0` says to run the AVX2 path as on a CPU without it (most of the AVX2 CPUs
+/// in use: Zen 2-4, Intel before Alder Lake), to measure that path on one that has it. Read once.
 static int avxvnni_supported(void) {
+    static int known = -1;
+    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (v >= 0) return v;
     __builtin_cpu_init();
-    return avx2_supported() && __builtin_cpu_supports("avxvnni");
+    const char *force = getenv("FLINT_AVX_VNNI");
+    v = avx2_supported() && __builtin_cpu_supports("avxvnni") && !(force && force[0] == '0' && force[1] == 0);
+    __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+    return v;
 }
 
 int flint_avx2_path_supported(void) { return avx2_supported(); }

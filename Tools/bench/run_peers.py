@@ -47,6 +47,10 @@ ENGINES = {
     "flint-int8": {"label": "Flint int8", "kind": "flint", "model": "flint-int8", "kernels": None, "isa": None},
     "flint-int8-avx2": {"label": "Flint int8, AVX2 path", "kind": "flint", "model": "flint-int8", "kernels": None,
                         "isa": "avx2"},
+    # The AVX2 path as a CPU without AVX-VNNI runs it (Zen 2-4, Intel before Alder Lake), on one that has it.
+    "flint-int8-avx2-novnni": {"label": "Flint int8, AVX2 path without AVX-VNNI", "kind": "flint",
+                               "model": "flint-int8", "kernels": None, "isa": "avx2",
+                               "env": {"FLINT_AVX_VNNI": "0"}},
     "flint-int8-w8a8": {"label": "Flint int8 (w8a8)", "kind": "flint", "model": "flint-int8", "kernels": "w8a8",
                         "isa": None},
     "flint-f32": {"label": "Flint f32", "kind": "flint", "model": "flint-f32", "kernels": None, "isa": None},
@@ -61,6 +65,7 @@ DEFAULT_ENGINES = ["flint-int8", "flint-int8-avx2", "ct2-int8", "ct2-int8-avx2"]
 COMPARISONS = [
     ("flint-int8", "ct2-int8", {"prefill": 1.2, "decode_b1": 1.5, "decode_b8": 1.2}),
     ("flint-int8-avx2", "ct2-int8-avx2", {"prefill": 1.0, "decode_b1": 1.2}),
+    ("flint-int8-avx2-novnni", "ct2-int8-avx2", {"prefill": 1.0, "decode_b1": 1.2}),
 ]
 WORKLOAD_LABEL = {"prefill": "prefill", "decode_b1": "decode b1", "decode_b8": "decode b8"}
 
@@ -386,6 +391,7 @@ def measure_flint(flint, engine, model, threads, args):
     """One `flint bench` process per workload (prefill: --new-tokens 1 on the long input)."""
     spec = ENGINES[engine]
     extra = {"FLINT_ISA": spec["isa"]} if spec["isa"] else {}
+    extra.update(spec.get("env", {}))
     common = ["--threads", str(threads), "--runs", str(args.runs), "--json"]
     if spec["kernels"]:
         common += ["--kernels", spec["kernels"]]
@@ -638,15 +644,24 @@ def _repo_relative(path):
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (empty when it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def _cpu_model():
     """CPU name and the vector extensions the engines' kernels pick from (int8 speed depends on VNNI)."""
-    name, flags = platform.processor() or "unknown CPU", set()
+    name, flags = platform.processor() or "unknown CPU", cpu_flags()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
@@ -670,7 +685,9 @@ def main():
     parser.add_argument("--budget-minutes", type=float, default=20,
                         help="stop starting new rounds when the next one would end after this (reported)")
     parser.add_argument("--flint", default=".build/release/flint", help="flint binary (relative to the repo root)")
-    parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES), help="comma list of " + ", ".join(ENGINES))
+    parser.add_argument("--engines", default=None,
+                        help="comma list of " + ", ".join(ENGINES) + " (default: " + ", ".join(DEFAULT_ENGINES)
+                             + ", and flint-int8-avx2-novnni on a CPU with AVX-VNNI)")
     parser.add_argument("--out", default=str(BENCH_DIR / "out"), help="checkpoints, converted models, results")
     parser.add_argument("--bandwidth-mb", type=int, default=512, help="stream-read buffer (0: skip the measurement)")
     parser.add_argument("--quiet-pressure", type=float, metavar="PCT",
@@ -700,7 +717,12 @@ def main():
         if s not in SHAPES and s not in SHAPES.values():
             parser.error(f"unknown shape {s!r}; use {', '.join(SHAPES)}")
         shapes.append(SHAPES.get(s, s))
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if args.engines is None:
+        # On a CPU with AVX-VNNI the AVX2 path multiplies with it; most AVX2 CPUs have none, so that path is also
+        # measured as they run it.
+        engines = DEFAULT_ENGINES + (["flint-int8-avx2-novnni"] if "avx_vnni" in cpu_flags() else [])
+    else:
+        engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for e in engines:
         if e not in ENGINES:
             parser.error(f"unknown engine {e!r}; use {', '.join(ENGINES)}")
