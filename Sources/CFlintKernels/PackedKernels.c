@@ -607,34 +607,31 @@ PA2_TARGET PX_INLINE void pa2_wide_tile_unsigned(const flint_packed_int8 *m, int
     pa2_wide_store(m, b, e, total, xs, R, y, ldy);
 }
 
-/// Nanoseconds for 8 chains of 4096 dependent `vaddps` adding `seed` (best of three), for the probe below.
-PA2_TARGET static int64_t pa2_time_adds(float seed) {
-    volatile float load = seed;
-    const __m256 d = _mm256_set1_ps(load);
-    int64_t best = INT64_MAX;
-    for (int trial = 0; trial < 3; trial++) {
-        __m256 a[8];
-        for (int i = 0; i < 8; i++) a[i] = d;
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        for (int n = 0; n < 4096; n++)
-            for (int i = 0; i < 8; i++) a[i] = _mm256_add_ps(a[i], d);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        volatile float sink = 0;
-        for (int i = 0; i < 8; i++) sink = sink + _mm256_cvtss_f32(a[i]);
-        (void)sink;
-        const int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
-        if (ns < best) best = ns;
+/// Nanoseconds for 16 runs of one 4-row wide tile over the probe's block (best of `trials`), signed or unsigned.
+PA2_TARGET static int64_t pa2_time_tile(const flint_packed_int8 *m, const pa2_block_epilogue *e, const int16_t *w16,
+                                        const int16_t *x16, const int32_t *xsum, const float *xs, float *y,
+                                        const int UNSIGNED) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int n = 0; n < 16; n++) {
+        if (UNSIGNED) pa2_wide_tile_unsigned(m, 0, e, w16, x16, xsum, xs, 4, y, 16);
+        else pa2_wide_tile(m, 0, e, w16, x16, xs, 4, y, 16);
+        __asm__ volatile("" : : "r"(y) : "memory");  // every run stores y, which escapes: none is merged away
     }
-    return best;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
 }
 
-/// 1 when this CPU adds denormal floats as fast as normal ones (within 2×), measured once per process. The
-/// unsigned tile's sums are denormals: exact on every CPU, but a core that takes a microcode assist for denormal
-/// operands or results (older Intel cores may, about 150 cycles each) would run it tens of times slower than the
-/// signed tile, so such a CPU keeps the signed one. The probe costs ~10 µs where adds are fast (Zen 4).
-/// `FLINT_AVX2_UNSIGNED_TILE=0|1` overrides it (tests, measurements).
-static int pa2_denormal_adds_fast(void) {
+/// 1 when the unsigned tile (`vaddps` on denormal bit patterns) runs faster on this CPU than the signed one
+/// (`vpaddd`), timed once per process on a synthetic block (16 rows × 256 inputs, 4 activation rows, both tiles
+/// alternating, best of 5 each; ~50 µs). Both give the same exact sums, so only speed is at stake, and it differs by
+/// core: on Zen 4 `vpaddd` fed by `vpmaddwd` competes with it for the multiply pipes and the unsigned tile wins; on
+/// Zen 3 `vaddps` of `vpmaddwd` results ran at about 1 per cycle against 1.5 for `vpaddd` (microbenchmark), and
+/// flan-t5-base's 512-token prefill was 12 % faster with the signed tile (medians of 5 alternating rounds); a core
+/// that takes a microcode assist for denormals (older Intel cores may, ~150 cycles each) would run the unsigned one
+/// tens of times slower. The timing makes each CPU pick its own. `FLINT_AVX2_UNSIGNED_TILE=0|1` forces the choice
+/// (tests, measurements); an allocation failure keeps the signed tile.
+PA2_TARGET static int pa2_unsigned_tile_faster(void) {
     static int known = -1;  // -1 unknown, else the answer; a racing first call just measures twice
     int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
     if (v >= 0) return v;
@@ -642,11 +639,46 @@ static int pa2_denormal_adds_fast(void) {
     if (force && (force[0] == '0' || force[0] == '1') && force[1] == 0) {
         v = force[0] == '1';
     } else {
-        uint32_t one_unit = 1;  // the smallest denormal
-        float tiny;
-        memcpy(&tiny, &one_unit, 4);
-        const int64_t denormal = pa2_time_adds(tiny), normal = pa2_time_adds(1.0f);
-        v = denormal <= 2 * normal + 2000;
+        enum { K = 256, ROWS = 4 };
+        // Weights and activation bytes spread over their whole ranges, as real codes are (the unsigned pair sums are
+        // then denormals up to 130050 units, the case a slow core would stall on).
+        int8_t *codes = aligned_alloc(64, 16 * K);
+        uint8_t *xq = aligned_alloc(64, ROWS * K);
+        int16_t *wide = aligned_alloc(64, sizeof(int16_t) * (2 * 16 * K + 2 * ROWS * K));
+        v = 0;
+        if (codes && xq && wide) {
+            int32_t sums[16] = {0}, xsum[2][ROWS];
+            float scales[16], xs[ROWS] = {1, 1, 1, 1}, y[ROWS * 16];
+            uint32_t seed = 12345;
+            for (int i = 0; i < 16 * K; i++) {
+                seed = seed * 1664525u + 1013904223u;
+                codes[i] = (int8_t)((int)(seed >> 24) % 255 - 127);
+                sums[(i % 64) / 4] += codes[i];  // byte 4l + j of each quad is row l's
+            }
+            for (int i = 0; i < ROWS * K; i++) {
+                seed = seed * 1664525u + 1013904223u;
+                xq[i] = (uint8_t)(seed >> 24);
+            }
+            for (int l = 0; l < 16; l++) scales[l] = 1.0f / 4096;
+            const flint_packed_int8 m = {codes, sums, scales, 16, K, K, K, 1};
+            const pa2_block_epilogue e = pa2_block_constants(&m, 0);
+            int16_t *w16[2] = {wide, wide + 16 * K}, *x16[2] = {wide + 32 * K, wide + 32 * K + ROWS * K};
+            for (int u = 0; u < 2; u++) {
+                pa2_widen_block(&m, 0, w16[u], u);
+                pa2_widen_x(xq, K, ROWS, K, K, x16[u], u, xsum[u]);
+            }
+            int64_t best[2] = {INT64_MAX, INT64_MAX};
+            for (int trial = 0; trial < 5; trial++)
+                for (int u = 0; u < 2; u++) {
+                    const int tile = trial % 2 ? 1 - u : u;  // alternate which tile runs first
+                    const int64_t ns = pa2_time_tile(&m, &e, w16[tile], x16[tile], xsum[tile], xs, y, tile);
+                    if (ns < best[tile]) best[tile] = ns;
+                }
+            v = best[1] < best[0];
+        }
+        free(codes);
+        free(xq);
+        free(wide);
     }
     __atomic_store_n(&known, v, __ATOMIC_RELAXED);
     return v;
@@ -681,10 +713,10 @@ PA2_TARGET static int pa2_w8a8_wide(const flint_packed_int8 *m, int64_t block_be
     int16_t *w16 = memory, *x16 = memory + 16 * kp;
     int32_t *xsum = (int32_t *)(x16 + x_rows * kp);
     // The unsigned tile needs floats that are neither flushed to zero (FTZ) nor read as zero (DAZ): under a
-    // non-default MXCSR, past its int32 bound, and on a CPU slow at denormal adds, the signed tile runs (same
+    // non-default MXCSR, past its int32 bound, and on a CPU where it is the slower tile, the signed tile runs (same
     // results).
     const int default_csr = (_mm_getcsr() & 0x8040) == 0;
-    if (default_csr && kp <= 32768 && pa2_denormal_adds_fast()) {
+    if (default_csr && kp <= 32768 && pa2_unsigned_tile_faster()) {
 #define PA2_U_TILE(R) pa2_wide_tile_unsigned(m, b, &e, w16, x16 + (r - r_begin) * kp, xsum + (r - r_begin), xs + r, \
                                              R, y + r * ldy, ldy)
         PA2_WIDE_PASS(1, PA2_U_TILE)

@@ -225,8 +225,8 @@ typedef void (*flint_packed_weight_only_fn)(const flint_packed_int8 *m, int64_t 
 FLINT_DECLARE_PACKED(flint_avx512)
 /// AVX2: W8A8 with AVX-VNNI when the CPU has it, else `vpmaddubsw` (≤ 8 rows) or `vpmaddwd` on int16 copies
 /// (prefill with per-row scales; per-thread scratch of 32 · k_padded bytes + about 512 KB, kept by the thread; their
-/// pair sums accumulated exactly with `vaddps` as denormal bit patterns on CPUs measured to add denormals at full
-/// speed, else with `vpaddd`; `FLINT_AVX2_UNSIGNED_TILE=0|1` forces the choice).
+/// pair sums accumulated exactly either with `vaddps` as denormal bit patterns or with `vpaddd`, whichever a one-time
+/// timing of both finds faster on this CPU; `FLINT_AVX2_UNSIGNED_TILE=0|1` forces the choice).
 FLINT_DECLARE_PACKED(flint_avx2)
 /// NEON: W8A8 with `sdot` when the CPU has it, else `smull`.
 FLINT_DECLARE_PACKED(flint_neon)
