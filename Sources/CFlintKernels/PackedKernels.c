@@ -607,7 +607,7 @@ PA2_TARGET PX_INLINE void pa2_wide_tile_unsigned(const flint_packed_int8 *m, int
     pa2_wide_store(m, b, e, total, xs, R, y, ldy);
 }
 
-/// Nanoseconds for 16 runs of one 4-row wide tile over the probe's block (best of `trials`), signed or unsigned.
+/// Nanoseconds for 16 runs of one 4-row wide tile over the probe's block, signed or unsigned (one timing).
 PA2_TARGET static int64_t pa2_time_tile(const flint_packed_int8 *m, const pa2_block_epilogue *e, const int16_t *w16,
                                         const int16_t *x16, const int32_t *xsum, const float *xs, float *y,
                                         const int UNSIGNED) {
