@@ -8,7 +8,7 @@ legacy=True as from_pretrained gives for t5-small / flan-t5 without a `legacy` k
 Each case: text, ids (= tokenizer(text).input_ids, with </s>), pieces (= tokenizer.tokenize(text)),
 decoded (= decode(ids)), decoded_skip_special (= decode(ids, skip_special_tokens=True)).
 decode_cases: random id lists (with sentinels, pad, eos, unk) and their two decodes.
-Run with Tools/.venv-hf/bin/python Tools/make_tokenizer_golden.py
+Run with Tools/.venv-hf/bin/python Tools/make_tokenizer_golden.py (`... bpe`: only the BPE folders and goldens)
 """
 import json
 import random
@@ -537,6 +537,86 @@ def build_folder(name):
 
 FOLDER_NAMES = ["t5-fast", "small-fast-first", "small-fast-oldjson", "small-fast-added",
                 "small-slow-added", "small-fast-mt5", "small-slow-mt5"]
+BPE_FOLDER_NAMES = ["codet5-bpe", "pile-bpe"]
+
+
+def bpe_corpus():
+    """Training text for the BPE fixtures: the demo words, every golden text, a little code."""
+    code = [
+        "def add(a, b):\n    return a + b\n",
+        "for (int i = 0; i < n; i++) { sum += x[i]; }",
+        "public static void main(String[] args) { System.out.println(\"hello\"); }",
+        "import numpy as np\nx = np.zeros((3, 4), dtype=np.float32)",
+        "if x is not None and len(x) > 0:\n        print(x[0])",
+        "SELECT name, count(*) FROM users WHERE age >= 18 GROUP BY name;",
+    ]
+    return [" ".join(DEMO_WORDS)] * 4 + (case_texts() + extra_texts()) * 2 + code * 8
+
+
+def make_bpe_folders():
+    """Two BPE tokenizers trained here with the `tokenizers` library, saved with transformers' save_pretrained and
+    kept as tokenizer.json only (what the converter embeds):
+      codet5-bpe  byte-level BPE as Salesforce/codet5-* has it: RobertaTokenizer, <pad> <s> </s> <unk> <mask> at
+                  0-4, RobertaProcessing (<s> A </s>), ByteLevel pre-tokenizer and decoder, sentinels added;
+      pile-bpe    LLaMA-style BPE as EleutherAI/pile-t5-* has it: Prepend("▁") + Replace(" ", "▁") normalizer, no
+                  pre-tokenizer, byte_fallback with <0x00>…<0xFF> in the vocabulary, fuse_unk, the
+                  Replace/ByteFallback/Fuse/Strip decoder, "$A </s>" template, T5's <pad> </s> <unk> at 0-2."""
+    import shutil
+    from tokenizers import ByteLevelBPETokenizer, Tokenizer, decoders, models, normalizers, processors, trainers
+    from transformers import RobertaTokenizerFast
+
+    FOLDERS_DIR.mkdir(parents=True, exist_ok=True)
+    corpus = bpe_corpus()
+
+    def fresh(name):
+        d = FOLDERS_DIR / name
+        if d.exists():
+            shutil.rmtree(d)
+        return d
+
+    def keep_json_only(d):
+        for extra in ("vocab.json", "merges.txt", "spiece.model"):
+            (d / extra).unlink(missing_ok=True)
+        # compact JSON keeps Tests/Fixtures small; the content is what save_pretrained wrote
+        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        tok.save(str(d / "tokenizer.json"), pretty=False)
+
+    byte_level = ByteLevelBPETokenizer()
+    byte_level.train_from_iterator(corpus, vocab_size=700, min_frequency=2,
+                                   special_tokens=["<pad>", "<s>", "</s>", "<unk>", "<mask>"])
+    byte_level._tokenizer.post_processor = processors.RobertaProcessing(sep=("</s>", 2), cls=("<s>", 1))
+    fast = RobertaTokenizerFast(tokenizer_object=byte_level._tokenizer, bos_token="<s>", eos_token="</s>",
+                                sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>",
+                                mask_token="<mask>", add_prefix_space=False)
+    fast.add_special_tokens({"additional_special_tokens": [f"<extra_id_{i}>" for i in range(5)]})
+    d = fresh("codet5-bpe")
+    fast.save_pretrained(str(d))
+    keep_json_only(d)
+
+    # Train without the byte pieces, then lay the vocabulary out as LLaMA's: specials, <0x00>…<0xFF>, the rest.
+    trained = Tokenizer(models.BPE(unk_token="<unk>"))
+    trained.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    trained.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, min_frequency=2,
+                                                            special_tokens=["<pad>", "</s>", "<unk>"]))
+    state = json.loads(trained.to_str())
+    specials = ["<pad>", "</s>", "<unk>"]
+    pieces = specials + [f"<0x{b:02X}>" for b in range(256)]
+    pieces += [p for p, _ in sorted(state["model"]["vocab"].items(), key=lambda kv: kv[1]) if p not in specials]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["model"]["merges"]]
+    model = models.BPE(vocab={p: i for i, p in enumerate(pieces)}, merges=merges, unk_token="<unk>",
+                       byte_fallback=True, fuse_unk=True)
+    llama = Tokenizer(model)
+    llama.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    llama.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                       decoders.Strip(" ", 1, 0)])
+    llama.add_special_tokens(specials)
+    llama.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                         special_tokens=[("</s>", 1)])
+    fast = T5TokenizerFast(tokenizer_object=llama, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                           extra_ids=5)
+    d = fresh("pile-bpe")
+    fast.save_pretrained(str(d))
+    keep_json_only(d)
 
 
 def build_cleanup():
@@ -559,9 +639,15 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["cleanup"]:
         build_cleanup()
         sys.exit(0)
+    if sys.argv[1:] == ["bpe"]:
+        make_bpe_folders()
+        for folder_name in BPE_FOLDER_NAMES:
+            build_folder(folder_name)
+        sys.exit(0)
     build_cleanup()
     build("small", SMALL_SPIECE)
     build("t5", T5_SPIECE)
     make_folders()
-    for folder_name in FOLDER_NAMES:
+    make_bpe_folders()
+    for folder_name in FOLDER_NAMES + BPE_FOLDER_NAMES:
         build_folder(folder_name)

@@ -56,7 +56,9 @@ public struct TokenizerFiles: Sendable {
         if fm.fileExists(atPath: jsonPath) {
             var info = TokenizerInfo(type: TokenizerInfo.tokenizersJSON, extraIds: 0)
             info.cleanUpTokenizationSpaces = (config?["clean_up_tokenization_spaces"] as? Bool) ?? false
-            return TokenizerFiles(bytes: try readFile(jsonPath), info: info, path: jsonPath)
+            let bytes = try readFile(jsonPath)
+            info.model = modelType(ofTokenizerJSON: bytes)
+            return TokenizerFiles(bytes: bytes, info: info, path: jsonPath)
         }
         let spiecePath = url.appendingPathComponent("spiece.model").path
         guard fm.fileExists(atPath: spiecePath) else { return nil }
@@ -75,6 +77,15 @@ public struct TokenizerFiles: Sendable {
                                  extraIds: (config?["extra_ids"] as? NSNumber)?.intValue ?? 100)
         }
         return TokenizerFiles(bytes: bytes, info: info, path: spiecePath)
+    }
+
+    /// `TokenizerInfo.model` for a tokenizer.json: `BPE` for a BPE model, nil for Unigram and for bytes that do not
+    /// parse (loading the tokenizer then reports what is wrong with them).
+    static func modelType(ofTokenizerJSON bytes: [UInt8]) -> String? {
+        guard let root = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any],
+              let model = root["model"] as? [String: Any], let type = model["type"] as? String,
+              type == TokenizerInfo.bpeModel else { return nil }
+        return type
     }
 
     /// The added-token table transformers' `T5Tokenizer.__init__` and `PreTrainedTokenizer.__init__` (4.57) build
@@ -193,7 +204,7 @@ public struct TokenizerFiles: Sendable {
             .filter { FileManager.default.fileExists(atPath: url.appendingPathComponent($0).path) }
         return "\(fromTokenizerConfig != nil ? "tokenizer_config.json" : "config.json") names \(name)"
             + (files.isEmpty ? "" : " (\(files.joined(separator: ", ")))") + ", which Flint does not implement (it reads "
-            + "T5Tokenizer's spiece.model, a Unigram tokenizer.json, and ByT5Tokenizer)"
+            + "T5Tokenizer's spiece.model, a Unigram or BPE tokenizer.json, and ByT5Tokenizer)"
     }
 
     /// The added-token table transformers' `ByT5Tokenizer` (4.57) ends up with after `from_pretrained(folder)`:

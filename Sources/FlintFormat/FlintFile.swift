@@ -391,6 +391,9 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         for feature in metadata.config.requiredFeatures where !metadata.requiredFeatures.contains(feature) {
             throw FlintError(.corrupt, "\(path): the config needs required_features to list \"\(feature)\", the file lists \(metadata.requiredFeatures)")
         }
+        for feature in metadata.tokenizer?.requiredFeatures ?? [] where !metadata.requiredFeatures.contains(feature) {
+            throw FlintError(.corrupt, "\(path): the tokenizer needs required_features to list \"\(feature)\", the file lists \(metadata.requiredFeatures)")
+        }
         for (alias, target) in metadata.aliases.sorted(by: { $0.key < $1.key }) {
             guard index[alias] == nil else { throw FlintError(.corrupt, "\(path): alias \"\(alias)\" is also a stored tensor") }
             guard index[target] != nil else { throw FlintError(.corrupt, "\(path): alias \"\(alias)\" points to \"\(target)\", which is not stored") }

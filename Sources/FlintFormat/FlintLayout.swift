@@ -10,7 +10,7 @@ public enum FlintLayout {
     public static let maxDims = 8
     /// Features this reader implements (see `required_features` in the spec).
     public static let knownFeatures: Set<String> = [TokenizerInfo.jsonFeature, TokenizerInfo.addedTokensFeature,
-                                                    TokenizerInfo.byt5Feature,
+                                                    TokenizerInfo.byt5Feature, TokenizerInfo.bpeFeature,
                                                     T5Config.perLayerRelativeBiasFeature, T5Config.extraActivationsFeature,
                                                     PackedInt8Geometry.requiredFeature, PackedInt4Geometry.requiredFeature]
 
@@ -28,6 +28,11 @@ public struct TokenizerInfo: Codable, Sendable, Equatable {
     public static let tokenizersJSON = "hf-tokenizers-json"
     /// `required_features` entry of files whose tokenizer section is a `tokenizer.json`.
     public static let jsonFeature = "tokenizer-json"
+    /// `model` of a `tokenizer.json` whose model is BPE (absent: Unigram, the T5 / mT5 / UMT5 model).
+    public static let bpeModel = "BPE"
+    /// `required_features` entry of files whose `tokenizer.json` has a BPE model: readers that know only Unigram
+    /// tokenizer.json files must not open them as if they could tokenize.
+    public static let bpeFeature = "tokenizer-bpe"
     /// `required_features` entry of sentencepiece files with an explicit added-token table.
     public static let addedTokensFeature = "tokenizer-added-tokens"
     /// transformers' `ByT5Tokenizer` (google/byt5-*): UTF-8 bytes with ids `byte + 3`, no vocabulary file. The section
@@ -51,6 +56,8 @@ public struct TokenizerInfo: Codable, Sendable, Equatable {
     public var additionalSpecialTokens: [String]?
     /// `clean_up_tokenization_spaces` of `tokenizer_config.json` (decode post-processing); nil means false.
     public var cleanUpTokenizationSpaces: Bool?
+    /// hf-tokenizers-json: the `tokenizer.json`'s model type when it is not Unigram (`bpeModel`); nil for Unigram.
+    public var model: String?
 
     public init(type: String = "sentencepiece", extraIds: Int = 100) {
         self.type = type
@@ -69,7 +76,7 @@ public struct TokenizerInfo: Codable, Sendable, Equatable {
     }
 
     public var requiredFeatures: [String] {
-        if type == Self.tokenizersJSON { return [Self.jsonFeature] }
+        if type == Self.tokenizersJSON { return [Self.jsonFeature] + (model == Self.bpeModel ? [Self.bpeFeature] : []) }
         if type == Self.byt5 { return [Self.byt5Feature] }
         if addedTokens != nil || additionalSpecialTokens != nil { return [Self.addedTokensFeature] }
         return []
@@ -81,6 +88,7 @@ public struct TokenizerInfo: Codable, Sendable, Equatable {
         case addedTokens = "added_tokens"
         case additionalSpecialTokens = "additional_special_tokens"
         case cleanUpTokenizationSpaces = "clean_up_tokenization_spaces"
+        case model
     }
 }
 

@@ -41,7 +41,7 @@ final class FastTokenizer: @unchecked Sendable {
 
     private let normalizer: Normalizer?
     private let preTokenizer: PreTokenizer?
-    private let model: UnigramModel
+    private let model: TokenizerModel
     private let decoder: Decoder?
     private let prefix: [Token]
     private let suffix: [Token]
@@ -56,7 +56,7 @@ final class FastTokenizer: @unchecked Sendable {
     init(json bytes: [UInt8], cleanUpTokenizationSpaces: Bool = false) throws {
         let root: [String: Any]
         do {
-            guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            guard let object = try JSONSerialization.jsonObject(with: Data(Self.escapingByteOrderMarks(bytes))) as? [String: Any] else {
                 throw FlintError(.corrupt, "tokenizer.json: the top level is not a JSON object")
             }
             root = object
@@ -68,7 +68,7 @@ final class FastTokenizer: @unchecked Sendable {
         guard let modelObject = root["model"] as? [String: Any] else {
             throw FlintError(.corrupt, "tokenizer.json: missing \"model\"")
         }
-        model = try UnigramModel(modelObject)
+        model = try TokenizerModel(modelObject)
         normalizer = try Self.optional(root["normalizer"]).map(Normalizer.init)
         preTokenizer = try Self.optional(root["pre_tokenizer"]).map(PreTokenizer.init)
         decoder = try Self.optional(root["decoder"]).map(Decoder.init)
@@ -120,6 +120,30 @@ final class FastTokenizer: @unchecked Sendable {
         self.cleanUpTokenizationSpaces = cleanUpTokenizationSpaces
 
         (prefix, suffix) = try Self.parseTemplate(Self.optional(root["post_processor"]))
+    }
+
+    /// The JSON with every U+FEFF inside it written as the escape `\ufeff`: Foundation's JSONSerialization on Linux
+    /// drops a raw U+FEFF at the start of a string (a vocabulary entry "\u{FEFF}" became ""), and an escaped one
+    /// means the same character. A U+FEFF starting the document is a byte-order mark and stays.
+    static func escapingByteOrderMarks(_ bytes: [UInt8]) -> [UInt8] {
+        let mark: [UInt8] = [0xEF, 0xBB, 0xBF]
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        if bytes.starts(with: mark) {
+            out += mark
+            i = 3
+        }
+        while i < bytes.count {
+            if bytes[i] == 0xEF, i + 2 < bytes.count, bytes[i + 1] == 0xBB, bytes[i + 2] == 0xBF {
+                out += Array("\\ufeff".utf8)
+                i += 3
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return out
     }
 
     private static func optional(_ value: Any?) -> [String: Any]? {
@@ -260,11 +284,39 @@ final class FastTokenizer: @unchecked Sendable {
 
     // MARK: - Post-processor
 
+    /// The special tokens the post-processor puts before and after a single sequence: TemplateProcessing (T5),
+    /// RobertaProcessing / BertProcessing (`cls` A `sep`, CodeT5), ByteLevel (offsets only), or a Sequence of them.
     private static func parseTemplate(_ object: [String: Any]?) throws -> ([Token], [Token]) {
         guard let object else { return ([], []) }
         let type = object["type"] as? String ?? "?"
-        guard type == "TemplateProcessing" else {
-            throw FlintError(.unsupported, "tokenizer.json: post_processor \"\(type)\" is not supported (T5 files use TemplateProcessing)")
+        switch type {
+        case "TemplateProcessing":
+            break
+        case "RobertaProcessing", "BertProcessing":
+            func token(_ key: String) throws -> Token {
+                guard let pair = object[key] as? [Any], pair.count == 2, let value = pair[0] as? String,
+                      let id = (pair[1] as? NSNumber)?.intValue else {
+                    throw FlintError(.corrupt, "tokenizer.json: \(type) needs \"\(key)\" as [token, id]")
+                }
+                return Token(id: id, value: value)
+            }
+            return ([try token("cls")], [try token("sep")])
+        case "ByteLevel":
+            return ([], [])
+        case "Sequence":
+            guard let list = object["processors"] as? [[String: Any]] else {
+                throw FlintError(.corrupt, "tokenizer.json: post_processor Sequence without \"processors\"")
+            }
+            // Each processor wraps what the ones before it produced.
+            var prefix: [Token] = [], suffix: [Token] = []
+            for item in list {
+                let (before, after) = try parseTemplate(item)
+                prefix = before + prefix
+                suffix += after
+            }
+            return (prefix, suffix)
+        default:
+            throw FlintError(.unsupported, "tokenizer.json: post_processor \"\(type)\" is not supported (TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel and Sequence are)")
         }
         guard let single = object["single"] as? [Any] else {
             throw FlintError(.corrupt, "tokenizer.json: TemplateProcessing without a \"single\" template")
@@ -290,6 +342,53 @@ final class FastTokenizer: @unchecked Sendable {
             }
         }
         return (prefix, suffix)
+    }
+}
+
+// MARK: - Models
+
+/// The `model` of a `tokenizer.json`: Unigram (T5, mT5, UMT5) or BPE (CodeT5's byte-level BPE, LLaMA-style BPE
+/// with byte fallback as Pile-T5 has it).
+enum TokenizerModel: Sendable {
+    case unigram(UnigramModel)
+    case bpe(BPEModel)
+
+    init(_ object: [String: Any]) throws {
+        let type = object["type"] as? String ?? "?"
+        switch type {
+        case "Unigram": self = .unigram(try UnigramModel(object))
+        case "BPE": self = .bpe(try BPEModel(object))
+        default:
+            throw FlintError(.unsupported, "tokenizer.json: model \"\(type)\" is not supported (Unigram and BPE are)")
+        }
+    }
+
+    var pieces: [String] {
+        switch self {
+        case .unigram(let model): return model.pieces
+        case .bpe(let model): return model.pieces
+        }
+    }
+
+    func piece(_ id: Int) -> String? {
+        switch self {
+        case .unigram(let model): return model.piece(id)
+        case .bpe(let model): return model.piece(id)
+        }
+    }
+
+    func id(of piece: String) -> Int? {
+        switch self {
+        case .unigram(let model): return model.id(of: piece)
+        case .bpe(let model): return model.id(of: piece)
+        }
+    }
+
+    func tokenize(_ text: String) -> [FastTokenizer.Token] {
+        switch self {
+        case .unigram(let model): return model.tokenize(text)
+        case .bpe(let model): return model.tokenize(text)
+        }
     }
 }
 
@@ -475,6 +574,9 @@ indirect enum PreTokenizer {
     case sequence([PreTokenizer])
     case whitespaceSplit
     case metaspace(replacement: Unicode.Scalar, scheme: PrependScheme, split: Bool)
+    /// GPT-2's byte-level pre-tokenizer: an optional leading space, the GPT-2 split pattern, then every UTF-8 byte
+    /// as its printable stand-in character (`ByteLevel.alphabet`).
+    case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
 
     enum PrependScheme: String { case always, first, never }
 
@@ -491,6 +593,9 @@ indirect enum PreTokenizer {
         case "Metaspace":
             let (replacement, scheme) = try Self.metaspaceFields(object, where: "pre_tokenizer")
             self = .metaspace(replacement: replacement, scheme: scheme, split: object["split"] as? Bool ?? true)
+        case "ByteLevel":
+            self = .byteLevel(addPrefixSpace: object["add_prefix_space"] as? Bool ?? true,
+                              useRegex: object["use_regex"] as? Bool ?? true)
         default:
             throw FlintError(.unsupported, "tokenizer.json: pre_tokenizer \"\(type)\" is not supported")
         }
@@ -577,7 +682,94 @@ indirect enum PreTokenizer {
                 if !current.isEmpty { out.append((String(current), atStart && first)) }
             }
             return out
+        case .byteLevel(let addPrefixSpace, let useRegex):
+            var out: [(String, Bool)] = []
+            for (text, atStart) in pieces {
+                let spaced = addPrefixSpace && !text.hasPrefix(" ") ? " " + text : text
+                let parts = useRegex ? ByteLevel.split(Array(spaced.unicodeScalars)) : [spaced]
+                for (index, part) in parts.enumerated() {
+                    out.append((ByteLevel.encode(part), atStart && index == 0))
+                }
+            }
+            return out
         }
+    }
+}
+
+/// The byte-level alphabet and split pattern of GPT-2, as `tokenizers`' ByteLevel pre-tokenizer and decoder use them.
+enum ByteLevel {
+    /// `bytes_to_unicode`: the printable bytes ("!"…"~", "¡"…"¬", "®"…"ÿ") stand for themselves, the other 68 for
+    /// U+0100, U+0101, … in byte order.
+    static let alphabet: [Unicode.Scalar] = {
+        var table = [Unicode.Scalar](repeating: " ", count: 256)
+        var next: UInt32 = 256
+        for byte in 0..<256 {
+            let printable = (33...126).contains(byte) || (161...172).contains(byte) || (174...255).contains(byte)
+            if printable {
+                table[byte] = Unicode.Scalar(UInt32(byte))!
+            } else {
+                table[byte] = Unicode.Scalar(next)!
+                next += 1
+            }
+        }
+        return table
+    }()
+
+    static let bytesByCharacter: [Unicode.Scalar: UInt8] = {
+        var map: [Unicode.Scalar: UInt8] = [:]
+        for (byte, scalar) in alphabet.enumerated() { map[scalar] = UInt8(byte) }
+        return map
+    }()
+
+    static func encode(_ text: String) -> String {
+        var out = String.UnicodeScalarView()
+        for byte in text.utf8 { out.append(alphabet[Int(byte)]) }
+        return String(out)
+    }
+
+    /// The pieces of GPT-2's pattern `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`,
+    /// matched left to right with its alternatives in order (the pattern matches every character, so the pieces
+    /// cover the text).
+    static func split(_ s: [Unicode.Scalar]) -> [String] {
+        func isLetter(_ c: Unicode.Scalar) -> Bool {
+            switch c.properties.generalCategory {
+            case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
+            default: return false
+            }
+        }
+        func isNumber(_ c: Unicode.Scalar) -> Bool {
+            switch c.properties.generalCategory {
+            case .decimalNumber, .letterNumber, .otherNumber: return true
+            default: return false
+            }
+        }
+        func isOther(_ c: Unicode.Scalar) -> Bool { !CharacterClass.isWhitespace(c) && !isLetter(c) && !isNumber(c) }
+        let contractions: [[Unicode.Scalar]] = ["s", "t", "re", "ve", "m", "ll", "d"].map { Array(("'" + $0).unicodeScalars) }
+        var pieces: [String] = []
+        var i = 0
+        while i < s.count {
+            var end = i
+            if s[i] == "'", let c = contractions.first(where: { i + $0.count <= s.count && Array(s[i..<(i + $0.count)]) == $0 }) {
+                end = i + c.count
+            } else {
+                // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: an optional space, then a run of one class.
+                let start = s[i] == " " ? i + 1 : i
+                if start < s.count, let inClass = [isLetter, isNumber, isOther].first(where: { $0(s[start]) }) {
+                    end = start
+                    while end < s.count && inClass(s[end]) { end += 1 }
+                } else {
+                    // Whitespace: `\s+(?!\S)` leaves the last one of a run to the word after it; a single one
+                    // before a word is `\s+` alone.
+                    while end < s.count && CharacterClass.isWhitespace(s[end]) { end += 1 }
+                    if end < s.count && end - i > 1 { end -= 1 }
+                }
+            }
+            var piece = String.UnicodeScalarView()
+            piece.append(contentsOf: s[i..<end])
+            pieces.append(String(piece))
+            i = end
+        }
+        return pieces
     }
 }
 
@@ -590,6 +782,9 @@ indirect enum Decoder {
     case fuse
     case strip(content: Unicode.Scalar, start: Int, stop: Int)
     case byteFallback
+    /// Byte-level tokens back to bytes (a token with a character outside the alphabet keeps its UTF-8 bytes), all
+    /// of them decoded as one UTF-8 text with U+FFFD for invalid sequences (Rust's `from_utf8_lossy`).
+    case byteLevel
 
     init(_ object: [String: Any]) throws {
         let type = object["type"] as? String ?? "?"
@@ -615,6 +810,8 @@ indirect enum Decoder {
                           stop: (object["stop"] as? NSNumber)?.intValue ?? 0)
         case "ByteFallback":
             self = .byteFallback
+        case "ByteLevel":
+            self = .byteLevel
         default:
             throw FlintError(.unsupported, "tokenizer.json: decoder \"\(type)\" is not supported")
         }
@@ -682,6 +879,17 @@ indirect enum Decoder {
             }
             flush()
             return out
+        case .byteLevel:
+            var bytes: [UInt8] = []
+            for token in tokens {
+                let mapped = token.unicodeScalars.map { ByteLevel.bytesByCharacter[$0] }
+                if mapped.allSatisfy({ $0 != nil }) {
+                    bytes.append(contentsOf: mapped.map { $0! })
+                } else {
+                    bytes.append(contentsOf: token.utf8)
+                }
+            }
+            return [String(decoding: bytes, as: UTF8.self)]
         }
     }
 }

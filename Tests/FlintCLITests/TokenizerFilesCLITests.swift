@@ -62,6 +62,29 @@ private func flintMetadata(_ path: String) throws -> [String: Any] {
         #expect((d.json as? [String: Any])?["text"] as? String == "<user> hello<bot> hi there</s>")
     }
 
+    /// A BPE tokenizer.json (byte-level, as CodeT5 ships it; LLaMA-style with byte fallback, as Pile-T5): convert
+    /// embeds it and lists `tokenizer-bpe` beside `tokenizer-json`, so readers that know only Unigram files refuse
+    /// it at open; tokenize gives transformers' ids from the folder, the file and the tokenizer.json alike.
+    // ids: transformers 4.57.6 AutoTokenizer on the folder (Tools/make_tokenizer_golden.py made both).
+    @Test(arguments: [("codet5-bpe", "def add(a, b): return a + b", [1, 637, 378, 696, 12, 69, 16, 262, 626, 623, 378, 457, 262, 2]),
+                      ("pile-bpe", "café 🧑 x", [655, 505, 597, 505, 349, 1])])
+    func bpeTokenizerFolderConvertsAndTokenizes(folder tokenizerFolder: String, text: String, expected: [Int]) throws {
+        let folder = try demoWithTokenizer(tokenizerFolder)
+        let out = (folder as NSString).deletingLastPathComponent + "/m.flint"
+        let c = try flint("convert", folder, "-o", out, "--json")
+        #expect(c.status == 0, "\(c.stderr)")
+        let metadata = try flintMetadata(out)
+        #expect(metadata["required_features"] as? [String] == ["tokenizer-json", "tokenizer-bpe", "int8-packed16x4"])
+        #expect((metadata["tokenizer"] as? [String: Any])?["model"] as? String == "BPE")
+        for model in [folder, out, folder + "/tokenizer.json"] {
+            let t = try flint("tokenize", model, text, "--json")
+            #expect(t.status == 0, "\(t.stderr)")
+            #expect((t.json as? [String: Any])?["ids"] as? [Int] == expected, "\(model)")
+        }
+        let d = try flint("tokenize", out, "--decode", expected.map(String.init).joined(separator: " "), "--skip-special", "--json")
+        #expect((d.json as? [String: Any])?["text"] as? String == text)
+    }
+
     /// spiece.model with added tokens in tokenizer_config.json (the slow path): they are ids, not <unk> pieces,
     /// and the file lists the feature old readers lack.
     @Test func slowFolderWithAddedTokens() throws {
