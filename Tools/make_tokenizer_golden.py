@@ -496,8 +496,10 @@ def build_folder(name):
     has_json = (folder / "tokenizer.json").exists()
     # Without tokenizer.json, AutoTokenizer (use_fast=True) converts spiece.model to a fast tokenizer on the fly;
     # Flint's spiece.model path is transformers' slow T5Tokenizer, so that is what the slow goldens record.
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=has_json)
-    assert tokenizer.is_fast == has_json, (name, type(tokenizer))
+    # RobertaTokenizer's slow files (CodeT5) are converted to the fast tokenizer, which is what AutoTokenizer gives.
+    fast = has_json or (folder / "merges.txt").exists()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=fast)
+    assert tokenizer.is_fast == fast, (name, type(tokenizer))
     texts = case_texts() + extra_texts()
     cases = []
     for text in texts:
@@ -521,7 +523,7 @@ def build_folder(name):
     } for ids in id_lists]
     golden = {
         "folder": name,
-        "tokenizer_file": "tokenizer.json" if has_json else "spiece.model",
+        "tokenizer_file": "tokenizer.json" if fast else "spiece.model",
         "tokenizer_len": n,
         "generator": {"transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
                       "tokenizer": type(tokenizer).__name__},
@@ -537,7 +539,7 @@ def build_folder(name):
 
 FOLDER_NAMES = ["t5-fast", "small-fast-first", "small-fast-oldjson", "small-fast-added",
                 "small-slow-added", "small-fast-mt5", "small-slow-mt5"]
-BPE_FOLDER_NAMES = ["codet5-bpe", "pile-bpe"]
+BPE_FOLDER_NAMES = ["codet5-bpe", "codet5-slow", "codet5-slow-legacy", "pile-bpe"]
 
 
 def bpe_corpus():
@@ -592,6 +594,25 @@ def make_bpe_folders():
     d = fresh("codet5-bpe")
     fast.save_pretrained(str(d))
     keep_json_only(d)
+
+    # The same tokenizer in the slow files Salesforce/codet5-* publish (vocab.json + merges.txt, no tokenizer.json),
+    # which AutoTokenizer converts to RobertaTokenizerFast: once with transformers' own configuration files, once
+    # with a tokenizer_config.json as written before transformers 4.34 (no added_tokens_decoder; the sentinels in
+    # added_tokens.json and special_tokens_map.json), as the published repositories have it.
+    d = fresh("codet5-slow")
+    fast.save_pretrained(str(d), legacy_format=True)
+    (d / "tokenizer.json").unlink(missing_ok=True)
+    legacy = fresh("codet5-slow-legacy")
+    shutil.copytree(d, legacy, dirs_exist_ok=True)
+    (legacy / "tokenizer_config.json").write_text(json.dumps({
+        "errors": "replace", "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+        "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>", "add_prefix_space": False,
+        "trim_offsets": True, "model_max_length": 512, "special_tokens_map_file": None,
+        "name_or_path": "Salesforce/codet5-base", "tokenizer_class": "RobertaTokenizer"}), encoding="utf-8")
+    (legacy / "special_tokens_map.json").write_text(json.dumps({
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>", "pad_token": "<pad>",
+        "cls_token": "<s>", "mask_token": "<mask>",
+        "additional_special_tokens": [f"<extra_id_{i}>" for i in range(5)]}), encoding="utf-8")
 
     # Train without the byte pieces, then lay the vocabulary out as LLaMA's: specials, <0x00>…<0xFF>, the rest.
     trained = Tokenizer(models.BPE(unk_token="<unk>"))

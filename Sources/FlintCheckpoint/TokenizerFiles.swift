@@ -60,6 +60,7 @@ public struct TokenizerFiles: Sendable {
             info.model = modelType(ofTokenizerJSON: bytes)
             return TokenizerFiles(bytes: bytes, info: info, path: jsonPath)
         }
+        if let bpe = try robertaBPE(inFolder: folder, tokenizerClass: tokenizerClass, config: config) { return bpe }
         let spiecePath = url.appendingPathComponent("spiece.model").path
         guard fm.fileExists(atPath: spiecePath) else { return nil }
         let bytes = try readFile(spiecePath)
@@ -187,6 +188,111 @@ public struct TokenizerFiles: Sendable {
         info.cleanUpTokenizationSpaces = (config?["clean_up_tokenization_spaces"] as? Bool) ?? false
         if info.cleanUpTokenizationSpaces == false { info.cleanUpTokenizationSpaces = nil }
         return info
+    }
+
+    /// CodeT5's layout: `RobertaTokenizer` files (vocab.json + merges.txt, no tokenizer.json). AutoTokenizer loads
+    /// them as `RobertaTokenizerFast`, converted by transformers' `RobertaConverter`; this builds the same
+    /// tokenizer.json (BPE with empty subword prefix and suffix, ByteLevel pre-tokenizer with the folder's
+    /// `add_prefix_space`, ByteLevel decoder, RobertaProcessing `cls` A `sep`) and the added tokens the tokenizer
+    /// ends up with: `added_tokens_decoder` when tokenizer_config.json has it (transformers ≥ 4.34), else the special
+    /// tokens (`<mask>` stripping on its left, as RobertaTokenizer makes it), `added_tokens.json` and
+    /// `additional_special_tokens`. Nil unless the class is RobertaTokenizer(Fast) and both files are there.
+    static func robertaBPE(inFolder folder: String, tokenizerClass: String?, config: [String: Any]?) throws -> TokenizerFiles? {
+        guard tokenizerClass == "RobertaTokenizer" || tokenizerClass == "RobertaTokenizerFast" else { return nil }
+        let url = URL(fileURLWithPath: folder)
+        let vocabPath = url.appendingPathComponent("vocab.json").path
+        let mergesPath = url.appendingPathComponent("merges.txt").path
+        guard FileManager.default.fileExists(atPath: vocabPath), FileManager.default.fileExists(atPath: mergesPath) else {
+            return nil
+        }
+        guard let vocabObject = try readJSONObject(vocabPath) else { return nil }
+        guard !vocabObject.isEmpty else { throw FlintError(.corrupt, "\(vocabPath): no vocabulary entries") }
+        var vocab: [String: Int] = [:]
+        for (token, value) in vocabObject {
+            guard let id = (value as? NSNumber)?.intValue, id >= 0 else {
+                throw FlintError(.corrupt, "\(vocabPath): \"\(token)\" has no non-negative integer id")
+            }
+            vocab[token] = id
+        }
+        // RobertaTokenizer: `read().split("\n")[1:-1]` (the first line is the "#version" header, the last the
+        // text after the final newline), each line split at whitespace; a pair listed again keeps its first place.
+        let lines = String(decoding: try readFile(mergesPath), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        var merges: [[String]] = []
+        var seen: Set<[String]> = []
+        for (index, line) in lines.dropFirst().dropLast().enumerated() {
+            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+            guard parts.count == 2 else {
+                throw FlintError(.corrupt, "\(mergesPath): line \(index + 2) \"\(line)\" is not two tokens")
+            }
+            if seen.insert(parts).inserted { merges.append(parts) }
+        }
+        let specialMap = try readJSONObject(url.appendingPathComponent("special_tokens_map.json").path)
+        let addedFile = try readJSONObject(url.appendingPathComponent("added_tokens.json").path)
+        func special(_ key: String, _ fallback: String) -> String {
+            tokenText(config?[key]) ?? tokenText(specialMap?[key]) ?? fallback
+        }
+        let cls = special("cls_token", "<s>"), sep = special("sep_token", "</s>")
+        var added: [(id: Int, content: String, flags: [String: Bool])] = []
+        if let decoder = config?["added_tokens_decoder"] as? [String: Any] {
+            for (key, value) in decoder {
+                guard let id = Int(key), let entry = value as? [String: Any], let content = entry["content"] as? String else {
+                    throw FlintError(.corrupt, "\(folder)/tokenizer_config.json: added_tokens_decoder[\"\(key)\"] needs an integer id and a content")
+                }
+                var flags: [String: Bool] = [:]
+                for flag in ["lstrip", "rstrip", "single_word", "normalized", "special"] { flags[flag] = entry[flag] as? Bool ?? false }
+                added.append((id, content, flags))
+            }
+        } else {
+            let addedIds = (addedFile ?? [:]).compactMapValues { ($0 as? NSNumber)?.intValue }
+            let additional = tokenList(config?["additional_special_tokens"]) ?? tokenList(specialMap?["additional_special_tokens"]) ?? []
+            var nextId = max(vocab.values.max() ?? -1, addedIds.values.max() ?? -1) + 1
+            func add(_ content: String, special: Bool, lstrip: Bool = false) {
+                guard !added.contains(where: { $0.content == content }) else { return }
+                let id: Int
+                if let known = vocab[content] ?? addedIds[content] {
+                    id = known
+                } else {
+                    id = nextId
+                    nextId += 1
+                }
+                added.append((id, content, ["lstrip": lstrip, "rstrip": false, "single_word": false,
+                                            "normalized": !special, "special": special]))
+            }
+            for (key, fallback) in [("bos_token", "<s>"), ("eos_token", "</s>"), ("unk_token", "<unk>"), ("sep_token", "</s>"),
+                                    ("pad_token", "<pad>"), ("cls_token", "<s>"), ("mask_token", "<mask>")] {
+                add(special(key, fallback), special: true, lstrip: key == "mask_token")
+            }
+            for token in additional { add(token, special: true) }
+            for (token, _) in addedIds.sorted(by: { $0.value < $1.value }) { add(token, special: false) }
+        }
+        added.sort { $0.id < $1.id }
+        func id(_ token: String) throws -> Int {
+            if let id = added.first(where: { $0.content == token })?.id ?? vocab[token] { return id }
+            throw FlintError(.corrupt, "\(vocabPath): the tokenizer's \"\(token)\" has no id")
+        }
+        let addPrefixSpace = config?["add_prefix_space"] as? Bool ?? false
+        let byteLevel: [String: Any] = ["type": "ByteLevel", "add_prefix_space": addPrefixSpace, "trim_offsets": true, "use_regex": true]
+        let object: [String: Any] = [
+            "version": "1.0",
+            "added_tokens": added.map { token -> [String: Any] in
+                var entry: [String: Any] = ["id": token.id, "content": token.content]
+                for (flag, value) in token.flags { entry[flag] = value }
+                return entry
+            },
+            "normalizer": NSNull(),
+            "pre_tokenizer": byteLevel,
+            "post_processor": ["type": "RobertaProcessing", "sep": [sep, try id(sep)], "cls": [cls, try id(cls)],
+                               "trim_offsets": true, "add_prefix_space": addPrefixSpace],
+            "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
+            "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": "",
+                      "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": vocab, "merges": merges],
+        ]
+        let bytes = Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+        var info = TokenizerInfo(type: TokenizerInfo.tokenizersJSON, extraIds: 0)
+        info.model = TokenizerInfo.bpeModel
+        info.cleanUpTokenizationSpaces = (config?["clean_up_tokenization_spaces"] as? Bool) ?? false
+        return TokenizerFiles(bytes: bytes, info: info, path: vocabPath)
     }
 
     /// For a folder `discover` finds no tokenizer in: the tokenizer class its files name (`tokenizer_config.json`'s

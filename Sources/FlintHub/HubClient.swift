@@ -50,6 +50,14 @@ public enum HubFileSelection {
         "generation_config.json", "spiece.model", "tokenizer.json", "tokenizer_config.json",
         "special_tokens_map.json", "added_tokens.json",
     ]
+    /// RobertaTokenizer's files (CodeT5), read only when the repository has neither tokenizer.json nor spiece.model.
+    public static let slowBPE = ["vocab.json", "merges.txt"]
+
+    /// The optional files to take from a repository's file list.
+    public static func optionalFiles(in files: Set<String>) -> [String] {
+        let tokenizerFile = files.contains("tokenizer.json") || files.contains("spiece.model")
+        return (optional + (tokenizerFile ? [] : slowBPE)).filter(files.contains)
+    }
 
     /// The weight files to take from a repository's file list: ONE format, preferred safetensors > pytorch > h5 >
     /// msgpack (or `format` when given), the single file if present (transformers looks for it first), else the
@@ -127,7 +135,7 @@ public final class HubClient {
         }
         let commit = info.commit
         let available = Set(info.files)
-        var wanted = HubFileSelection.required + HubFileSelection.optional.filter(available.contains)
+        var wanted = HubFileSelection.required + HubFileSelection.optionalFiles(in: available)
         for name in HubFileSelection.required where !available.contains(name) {
             throw FlintError("\(reference) (commit \(commit)) has no \(name): not a transformers model repository "
                 + "(files: \(preview(info.files)))")
@@ -174,7 +182,7 @@ public final class HubClient {
         for name in HubFileSelection.required where !available.contains(name) {
             throw FlintError("\(why), and the cached snapshot \(cache.snapshotFolder(commit)) has no \(name)")
         }
-        names += HubFileSelection.optional.filter(available.contains)
+        names += HubFileSelection.optionalFiles(in: available)
         guard let weights = HubFileSelection.weights(in: available, format: format) else {
             throw FlintError("\(why), and the cached snapshot \(cache.snapshotFolder(commit)) has no weights"
                 + (format.map { " in \($0.displayName) format" } ?? "") + " (files: \(preview(present)))")

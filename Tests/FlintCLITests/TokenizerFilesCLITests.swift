@@ -62,11 +62,13 @@ private func flintMetadata(_ path: String) throws -> [String: Any] {
         #expect((d.json as? [String: Any])?["text"] as? String == "<user> hello<bot> hi there</s>")
     }
 
-    /// A BPE tokenizer.json (byte-level, as CodeT5 ships it; LLaMA-style with byte fallback, as Pile-T5): convert
+    /// A BPE tokenizer (byte-level, as CodeT5 ships it; LLaMA-style with byte fallback, as Pile-T5): convert
     /// embeds it and lists `tokenizer-bpe` beside `tokenizer-json`, so readers that know only Unigram files refuse
     /// it at open; tokenize gives transformers' ids from the folder, the file and the tokenizer.json alike.
     // ids: transformers 4.57.6 AutoTokenizer on the folder (Tools/make_tokenizer_golden.py made both).
+    // codet5-slow-legacy is the same tokenizer as codet5-bpe in CodeT5's published files (vocab.json + merges.txt).
     @Test(arguments: [("codet5-bpe", "def add(a, b): return a + b", [1, 637, 378, 696, 12, 69, 16, 262, 626, 623, 378, 457, 262, 2]),
+                      ("codet5-slow-legacy", "def add(a, b): return a + b", [1, 637, 378, 696, 12, 69, 16, 262, 626, 623, 378, 457, 262, 2]),
                       ("pile-bpe", "café 🧑 x", [655, 505, 597, 505, 349, 1])])
     func bpeTokenizerFolderConvertsAndTokenizes(folder tokenizerFolder: String, text: String, expected: [Int]) throws {
         let folder = try demoWithTokenizer(tokenizerFolder)
@@ -76,7 +78,8 @@ private func flintMetadata(_ path: String) throws -> [String: Any] {
         let metadata = try flintMetadata(out)
         #expect(metadata["required_features"] as? [String] == ["tokenizer-json", "tokenizer-bpe", "int8-packed16x4"])
         #expect((metadata["tokenizer"] as? [String: Any])?["model"] as? String == "BPE")
-        for model in [folder, out, folder + "/tokenizer.json"] {
+        let json = folder + "/tokenizer.json"
+        for model in [folder, out] + (FileManager.default.fileExists(atPath: json) ? [json] : []) {
             let t = try flint("tokenize", model, text, "--json")
             #expect(t.status == 0, "\(t.stderr)")
             #expect((t.json as? [String: Any])?["ids"] as? [Int] == expected, "\(model)")
@@ -134,30 +137,43 @@ private func flintMetadata(_ path: String) throws -> [String: Any] {
         #expect(t.status != 0 && t.stderr.contains("carries no tokenizer"), "\(t.stderr)")
     }
 
-    /// A folder whose tokenizer is one Flint does not implement (CodeT5: RobertaTokenizer, vocab.json + merges.txt):
-    /// the warning names the class and its files instead of saying there is none.
+    /// A folder whose tokenizer is one Flint does not implement (a slow BertTokenizer with its vocab.txt): the
+    /// warning names the class and its files instead of saying there is none.
     @Test func unimplementedTokenizerClassIsNamed() throws {
         let folder = try demoWithTokenizer(nil)
-        try #"{"tokenizer_class": "RobertaTokenizer", "bos_token": "<s>"}"#
+        try #"{"tokenizer_class": "BertTokenizer", "cls_token": "[CLS]"}"#
             .write(toFile: folder + "/tokenizer_config.json", atomically: true, encoding: .utf8)
-        for name in ["vocab.json", "merges.txt"] { try "{}".write(toFile: folder + "/" + name, atomically: true, encoding: .utf8) }
+        try "[PAD]\n[UNK]\n".write(toFile: folder + "/vocab.txt", atomically: true, encoding: .utf8)
         let out = (folder as NSString).deletingLastPathComponent + "/m.flint"
         let c = try flint("convert", folder, "-o", out)
         #expect(c.status == 0, "\(c.stderr)")
-        #expect(c.stderr.contains("tokenizer_config.json names RobertaTokenizer (vocab.json, merges.txt), which Flint does not implement"),
+        #expect(c.stderr.contains("tokenizer_config.json names BertTokenizer (vocab.txt), which Flint does not implement"),
                 "\(c.stderr)")
         let t = try flint("tokenize", folder, "hello")
-        #expect(t.status != 0 && t.stderr.contains("names RobertaTokenizer"), "\(t.stderr)")
+        #expect(t.status != 0 && t.stderr.contains("names BertTokenizer"), "\(t.stderr)")
     }
 
-    /// A tokenizer.json this flint cannot run (a BPE model) is refused by convert with the file and the reason.
+    /// CodeT5's slow files when they are broken: convert stops, naming the file and what is wrong.
+    @Test func brokenRobertaFilesAreAnError() throws {
+        let folder = try demoWithTokenizer(nil)
+        try #"{"tokenizer_class": "RobertaTokenizer"}"#
+            .write(toFile: folder + "/tokenizer_config.json", atomically: true, encoding: .utf8)
+        try #"{"a": 0, "b": 1}"#.write(toFile: folder + "/vocab.json", atomically: true, encoding: .utf8)
+        try "#version: 0.2\na b c\n".write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
+        let c = try flint("convert", folder, "-o", folder + "/m.flint")
+        #expect(c.status != 0)
+        #expect(c.stderr.contains("merges.txt: line 2 \"a b c\" is not two tokens"), "\(c.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: folder + "/m.flint"))
+    }
+
+    /// A tokenizer.json this flint cannot run (a WordPiece model) is refused by convert with the file and the reason.
     @Test func unsupportedTokenizerJSONIsAnError() throws {
         let folder = try demoWithTokenizer(nil)
-        try #"{"version": "1.0", "added_tokens": [], "model": {"type": "BPE", "vocab": {}, "merges": []}}"#
+        try #"{"version": "1.0", "added_tokens": [], "model": {"type": "WordPiece", "vocab": {}, "unk_token": "[UNK]"}}"#
             .write(toFile: folder + "/tokenizer.json", atomically: true, encoding: .utf8)
         let c = try flint("convert", folder, "-o", folder + "/m.flint")
         #expect(c.status != 0)
-        #expect(c.stderr.contains("tokenizer.json") && c.stderr.contains("BPE"), "\(c.stderr)")
+        #expect(c.stderr.contains("tokenizer.json") && c.stderr.contains("WordPiece"), "\(c.stderr)")
         #expect(!FileManager.default.fileExists(atPath: folder + "/m.flint"))
     }
 }

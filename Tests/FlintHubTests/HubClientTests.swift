@@ -82,6 +82,14 @@ final class HubClientTests: XCTestCase {
 
     // MARK: -
 
+    /// CodeT5's vocab.json + merges.txt are fetched only when the repository has no tokenizer.json or spiece.model.
+    func testSlowBPEFilesOnlyWithoutAFastTokenizer() {
+        XCTAssertEqual(HubFileSelection.optionalFiles(in: ["config.json", "vocab.json", "merges.txt", "tokenizer_config.json"]),
+                       ["tokenizer_config.json", "vocab.json", "merges.txt"])
+        XCTAssertEqual(HubFileSelection.optionalFiles(in: ["tokenizer.json", "vocab.json", "merges.txt"]), ["tokenizer.json"])
+        XCTAssertEqual(HubFileSelection.optionalFiles(in: ["spiece.model", "vocab.json", "merges.txt"]), ["spiece.model"])
+    }
+
     func testDownloadsOnlyWhatConversionNeedsIntoTheHuggingFaceLayout() throws {
         let repo = t5Repo()
         hub.add(repo)

@@ -27,7 +27,8 @@ private struct FolderGolden: Decodable {
 }
 
 private let folderNames = ["t5-fast", "small-fast-first", "small-fast-oldjson", "small-fast-added",
-                           "small-slow-added", "small-fast-mt5", "small-slow-mt5", "codet5-bpe", "pile-bpe"]
+                           "small-slow-added", "small-fast-mt5", "small-slow-mt5", "codet5-bpe", "codet5-slow",
+                           "codet5-slow-legacy", "pile-bpe"]
 
 private func loadFolder(_ name: String) throws -> (TokenizerFiles, T5Tokenizer) {
     let files = try #require(try TokenizerFiles.discover(inFolder: folderPath(name)))
