@@ -539,7 +539,8 @@ def build_folder(name):
 
 FOLDER_NAMES = ["t5-fast", "small-fast-first", "small-fast-oldjson", "small-fast-added",
                 "small-slow-added", "small-fast-mt5", "small-slow-mt5"]
-BPE_FOLDER_NAMES = ["codet5-bpe", "codet5-slow", "codet5-slow-legacy", "pile-bpe"]
+BPE_FOLDER_NAMES = ["codet5-bpe", "codet5-slow", "codet5-slow-legacy", "codet5-bpe-prefix", "pile-bpe",
+                    "pile-bpe-metaspace"]
 
 
 def bpe_corpus():
@@ -564,7 +565,7 @@ def make_bpe_folders():
                   pre-tokenizer, byte_fallback with <0x00>…<0xFF> in the vocabulary, fuse_unk, the
                   Replace/ByteFallback/Fuse/Strip decoder, "$A </s>" template, T5's <pad> </s> <unk> at 0-2."""
     import shutil
-    from tokenizers import ByteLevelBPETokenizer, Tokenizer, decoders, models, normalizers, processors, trainers
+    from tokenizers import ByteLevelBPETokenizer, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import RobertaTokenizerFast
 
     FOLDERS_DIR.mkdir(parents=True, exist_ok=True)
@@ -636,6 +637,30 @@ def make_bpe_folders():
     fast = T5TokenizerFast(tokenizer_object=llama, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
                            extra_ids=5)
     d = fresh("pile-bpe")
+    fast.save_pretrained(str(d))
+    keep_json_only(d)
+
+    # The same LLaMA-style model in the newer conversion layout (no normalizer; Metaspace pre-tokenizer and decoder,
+    # prepend_scheme "first", split false), and the CodeT5 one with add_prefix_space on (a space goes in front of
+    # every stretch between added tokens).
+    from transformers import PreTrainedTokenizerFast
+    sentinels = [f"<extra_id_{i}>" for i in range(5)]
+    metaspace = Tokenizer.from_file(str(FOLDERS_DIR / "pile-bpe" / "tokenizer.json"))
+    metaspace.normalizer = None
+    metaspace.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    metaspace.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    fast = PreTrainedTokenizerFast(tokenizer_object=metaspace, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                   additional_special_tokens=sentinels)
+    d = fresh("pile-bpe-metaspace")
+    fast.save_pretrained(str(d))
+    keep_json_only(d)
+    prefixed = Tokenizer.from_file(str(FOLDERS_DIR / "codet5-bpe" / "tokenizer.json"))
+    prefixed.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    prefixed.post_processor = processors.RobertaProcessing(sep=("</s>", 2), cls=("<s>", 1), add_prefix_space=True)
+    fast = RobertaTokenizerFast(tokenizer_object=prefixed, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+                                add_prefix_space=True)
+    d = fresh("codet5-bpe-prefix")
     fast.save_pretrained(str(d))
     keep_json_only(d)
 

@@ -28,7 +28,7 @@ private struct FolderGolden: Decodable {
 
 private let folderNames = ["t5-fast", "small-fast-first", "small-fast-oldjson", "small-fast-added",
                            "small-slow-added", "small-fast-mt5", "small-slow-mt5", "codet5-bpe", "codet5-slow",
-                           "codet5-slow-legacy", "pile-bpe"]
+                           "codet5-slow-legacy", "codet5-bpe-prefix", "pile-bpe", "pile-bpe-metaspace"]
 
 private func loadFolder(_ name: String) throws -> (TokenizerFiles, T5Tokenizer) {
     let files = try #require(try TokenizerFiles.discover(inFolder: folderPath(name)))
