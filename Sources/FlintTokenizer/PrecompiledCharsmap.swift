@@ -35,6 +35,44 @@ struct PrecompiledCharsmap {
         self.strings = Array(blob[(4 + trieSize)...])
     }
 
+    /// Checks a charsmap blob the way libsentencepiece will read it, before it does: darts-clone's prefix search
+    /// reads `units[position ^ byte]` for any input byte without a bounds check, so every node reachable from the
+    /// root must have its whole 256-unit neighbourhood inside the array, every leaf's value unit too, and every
+    /// value must start a NUL-ended string inside the string area (sentencepiece reads it as a C string). A
+    /// corrupted spiece.model then gets this error instead of a crash inside libsentencepiece (found by
+    /// `make fuzz-smoke`: a SEGV in `Normalizer::NormalizePrefix`).
+    static func validateTrie(_ blob: [UInt8], place: String) throws {
+        let charsmap = try PrecompiledCharsmap(blob: blob)
+        let units = charsmap.units, strings = charsmap.strings
+        func corrupt(_ what: String) -> FlintError {
+            FlintError(.corrupt, "spiece.model: \(place) precompiled_charsmap: \(what)")
+        }
+        var visited: Set<Int> = []
+        var pending = [offset(units[0])]
+        while let base = pending.popLast() {
+            guard visited.insert(base).inserted else { continue }
+            guard base >= 0, (base | 0xFF) < units.count else {
+                throw corrupt("a trie node at unit \(base) reaches past the \(units.count)-unit array")
+            }
+            for byte in 0..<256 {
+                let position = base ^ byte
+                let unit = units[position]
+                guard label(unit) == UInt32(byte) else { continue }
+                let child = position ^ offset(unit)
+                guard child >= 0, child < units.count else {
+                    throw corrupt("unit \(position) points to \(child), past the \(units.count)-unit array")
+                }
+                if hasLeaf(unit) {
+                    let start = value(units[child])
+                    guard start < strings.count, strings[start...].contains(0) else {
+                        throw corrupt("a replacement at byte \(start) is not a NUL-ended string of the \(strings.count)-byte area")
+                    }
+                }
+                pending.append(child)
+            }
+        }
+    }
+
     // darts-clone unit fields.
     @inline(__always) private static func hasLeaf(_ u: UInt32) -> Bool { (u >> 8) & 1 == 1 }
     @inline(__always) private static func value(_ u: UInt32) -> Int { Int(u & 0x7FFF_FFFF) }

@@ -4,8 +4,9 @@ import FlintFormat
 /// libsentencepiece's public C++ API does not expose: piece types (user-defined ones in particular), the
 /// normalizer's whitespace flags, the unknown surface, byte fallback and the model type.
 ///
-/// libsentencepiece has already validated the same bytes when this is parsed; the parser still checks every length
-/// so a malformed buffer gives an error rather than a crash.
+/// Parsed before libsentencepiece loads the same bytes: the parser checks every length, and the normalizer's and
+/// denormalizer's charsmap tries (`PrecompiledCharsmap.validateTrie`), which libsentencepiece reads unchecked, so a
+/// malformed buffer gives an error rather than a crash.
 struct SentencePieceModelProto {
     enum PieceType: UInt64 {
         case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
@@ -41,7 +42,10 @@ struct SentencePieceModelProto {
             case (5, .bytes(let message)):
                 var denormalizer = ProtoReader(bytes: message, context: "denormalizer_spec")
                 while let (f, v) = try denormalizer.next() {
-                    if f == 2, case .bytes(let charsmap) = v { hasDenormalizer = !charsmap.isEmpty }
+                    if f == 2, case .bytes(let charsmap) = v {
+                        hasDenormalizer = !charsmap.isEmpty
+                        if !charsmap.isEmpty { try PrecompiledCharsmap.validateTrie(Array(charsmap), place: "denormalizer_spec") }
+                    }
                 }
             default:
                 break
@@ -83,6 +87,8 @@ struct SentencePieceModelProto {
         var reader = ProtoReader(bytes: message, context: "normalizer_spec")
         while let (field, value) = try reader.next() {
             switch (field, value) {
+            case (2, .bytes(let charsmap)) where !charsmap.isEmpty:
+                try PrecompiledCharsmap.validateTrie(Array(charsmap), place: "normalizer_spec")
             case (3, .varint(let raw)): addDummyPrefix = raw != 0
             case (4, .varint(let raw)): removeExtraWhitespaces = raw != 0
             default: break

@@ -61,8 +61,9 @@ final class SlowT5Tokenizer: @unchecked Sendable {
         guard extraIds >= 0, extraIds <= 1_000_000 else {
             throw FlintError(.invalidArgument, "tokenizer: extraIds must be in 0...1000000, got \(extraIds)")
         }
-        let processor = try SentencePieceProcessor(modelBytes: modelBytes)
+        // The proto first: it checks the charsmap tries that libsentencepiece would read without bounds checks.
         let proto = try SentencePieceModelProto(bytes: modelBytes)
+        let processor = try SentencePieceProcessor(modelBytes: modelBytes)
         guard proto.pieces.count == processor.pieceCount else {
             throw FlintError(.corrupt, "tokenizer: the sentencepiece model lists \(proto.pieces.count) pieces but "
                              + "libsentencepiece loaded \(processor.pieceCount)")

@@ -176,3 +176,20 @@ private final class LoadedTokenizers: @unchecked Sendable {
 }
 
 
+
+/// A spiece.model whose normalizer charsmap trie is corrupted (four bytes of flan-tiny's, the input
+/// `make fuzz-smoke` found crashing libsentencepiece in `Normalizer::NormalizePrefix`) is refused with the place,
+/// before libsentencepiece reads it.
+@Suite struct CorruptCharsmapTests {
+    @Test func corruptedTrieIsAnErrorNotACrash() throws {
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: fixturePath("models/flan-tiny/spiece.model"))))
+        #expect(bytes[15782..<15786] == [0, 0, 0, 0])  // inside normalizer_spec's precompiled_charsmap trie
+        bytes.replaceSubrange(15782..<15786, with: [0xFE, 0xFF, 0xFF, 0xF9])
+        do {
+            let t = try T5Tokenizer(modelBytes: bytes)
+            Issue.record("loaded a corrupted charsmap: \(t.encode("Hello <extra_id_0> wörld, 12 3!"))")
+        } catch let error as FlintError {
+            #expect(error.message.contains("normalizer_spec precompiled_charsmap: a trie node at unit"), "\(error.message)")
+        }
+    }
+}
