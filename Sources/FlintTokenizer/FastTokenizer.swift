@@ -9,12 +9,14 @@ import Foundation
 ///    `single_word`, `lstrip`, `rstrip` rules);
 /// 2. each remaining stretch is normalized, and added tokens with `normalized: true` are cut out of the
 ///    normalized text (matched against their own normalized form);
-/// 3. the stretches left are pre-tokenized and each pre-token is segmented by the model (Unigram Viterbi);
-/// 4. the post-processor (TemplateProcessing) adds the special tokens around the sequence.
+/// 3. the stretches left are pre-tokenized and each pre-token is segmented by the model (Unigram Viterbi, or BPE
+///    merges);
+/// 4. the post-processor (TemplateProcessing, RobertaProcessing, …) adds the special tokens around the sequence.
 /// Decoding maps ids to token strings (added tokens first), drops special ones when asked, runs the decoder chain
 /// and joins; transformers then applies `clean_up_tokenization` when the tokenizer config asks for it.
 ///
-/// Supported components are those T5, FLAN-T5, mT5 and UMT5 files use, plus a few simple neighbours (see the
+/// Supported components are those T5, FLAN-T5, mT5, UMT5, CodeT5 (byte-level BPE) and Pile-T5 (LLaMA-style BPE)
+/// files use, plus a few simple neighbours (see the
 /// `Normalizer`, `PreTokenizer` and `Decoder` cases); anything else is refused when the file is loaded, naming the
 /// component, rather than tokenized differently.
 final class FastTokenizer: @unchecked Sendable {
