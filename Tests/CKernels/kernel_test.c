@@ -530,8 +530,8 @@ static void run_path(const path *p) {
         // two- and one-block tails.
         {200, 64, 0}, {150, 96, 32},
     };
-    // 19 and 31 rows: the prefill tiles (8 rows) with their 4-, 2- and 1-row tails.
-    const int64_t row_counts[] = {1, 2, 3, 4, 5, 8, 9, 19, 31};
+    // 9 to 31 rows: the prefill tiles (8 rows; 6 on AVX-VNNI) with their 4-, 2- and 1-row tails.
+    const int64_t row_counts[] = {1, 2, 3, 4, 5, 8, 9, 12, 19, 31};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (size_t r = 0; r < sizeof row_counts / sizeof row_counts[0]; r++) check_int8(p, cases[c], row_counts[r]);
     // More activation rows than one pass of the AVX2 int16 prefill path holds at this k (60 rows of 8 KB): three
