@@ -25,25 +25,39 @@ public final class ThreadPool: @unchecked Sendable {
 
     deinit { state.shutDown() }
 
-    /// Runs `body(t)` for every `t` in `0..<threadCount` concurrently (`t == 0` on the calling thread) and returns
-    /// when all have finished. If the pool is already busy (a nested call from inside a job, or a second thread
-    /// submitting at the same time) the parts run one after another on the calling thread instead of deadlocking.
-    public func run(_ body: (Int) -> Void) {
-        if threadCount == 1 || !state.tryBeginJob() {
-            for t in 0..<threadCount { body(t) }
+    /// Runs `body(t)` for every `t` in `0..<threadCount` concurrently and returns when all have finished. Each `t`
+    /// runs exactly once, on whichever thread claims it first (the calling thread claims too), so a worker that is
+    /// slow to wake (a busy or oversubscribed host) does not hold the caller up: the caller runs the parts nobody has
+    /// started. If the pool is already busy (a nested call from inside a job, or a second thread submitting at the
+    /// same time) the parts run one after another on the calling thread instead of deadlocking.
+    public func run(_ body: (Int) -> Void) { run(parts: threadCount, body) }
+
+    /// `body(part)` for every part in `0..<parts` (at most `threadCount` of them), claimed as in `run(_:)`.
+    func run(parts: Int, _ body: (Int) -> Void) {
+        let parts = min(parts, threadCount)
+        guard parts > 1 else {
+            if parts == 1 { body(0) }
+            return
+        }
+        if !state.tryBeginJob() {
+            for part in 0..<parts { body(part) }
             return
         }
         withoutActuallyEscaping(body) { escapable in
-            state.dispatch(escapable)
-            escapable(0)
-            state.waitForWorkers()
+            let generation = state.dispatch(escapable, parts: parts)
+            while let part = state.claim(generation: generation, parts: parts) {
+                escapable(part)
+                state.completePart(of: parts)
+            }
+            state.waitForParts(parts)
         }
         state.endJob()
     }
 
     /// Splits `0..<count` into at most `threadCount` contiguous chunks whose sizes are multiples of `granularity`
     /// (except the last) and runs `body` on each chunk concurrently. Jobs with fewer than `minimumPerThread` items
-    /// per thread use fewer threads, so tiny jobs do not pay for wake-ups.
+    /// per thread use fewer threads, so tiny jobs do not pay for wake-ups. The chunks depend only on the arguments and
+    /// `threadCount`, never on which thread runs which, so results are the same from run to run.
     public func parallelFor(_ count: Int, granularity: Int = 1, minimumPerThread: Int = 1,
                             _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
@@ -55,10 +69,9 @@ public final class ThreadPool: @unchecked Sendable {
             return
         }
         let unitsPerPart = (units + maxParts - 1) / maxParts
-        run { t in
-            guard t < maxParts else { return }
-            let start = t * unitsPerPart * step
-            let end = min(count, (t + 1) * unitsPerPart * step)
+        run(parts: maxParts) { part in
+            let start = part * unitsPerPart * step
+            let end = min(count, (part + 1) * unitsPerPart * step)
             if start < end { body(start..<end) }
         }
     }
@@ -73,15 +86,22 @@ private final class PoolState: @unchecked Sendable {
     private let workDone = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     // Guarded by `mutex`.
     private var generation = 0
-    private var pending = 0
     private var job: ((Int) -> Void)?
+    private var jobParts = 0
     private var stopping = false
     private var running = 0
-    // Mirrors of `generation` and `pending` that spinning threads read without the mutex. A decode step hands
-    // out ~70 small jobs; waking a sleeping thread costs ~15 µs each, so both sides spin briefly (bounded) before
-    // they fall back to the condition variables, which remain the only way to sleep and to wake.
+    // A mirror of `generation` that spinning workers read without the mutex. A decode step hands out ~70 small
+    // jobs; waking a sleeping thread costs ~15 µs each, so both sides spin briefly (bounded) before they fall back
+    // to the condition variables, which remain the only way to sleep and to wake.
     private let publishedGeneration = Atomic<Int>(0)
-    private let publishedPending = Atomic<Int>(0)
+    /// The job's next unclaimed part, tagged with its generation: `generation << partBits | part`. Claims are
+    /// compare-and-swaps that also check the tag, so a worker that wakes after its job has ended (and the next one
+    /// has begun) claims nothing of either by mistake.
+    private let nextPart = Atomic<Int>(0)
+    /// Parts of the current job that have finished.
+    private let completedParts = Atomic<Int>(0)
+    private static let partBits = 16
+    private static let generationMask = (1 << 46) - 1
     /// Spin iterations before sleeping (about 100 µs: longer than the single-threaded stretches of a decode step,
     /// so the worker is still spinning when the next job comes; measured on flan-t5-base int8 decode, 2 threads:
     /// no spin 104 tok/s, 20k iterations 123–135, 80k iterations 239–248).
@@ -94,7 +114,7 @@ private final class PoolState: @unchecked Sendable {
         pthread_cond_init(workDone, nil)
         for index in 0..<workers {
             running += 1
-            let thread = Thread { [self] in self.workerLoop(index: index + 1) }
+            let thread = Thread { [self] in self.workerLoop() }
             thread.name = "flint-worker-\(index + 1)"
             thread.start()
         }
@@ -103,22 +123,50 @@ private final class PoolState: @unchecked Sendable {
     func tryBeginJob() -> Bool { pthread_mutex_trylock(submitMutex) == 0 }
     func endJob() { pthread_mutex_unlock(submitMutex) }
 
-    func dispatch(_ body: @escaping (Int) -> Void) {
+    /// Publishes a job of `parts` parts and wakes the workers; returns its generation (for `claim`).
+    func dispatch(_ body: @escaping (Int) -> Void, parts: Int) -> Int {
         pthread_mutex_lock(mutex)
         job = body
-        pending = running
-        publishedPending.store(running, ordering: .releasing)
+        jobParts = parts
         generation &+= 1
+        let tag = generation & PoolState.generationMask
+        completedParts.store(0, ordering: .relaxed)
+        nextPart.store(tag << PoolState.partBits, ordering: .releasing)
         publishedGeneration.store(generation, ordering: .releasing)
         pthread_cond_broadcast(workReady)
         pthread_mutex_unlock(mutex)
+        return generation
     }
 
-    func waitForWorkers() {
+    /// The next unclaimed part of job `generation`, or nil when it has none left (or is no longer the current job).
+    func claim(generation: Int, parts: Int) -> Int? {
+        let tag = generation & PoolState.generationMask
+        var current = nextPart.load(ordering: .acquiring)
+        while true {
+            let part = current & ((1 << PoolState.partBits) - 1)
+            guard current >> PoolState.partBits == tag, part < parts else { return nil }
+            let (exchanged, original) = nextPart.compareExchange(expected: current, desired: current + 1,
+                                                                 ordering: .acquiringAndReleasing)
+            if exchanged { return part }
+            current = original
+        }
+    }
+
+    /// Counts a finished part of a job of `parts` parts; the last one wakes the submitter if it went to sleep.
+    func completePart(of parts: Int) {
+        if completedParts.add(1, ordering: .acquiringAndReleasing).newValue == parts {
+            pthread_mutex_lock(mutex)
+            pthread_cond_signal(workDone)
+            pthread_mutex_unlock(mutex)
+        }
+    }
+
+    /// Returns when all `parts` parts of the current job have finished (parts claimed by workers still running).
+    func waitForParts(_ parts: Int) {
         var spins = 0
-        while publishedPending.load(ordering: .acquiring) > 0 && spins < PoolState.spinLimit { spins += 1 }
+        while completedParts.load(ordering: .acquiring) < parts && spins < PoolState.spinLimit { spins += 1 }
         pthread_mutex_lock(mutex)
-        while pending > 0 { pthread_cond_wait(workDone, mutex) }
+        while completedParts.load(ordering: .acquiring) < parts { pthread_cond_wait(workDone, mutex) }
         job = nil
         pthread_mutex_unlock(mutex)
     }
@@ -131,7 +179,7 @@ private final class PoolState: @unchecked Sendable {
         // The workers hold `self` strongly and release it as they exit; the memory is freed in deinit.
     }
 
-    private func workerLoop(index: Int) {
+    private func workerLoop() {
         var seen = 0
         pthread_mutex_lock(mutex)
         while true {
@@ -145,16 +193,27 @@ private final class PoolState: @unchecked Sendable {
             while generation == seen && !stopping { pthread_cond_wait(workReady, mutex) }
             if stopping { break }
             seen = generation
-            let body = job
+            let parts = jobParts
             pthread_mutex_unlock(mutex)
-            body?(index)
+            while let part = claim(generation: seen, parts: parts) {
+                runClaimed(part)
+                completePart(of: parts)
+            }
             pthread_mutex_lock(mutex)
-            pending -= 1
-            publishedPending.store(pending, ordering: .releasing)
-            if pending == 0 { pthread_cond_signal(workDone) }
         }
         running -= 1
         pthread_mutex_unlock(mutex)
+    }
+
+    /// Runs a claimed part of the current job. The job is read only after the claim, which keeps it alive (the
+    /// submitter waits for every claimed part), and the reference is dropped when this returns, before the part
+    /// is counted: a worker never holds a job past its end, as `withoutActuallyEscaping` requires.
+    @inline(never)
+    private func runClaimed(_ part: Int) {
+        pthread_mutex_lock(mutex)
+        let body = job
+        pthread_mutex_unlock(mutex)
+        body?(part)
     }
 
     deinit {

@@ -23,3 +23,24 @@ import Testing
         #expect(results[caller].allSatisfy { $0 == expected }, "caller \(caller): some chunk ran twice or never")
     }
 }
+
+/// More workers than cores, so workers are often descheduled between jobs and wake after their job has ended and
+/// the next has begun: every part of every job must still run exactly once (a claim carries its job's generation),
+/// with part counts that change from job to job.
+@Test func oversubscribedPoolRunsEveryPartOnce() {
+    let threads = ProcessInfo.processInfo.activeProcessorCount * 2 + 1
+    let pool = ThreadPool(threads: threads)
+    let count = 257
+    let out = UnsafeMutableBufferPointer<Int32>.allocate(capacity: count)
+    defer { out.deallocate() }
+    out.initialize(repeating: 0)
+    var expected = [Int32](repeating: 0, count: count)
+    for round in 0..<3000 {
+        let used = 1 + round % count  // 1…count items: from one part to all of them
+        pool.parallelFor(used) { range in
+            for i in range { out[i] &+= 1 }
+        }
+        for i in 0..<used { expected[i] += 1 }
+    }
+    #expect(Array(out) == expected, "some part ran twice or never")
+}
