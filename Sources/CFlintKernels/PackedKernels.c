@@ -409,67 +409,6 @@ PA2_TARGET PX_INLINE void pa2_w8a8_tile_plain(const flint_packed_int8 *m, int64_
         }                                                                                                          \
     }
 
-/// The AVX-VNNI prefill tile for per-row scales (one group), as p512_w8a8_row_tile is for AVX-512: R activation
-/// rows × one block of int32 sums over the whole row, then the one-group epilogue straight from the accumulators.
-/// Without the group tile's float partial sums, 6 rows fit the 16 ymm registers (12 accumulators, the block's two
-/// halves, a broadcast): 12 dot products per 2 weight loads and 6 broadcasts, enough independent sums to cover the
-/// dot product's latency at two per cycle. flan-t5-small and -base encoder shapes at 512 rows, one thread, Intel
-/// Xeon (Emerald Rapids): 108 -> 121 GMAC/s (medians of 6 alternating rounds); 4 rows: 108, 7 rows spill.
-PVNNI_TARGET PX_INLINE void pa2_vnni_row_tile(const flint_packed_int8 *m, int64_t b, const uint8_t *xq, int64_t ldxq,
-                                              const float *xs, const int R, float *y, int64_t ldy) {
-    const int64_t quads = m->k_padded / 4;
-    const int8_t *w = m->blocks + b * 16 * m->k_padded;
-    __m256i acc[6][2];
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-    for (int64_t q = 0; q < quads; q++) {
-        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * q));
-        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * q + 32));
-        for (int r = 0; r < R; r++) {
-            const __m256i xb = _mm256_set1_epi32(load_quad(xq + r * ldxq + 4 * q));
-            acc[r][0] = _mm256_dpbusd_avx_epi32(acc[r][0], xb, w0);
-            acc[r][1] = _mm256_dpbusd_avx_epi32(acc[r][1], xb, w1);
-        }
-    }
-    // The group tile's epilogue for one group, in its order: sum = 0 + dot·(sw·sx), corr = 0 + comp·sx.
-    float swl[16], compl_[16];
-    lane_scales(m, b, 0, swl, compl_);
-    const __m256 zero = _mm256_setzero_ps();
-    for (int r = 0; r < R; r++) {
-        const __m256 sx = _mm256_set1_ps(xs[r]);
-        float out[16];
-        for (int h = 0; h < 2; h++) {
-            const __m256 sw = _mm256_loadu_ps(swl + 8 * h), comp = _mm256_loadu_ps(compl_ + 8 * h);
-            const __m256 sum = _mm256_add_ps(zero, _mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][h]), _mm256_mul_ps(sw, sx)));
-            const __m256 corr = _mm256_add_ps(zero, _mm256_mul_ps(comp, sx));
-            _mm256_storeu_ps(out + 8 * h, _mm256_sub_ps(sum, corr));
-        }
-        store_rows(m, b, out, y + r * ldy);
-    }
-}
-
-PVNNI_TARGET static void pa2_w8a8_vnni(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
-                                       const uint8_t *xq, int64_t ldxq, const float *xs, int64_t rows, float *y,
-                                       int64_t ldy) {
-    if (m->groups == 1 && rows > 8) {
-        const int64_t x_block = packed_x_block(ldxq);
-        for (int64_t r_begin = 0; r_begin < rows; r_begin += x_block) {
-            const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;
-            for (int64_t b = block_begin; b < block_end; b++) {
-                int64_t r = r_begin;
-#define PA2_VNNI_ROWS(R)                                                                                           \
-                for (; r + (R) <= r_end; r += (R)) pa2_vnni_row_tile(m, b, xq + r * ldxq, ldxq, xs + r, R, y + r * ldy, ldy)
-                PA2_VNNI_ROWS(6);
-                PA2_VNNI_ROWS(4);
-                PA2_VNNI_ROWS(2);
-                PA2_VNNI_ROWS(1);
-#undef PA2_VNNI_ROWS
-            }
-        }
-        return;
-    }
-    PA2_DRIVER(pa2_w8a8_tile_vnni)
-}
-
 // Prefill without VNNI (per-row scales, more than 8 rows): int16 operands and `vpmaddwd` alone. On Zen 4 the
 // byte tile's `vpsignb`, `vpmaddubsw` and `vpmaddwd` all issue to the same two vector pipes, three of them per 32
 // products (plus `vpabsb`); `vpmaddwd` on int16 needs two per 32 products, and its int32 pair sums of int8 codes
@@ -583,7 +522,7 @@ PA2_TARGET PX_INLINE pa2_block_epilogue pa2_block_constants(const flint_packed_i
 /// The wide tiles' epilogue: the unsigned sums Σ xq · w of R rows × 16 outputs (as the byte tile has them) → y,
 /// the portable kernel's float operations in its order.
 PA2_TARGET PX_INLINE void pa2_wide_store(const flint_packed_int8 *m, int64_t b, const pa2_block_epilogue *e,
-                                         __m256i dot[4][2], const float *xs, const int R, float *y, int64_t ldy) {
+                                         __m256i dot[][2], const float *xs, const int R, float *y, int64_t ldy) {
     const __m256 zero = _mm256_setzero_ps();
     for (int r = 0; r < R; r++) {
         const __m256 sx = _mm256_set1_ps(xs[r]);
@@ -661,6 +600,54 @@ PA2_TARGET PX_INLINE void pa2_wide_tile_unsigned(const flint_packed_int8 *m, int
     for (int r = 0; r < R; r++)
         for (int h = 0; h < 2; h++) total[r][h] = _mm256_sub_epi32(total[r][h], _mm256_set1_epi32(xsum[r] * 128));
     pa2_wide_store(m, b, e, total, xs, R, y, ldy);
+}
+
+/// The AVX-VNNI prefill tile for per-row scales (one group), as p512_w8a8_row_tile is for AVX-512: R activation
+/// rows × one block of int32 sums over the whole row, then the wide tiles' one-group epilogue (pa2_wide_store) straight from the accumulators.
+/// Without the group tile's float partial sums, 6 rows fit the 16 ymm registers (12 accumulators, the block's two
+/// halves, a broadcast): 12 dot products per 2 weight loads and 6 broadcasts, enough independent sums to cover the
+/// dot product's latency at two per cycle. flan-t5-small and -base encoder shapes at 512 rows, one thread, Intel
+/// Xeon (Emerald Rapids): 108 -> 121 GMAC/s (medians of 6 alternating rounds); 4 rows: 108, 7 rows spill.
+PVNNI_TARGET PX_INLINE void pa2_vnni_row_tile(const flint_packed_int8 *m, int64_t b, const uint8_t *xq, int64_t ldxq,
+                                              const float *xs, const int R, float *y, int64_t ldy) {
+    const int64_t quads = m->k_padded / 4;
+    const int8_t *w = m->blocks + b * 16 * m->k_padded;
+    __m256i acc[6][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    for (int64_t q = 0; q < quads; q++) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 64 * q));
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 64 * q + 32));
+        for (int r = 0; r < R; r++) {
+            const __m256i xb = _mm256_set1_epi32(load_quad(xq + r * ldxq + 4 * q));
+            acc[r][0] = _mm256_dpbusd_avx_epi32(acc[r][0], xb, w0);
+            acc[r][1] = _mm256_dpbusd_avx_epi32(acc[r][1], xb, w1);
+        }
+    }
+    const pa2_block_epilogue e = pa2_block_constants(m, b);
+    pa2_wide_store(m, b, &e, acc, xs, R, y, ldy);
+}
+
+PVNNI_TARGET static void pa2_w8a8_vnni(const flint_packed_int8 *m, int64_t block_begin, int64_t block_end,
+                                       const uint8_t *xq, int64_t ldxq, const float *xs, int64_t rows, float *y,
+                                       int64_t ldy) {
+    if (m->groups == 1 && rows > 8) {
+        const int64_t x_block = packed_x_block(ldxq);
+        for (int64_t r_begin = 0; r_begin < rows; r_begin += x_block) {
+            const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;
+            for (int64_t b = block_begin; b < block_end; b++) {
+                int64_t r = r_begin;
+#define PA2_VNNI_ROWS(R)                                                                                           \
+                for (; r + (R) <= r_end; r += (R)) pa2_vnni_row_tile(m, b, xq + r * ldxq, ldxq, xs + r, R, y + r * ldy, ldy)
+                PA2_VNNI_ROWS(6);
+                PA2_VNNI_ROWS(4);
+                PA2_VNNI_ROWS(2);
+                PA2_VNNI_ROWS(1);
+#undef PA2_VNNI_ROWS
+            }
+        }
+        return;
+    }
+    PA2_DRIVER(pa2_w8a8_tile_vnni)
 }
 
 /// Nanoseconds for 16 runs of one 4-row wide tile over the probe's block, signed or unsigned (one timing).
