@@ -62,7 +62,8 @@ public final class FlintModel: Sendable {
     public struct LoadOptions: Sendable {
         /// How int8 weights multiply; ``Kernels/auto`` keeps them int8.
         public var kernels: Kernels
-        /// Threads for the matrix kernels; nil shares the process-wide pool (all active processors).
+        /// Threads for the matrix kernels (1…`ThreadPool.maximumThreads`); nil shares the process-wide pool (all
+        /// active processors).
         public var threads: Int?
         /// The instruction set every layer runs (`KernelISA.preferred`: the best this CPU has).
         public var isa: KernelISA
@@ -94,8 +95,8 @@ public final class FlintModel: Sendable {
 
     /// A model over weights already open; `tokenizer` defaults to the one the weights carry.
     public init(weights: WeightSource, tokenizer: T5Tokenizer? = nil, options: LoadOptions = LoadOptions()) throws {
-        if let threads = options.threads, threads < 1 {
-            throw FlintError("threads must be at least 1, got \(threads)")
+        if let threads = options.threads, !(1...ThreadPool.maximumThreads).contains(threads) {
+            throw FlintError("threads must be between 1 and \(ThreadPool.maximumThreads), got \(threads)")
         }
         self.weights = weights
         config = weights.config

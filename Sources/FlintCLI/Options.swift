@@ -42,11 +42,13 @@ struct KernelOptions: ParsableArguments {
     @Option(help: ArgumentHelp(KernelChoice.help))
     var kernels: KernelChoice = .auto
 
-    @Option(help: "Threads for the matrix kernels (default: all active processors).")
+    @Option(help: "Threads for the matrix kernels, 1–1024 (default: all active processors).")
     var threads: Int?
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let threads, !(1...ThreadPool.maximumThreads).contains(threads) {
+            throw ValidationError("--threads must be between 1 and \(ThreadPool.maximumThreads), got \(threads)")
+        }
     }
 
     /// The pool the kernels run on: `--threads N` gets its own, otherwise the process-wide one.

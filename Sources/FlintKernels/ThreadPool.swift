@@ -13,13 +13,17 @@ public final class ThreadPool: @unchecked Sendable {
     public let threadCount: Int
     private let state: PoolState
 
+    /// The most threads a pool runs (callers validate against it; `init` clamps to it). Far above any core count
+    /// a T5 model can use, and well inside the 16 bits that a job's claim word keeps for the part index.
+    public static let maximumThreads = 1024
+
     /// A process-wide pool sized to the active processor count, for callers that do not manage their own.
     public static let shared = ThreadPool()
 
-    /// - Parameter threads: the number of threads working on each job, the caller included (at least 1);
-    ///   by default the number of active processors.
+    /// - Parameter threads: the number of threads working on each job, the caller included, clamped to
+    ///   `1...maximumThreads`; by default the number of active processors.
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
-        threadCount = max(1, threads)
+        threadCount = min(max(1, threads), ThreadPool.maximumThreads)
         state = PoolState(workers: threadCount - 1)
     }
 
@@ -100,7 +104,7 @@ private final class PoolState: @unchecked Sendable {
     private let nextPart = Atomic<Int>(0)
     /// Parts of the current job that have finished.
     private let completedParts = Atomic<Int>(0)
-    private static let partBits = 16
+    private static let partBits = 16  // parts < 2^16: ThreadPool.maximumThreads keeps the count far below
     private static let generationMask = (1 << 46) - 1
     /// Spin iterations before sleeping (about 100 µs: longer than the single-threaded stretches of a decode step,
     /// so the worker is still spinning when the next job comes; measured on flan-t5-base int8 decode, 2 threads:

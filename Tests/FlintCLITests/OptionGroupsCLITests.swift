@@ -15,7 +15,11 @@ import TestSupport
             #expect(r.status == 64, "\(command[0]): \(r.stderr)")
             #expect(r.stderr.contains("'auto', 'weight-only' or 'w8a8'"), "\(command[0]): \(r.stderr)")
             let t = try flint(arguments: command + ["--threads", "0"])
-            #expect(t.status == 64 && t.stderr.contains("--threads must be at least 1, got 0"), "\(command[0]): \(t.stderr)")
+            #expect(t.status == 64 && t.stderr.contains("--threads must be between 1 and 1024, got 0"), "\(command[0]): \(t.stderr)")
+            // Past the pool's bound: refused before any thread is made (the pool's claim word has 16 bits per part).
+            let many = try flint(arguments: command + ["--threads", "70000"])
+            #expect(many.status == 64 && many.stderr.contains("--threads must be between 1 and 1024, got 70000"),
+                    "\(command[0]): \(many.stderr)")
         }
     }
 

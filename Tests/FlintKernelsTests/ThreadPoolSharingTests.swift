@@ -44,3 +44,18 @@ import Testing
     }
     #expect(Array(out) == expected, "some part ran twice or never")
 }
+
+/// A pool is clamped to 1…maximumThreads (its claim word keeps 16 bits for the part index), so an absurd request
+/// neither makes 70 000 threads nor mis-claims; the clamped pool still runs every part once.
+@Test func poolSizeIsClampedToItsBounds() {
+    #expect(ThreadPool(threads: 0).threadCount == 1)
+    #expect(ThreadPool(threads: -5).threadCount == 1)
+    let big = ThreadPool(threads: ThreadPool.maximumThreads + 68_000)
+    #expect(big.threadCount == ThreadPool.maximumThreads)
+    let count = 5000
+    let out = UnsafeMutableBufferPointer<Int32>.allocate(capacity: count)
+    defer { out.deallocate() }
+    out.initialize(repeating: 0)
+    big.parallelFor(count) { range in for i in range { out[i] &+= 1 } }
+    #expect(out.allSatisfy { $0 == 1 }, "some part ran twice or never")
+}

@@ -144,6 +144,7 @@ private func demoInt8(in dir: String) throws -> String {
         }
         #expect(throws: FlintError.self) { try FlintModel(contentsOf: URL(string: "https://example.com/m.flint")!) }
         #expect(throws: FlintError.self) { try FlintModel(contentsOf: demoURL, options: .init(threads: 0)) }
+        #expect(throws: FlintError.self) { try FlintModel(contentsOf: demoURL, options: .init(threads: 70_000)) }
         let model = try FlintModel(contentsOf: demoURL)
         #expect(throws: FlintError.self) { try model.generate(["a"], batchSize: 0) }
     }
