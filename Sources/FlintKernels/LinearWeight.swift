@@ -136,7 +136,8 @@ public enum LinearFactory {
             if int8Kernels != nil { return try Int4Linear(view, isa: isa, scratch: int8Scratch) }
             return FloatLinear(weight: try TensorConversion.floatStorage(view),
                                outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
-        case .f16, .bf16 where streamHalfPrecision && view.scheme == .none && view.layout == .rowMajor:
+        case .f16 where streamHalfPrecision && view.scheme == .none && view.layout == .rowMajor,
+             .bf16 where streamHalfPrecision && view.scheme == .none && view.layout == .rowMajor:
             return try StreamedHalfLinear(view, outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
         case .f32, .f16, .bf16:
             return FloatLinear(weight: try TensorConversion.floatStorage(view),

@@ -58,14 +58,18 @@ import FlintQuant
         }
     }
 
-    @Test func factoryStreamsHalfPrecisionOnlyWhenAsked() throws {
-        let bits = [UInt16](repeating: HalfConversion.bf16Bits(1), count: 8)
+    /// Both half formats: a `where` that covered only the last pattern of `case .f16, .bf16 where …` once sent
+    /// every f16 weight of an ordinary model to the streamed linear (half the decode speed, pages re-read each step).
+    @Test(arguments: [StorageType.f16, .bf16])
+    func factoryStreamsHalfPrecisionOnlyWhenAsked(_ storage: StorageType) throws {
+        let one: UInt16 = storage == .f16 ? HalfConversion.f16Bits(1) : HalfConversion.bf16Bits(1)
+        let bits = [UInt16](repeating: one, count: 8)
         try bits.withUnsafeBytes { bytes in
-            let view = TensorView(name: "w", storage: .bf16, shape: [2, 4], data: bytes, owner: nil)
+            let view = TensorView(name: "w", storage: storage, shape: [2, 4], data: bytes, owner: nil)
             let widened = try LinearFactory.make(view, expectedShape: [2, 4])
             let streamed = try LinearFactory.make(view, expectedShape: [2, 4], streamHalfPrecision: true)
-            #expect(widened is FloatLinear)
-            #expect(streamed is StreamedHalfLinear)
+            #expect(widened is FloatLinear, "\(storage)")
+            #expect(streamed is StreamedHalfLinear, "\(storage)")
         }
     }
 }
