@@ -195,7 +195,7 @@ struct VerifyCommand: ParsableCommand {
     }
 
     private func writeReport(_ result: VerifyReport, to path: String) throws {
-        let (url, chartURL) = reportPaths(path)
+        let chartURL = reportPaths(path).chart
         let chart = chartURL.lastPathComponent
         try atomicWrite(VerifyReportWriter.svgChart(result), to: chartURL.path)
         try atomicWrite(VerifyReportWriter.markdown(result, chartFileName: chart), to: path)

@@ -59,7 +59,7 @@ extension T5BlockStreamer {
         func tick(_ n: Int) { done += n; progress?(done) }
         let encoded = try encode(inputs, observer: observer, progress: { _, _ in tick(1) })
         var last = 0
-        let generated = try greedy(encoded, maxNewTokens: maxNewTokens) { d, _ in tick(d - last); last = d }
+        let generated = try greedy(encoded, maxNewTokens: maxNewTokens, progress: { d, _ in tick(d - last); last = d })
         let decoderInputs = script ?? generated.map { [config.decoderStartTokenId] + $0.dropLast() }
         let logits = try teacherForced(encoded, decoderInputs: decoderInputs, observer: observer, progress: { _, _ in tick(1) })
         return (StreamedRun(encoded: encoded, generated: generated, logits: logits, vocab: config.vocabSize), decoderInputs)
