@@ -7,6 +7,7 @@ import Darwin
 #endif
 import Foundation
 import Synchronization
+internal import CFlintKernels
 
 public final class ThreadPool: @unchecked Sendable {
     /// Number of threads that work on a job, the calling thread included.
@@ -106,10 +107,36 @@ private final class PoolState: @unchecked Sendable {
     private let completedParts = Atomic<Int>(0)
     private static let partBits = 16  // parts < 2^16: ThreadPool.maximumThreads keeps the count far below
     private static let generationMask = (1 << 46) - 1
-    /// Spin iterations before sleeping (about 100 µs: longer than the single-threaded stretches of a decode step,
-    /// so the worker is still spinning when the next job comes; measured on flan-t5-base int8 decode, 2 threads:
-    /// no spin 104 tok/s, 20k iterations 123–135, 80k iterations 239–248).
-    private static let spinLimit = 80000
+    /// How long a thread spins before it sleeps: longer than the single-threaded stretches of a decode step, so the
+    /// worker is still spinning when the next job comes (measured with a bound in iterations, flan-t5-base int8
+    /// decode, 2 threads: no spin 104 tok/s, 20k iterations 123–135, 80k iterations — about 100 µs — 239–248).
+    /// Bounded in time, not iterations: the spin-wait hint each iteration issues lasts from a few cycles to ~140,
+    /// depending on the core.
+    private static let spinNanoseconds: UInt64 = 100_000
+
+    /// Spins until `done()` is true (returns true) or the spin time has passed (returns false), issuing the CPU's
+    /// spin-wait hint each time round (`flint_spin_pause`): the polled line is not re-read at full rate while its
+    /// owner writes it, and the other hardware thread of an SMT core keeps its issue slots.
+    @inline(__always)
+    private static func spin(until done: () -> Bool) -> Bool {
+        var deadline: UInt64 = 0
+        var rounds = 0
+        while !done() {
+            flint_spin_pause()
+            rounds &+= 1
+            if rounds & 31 == 0 {  // the clock costs ~20 ns, more than most hints: read it now and then
+                var now = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &now)
+                let nanoseconds = UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+                if deadline == 0 {
+                    deadline = nanoseconds &+ spinNanoseconds
+                } else if nanoseconds >= deadline {
+                    return false
+                }
+            }
+        }
+        return true
+    }
 
     init(workers: Int) {
         pthread_mutex_init(mutex, nil)
@@ -167,8 +194,7 @@ private final class PoolState: @unchecked Sendable {
 
     /// Returns when all `parts` parts of the current job have finished (parts claimed by workers still running).
     func waitForParts(_ parts: Int) {
-        var spins = 0
-        while completedParts.load(ordering: .acquiring) < parts && spins < PoolState.spinLimit { spins += 1 }
+        _ = PoolState.spin { completedParts.load(ordering: .acquiring) >= parts }
         pthread_mutex_lock(mutex)
         while completedParts.load(ordering: .acquiring) < parts { pthread_cond_wait(workDone, mutex) }
         job = nil
@@ -190,8 +216,7 @@ private final class PoolState: @unchecked Sendable {
             if generation == seen && !stopping {
                 // Spin a little outside the lock: the next job usually follows within microseconds.
                 pthread_mutex_unlock(mutex)
-                var spins = 0
-                while publishedGeneration.load(ordering: .acquiring) == seen && spins < PoolState.spinLimit { spins += 1 }
+                _ = PoolState.spin { publishedGeneration.load(ordering: .acquiring) != seen }
                 pthread_mutex_lock(mutex)
             }
             while generation == seen && !stopping { pthread_cond_wait(workReady, mutex) }

@@ -285,6 +285,17 @@ void flint_int4_quantize_activations(const float *x, int64_t rows, int64_t cols,
 void flint_avx512_int4_quantize_activations(const float *x, int64_t rows, int64_t cols, int64_t group_size,
                                             int64_t groups, int8_t *xq, int64_t ldxq, int32_t *xsum, float *xs);
 
+/// The CPU's spin-wait hint (x86 `pause`, ARM `yield`), for the thread pool's bounded spins: when the spinning thread
+/// and the one doing the work are two hardware threads of one core (SMT; most cloud vCPUs are), the hint leaves the
+/// core's issue slots to the working one, and it keeps a spin from flooding the memory system with loads.
+static inline void flint_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 #ifdef __cplusplus
 }
 #endif
