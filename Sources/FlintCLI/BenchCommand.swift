@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure load time, encoder and decoder speed, and peak memory of a model.",
-        discussion: """
+        discussion: helpDiscussion("""
         The prompt is a synthetic sequence of --prompt-tokens ids (deterministic, no special tokens but the final
         </s>). Decoding is greedy and runs all --new-tokens steps (</s> is barred before the limit, as HF min_new_tokens does), so every
         run does the same work. With --batch B, B inputs (distinct ids, same length) are encoded in one pass and
@@ -22,7 +22,7 @@ struct BenchCommand: ParsableCommand {
           flint bench flan-t5-base.flint
           flint bench flan-t5-small.flint --prompt-tokens 512 --new-tokens 1 --json
           flint bench base.flint --kernels w8a8 --threads 2 --json
-        """)
+        """))
 
     @Argument(help: "A .flint file, a model folder, or hf:OWNER/NAME[@REVISION].")
     var model: String

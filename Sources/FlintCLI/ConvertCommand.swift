@@ -11,7 +11,7 @@ struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Convert a Hugging Face T5 checkpoint into one .flint file (int8 by default).",
-        discussion: """
+        discussion: helpDiscussion("""
         SOURCE is a model folder (config.json, weights, and tokenizer.json or spiece.model with its tokenizer_config.json) \
         or a weights file with config.json beside it. The tokenizer AutoTokenizer would load is embedded; a folder \
         without a usable one gets a warning ("tokenizer" in --json says why). Weights may be model.safetensors, pytorch_model.bin (zip or legacy torch format, read without
@@ -41,12 +41,15 @@ struct ConvertCommand: ParsableCommand {
 
         Examples:
           flint convert ./flan-t5-base -o flan-t5-base.flint
-          flint convert ./flan-t5-base -o base-searched.flint --target-top1 0.99 --max-mean-kl 0.01
+          flint convert ./flan-t5-base -o base-searched.flint --target-top1 0.99 \\
+              --max-mean-kl 0.01
           flint convert ./flan-t5-base -o base.flint --calibration my-prompts.txt
           flint convert ./flan-t5-base -o base-datafree.flint --no-calibration
-          flint convert ./flan-t5-base -o base-g64.flint --quant int8-g64 --keep 'shared.weight=f16'
+          flint convert ./flan-t5-base -o base-g64.flint --quant int8-g64 \\
+              --keep 'shared.weight=f16'
           flint convert ./flan-t5-base -o base-int4.flint --quant int4-g32
-          flint convert ./t5-small/model.safetensors -o t5-small-f32.flint --quant f32 --json
+          flint convert ./t5-small/model.safetensors -o t5-small-f32.flint \\
+              --quant f32 --json
           flint convert ./t5-base -o t5-base.flint --from pytorch
           flint convert hf:google/flan-t5-small -o flan-t5-small.flint
           flint convert hf:google/flan-t5-small@main -o small.flint --json
@@ -57,7 +60,7 @@ struct ConvertCommand: ParsableCommand {
         files); HF_TOKEN (or `hf auth login`'s token file) authenticates, HF_ENDPOINT picks another hub, and
         HF_HUB_OFFLINE=1 uses the cache only. An interrupted download resumes where it stopped. --json adds
         "hub": the commit, and for each file whether it was downloaded or found in the cache.
-        """)
+        """))
 
     @Argument(help: "Model folder, a weights file with config.json beside it, or hf:OWNER/NAME[@REVISION].")
     var source: String

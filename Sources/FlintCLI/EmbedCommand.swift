@@ -9,15 +9,16 @@ struct EmbedCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "embed",
         abstract: "Encode a text: the encoder's last hidden state and its mean over tokens.",
-        discussion: """
+        discussion: helpDiscussion("""
         Works with encoder-only models (T5EncoderModel) and with encoder-decoder models (the decoder is not \
         loaded). Without --json the mean embedding is printed as one line of numbers; --json prints \
         {"text", "input_ids", "last_hidden_state" [tokens][d_model], "mean" [d_model]}.
 
         Examples:
           flint embed ./t5-encoder "A sentence to embed."
-          flint embed ./flan-t5-small "A sentence to embed." --json | jq '.mean | length'
-        """)
+          flint embed ./flan-t5-small "A sentence to embed." --json | jq '.mean \\
+              | length'
+        """))
 
     @Argument(help: "A .flint file, a Hugging Face model folder, or hf:OWNER/NAME[@REVISION].")
     var model: String

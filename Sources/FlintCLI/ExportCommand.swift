@@ -8,7 +8,7 @@ struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Write a .flint model back as float32 safetensors with Hugging Face tensor names.",
-        discussion: """
+        discussion: helpDiscussion("""
         Int8 tensors are dequantized (q × scale); tied copies the source checkpoint stored are written back, so
         the result loads in Python tools as the original did. A float32 conversion exported again gives back
         every tensor bit for bit.
@@ -16,7 +16,7 @@ struct ExportCommand: ParsableCommand {
         Examples:
           flint export model.flint -o model.safetensors
           flint export model.flint -o out/model.safetensors --json
-        """)
+        """))
 
     @Argument(help: "A .flint file (or .flint.zst).")
     var file: String

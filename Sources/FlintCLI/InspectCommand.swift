@@ -6,20 +6,22 @@ struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
         abstract: "Show a .flint file's config, tokenizer, provenance and tensor table.",
-        discussion: """
+        discussion: helpDiscussion("""
         The file is validated (header, tensor table, metadata) before anything is shown; --verify also reads
         every tensor and checks its XXH64 checksum.
 
         Examples:
           flint inspect model.flint
-          flint inspect model.flint --json | jq '.tensors[] | select(.scheme != "float") | .name'
+          flint inspect model.flint --json | jq '.tensors[] \\
+              | select(.scheme != "float") | .name'
           flint inspect model.flint.zst --verify
-          flint inspect model.flint --json | jq '.calibration.smoothing.folds[] | [.producer, .max_scale]'
+          flint inspect model.flint --json | jq '.calibration.smoothing.folds[] \\
+              | [.producer, .max_scale]'
 
         A calibrated file also shows its calibration: the prompts, every smoothing fold (producer → consumers,
         scale range, largest input before → after) and, after the tensor table, each linear layer's input
         statistics (rows, abs max, percentile, median channel maximum, top channels).
-        """)
+        """))
 
     @Argument(help: "A .flint file (or .flint.zst).")
     var file: String

@@ -7,14 +7,14 @@ struct PackCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pack",
         abstract: "Compress a .flint file with zstd for distribution (FILE.flint → FILE.flint.zst).",
-        discussion: """
+        discussion: helpDiscussion("""
         The file is validated and its checksums verified first, so a damaged model is never packed. Commands
         that read a model accept the .flint.zst directly (it is unpacked once to a cache file beside it).
 
         Examples:
           flint pack model.flint
           flint pack model.flint -o dist/model.flint.zst --level 19
-        """)
+        """))
 
     @Argument(help: "The .flint file to pack.")
     var file: String
@@ -59,14 +59,14 @@ struct UnpackCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "unpack",
         abstract: "Restore a .flint.zst to the .flint file it was packed from, checksums verified.",
-        discussion: """
+        discussion: helpDiscussion("""
         The result is written to a temporary file, every tensor checksum is verified, and only then is it
         renamed into place.
 
         Examples:
           flint unpack model.flint.zst
           flint unpack model.flint.zst -o /models/model.flint
-        """)
+        """))
 
     @Argument(help: "The .flint.zst file.")
     var file: String

@@ -17,7 +17,7 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Generate text from prompts (greedy, beam search or sampling).",
-        discussion: """
+        discussion: helpDiscussion("""
         Each prompt's text is printed on its own line, in prompt order. Prompts are generated --batch-size at \
         a time in one batch (one encoder pass, then each decoder step for every sequence still running; a \
         sequence leaves the batch when it finishes); the results equal generating each prompt alone. With a \
@@ -40,9 +40,12 @@ struct RunCommand: ParsableCommand {
           flint run ./flan-t5-small "translate English to German: How old are you?"
           flint run ./flan-t5-small "summarize: ..." --beams 4 --length-penalty 0.6
           flint run ./flan-t5-small "summarize: ..." --beams 4 --num-return 3 --json
-          flint run ./flan-t5-small "Write a story:" --no-repeat-ngram 3 --repetition-penalty 1.2 --min-tokens 20
-          flint run ./flan-t5-small "Name a fruit:" --bad-words "apple" --bad-words "banana" --suppress-tokens 3,5
-          flint run ./flan-t5-small "translate English to German: Hello" --decoder-prefix "Hallo"
+          flint run ./flan-t5-small "Write a story:" --no-repeat-ngram 3 \\
+              --repetition-penalty 1.2 --min-tokens 20
+          flint run ./flan-t5-small "Name a fruit:" --bad-words "apple" \\
+              --bad-words "banana" --suppress-tokens 3,5
+          flint run ./flan-t5-small "translate English to German: Hello" \\
+              --decoder-prefix "Hallo"
           flint run ./flan-t5-small "List three fruits:" --stop "."
           flint run ./flan-t5-small "Write a poem:" --sample --top-p 0.9 --seed 42
           flint run ./flan-t5-small --input-file prompts.txt --json --batch-size 16
@@ -51,7 +54,7 @@ struct RunCommand: ParsableCommand {
         A prompt that cannot be used (a JSON line without "prompt", a prompt the model rejects) is reported in \
         its place — {"line", "prompt", "error"} with --json, a message on stderr otherwise — and the others are \
         still generated; the exit status is then 1.
-        """)
+        """))
 
     @Argument(help: "A .flint file, a Hugging Face model folder, or hf:OWNER/NAME[@REVISION].")
     var model: String

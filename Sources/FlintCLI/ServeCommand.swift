@@ -17,7 +17,7 @@ struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve a model over HTTP: OpenAI-compatible completions and embeddings, with batching across requests.",
-        discussion: """
+        discussion: helpDiscussion("""
         Endpoints: POST /v1/completions (OpenAI's fields: prompt, max_tokens, temperature (0 or absent = greedy), \
         top_p, n, seed, stop, stream; and flint run's options as extra fields: beams, length_penalty, \
         early_stopping, sample, top_k, min_tokens, no_repeat_ngram, repetition_penalty, bad_words (texts or token-id lists), \
@@ -35,10 +35,12 @@ struct ServeCommand: ParsableCommand {
 
         Examples:
           flint serve model.flint
-          flint serve ./flan-t5-small --port 9000 --api-key "$FLINT_API_KEY" --max-batch 16
+          flint serve ./flan-t5-small --port 9000 --api-key "$FLINT_API_KEY" \\
+              --max-batch 16
           curl -s localhost:8080/v1/completions -H 'Content-Type: application/json' \\
-               -d '{"prompt": "translate English to German: How old are you?", "max_tokens": 32}'
-        """)
+              -d '{"prompt": "translate English to German: How old are you?",
+                   "max_tokens": 32}'
+        """))
 
     @Argument(help: "A .flint file, a Hugging Face model folder, or hf:OWNER/NAME[@REVISION].")
     var model: String

@@ -22,6 +22,27 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
 }
 
 /// Prints an Encodable value as pretty JSON on stdout.
+/// A command's discussion as ArgumentParser should get it. The sources wrap prose at ~115 columns for reading;
+/// ArgumentParser keeps every newline and wraps again at the terminal's width (80 columns when piped), which left
+/// every paragraph of `--help` ragged. The lines of each prose paragraph are joined, so the parser's wrapping is
+/// the only one; blank lines and indented lines (examples, tables) stay as written.
+func helpDiscussion(_ text: String) -> String {
+    var lines: [String] = []
+    var continuesProse = false  // the last line is prose that a following prose line continues
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        if line.isEmpty || line.first == " " {
+            lines.append(String(line))
+            continuesProse = false
+        } else if continuesProse {
+            lines[lines.count - 1] += " " + line
+        } else {
+            lines.append(String(line))
+            continuesProse = true
+        }
+    }
+    return lines.joined(separator: "\n")
+}
+
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -97,7 +97,7 @@ struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Turn text into T5 token ids and pieces, or token ids back into text.",
-        discussion: """
+        discussion: helpDiscussion("""
         Tokenization matches what Hugging Face's AutoTokenizer loads for the model: the fast tokenizer of \
         tokenizer.json when the folder has one (normalizer, pre-tokenizer, Unigram model, post-processor and added \
         tokens as the tokenizers library runs them), else the slow T5Tokenizer of spiece.model with the sentinels \
@@ -117,7 +117,7 @@ struct TokenizeCommand: ParsableCommand {
           flint tokenize ./flan-t5-small/spiece.model "The <extra_id_0> park" --json
           flint tokenize model.flint --decode "37, 629, 19, 1627, 5, 1"
           flint tokenize ./flan-t5-small --decode --skip-special "0 37 629 1"
-        """)
+        """))
 
     @Argument(help: "A model folder, a .flint file, a tokenizer.json or spiece.model file, or hf:OWNER/NAME[@REVISION].")
     var model: String

@@ -9,7 +9,7 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Prove a quantized model still answers like its float original, and say where it drifts.",
-        discussion: """
+        discussion: helpDiscussion("""
         Both models run on the same prompts. Teacher-forced on the reference's greedy continuation: top-1
         agreement and KL divergence of every next-token distribution. Free-running: exact match of greedy
         generations, and the token similarity (1 − normalised edit distance) of those that differ. Block by
@@ -20,14 +20,18 @@ struct VerifyCommand: ParsableCommand {
         state, so head damage is told apart from drift that reached it from upstream.
 
         Where the drift starts ("drift starts at"), by one of two rules:
-          sensitivity  the float reference is run once per block with only that block's weights taken from the
-                       candidate; the block (or lm_head, measured as above) costing the largest mean KL is named.
-                       This is the part that, fixed alone, recovers most. One extra teacher-forced run per block:
-                       --sensitivity auto (default) runs it when a check fails, always / never as said.
-          own-noise    without that pass: lm_head when its own KL is at least half the whole model's, otherwise
-                       the block that added the most noise itself. Noise powers add, so a block's own noise is
-                       its output's noise-to-signal ratio minus its input's (the block before it; for the first
-                       decoder block, the encoder output); "own SNR" in the report is that, in dB.
+          sensitivity  the float reference is run once per block with only that block's
+                       weights taken from the candidate; the block (or lm_head,
+                       measured as above) costing the largest mean KL is named. This is
+                       the part that, fixed alone, recovers most. One extra teacher-
+                       forced run per block: --sensitivity auto (default) runs it when
+                       a check fails, always / never as said.
+          own-noise    without that pass: lm_head when its own KL is at least half the
+                       whole model's, otherwise the block that added the most noise
+                       itself. Noise powers add, so a block's own noise is its output's
+                       noise-to-signal ratio minus its input's (the block before it;
+                       for the first decoder block, the encoder output); "own SNR" in
+                       the report is that, in dB.
 
         Default thresholds: --min-top1 0.95, --max-mean-kl 0.05, --max-changed 0.1 (a model whose greedy output
         changed on 10 % of the prompts or more fails), --min-layer-snr 15 (dB).
@@ -38,11 +42,14 @@ struct VerifyCommand: ParsableCommand {
 
         Examples:
           flint verify flan-t5-base.flint --reference ./flan-t5-base
-          flint verify base-int8.flint --reference base-f32.flint --prompts prompts.txt --json
-          flint verify base-int8.flint --reference ./flan-t5-base --report out/verify.md
-          flint verify base-int8.flint --reference ./flan-t5-base --sensitivity always --json | jq .culprit
+          flint verify base-int8.flint --reference base-f32.flint \\
+              --prompts prompts.txt --json
+          flint verify base-int8.flint --reference ./flan-t5-base \\
+              --report out/verify.md
+          flint verify base-int8.flint --reference ./flan-t5-base \\
+              --sensitivity always --json | jq .culprit
           flint verify ./flan-t5-base --golden golden.json
-        """)
+        """))
 
     @Argument(help: "The model to check: a .flint file (or a model folder with --golden).")
     var file: String

@@ -152,6 +152,41 @@ let flanTiny = packageRoot + "/Tests/Fixtures/models/flan-tiny"
             #expect(r.stdout.contains("Examples:") && r.stdout.contains("flint \(command)"), "\(command) --help lacks an example")
         }
     }
+
+    /// Piped `--help` is wrapped at 80 columns by ArgumentParser alone: a prose paragraph's lines are full up to its
+    /// last one. (The discussions' source lines are ~115 columns; passed on as they are, every paragraph came out as
+    /// alternating long and short lines.)
+    @Test func helpProseIsWrappedOnce() throws {
+        for command in ["convert", "inspect", "export", "pack", "unpack", "run", "serve", "embed", "tokenize", "verify",
+                        "bench"] {
+            let r = try flint(command, "--help")
+            #expect(r.status == 0)
+            let lines = r.stdout.components(separatedBy: "\n")
+            let discussion = lines.prefix { !$0.hasPrefix("USAGE:") }
+            var paragraph: [String] = []
+            var checked = 0
+            var previousIndented = false
+            for line in discussion + [""] {
+                // An indented line (example, table) is kept as written, so it must fit: one the parser had to wrap
+                // shows as an indented line with its tail, unindented, right below it.
+                #expect(!(previousIndented && !line.isEmpty && !line.hasPrefix(" ")),
+                        "\(command) --help: an indented line wider than 80 columns, wrapped before \"\(line)\"")
+                previousIndented = line.hasPrefix(" ")
+                if line.isEmpty || line.hasPrefix(" ") || line.hasPrefix("OVERVIEW:") {
+                    // A finished prose paragraph: every line but the last fills most of the 80 columns.
+                    for full in paragraph.dropLast() {
+                        #expect(full.count > 55, "\(command) --help: a short line inside a paragraph: \"\(full)\"")
+                        checked += 1
+                    }
+                    paragraph = []
+                } else {
+                    #expect(line.count <= 80, "\(command) --help: longer than 80 columns: \"\(line)\"")
+                    paragraph.append(line)
+                }
+            }
+            #expect(checked > 0, "\(command) --help has no wrapped prose paragraph to check")
+        }
+    }
 }
 
 @Suite struct PackCLITests {
