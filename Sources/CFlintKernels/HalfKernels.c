@@ -1,5 +1,5 @@
-// Float32 matrix products whose weights are stored as bf16, widened in registers as they are loaded (bf16 is
-// the high half of a float32, so widening is a zero-extend and a shift, exact). The block-streamed float
+// Float32 matrix products whose weights are stored as bf16 or f16, widened in registers as they are loaded (bf16 is
+// the high half of a float32, so widening is a zero-extend and a shift; f16 widens with vcvtph2ps; both exact). The block-streamed float
 // reference (calibration, verify) multiplies bf16 flan-t5-xxl this way during decode steps: each step reads the
 // decoder's 12.5 GB of bf16 weights once, and widening them to float32 memory first wrote and re-read twice that.
 // The loops are FloatKernels.c's (one body, XwtLoops.h), so every output is the same float32 sum in the same
@@ -34,11 +34,32 @@ FLINT_BF16_TARGET static inline __m512 widen16_masked(__mmask16 m, const uint16_
 #define XWT_LOAD_MASKED(m, p) widen16_masked((m), (p))
 #include "XwtLoops.h"
 
+FLINT_BF16_TARGET static inline __m512 widen16_f16(const uint16_t *w) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w));
+}
+
+// Lanes outside `m` load as f16 +0, which widens to 0.0f, as _mm512_maskz_loadu_ps gives.
+FLINT_BF16_TARGET static inline __m512 widen16_f16_masked(__mmask16 m, const uint16_t *w) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w));
+}
+
+#undef XWT_NAME
+#undef XWT_LOAD
+#undef XWT_LOAD_MASKED
+#define XWT_NAME flint_f16_xwt
+#define XWT_LOAD(p) widen16_f16(p)
+#define XWT_LOAD_MASKED(m, p) widen16_f16_masked((m), (p))
+#include "XwtLoops.h"
+
 #else
 
 int flint_bf16_native_available(void) { return 0; }
 void flint_bf16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k,
                     int64_t n_begin, int64_t n_end, float *y, int64_t ldy) {
+    (void)x; (void)rows; (void)ldx; (void)w; (void)k; (void)n_begin; (void)n_end; (void)y; (void)ldy;
+}
+void flint_f16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k,
+                   int64_t n_begin, int64_t n_end, float *y, int64_t ldy) {
     (void)x; (void)rows; (void)ldx; (void)w; (void)k; (void)n_begin; (void)n_end; (void)y; (void)ldy;
 }
 

@@ -7,7 +7,16 @@
 //   XWT_LOAD_MASKED(m, p)  the same for the lanes in mask m, 0.0f elsewhere (as _mm512_maskz_loadu_ps)
 // Both weight types run the same loads, multiply-adds and reductions in the same order, so a bf16 matrix gives
 // exactly the float32 sums flint_f32_xwt gives over its widened copy.
-// Not a public header: only those two files include it, once each.
+// Not a public header: FloatKernels.c includes it once, HalfKernels.c once per half format (bf16, f16); the helpers'
+// names carry XWT_NAME so that one file can hold several bodies.
+#define XWT_PASTE(a, b) a##_##b
+#define XWT_JOIN(a, b) XWT_PASTE(a, b)
+#undef tile4x4
+#undef tile1x4
+#undef dot1
+#define tile4x4 XWT_JOIN(XWT_NAME, tile4x4)
+#define tile1x4 XWT_JOIN(XWT_NAME, tile1x4)
+#define dot1 XWT_JOIN(XWT_NAME, dot1)
 
 // Four x rows against four W rows: 16 accumulators, each x and W chunk loaded once and used four times.
 XWT_TARGET static inline void tile4x4(const float *x, int64_t ldx, const XWT_W *w, int64_t k,

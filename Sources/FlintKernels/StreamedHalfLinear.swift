@@ -38,15 +38,15 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
         tileRows = max(4, min(64, fitting) / 4 * 4)
     }
 
-    /// bf16 weights multiply in registers (`flint_bf16_xwt`) up to this many x rows: decode steps, where the
-    /// weights' memory traffic is the cost. More rows are compute-bound, where widening a tile once and running
-    /// the float32 kernel over it does fewer operations per multiply-add.
+    /// bf16 and f16 weights multiply in registers (`flint_bf16_xwt`, `flint_f16_xwt`) up to this many x rows:
+    /// decode steps, where the weights' memory traffic is the cost. More rows are compute-bound, where widening a
+    /// tile once and running the float32 kernel over it does fewer operations per multiply-add.
     static let inRegisterRows = 32
-    static let bf16InRegisters: Bool = flint_bf16_native_available() != 0
+    static let halfInRegisters: Bool = flint_bf16_native_available() != 0
 
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
         guard rows > 0, outFeatures > 0 else { return }
-        if view.storage == .bf16, isa == .avx512, Self.bf16InRegisters, rows <= Self.inRegisterRows,
+        if isa == .avx512, Self.halfInRegisters, rows <= Self.inRegisterRows,
            Int(bitPattern: view.data.baseAddress!) % 2 == 0 {
             return forwardInRegisters(x, rows: rows, into: y, pool: pool)
         }
@@ -80,7 +80,7 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
         }
     }
 
-    /// Slabs of W rows (about `releaseBytes` of bf16 each, a multiple of 4 rows) multiplied in registers with the
+    /// Slabs of W rows (about `releaseBytes` of half weights each, a multiple of 4 rows) multiplied in registers with the
     /// columns split over the pool as `MatrixMultiply` splits them, each slab's pages handed back after it.
     private func forwardInRegisters(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
                                     pool: ThreadPool?) {
@@ -88,13 +88,14 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
         let rowBytes = k * 2
         let slabRows = max(4, Self.releaseBytes / max(1, rowBytes) / 4 * 4)
         let w = view.data.baseAddress!.assumingMemoryBound(to: UInt16.self)
+        let multiply = view.storage == .bf16 ? flint_bf16_xwt : flint_f16_xwt
         let minimumColumns = max(4, 65_536 / max(1, rows * k))
         var first = 0
         while first < n {
             let end = min(n, first + slabRows)
             let work: (Range<Int>) -> Void = { columns in
-                flint_bf16_xwt(x, Int64(rows), Int64(k), w, Int64(k), Int64(first + columns.lowerBound),
-                               Int64(first + columns.upperBound), y, Int64(n))
+                multiply(x, Int64(rows), Int64(k), w, Int64(k), Int64(first + columns.lowerBound),
+                         Int64(first + columns.upperBound), y, Int64(n))
             }
             if let pool {
                 pool.parallelFor(end - first, granularity: 4, minimumPerThread: minimumColumns, work)

@@ -18,7 +18,7 @@ import FlintQuant
 
     /// (rows of x, outFeatures, inFeatures): several tiles of 64 W rows with a ragged last tile and an
     /// outFeatures that is not a multiple of 4; long rows (fewer W rows per tile); a matrix-vector product; more
-    /// x rows than bf16 multiplies in registers (the widened-tile path).
+    /// x rows than half weights multiply in registers (the widened-tile path).
     static let shapes = [(5, 150, 96), (1, 37, 100), (9, 130, 20_000), (4, 64, 33), (40, 70, 100)]
 
     @Test(arguments: KernelISA.allCases, shapes)

@@ -59,13 +59,18 @@ int flint_f32_native_available(void);
 void flint_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k,
                    int64_t n_begin, int64_t n_end, float *y, int64_t ldy);
 
-/// 1 when the CPU supports AVX-512 F/BW/VL/DQ (so `flint_bf16_xwt` may be called), else 0.
+/// 1 when the CPU supports AVX-512 F/BW/VL/DQ (so `flint_bf16_xwt` and `flint_f16_xwt` may be called), else 0.
 int flint_bf16_native_available(void);
 
 /// `flint_f32_xwt` with W stored as bf16 bit patterns (`[n, k]` row-major), widened in registers: the same
 /// float32 results, bit for bit, as `flint_f32_xwt` over the widened matrix.
 void flint_bf16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k,
                     int64_t n_begin, int64_t n_end, float *y, int64_t ldy);
+
+/// The same with W stored as IEEE binary16 (f16) bit patterns, widened in registers (exact): bit for bit
+/// `flint_f32_xwt` over the widened matrix. Callable when `flint_bf16_native_available()`.
+void flint_f16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k,
+                   int64_t n_begin, int64_t n_end, float *y, int64_t ldy);
 
 /// In place, `x ← 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))` (HF's gelu_new), tanh through a vectorised
 /// exp (relative error about 1e-7). Needs `flint_f32_native_available()`.
