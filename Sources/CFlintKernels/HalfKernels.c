@@ -1,7 +1,8 @@
-// Float32 matrix products whose weights are stored as bf16 or f16, widened in registers as they are loaded (bf16 is
-// the high half of a float32, so widening is a zero-extend and a shift; f16 widens with vcvtph2ps; both exact). The block-streamed float
-// reference (calibration, verify) multiplies bf16 flan-t5-xxl this way during decode steps: each step reads the
-// decoder's 12.5 GB of bf16 weights once, and widening them to float32 memory first wrote and re-read twice that.
+// Float32 matrix products whose weights are stored as bf16 or f16, widened in registers as they are loaded (bf16
+// is the high half of a float32, so widening is a zero-extend and a shift; f16 widens with vcvtph2ps; both exact).
+// The block-streamed float reference (calibration, verify) multiplies bf16 flan-t5-xxl this way during decode
+// steps: each step reads the decoder's 12.5 GB of bf16 weights once, and widening them to float32 memory first
+// wrote and re-read twice that.
 // The loops are FloatKernels.c's (one body, XwtLoops.h), so every output is the same float32 sum in the same
 // order as flint_f32_xwt over the widened matrix computes.
 

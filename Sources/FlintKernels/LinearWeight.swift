@@ -123,6 +123,8 @@ public enum LinearFactory {
         guard view.shape == expectedShape else {
             throw FlintError("tensor \(view.name): expected shape \(expectedShape), found \(view.shape)")
         }
+        // A `where` covers only its own pattern: both half formats need it.
+        let streamsHalf = streamHalfPrecision && view.scheme == .none && view.layout == .rowMajor
         switch view.storage {
         case .i8:
             if let int8Kernels {
@@ -136,8 +138,7 @@ public enum LinearFactory {
             if int8Kernels != nil { return try Int4Linear(view, isa: isa, scratch: int8Scratch) }
             return FloatLinear(weight: try TensorConversion.floatStorage(view),
                                outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
-        case .f16 where streamHalfPrecision && view.scheme == .none && view.layout == .rowMajor,
-             .bf16 where streamHalfPrecision && view.scheme == .none && view.layout == .rowMajor:
+        case .f16 where streamsHalf, .bf16 where streamsHalf:
             return try StreamedHalfLinear(view, outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
         case .f32, .f16, .bf16:
             return FloatLinear(weight: try TensorConversion.floatStorage(view),
