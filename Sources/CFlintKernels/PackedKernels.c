@@ -94,17 +94,17 @@ P512_TARGET PX_INLINE void p512_w8a8_tile(const flint_packed_int8 *m, int64_t b,
     const int64_t total_quads = kp / 4;
     const int64_t bstride = 16 * kp;
     const int8_t *w = m->blocks + b * bstride;
-    __m512 sum[8][4], corr[8][4];
+    __m512 sum[8][2], corr[8][2];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) sum[r][c] = corr[r][c] = _mm512_setzero_ps();
     for (int64_t g = 0; g < groups; g++) {
         const int64_t q0 = g * quads_per_group;
         const int64_t q1 = q0 + quads_per_group < total_quads ? q0 + quads_per_group : total_quads;
-        __m512i acc[8][4];
+        __m512i acc[8][2];
         for (int r = 0; r < R; r++)
             for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_si512();
         for (int64_t q = q0; q < q1; q++) {
-            __m512i wv[4];
+            __m512i wv[2];
             for (int c = 0; c < C; c++) {
                 wv[c] = _mm512_loadu_si512((const void *)(w + c * bstride + 64 * q));
                 // Into L2, 24 quads ahead: streams from memory (batch-1 and batch-8 decode) ran 15-25 % faster in
@@ -210,26 +210,21 @@ P512_TARGET void flint_avx512_packed_w8a8(const flint_packed_int8 *m, int64_t bl
         const int64_t r_end = r_begin + x_block < rows ? r_begin + x_block : rows;
         int64_t b = block_begin;
         if (r_end - r_begin <= 8) {
-            // Matrix-vector and decode batches: four weight streams per tile, rows at most 4 at a time (the later
-            // row tiles find the four blocks in L1). The weights come from L3 or memory once per step, and four
-            // prefetched streams keep more of them in flight than 8-row tiles over two blocks (flan-t5-small
-            // decoder + lm_head at 8 rows: 5.7 → 4.5 ms of CPU time per step, loaded machine).
-            // One row and short rows (k_padded <= 512): one block at a time, so the weights are read as one
-            // sequential stream (the blocks are contiguous) that the hardware prefetcher follows. In the whole
-            // decode step on Zen 4 that is faster for flan-t5-small's shapes (k 512, 1024) and slower for
-            // flan-t5-base's (k 768, 2048), where the four streams stay ahead (flint bench decode b1, 1 thread, idle,
-            // 4 alternating rounds, medians: one block always: small 702, base 154 tok/s; four always: 566, 159;
-            // this split: 723, 168) -- although a gemv microbenchmark from DRAM favoured one block for both.
-            if (r_end - r_begin == 1 && m->k_padded <= 512) for (; b < block_end; b++) P512_ROWS(p512_w8a8_tile, 1, 0);
-            for (; b + 4 <= block_end; b += 4) P512_ROWS(p512_w8a8_tile, 4, 0);
+            // Matrix-vector and decode batches (the weights come from L3 or memory once per step): one block at a
+            // time, all rows in one tile, so the weights are read as one sequential stream (the blocks are
+            // contiguous) that the hardware prefetcher follows, plus the tile's L2 prefetch. Against four blocks
+            // per tile (four streams, ≤ 4 rows; one block only for one row at k_padded ≤ 512), Zen 4 VM, load
+            // 0.3-1.4, flint bench, alternating rounds of 3 runs: flan-t5-small decode batch 8 1696-1757 ->
+            // 2085-2227 tok/s at 1 thread, 3132-3336 -> 3287-3730 at 2; flan-t5-base batch 1 and 8 unchanged within
+            // the noise (1 thread b1 170-184 vs 169-189, b8 607-637 vs 609-627). An earlier Zen 4 VM had measured
+            // four streams faster for base at batch 1 (159 vs 154 tok/s). Any tiling gives the same results
+            // (bit-identical to the portable kernel).
+            for (; b < block_end; b++) P512_ROWS(p512_w8a8_tile, 1, 1);
         }
         if (groups == 1 && r_end - r_begin > 8) {
             for (; b + 3 <= block_end; b += 3) P512_ROW_TILES(3);
             for (; b + 2 <= block_end; b += 2) P512_ROW_TILES(2);
             for (; b < block_end; b++) P512_ROW_TILES(1);
-        } else if (groups == 1) {
-            for (; b + 2 <= block_end; b += 2) P512_ROWS(p512_w8a8_tile, 2, 1);
-            for (; b < block_end; b++) P512_ROWS(p512_w8a8_tile, 1, 1);
         } else {
             // Group epilogues keep float sums per tile: at most 4 rows so they stay in registers.
             for (; b + 2 <= block_end; b += 2) P512_ROWS(p512_w8a8_tile, 2, 0);

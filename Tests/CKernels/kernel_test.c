@@ -526,8 +526,8 @@ static void run_path(const path *p) {
     const int8_case cases[] = {
         {40, 512, 0}, {40, 512, 32}, {40, 512, 64}, {24, 512, 128}, {21, 520, 0}, {19, 520, 64}, {13, 100, 0},
         {13, 100, 48}, {9, 33, 0}, {16, 1024, 0}, {8, 768, 32}, {3, 7, 0}, {17, 96, 96},
-        // Enough 16-row blocks on each side of the split for the four-block decode tiles (≤ 8 rows) and their
-        // two- and one-block tails.
+        // Many 16-row blocks ending in a partial one: the decode tiles (≤ 8 rows; once four blocks per tile on
+        // AVX-512, now one) over long block ranges, with and without groups.
         {200, 64, 0}, {150, 96, 32},
     };
     // 9 to 31 rows: the prefill tiles (8 rows; 6 on AVX-VNNI) with their 4-, 2- and 1-row tails.
