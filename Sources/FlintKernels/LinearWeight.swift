@@ -114,8 +114,10 @@ public enum LinearFactory {
     ///     float32 once at load (`DequantizedInt8Linear`).
     ///   - int8Scratch: activation scratch shared by the int8 layers of one model (W8A8).
     ///   - isa: the kernels the layer runs; a FlintError when this machine cannot run them.
-    ///   - streamHalfPrecision: f16 / bf16 weights are widened tile by tile at each multiply
-    ///     (`StreamedHalfLinear`, for models streamed block by block) instead of once at load.
+    ///   - streamHalfPrecision: f16 / bf16 weights are multiplied from their stored bytes (`StreamedHalfLinear`)
+    ///     and their pages handed back after each multiply, for models streamed block by block. Without it they are
+    ///     used in place (pages kept) where `isa` multiplies them in registers, else widened to float32 once at load
+    ///     (`FloatLinear`: on the other paths a step would widen every tile again).
     public static func make(_ view: TensorView, expectedShape: [Int], int8Kernels: Int8KernelMode? = nil,
                             int8Scratch: Int8Scratch? = nil, isa: KernelISA = .preferred,
                             streamHalfPrecision: Bool = false) throws -> LinearWeight {
@@ -124,7 +126,8 @@ public enum LinearFactory {
             throw FlintError("tensor \(view.name): expected shape \(expectedShape), found \(view.shape)")
         }
         // A `where` covers only its own pattern: both half formats need it.
-        let streamsHalf = streamHalfPrecision && view.scheme == .none && view.layout == .rowMajor
+        let plainHalf = view.scheme == .none && view.layout == .rowMajor
+        let halfFromStorage = plainHalf && (streamHalfPrecision || StreamedHalfLinear.multipliesInRegisters(on: isa))
         switch view.storage {
         case .i8:
             if let int8Kernels {
@@ -138,8 +141,9 @@ public enum LinearFactory {
             if int8Kernels != nil { return try Int4Linear(view, isa: isa, scratch: int8Scratch) }
             return FloatLinear(weight: try TensorConversion.floatStorage(view),
                                outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
-        case .f16 where streamsHalf, .bf16 where streamsHalf:
-            return try StreamedHalfLinear(view, outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)
+        case .f16 where halfFromStorage, .bf16 where halfFromStorage:
+            return try StreamedHalfLinear(view, outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa,
+                                          releasesPages: streamHalfPrecision)
         case .f32, .f16, .bf16:
             return FloatLinear(weight: try TensorConversion.floatStorage(view),
                                outFeatures: expectedShape[0], inFeatures: expectedShape[1], isa: isa)

@@ -1,9 +1,15 @@
-// A half-precision weight multiplied straight from its stored bytes, for the block-streamed float reference
-// (calibration, verify's streamed reference): widening a whole bf16 xxl decoder block to float32 at load cost
-// 1 GB of fresh memory per block, written once and read once per decode step, and the 32128 × 4096 output head
-// alone is 526 MB of float32. Here a few W rows at a time are widened into a small per-thread tile just before
-// they are multiplied, so resident memory is the tiles plus the stored pages in use, which are handed back as
-// the pass moves on.
+// A half-precision weight multiplied straight from its stored bytes, in two roles:
+//  - the block-streamed float reference (calibration, verify's streamed reference): widening a whole bf16 xxl
+//    decoder block to float32 at load cost 1 GB of fresh memory per block, written once and read once per decode
+//    step, and the 32128 × 4096 output head alone is 526 MB of float32. A few W rows at a time are widened (or, at
+//    decode sizes on AVX-512, multiplied in registers) just before they are used, and the stored pages are handed
+//    back as the pass moves on (`releasesPages`), so resident memory is the tiles plus the pages in use;
+//  - ordinary loads of f16 / bf16 files where the kernels multiply half weights in registers (AVX-512): the
+//    mapped weights are used in place and stay resident, as int8 ones do. Widened to float32 at load instead, a
+//    flan-t5-small f16 or bf16 file (172 MB) loaded in 174-786 ms and peaked at 353-359 MB with a 512-token
+//    prompt (over its 1.15 × file + 64 MB = 261 MB); in place it loads in 42-46 ms, peaks at 250-253 MB, and
+//    decodes 82-86 -> 120-125 tok/s at 1 thread, 151-164 -> 217-235 at 2 (half the bytes per step; Zen 4, 3
+//    alternating rounds), prefill unchanged. Handing the pages back there would make every step fault them in.
 internal import CFlintKernels
 import FlintFormat
 import FlintQuant
@@ -18,11 +24,15 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
     /// W rows widened together: the kernels' 64-column cache block, fewer for very long rows (≤ 4 MB of float32
     /// per tile), always a multiple of 4.
     public let tileRows: Int
+    /// Whether the stored pages are handed back after each multiply (block streaming) or stay mapped (a resident
+    /// model using its weights in place).
+    public let releasesPages: Bool
     /// Stored bytes multiplied before their mapped pages are handed back (per thread).
     static let releaseBytes = 8 << 20
     private let view: TensorView
 
-    public init(_ view: TensorView, outFeatures: Int, inFeatures: Int, isa: KernelISA = .preferred) throws {
+    public init(_ view: TensorView, outFeatures: Int, inFeatures: Int, isa: KernelISA = .preferred,
+                releasesPages: Bool = true) throws {
         guard view.storage == .f16 || view.storage == .bf16, view.scheme == .none, view.layout == .rowMajor else {
             throw FlintError("tensor \(view.name): StreamedHalfLinear needs plain f16 or bf16 storage, found \(view.storage) \(view.scheme)")
         }
@@ -31,6 +41,7 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
             throw FlintError("tensor \(view.name): \(view.storage) [\(outFeatures), \(inFeatures)] needs \(count * 2) bytes, found \(view.data.count)")
         }
         self.view = view
+        self.releasesPages = releasesPages
         self.outFeatures = outFeatures
         self.inFeatures = inFeatures
         self.isa = isa.runnable
@@ -44,6 +55,12 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
     static let inRegisterRows = 32
     static let halfInRegisters: Bool = flint_bf16_native_available() != 0
 
+    /// Whether layers running `isa` multiply half weights in registers at decode sizes (so that using them in place
+    /// costs no widening per step).
+    public static func multipliesInRegisters(on isa: KernelISA) -> Bool {
+        isa.runnable == .avx512 && halfInRegisters
+    }
+
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
         guard rows > 0, outFeatures > 0 else { return }
         if isa == .avx512, Self.halfInRegisters, rows <= Self.inRegisterRows,
@@ -51,7 +68,7 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
             return forwardInRegisters(x, rows: rows, into: y, pool: pool)
         }
         let tiles = (outFeatures + tileRows - 1) / tileRows
-        let (k, n, tileRows, storage, isa) = (inFeatures, outFeatures, tileRows, view.storage, isa)
+        let (k, n, tileRows, storage, isa, releasesPages) = (inFeatures, outFeatures, tileRows, view.storage, isa, releasesPages)
         let data = view.data
         let rowBytes = k * 2
         let work: (Range<Int>) -> Void = { range in
@@ -67,7 +84,7 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
                 MatrixMultiply.multiplyTransposed(x: x, rows: rows, w: scratch, outFeatures: count, inFeatures: k,
                                                   y: y + first, yStride: n, pool: nil, isa: isa)
                 let end = (first + count) * rowBytes
-                if end - unreleased >= Self.releaseBytes || t == range.upperBound - 1 {
+                if releasesPages, end - unreleased >= Self.releaseBytes || t == range.upperBound - 1 {
                     releaseMappedPages(UnsafeRawBufferPointer(rebasing: data[unreleased..<end]))
                     unreleased = end
                 }
@@ -81,7 +98,8 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
     }
 
     /// Slabs of W rows (about `releaseBytes` of half weights each, a multiple of 4 rows) multiplied in registers with the
-    /// columns split over the pool as `MatrixMultiply` splits them, each slab's pages handed back after it.
+    /// columns split over the pool as `MatrixMultiply` splits them, each slab's pages handed back after it when
+    /// `releasesPages`.
     private func forwardInRegisters(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
                                     pool: ThreadPool?) {
         let (k, n) = (inFeatures, outFeatures)
@@ -102,7 +120,9 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
             } else {
                 work(0..<(end - first))
             }
-            releaseMappedPages(UnsafeRawBufferPointer(rebasing: view.data[(first * rowBytes)..<(end * rowBytes)]))
+            if releasesPages {
+                releaseMappedPages(UnsafeRawBufferPointer(rebasing: view.data[(first * rowBytes)..<(end * rowBytes)]))
+            }
             first = end
         }
     }

@@ -9,7 +9,8 @@ struct WeightLoader {
     let int8Kernels: Int8KernelMode?
     /// The kernels every layer runs.
     let isa: KernelISA
-    /// f16 / bf16 linear weights widened tile by tile at each multiply instead of once at load (block streaming).
+    /// f16 / bf16 linear weights multiplied from their stored bytes, pages handed back after each multiply (block
+    /// streaming); otherwise LinearFactory's rule for resident models.
     var streamHalfPrecision = false
     /// One activation scratch for all int8 layers of the model: its layers run one after another.
     let int8Scratch = Int8Scratch()

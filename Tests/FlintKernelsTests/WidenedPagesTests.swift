@@ -90,5 +90,32 @@ private func residentKB(containing address: UnsafeRawPointer) throws -> Int? {
             #expect(after <= 8, "after a multiply on \(threads) threads the weight still holds \(after) kB resident")
         }
     }
+
+    /// A resident model's half-precision linear where AVX-512 multiplies half weights in registers: used in place,
+    /// so making it touches none of the weight and a multiply leaves the pages it read mapped (handing them back,
+    /// as the block streamer's does, would make every decode step of a resident model fault them in again).
+    @Test(.enabled(if: StreamedHalfLinear.multipliesInRegisters(on: .avx512)), arguments: [StorageType.bf16, .f16])
+    func inPlaceHalfLinearKeepsTheMappedPagesItMultiplied(_ storage: StorageType) throws {
+        let rows = 2048, cols = 1024  // 4 MiB of 16-bit values
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("inplace-\(getpid())-\(storage).bin").path
+        defer { unlink(path) }
+        let one: UInt16 = storage == .bf16 ? 0x3F80 : 0x3C00
+        let bits = [UInt16](repeating: one.littleEndian, count: rows * cols)
+        try bits.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
+        let file = try MappedFile(path: path)
+        let view = TensorView(name: "w", storage: storage, shape: [rows, cols], data: file.bytes, owner: file)
+        let linear = try LinearFactory.make(view, expectedShape: [rows, cols], isa: .avx512)
+        #expect((linear as? StreamedHalfLinear)?.releasesPages == false)
+        let untouched = try residentKB(containing: file.bytes.baseAddress!) ?? 0
+        #expect(untouched <= 8, "making the layer touched \(untouched) kB of the weight")
+        let x = [Float](repeating: 0.5, count: 3 * cols)
+        var y = [Float](repeating: 0, count: 3 * rows)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { linear.forward(xp.baseAddress!, rows: 3, into: $0.baseAddress!, pool: ThreadPool(threads: 2)) }
+        }
+        #expect(y.allSatisfy { $0 == Float(cols) / 2 })
+        let after = try #require(try residentKB(containing: file.bytes.baseAddress!))
+        #expect(after >= rows * cols * 2 / 1024 * 9 / 10, "after a multiply only \(after) kB of the 4096 kB weight are resident")
+    }
 }
 #endif
