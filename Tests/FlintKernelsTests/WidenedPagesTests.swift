@@ -37,28 +37,35 @@ private func residentKB(containing address: UnsafeRawPointer) throws -> Int? {
     return nil
 }
 
+/// A rows × cols matrix of 1.0 in `storage`, written to a temporary file and mapped (the file is unlinked at once;
+/// the mapping, which the view owns, stays valid).
+private func mappedOnes(_ storage: StorageType, rows: Int, cols: Int, tag: String) throws -> TensorView {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(tag)-\(getpid())-\(storage).bin").path
+    defer { unlink(path) }
+    // 1.0 in bf16 is 0x3F80, in f16 0x3C00.
+    let one: UInt16 = storage == .bf16 ? 0x3F80 : 0x3C00
+    let bits = [UInt16](repeating: one.littleEndian, count: rows * cols)
+    try bits.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
+    let file = try MappedFile(path: path)
+    return TensorView(name: "w", storage: storage, shape: [rows, cols], data: file.bytes, owner: file)
+}
+
 @Suite struct WidenedPagesTests {
     @Test(arguments: [StorageType.bf16, .f16])
     func wideningReleasesTheMappedSourcePages(_ storage: StorageType) throws {
         let rows = 512, cols = 1024  // 1 MiB of 16-bit values: 256 pages
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("widen-\(getpid())-\(storage).bin").path
-        defer { unlink(path) }
-        // 1.0 in bf16 is 0x3F80, in f16 0x3C00.
-        let one: UInt16 = storage == .bf16 ? 0x3F80 : 0x3C00
-        let bits = [UInt16](repeating: one.littleEndian, count: rows * cols)
-        try bits.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
-        let file = try MappedFile(path: path)
-        let view = TensorView(name: "w", storage: storage, shape: [rows, cols], data: file.bytes, owner: file)
+        let view = try mappedOnes(storage, rows: rows, cols: cols, tag: "widen")
+        let weight = view.data.baseAddress!
         // Touch every page first (the high byte of a value, never 0 here), as reading the tensor does.
         var sum = 0
-        for offset in stride(from: 1, to: file.bytes.count, by: 4096) { sum &+= Int(file.bytes[offset]) }
+        for offset in stride(from: 1, to: view.data.count, by: 4096) { sum &+= Int(view.data[offset]) }
         #expect(sum != 0)
-        let before = try #require(try residentKB(containing: file.bytes.baseAddress!))
+        let before = try #require(try residentKB(containing: weight))
         #expect(before >= 1000, "the touched mapping should be resident (\(before) kB)")
 
         let widened = try TensorConversion.floatStorage(view)
         #expect(widened.buffer.allSatisfy { $0 == 1 })
-        let after = try #require(try residentKB(containing: file.bytes.baseAddress!))
+        let after = try #require(try residentKB(containing: weight))
         #expect(after <= 8, "after widening the source mapping still holds \(after) kB resident")
     }
 
@@ -68,16 +75,11 @@ private func residentKB(containing address: UnsafeRawPointer) throws -> Int? {
     @Test(arguments: [StorageType.bf16, .f16])
     func streamedLinearReleasesTheMappedPagesItMultiplied(_ storage: StorageType) throws {
         let rows = 2048, cols = 1024  // 4 MiB of 16-bit values: half the per-thread release step
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("stream-\(getpid())-\(storage).bin").path
-        defer { unlink(path) }
-        let one: UInt16 = storage == .bf16 ? 0x3F80 : 0x3C00
-        let bits = [UInt16](repeating: one.littleEndian, count: rows * cols)
-        try bits.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
-        let file = try MappedFile(path: path)
-        let view = TensorView(name: "w", storage: storage, shape: [rows, cols], data: file.bytes, owner: file)
+        let view = try mappedOnes(storage, rows: rows, cols: cols, tag: "stream")
+        let weight = view.data.baseAddress!
         let linear = try LinearFactory.make(view, expectedShape: [rows, cols], streamHalfPrecision: true)
         #expect(linear is StreamedHalfLinear)
-        let untouched = try residentKB(containing: file.bytes.baseAddress!) ?? 0
+        let untouched = try residentKB(containing: weight) ?? 0
         #expect(untouched <= 8, "making the layer touched \(untouched) kB of the weight")
         for threads in [1, 2] {
             let x = [Float](repeating: 0.5, count: 3 * cols)
@@ -86,7 +88,7 @@ private func residentKB(containing address: UnsafeRawPointer) throws -> Int? {
                 y.withUnsafeMutableBufferPointer { linear.forward(xp.baseAddress!, rows: 3, into: $0.baseAddress!, pool: ThreadPool(threads: threads)) }
             }
             #expect(y.allSatisfy { $0 == Float(cols) / 2 })
-            let after = try #require(try residentKB(containing: file.bytes.baseAddress!))
+            let after = try #require(try residentKB(containing: weight))
             #expect(after <= 8, "after a multiply on \(threads) threads the weight still holds \(after) kB resident")
         }
     }
@@ -97,16 +99,11 @@ private func residentKB(containing address: UnsafeRawPointer) throws -> Int? {
     @Test(.enabled(if: StreamedHalfLinear.multipliesInRegisters(on: .avx512)), arguments: [StorageType.bf16, .f16])
     func inPlaceHalfLinearKeepsTheMappedPagesItMultiplied(_ storage: StorageType) throws {
         let rows = 2048, cols = 1024  // 4 MiB of 16-bit values
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("inplace-\(getpid())-\(storage).bin").path
-        defer { unlink(path) }
-        let one: UInt16 = storage == .bf16 ? 0x3F80 : 0x3C00
-        let bits = [UInt16](repeating: one.littleEndian, count: rows * cols)
-        try bits.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
-        let file = try MappedFile(path: path)
-        let view = TensorView(name: "w", storage: storage, shape: [rows, cols], data: file.bytes, owner: file)
+        let view = try mappedOnes(storage, rows: rows, cols: cols, tag: "inplace")
+        let weight = view.data.baseAddress!
         let linear = try LinearFactory.make(view, expectedShape: [rows, cols], isa: .avx512)
         #expect((linear as? StreamedHalfLinear)?.releasesPages == false)
-        let untouched = try residentKB(containing: file.bytes.baseAddress!) ?? 0
+        let untouched = try residentKB(containing: weight) ?? 0
         #expect(untouched <= 8, "making the layer touched \(untouched) kB of the weight")
         let x = [Float](repeating: 0.5, count: 3 * cols)
         var y = [Float](repeating: 0, count: 3 * rows)
@@ -114,7 +111,7 @@ private func residentKB(containing address: UnsafeRawPointer) throws -> Int? {
             y.withUnsafeMutableBufferPointer { linear.forward(xp.baseAddress!, rows: 3, into: $0.baseAddress!, pool: ThreadPool(threads: 2)) }
         }
         #expect(y.allSatisfy { $0 == Float(cols) / 2 })
-        let after = try #require(try residentKB(containing: file.bytes.baseAddress!))
+        let after = try #require(try residentKB(containing: weight))
         #expect(after >= rows * cols * 2 / 1024 * 9 / 10, "after a multiply only \(after) kB of the 4096 kB weight are resident")
     }
 }
