@@ -181,10 +181,12 @@ public final class PyTorchBinFile: CheckpointReader, @unchecked Sendable {
             if count == 0 { contiguous = true }
             layouts[tensorName] = PyTorchTensorLayout(storageKey: rootKey, storageOffset: offset, shape: t.shape,
                                                       stride: t.stride, isContiguous: contiguous)
+            // An empty tensor's storage offset is not checked against its storage (it reads nothing): its bytes
+            // are placed at the storage's start, inside the file, so no slice of the mapping goes past its end.
             infos.append(CheckpointTensorInfo(name: tensorName, dtype: s.dtype,
                                               storage: CheckpointDType.storage(safetensors: s.dtype), shape: t.shape,
                                               byteCount: count * s.elementSize, file: path,
-                                              fileOffset: s.fileOffset + offset * s.elementSize))
+                                              fileOffset: s.fileOffset + (count > 0 ? offset : 0) * s.elementSize))
         }
         // The order of the data in the file, so a converter walks the mapping forwards.
         infos = infos.enumerated().sorted { ($0.element.fileOffset, $0.offset) < ($1.element.fileOffset, $1.offset) }

@@ -269,6 +269,34 @@ func viewBytes(_ v: TensorView) -> [UInt8] { Array(v.data) }
         }
     }
 
+    /// An input fuzz-pickle-zip found (libFuzzer, `make fuzz-smoke`): a legacy checkpoint whose empty tensor (shape
+    /// [2, 0]) has a storage offset of 190 in a 12-element storage. Nothing of it is read, so its offset went
+    /// unchecked, and its view sliced the mapping at byte 1245 of a 637-byte file (a crash). It opens, and the
+    /// empty tensor is an empty view.
+    @Test func anEmptyTensorPastItsStorageIsAnEmptyView() throws {
+        let base64 =
+            "gAWVDQAAAAAAAACKCmz8nEb5IGqoUBkugAWVBAAAAAAAAABN6QMugAWVWAAAAAAAAAB9lCiMEHByb3RvY29sX3ZlcnNpb26UTekD" +
+            "jA1saXR0bGVfZW5kaWFulIiMCnR5cGVfc2l6ZXOUfZQojAVzaG9ydJRLAowDaW50lEsEjARsb25nlEsEdXUugAWVFgEAAAAAAAB9" +
+            "lCiMCXBhcmFtZXRlcpSMDHRvcmNoLl91dGlsc5SMEl9yZWJ1aWxkX3BhcmFtZXRlcpSTlGgCjBJfcmVidWlsZF90ZW5zb3JfdjKU" +
+            "k5QoKIwHc3RvcmFnZZSMBXRvcmNolIwMRmxvYXRTdG9yYWdllJOUjA45NDY3MTc4ODQ0ODExMpSMA2NwdZRLDE50lFFLvksCSwCG" +
+            "lEsGSwGGlImMC2NvbGxlY3Rpb25zlIwLT3JkZXJlZERpY3SUk5QpUpR0lFKUiGgSKVKUh5RSlIwKdHJhbnNwb3NlZJRoBigoaAdo" +
+            "CowOOTQ2NzE3ODkyODc1MzaUaAxLGE50lFFLAEsGSwSGlEsBSwaGlIloEilSlHSUUpR1LoAFlScAAAAAAAAAXZQojA45NDY3MTc4" +
+            "ODQ0ODExMpSMDjk0NjcxNzg5Mjg3NTM2lGUuDAAAAAAAAAAAAIC/AABgvwAAQL8AACC/AAAAvwAAwL4AAIC+AAAAvgAAAAAAAAA+" +
+            "AACAPgAAwD4YAAAAAAAAAAAAgL8AAGC/AABAvwAAIL8AAAC/AADAvgAAgL4AAAC+AAAAAAAAAD4AAIA+AADAPgAAAD8BACA/AABA" +
+            "PwAAYD8AAIA/AACQPwAAoD8AALA/AADAPwAA0D8AAOA/AADwPw=="
+        let dir = TempDir()
+        let f = RewritableFile(in: dir, name: "pytorch_model.bin")
+        f.set([UInt8](try #require(Data(base64Encoded: base64))))
+        let file = try PyTorchBinFile(path: f.path)
+        let empty = file.tensorInfos.filter { $0.byteCount == 0 }
+        #expect(!empty.isEmpty)
+        for info in empty {
+            #expect(try file.rawBytes(info.name).isEmpty)
+            #expect(try file.tensor(info.name).data.isEmpty, "\(info.name)")
+        }
+        for info in file.tensorInfos { _ = try? file.tensor(info.name) }
+    }
+
     @Test func notACheckpoint() throws {
         let dir = TempDir()
         let plain = dir.write("plain.bin", [0x80, 0x02, 0x4B, 1, 0x2E])
