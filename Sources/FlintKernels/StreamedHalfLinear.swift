@@ -63,7 +63,7 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
 
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
         guard rows > 0, outFeatures > 0 else { return }
-        if isa == .avx512, Self.halfInRegisters, rows <= Self.inRegisterRows,
+        if Self.multipliesInRegisters(on: isa), rows <= Self.inRegisterRows,
            Int(bitPattern: view.data.baseAddress!) % 2 == 0 {
             return forwardInRegisters(x, rows: rows, into: y, pool: pool)
         }
