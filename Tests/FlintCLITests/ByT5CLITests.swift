@@ -3,13 +3,6 @@ import Testing
 import TestSupport
 
 /// The metadata JSON of a .flint file (header offsets 56 / 64: metadata offset and size).
-private func flintMetadata(_ path: String) throws -> [String: Any] {
-    let data = try Data(contentsOf: URL(fileURLWithPath: path))
-    func u64(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(data[at + $1]) << (8 * $1) } }
-    let metadata = data.subdata(in: u64(56)..<(u64(56) + u64(64)))
-    return try #require(try JSONSerialization.jsonObject(with: metadata) as? [String: Any])
-}
-
 /// byt5-tiny: google/byt5-small's layout (config.json naming ByT5Tokenizer, tokenizer_config.json and
 /// special_tokens_map.json, no vocabulary file). convert embeds the ByT5 tokenizer, and `run` tokenizes, generates
 /// and decodes as transformers (AutoTokenizer + generate wrote the golden).

@@ -3,13 +3,6 @@ import Testing
 import TestSupport
 
 /// The metadata JSON of a .flint file (header offsets 56 / 64: metadata offset and size).
-private func flintMetadata(_ path: String) throws -> [String: Any] {
-    let data = try Data(contentsOf: URL(fileURLWithPath: path))
-    func u64(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(data[at + $1]) << (8 * $1) } }
-    let metadata = data.subdata(in: u64(56)..<(u64(56) + u64(64)))
-    return try #require(try JSONSerialization.jsonObject(with: metadata) as? [String: Any])
-}
-
 /// pile-t5-tiny (UMT5 with a gated-SiLU FFN, like EleutherAI/pile-t5-*) with the small vocabulary's spiece.model
 /// beside it, as its golden was made.
 @Suite struct PileT5CLITests {

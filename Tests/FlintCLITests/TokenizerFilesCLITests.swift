@@ -22,13 +22,6 @@ private func demoWithTokenizer(_ tokenizerFolder: String?) throws -> String {
 }
 
 /// The metadata JSON of a .flint file (offset and size at header bytes 56 and 64).
-private func flintMetadata(_ path: String) throws -> [String: Any] {
-    let data = try Data(contentsOf: URL(fileURLWithPath: path))
-    func u64(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(data[at + $1]) << (8 * $1) } }
-    let metadata = data.subdata(in: u64(56)..<(u64(56) + u64(64)))
-    return try #require(try JSONSerialization.jsonObject(with: metadata) as? [String: Any])
-}
-
 @Suite struct TokenizerFilesCLITests {
     /// A tokenizer.json-only fine-tune: convert embeds tokenizer.json (and marks the file so older readers refuse
     /// it), run answers as with spiece.model, tokenize gives the ids transformers' fast tokenizer gives.

@@ -16,13 +16,6 @@ private func umt5Folder(_ dir: String) throws -> String {
     return folder
 }
 
-private func metadataOf(_ path: String) throws -> [String: Any] {
-    let data = try Data(contentsOf: URL(fileURLWithPath: path))
-    func u64(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(data[at + $1]) << (8 * $1) } }
-    let metadata = data.subdata(in: u64(56)..<(u64(56) + u64(64)))
-    return try #require(try JSONSerialization.jsonObject(with: metadata) as? [String: Any])
-}
-
 private func umt5Golden() throws -> [[String: Any]] {
     let url = URL(fileURLWithPath: packageRoot + "/Tests/Fixtures/models/umt5-tiny/golden.json")
     let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
@@ -40,7 +33,7 @@ private func umt5Golden() throws -> [[String: Any]] {
         let f32 = dir + "/f32.flint"
         let c = try flint("convert", folder, "-o", f32, "--quant", "f32", "--json")
         #expect(c.status == 0, "\(c.stderr)")
-        let metadata = try metadataOf(f32)
+        let metadata = try flintMetadata(f32)
         #expect(metadata["required_features"] as? [String] == ["per-layer-relative-attention-bias"])
         let config = try #require(metadata["config"] as? [String: Any])
         #expect(config["relative_attention_bias_per_layer"] as? Bool == true)
@@ -72,7 +65,7 @@ private func umt5Golden() throws -> [[String: Any]] {
         #expect(biases.count == 6)
         #expect(biases.allSatisfy { $0["scheme"] as? String == "f32" }, "\(biases)")
         #expect(perTensor.contains { $0["name"] as? String == "encoder.block.2.layer.0.SelfAttention.q.weight" && $0["scheme"] as? String == "int8" })
-        #expect(try metadataOf(int8)["required_features"] as? [String] == ["per-layer-relative-attention-bias", "int8-packed16x4"])
+        #expect(try flintMetadata(int8)["required_features"] as? [String] == ["per-layer-relative-attention-bias", "int8-packed16x4"])
         let r = try flint("run", int8, "reverse: red apple blue", "--max-tokens", "20")
         #expect(r.status == 0, "\(r.stderr)")
     }

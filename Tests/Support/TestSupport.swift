@@ -79,3 +79,15 @@ public struct SplitMix64: RandomNumberGenerator {
     /// A value in 0..<n.
     public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }
+
+/// The metadata JSON of a .flint file, read through the header's metadata offset and size (bytes 56 and 64)
+/// alone, so a test sees what the writer stored whatever the reader would accept.
+public func flintMetadata(_ path: String) throws -> [String: Any] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    func u64(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(data[at + $1]) << (8 * $1) } }
+    guard data.count >= 128, u64(56) + u64(64) <= data.count,
+          let metadata = try JSONSerialization.jsonObject(with: data.subdata(in: u64(56)..<(u64(56) + u64(64)))) as? [String: Any] else {
+        throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: path])
+    }
+    return metadata
+}
