@@ -4,10 +4,12 @@
 suppress_tokens, num_return_sequences, decoder_input_ids as a decoder prefix), each alone and combined, greedy and
 beam search, on the existing model fixtures (float32, CPU, eval mode). Sequences are cut after their first eos
 (generate() pads shorter ones of an n-best list with pad_token_id); scores are generate()'s sequences_scores.
-stop_strings: greedy with StopStringCriteria (what generate(stop_strings=..., tokenizer=...) uses).
+stop_strings: greedy with StopStringCriteria (what generate(stop_strings=..., tokenizer=...) uses). eos_token_id
+lists (a sequence ends at any of them) and another decoder_start_token_id, greedy and beam search.
 
 Also `generation_config_case`: a generation_config.json (4 beams, 12 new tokens, no_repeat_ngram_size 2) and the ids
-of `model.generate(**inputs)` with that file beside the weights — what `flint run` must give with no flags.
+of `model.generate(**inputs)` with that file beside the weights — what `flint run` must give with no flags; and
+`special_ids_config_case`: one whose decoder_start_token_id and eos_token_id list differ from config.json's.
 Run with Tools/.venv-hf/bin/python Tools/make_generation_golden.py
 """
 import json
@@ -44,10 +46,12 @@ GENERATION_CONFIG_JSON = {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_t
 
 
 def trim(ids, eos):
-    """A generate() row without the pad_token_id padding: up to and including the first eos after the start."""
+    """A generate() row without the pad_token_id padding: up to and including the first eos (an id or a list of
+    ids) after the start."""
+    eos = set(eos) if isinstance(eos, list) else {eos}
     ids = list(ids)
     for i in range(1, len(ids)):
-        if ids[i] == eos:
+        if ids[i] in eos:
             return ids[:i + 1]
     return ids
 
@@ -60,6 +64,10 @@ def settings_for(greedy, tokenizer):
     they change the result. bad_words_text: the ids `tokenizer(words, add_special_tokens=False)` gives (what
     `flint run --bad-words WORD` uses)."""
     g = greedy[1:]
+
+    def late(i):
+        """The i-th generated token, or the last one of a shorter output."""
+        return g[min(i, len(g) - 1)]
     return {
         "bad_words_text": dict(bad_words_ids=tokenizer(BAD_WORDS_TEXT, add_special_tokens=False).input_ids),
         "no_repeat_ngram_2": dict(no_repeat_ngram_size=2),
@@ -81,13 +89,23 @@ def settings_for(greedy, tokenizer):
                                max_new_tokens=12, bad_words_ids=[[g[2]]], suppress_tokens=[g[0]]),
         "combined_greedy": dict(no_repeat_ngram_size=3, repetition_penalty=1.4, min_new_tokens=5,
                                 max_new_tokens=15, suppress_tokens=[g[1]]),
+        # Several eos ids: any of them ends a sequence; beam search keeps max(2, 1 + n_eos) x num_beams candidates.
+        "eos_list_greedy": dict(eos_token_id=[1, g[3]]),
+        "eos_list_beam4": dict(eos_token_id=[1, g[1], late(4)], num_beams=4),
+        "eos_list_min_new_5": dict(eos_token_id=[g[0], 1], min_new_tokens=5),
+        "eos_list_bad_word_beam3": dict(eos_token_id=[1, g[2]], bad_words_ids=[[g[2]], [late(5)]], num_beams=3),
+        # Seven eos ids over 2 beams: the best candidates are mostly eos, so the 16 kept (not 4) decide the search.
+        "eos_many_beam2": dict(eos_token_id=[1] + [late(i) for i in range(1, 7)], num_beams=2, min_new_tokens=2),
+        "decoder_start_greedy": dict(decoder_start_token_id=g[1]),
+        "decoder_start_beam4": dict(decoder_start_token_id=g[0], num_beams=4, eos_token_id=[1, g[2]]),
     }
 
 
 def generate(model, input_ids, setting, decoder_prefix=None, stop_strings=None, tokenizer=None):
-    start = model.config.decoder_start_token_id
-    config = GenerationConfig(decoder_start_token_id=start, pad_token_id=model.config.pad_token_id,
-                              eos_token_id=model.config.eos_token_id, **{**COMMON, **setting})
+    values = {"decoder_start_token_id": model.config.decoder_start_token_id, "pad_token_id": model.config.pad_token_id,
+              "eos_token_id": model.config.eos_token_id, **COMMON, **setting}
+    start, eos = values["decoder_start_token_id"], values["eos_token_id"]
+    config = GenerationConfig(**values)
     kwargs = {}
     if decoder_prefix is not None:
         kwargs["decoder_input_ids"] = torch.tensor([[start] + decoder_prefix])
@@ -97,7 +115,6 @@ def generate(model, input_ids, setting, decoder_prefix=None, stop_strings=None, 
     with torch.no_grad():
         out = model.generate(input_ids, generation_config=config, return_dict_in_generate=True,
                              output_scores=True, **kwargs)
-    eos = model.config.eos_token_id
     result = {"sequences": [trim(s, eos) for s in out.sequences.tolist()]}
     if getattr(out, "sequences_scores", None) is not None:
         result["scores"] = [float(s) for s in out.sequences_scores]
@@ -153,6 +170,22 @@ def golden(name):
             with torch.no_grad():
                 out = configured.generate(**inputs)
             config_cases.append({"prompt": prompt, "ids": trim(out[0].tolist(), configured.config.eos_token_id)})
+        # Special ids unlike config.json's: another decoder start, and an eos list with a token the model produces
+        # early from that start (so the list ends the first prompt's sequence before the config's eos would).
+        start = first_greedy[2]
+        probe = generate(model, torch.tensor([tokenizer(PROMPTS[0]).input_ids]),
+                         dict(decoder_start_token_id=start, min_new_tokens=1))
+        produced = [t for t in probe["sequences"][0][1:] if t != 1]
+        special_json = {"decoder_start_token_id": start, "eos_token_id": [1, produced[min(1, len(produced) - 1)]],
+                        "pad_token_id": 0, "max_new_tokens": 16, "min_new_tokens": 1}
+        (folder / "generation_config.json").write_text(json.dumps(special_json, indent=2) + "\n")
+        configured = AutoModelForSeq2SeqLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
+        special_cases = []
+        for prompt in PROMPTS:
+            inputs = tokenizer(prompt, return_tensors="pt")
+            with torch.no_grad():
+                out = configured.generate(**inputs)
+            special_cases.append({"prompt": prompt, "ids": trim(out[0].tolist(), special_json["eos_token_id"])})
     return {
         "model": name,
         "common": {k: v for k, v in COMMON.items() if v is not None},
@@ -164,6 +197,8 @@ def golden(name):
         "cases": cases,
         "generation_config_json": GENERATION_CONFIG_JSON,
         "generation_config_cases": config_cases,
+        "special_ids_config_json": special_json,
+        "special_ids_config_cases": special_cases,
         "notes": "sequences start with decoder_start_token_id (and the prefix ids, when given) and end at the first "
                  "eos; num_return_sequences gives that many sequences, best first, with their scores",
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

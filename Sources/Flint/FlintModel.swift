@@ -27,6 +27,9 @@ public final class FlintModel: Sendable {
     public let int8Kernels: Int8KernelMode?
     /// The threads the matrix kernels run on.
     public let pool: ThreadPool
+    /// The generation settings the weights carry (`generationDefaults(of:)`); generation takes their eos and
+    /// decoder start tokens unless the options name their own.
+    public let generationDefaults: GenerationDefaults?
     /// The encoder-decoder engine; nil for an encoder-only checkpoint (T5EncoderModel), which can only embed.
     public let generator: T5ForConditionalGeneration?
     private let encoderOnly: T5EncoderModel?
@@ -103,6 +106,7 @@ public final class FlintModel: Sendable {
         self.tokenizer = try tokenizer ?? FlintModel.tokenizer(for: weights)
         int8Kernels = options.kernels.mode(for: weights)
         pool = options.threads.map { ThreadPool(threads: $0) } ?? .shared
+        generationDefaults = try FlintModel.generationDefaults(of: weights)
         if config.isEncoderOnly {
             generator = nil
             encoderOnly = try T5EncoderModel(weights: weights, pool: pool, int8Kernels: int8Kernels, isa: options.isa)
@@ -172,6 +176,7 @@ public final class FlintModel: Sendable {
         let engine = try requireGenerator()
         guard batchSize >= 1 else { throw FlintError("generation: batch size must be at least 1, got \(batchSize)") }
         try options.validate()
+        let options = options.withSpecialIds(of: generationDefaults)
         var completions: [Completion] = []
         completions.reserveCapacity(prompts.count)
         for first in stride(from: 0, to: prompts.count, by: batchSize) {

@@ -1,6 +1,7 @@
 // `flint run`: generate text from prompts with the float32 T5 engine (greedy, beam search or sampling).
 import ArgumentParser
 import Foundation
+import Flint
 import FlintCheckpoint
 import FlintFormat
 import FlintKernels
@@ -33,8 +34,9 @@ struct RunCommand: ParsableCommand {
         Hugging Face folder directly), like model.generate(**inputs): num_beams, max_new_tokens / max_length, \
         min_new_tokens, min_length, no_repeat_ngram_size, repetition_penalty, num_return_sequences, \
         bad_words_ids, suppress_tokens, length_penalty, early_stopping, do_sample, temperature, top_k (50 when \
-        do_sample and unset, as transformers), top_p. A flag overrides its setting. Without any length setting \
-        --max-tokens is 64 (transformers would stop at max_length 20).
+        do_sample and unset, as transformers), top_p; and its eos_token_id (one id or a list: a sequence ends at \
+        any of them) and decoder_start_token_id where they differ from config.json's. A flag overrides its \
+        setting. Without any length setting --max-tokens is 64 (transformers would stop at max_length 20).
 
         Examples:
           flint run ./flan-t5-small "translate English to German: How old are you?"
@@ -209,6 +211,7 @@ struct RunCommand: ParsableCommand {
         o.numReturnSequences = numReturn ?? (numBeams >= (d.numReturnSequences ?? 1) || sampling ? d.numReturnSequences ?? 1 : 1)
         o.suppressTokens = try suppressedIds() + (suppressTokens == nil ? d.suppressTokens ?? [] : [])
         o.badWordsIds = d.badWordsIds ?? []
+        o = o.withSpecialIds(of: d)
         if let tokenizer {
             o.badWordsIds += badWords.map { tokenizer.encode($0, addEOS: false) }
             if let decoderPrefix { o.decoderPrefix = tokenizer.encode(decoderPrefix, addEOS: false) }
@@ -243,7 +246,7 @@ struct RunCommand: ParsableCommand {
                                                         attentionCache: cacheOptions.choice.precision)
             var generator = SystemRandomNumberGenerator()
             let randomSeed = generator.next()
-            let options = try generationOptions(defaults: try generationDefaults(of: weights), tokenizer: tokenizer,
+            let options = try generationOptions(defaults: try FlintModel.generationDefaults(of: weights), tokenizer: tokenizer,
                                                 vocabSize: engine.config.vocabSize, randomSeed: randomSeed)
             var sampledSeed: UInt64? = nil
             if case .sampling(let s) = options.strategy { sampledSeed = s.seed }
@@ -405,14 +408,6 @@ struct RunSequenceJSON: Encodable {
     let ids: [Int]
     let text: String
     let score: Double?
-}
-
-/// The generation settings the weights carry: a .flint file's metadata, a Hugging Face folder's
-/// generation_config.json; nil for other sources.
-func generationDefaults(of weights: WeightSource) throws -> GenerationDefaults? {
-    if let file = weights as? FlintFile { return file.metadata.generation }
-    if let folder = weights as? HFModelFolder { return try folder.generationConfig()?.defaults }
-    return nil
 }
 
 /// Prints generated text as tokens arrive: the decoded text so far is compared with what is already shown,

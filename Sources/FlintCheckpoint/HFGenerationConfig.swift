@@ -2,8 +2,8 @@
 //
 // Only the settings Flint's generation implements are kept; the others are reported back (`ignored`) so the
 // converter can say which ones a run will not follow. `null` means "not set", like transformers. Special ids
-// (decoder_start_token_id, eos_token_id) come from config.json; a generation_config.json that changes them is
-// reported in `ignored`.
+// (decoder_start_token_id, eos_token_id) are kept only where they differ from config.json's, as transformers
+// generates with the generation config's; absent, config.json's apply (where transformers would have none).
 // transformers' own defaults (`max_length` 20, `top_k` 50 when sampling, …) are not written into the result:
 // absent keys stay nil, and the runner documents what it uses then.
 import Foundation
@@ -85,11 +85,14 @@ public struct HFGenerationConfig: Sendable, Equatable {
                 guard case .array(let words) = value else { throw FlintError(.invalidConfig, "\(path): \"bad_words_ids\" must be a list of lists of integers") }
                 d.badWordsIds = try words.map { try ints(key, $0) }
             case "suppress_tokens": d.suppressTokens = try ints(key, value)
-            case "decoder_start_token_id", "eos_token_id":
-                // The engine uses config.json's ids; a generation config that changes them is reported.
+            case "eos_token_id":
+                // transformers stops on the generation config's eos ids (any of them) rather than config.json's.
                 let ids = value.exactInteger != nil ? [try int(key, value)] : try ints(key, value)
-                let modelId = key == "eos_token_id" ? config.eosTokenId : config.decoderStartTokenId
-                if ids != [modelId] { ignored.append(key) }
+                guard !ids.isEmpty else { throw FlintError(.invalidConfig, "\(path): \"eos_token_id\" must name at least one token, got []") }
+                if ids != [config.eosTokenId] { d.eosTokenIds = ids }
+            case "decoder_start_token_id":
+                let id = try int(key, value)
+                if id != config.decoderStartTokenId { d.decoderStartTokenId = id }
             default:
                 if !isDefault(key, value) { ignored.append(key) }
             }

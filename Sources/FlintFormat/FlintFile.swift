@@ -391,6 +391,9 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
         for feature in metadata.config.requiredFeatures where !metadata.requiredFeatures.contains(feature) {
             throw FlintError(.corrupt, "\(path): the config needs required_features to list \"\(feature)\", the file lists \(metadata.requiredFeatures)")
         }
+        for feature in metadata.generation?.requiredFeatures ?? [] where !metadata.requiredFeatures.contains(feature) {
+            throw FlintError(.corrupt, "\(path): the generation settings need required_features to list \"\(feature)\", the file lists \(metadata.requiredFeatures)")
+        }
         for feature in metadata.tokenizer?.requiredFeatures ?? [] where !metadata.requiredFeatures.contains(feature) {
             throw FlintError(.corrupt, "\(path): the tokenizer needs required_features to list \"\(feature)\", the file lists \(metadata.requiredFeatures)")
         }

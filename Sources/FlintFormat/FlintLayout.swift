@@ -12,7 +12,8 @@ public enum FlintLayout {
     public static let knownFeatures: Set<String> = [TokenizerInfo.jsonFeature, TokenizerInfo.addedTokensFeature,
                                                     TokenizerInfo.byt5Feature, TokenizerInfo.bpeFeature,
                                                     T5Config.perLayerRelativeBiasFeature, T5Config.extraActivationsFeature,
-                                                    PackedInt8Geometry.requiredFeature, PackedInt4Geometry.requiredFeature]
+                                                    PackedInt8Geometry.requiredFeature, PackedInt4Geometry.requiredFeature,
+                                                    GenerationDefaults.specialIdsFeature]
 
     /// Rounds `offset` up to the format's alignment.
     @inline(__always) public static func aligned(_ offset: Int) -> Int {

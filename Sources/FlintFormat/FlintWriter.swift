@@ -138,9 +138,10 @@ public final class FlintWriter {
             let dataSize = offset - dataOffset
             var table: [UInt8] = []
             for r in records { table += r.serialized() }
-            // Layouts old readers would misread are announced in required_features (they reject the file).
+            // Layouts and generation settings old readers would misread are announced in required_features
+            // (they reject the file).
             var metadata = metadata
-            for feature in Set(records.compactMap(\.layout.requiredFeature)).sorted()
+            for feature in Set(records.compactMap(\.layout.requiredFeature)).sorted() + (metadata.generation?.requiredFeatures ?? [])
             where !metadata.requiredFeatures.contains(feature) {
                 metadata.requiredFeatures.append(feature)
             }

@@ -21,6 +21,20 @@ public struct GenerationDefaults: Codable, Sendable, Equatable {
     public var numReturnSequences: Int?
     public var badWordsIds: [[Int]]?
     public var suppressTokens: [Int]?
+    /// The tokens that end a sequence (any of them), when the generation config names other than the model
+    /// config's `eos_token_id`; transformers then stops on these and not on the config's.
+    public var eosTokenIds: [Int]?
+    /// The first decoder token, when the generation config names another than the model config's.
+    public var decoderStartTokenId: Int?
+
+    /// The `required_features` entry of files whose `generation` sets `eos_token_id` or `decoder_start_token_id`:
+    /// a reader that predates the keys would ignore them and end (or start) sequences on other tokens.
+    public static let specialIdsFeature = "generation-special-ids"
+
+    /// The `required_features` a file with these settings must list.
+    public var requiredFeatures: [String] {
+        eosTokenIds != nil || decoderStartTokenId != nil ? [Self.specialIdsFeature] : []
+    }
 
     public init() {}
 
@@ -41,6 +55,8 @@ public struct GenerationDefaults: Codable, Sendable, Equatable {
         case numReturnSequences = "num_return_sequences"
         case badWordsIds = "bad_words_ids"
         case suppressTokens = "suppress_tokens"
+        case eosTokenIds = "eos_token_id"
+        case decoderStartTokenId = "decoder_start_token_id"
     }
 
     /// No setting at all.
@@ -63,7 +79,9 @@ public struct GenerationDefaults: Codable, Sendable, Equatable {
         if let v = temperature, !(v > 0 && v.isFinite) { throw FlintError(.invalidConfig, "generation: temperature must be positive, got \(v)") }
         if let v = topP, !(v > 0 && v <= 1) { throw FlintError(.invalidConfig, "generation: top_p must be in (0, 1], got \(v)") }
         if let v = repetitionPenalty, !(v > 0 && v.isFinite) { throw FlintError(.invalidConfig, "generation: repetition_penalty must be positive, got \(v)") }
-        let ids = (badWordsIds ?? []).flatMap { $0 } + (suppressTokens ?? [])
+        if eosTokenIds?.isEmpty == true { throw FlintError(.invalidConfig, "generation: eos_token_id must name at least one token") }
+        let ids = (badWordsIds ?? []).flatMap { $0 } + (suppressTokens ?? []) + (eosTokenIds ?? [])
+            + (decoderStartTokenId.map { [$0] } ?? [])
         if let bad = ids.first(where: { $0 < 0 || $0 >= vocabSize }) {
             throw FlintError(.invalidConfig, "generation: token \(bad) is outside the vocabulary (0..<\(vocabSize))")
         }

@@ -299,7 +299,7 @@ struct CompletionRequest {
         guard options.decoderPrefix.count <= maxPrefixTokens else {
             throw APIError.outOfRange("decoder_prefix", "has \(options.decoderPrefix.count) tokens; at most \(maxPrefixTokens) (--max-input-tokens)")
         }
-        return options
+        return options.withSpecialIds(of: defaults)
     }
 }
 

@@ -481,7 +481,7 @@ final class BatchScheduler: @unchecked Sendable {
         }
         // Tokens up to the stop string (greedy/sampling stop there); a beam's whole hypothesis otherwise.
         if let rest, job.streaming { job.events.yield(.piece(job.choice, rest)) }
-        let stopped = stopFound || generated.last == engine.config.eosTokenId
+        let stopped = stopFound || generated.last.map(job.options.endTokens(engine.config).contains) == true
         job.events.yield(.finished(job.choice, CompletionOutcome(
             text: text, ids: generated, finishReason: stopped ? "stop" : "length", promptTokens: job.inputIds.count)))
         metrics.generation.record(now() - job.admittedAt)

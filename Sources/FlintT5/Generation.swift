@@ -82,6 +82,11 @@ public struct GenerationOptions: Sendable, Equatable {
     /// HF `stop_strings`: greedy and sampling stop once the output text contains one of them (see `StopStrings`);
     /// the tokens that make the match stay in the output. Not with beam search.
     public var stopStrings: StopStrings? = nil
+    /// HF `eos_token_id` of the generation config: a sequence ends at any of these tokens; nil = the model
+    /// config's `eos_token_id` alone. Frontends take it from the file's generation settings.
+    public var eosTokenIds: [Int]? = nil
+    /// HF `decoder_start_token_id` of the generation config; nil = the model config's.
+    public var decoderStartTokenId: Int? = nil
 
     public init(maxNewTokens: Int = 20, minNewTokens: Int = 0, strategy: DecodingStrategy = .greedy) {
         self.maxNewTokens = maxNewTokens
@@ -127,10 +132,27 @@ public struct GenerationOptions: Sendable, Equatable {
         }
     }
 
+    /// The tokens that end a sequence: `eosTokenIds`, else the config's eos.
+    public func endTokens(_ config: T5Config) -> [Int] { eosTokenIds ?? [config.eosTokenId] }
+
+    /// The first decoder token: `decoderStartTokenId`, else the config's.
+    public func startToken(_ config: T5Config) -> Int { decoderStartTokenId ?? config.decoderStartTokenId }
+
+    /// These options with the special ids a model file's generation settings name, where the options set none
+    /// (what `flint run`, `flint serve` and `FlintModel` generate with).
+    public func withSpecialIds(of defaults: GenerationDefaults?) -> GenerationOptions {
+        var o = self
+        o.eosTokenIds = eosTokenIds ?? defaults?.eosTokenIds
+        o.decoderStartTokenId = decoderStartTokenId ?? defaults?.decoderStartTokenId
+        return o
+    }
+
     /// Checks every token id the options name against a vocabulary of `vocabSize`.
     public func validate(vocabSize: Int) throws {
         try validate()
-        for (name, ids) in [("decoder prefix", decoderPrefix), ("suppressed tokens", suppressTokens), ("bad words", badWordsIds.flatMap { $0 })] {
+        if eosTokenIds?.isEmpty == true { throw FlintError("generation: eos token ids: the list is empty (nil means the config's)") }
+        for (name, ids) in [("decoder prefix", decoderPrefix), ("suppressed tokens", suppressTokens), ("bad words", badWordsIds.flatMap { $0 }),
+                            ("eos token ids", eosTokenIds ?? []), ("decoder start token", decoderStartTokenId.map { [$0] } ?? [])] {
             if let bad = ids.first(where: { $0 < 0 || $0 >= vocabSize }) {
                 throw FlintError("generation: \(name): token \(bad) is outside the vocabulary (0..<\(vocabSize))")
             }
@@ -277,18 +299,18 @@ final class OneSequenceRequest: DecodingRequest {
     private let maxNewTokens: Int
     private let processors: LogitsProcessors
     private let stop: StopStrings?
-    private let eos: Int
+    private let eos: Set<Int>
 
     init(index: Int, options: GenerationOptions, config: T5Config, processors: LogitsProcessors, sampler: TokenSampler?) {
         stop = options.stopStrings
         self.index = index
-        sequence = [config.decoderStartTokenId]
+        sequence = [options.startToken(config)]
         sequence.reserveCapacity(options.maxNewTokens + 1 + options.decoderPrefix.count)
         forced = options.decoderPrefix[...]
         self.sampler = sampler
         maxNewTokens = options.maxNewTokens
         self.processors = processors
-        eos = config.eosTokenId
+        eos = Set(options.endTokens(config))
     }
 
     var nextTokens: [Int] { [sequence.last!] }
@@ -304,7 +326,7 @@ final class OneSequenceRequest: DecodingRequest {
         let next = sampler != nil ? sampler!.sample(scores) : argmax(scores)
         sequence.append(next)
         onToken?(index, next)
-        return (nil, next == eos || sequence.count - processors.promptLength >= maxNewTokens || stop?.matches(sequence) == true)
+        return (nil, eos.contains(next) || sequence.count - processors.promptLength >= maxNewTokens || stop?.matches(sequence) == true)
     }
 
     var result: GenerationResult {
@@ -314,7 +336,7 @@ final class OneSequenceRequest: DecodingRequest {
     }
 }
 
-/// Beam search for one request, step for step as transformers 4.57 `_beam_search` with one eos token and the
+/// Beam search for one request, step for step as transformers 4.57 `_beam_search` (one or several eos tokens) and the
 /// logits processors of `LogitsProcessors` applied to each beam's log-probs (`decoder_prompt_len` = the decoder
 /// start token and the prefix).
 /// Scores are float32 and the "impossible" marks are the same `-1e9` additions, so ties resolve alike.
@@ -322,7 +344,7 @@ final class BeamSearchRequest: DecodingRequest {
     let index: Int
     let rowCount: Int
     private let options: BeamSearchOptions
-    private let vocab: Int, eos: Int
+    private let vocab: Int, eos: Set<Int>
     private let maxLength: Int
     private let processors: LogitsProcessors
     private let promptLength: Int
@@ -348,21 +370,23 @@ final class BeamSearchRequest: DecodingRequest {
         options = beam
         rowCount = beam.numBeams
         vocab = config.vocabSize
-        eos = config.eosTokenId
+        let endTokens = generation.endTokens(config)
+        eos = Set(endTokens)
         self.processors = processors
         promptLength = processors.promptLength
         maxLength = generation.maxNewTokens + promptLength
         numReturn = generation.numReturnSequences
         forced = generation.decoderPrefix[...]
         currentLength = promptLength
-        running = [[Int]](repeating: [config.decoderStartTokenId] + generation.decoderPrefix, count: beam.numBeams)
+        running = [[Int]](repeating: [generation.startToken(config)] + generation.decoderPrefix, count: beam.numBeams)
         runningScores = [Float](repeating: impossible, count: beam.numBeams)
         runningScores[0] = 0
         finished = running
         finishedScores = [Float](repeating: impossible, count: beam.numBeams)
         isFinished = [Bool](repeating: false, count: beam.numBeams)
         logProbs = [Float](repeating: 0, count: config.vocabSize)
-        top = TopK(capacity: 2 * beam.numBeams)  // HF: max(2, 1 + number of eos tokens) * num_beams
+        // HF `beams_to_keep`: enough candidates that num_beams survive even if the eos tokens take the best ones.
+        top = TopK(capacity: max(2, 1 + endTokens.count) * beam.numBeams)
     }
 
     /// While the prefix is fed, every beam takes the decoder start token, then the prefix tokens but the last;
@@ -379,7 +403,7 @@ final class BeamSearchRequest: DecodingRequest {
             // Feeding the prefix (already in `running`): nothing is chosen this step.
             return (nil, false)
         }
-        // Best `2 × numBeams` of (beam score + processed log-softmax) over all beams × vocabulary.
+        // Best `max(2, 1 + eos count) × numBeams` of (beam score + processed log-softmax) over all beams × vocabulary.
         top.reset()
         for b in 0..<numBeams {
             let row = UnsafeBufferPointer(rebasing: logits[(b * vocab)..<((b + 1) * vocab)])
@@ -393,7 +417,7 @@ final class BeamSearchRequest: DecodingRequest {
         let candidates = top.sortedDescending()
         let candidateBeam = candidates.map { $0.index / vocab }
         let candidateToken = candidates.map { $0.index % vocab }
-        let hitsStop = candidateToken.map { $0 == eos || currentLength + 1 >= maxLength }
+        let hitsStop = candidateToken.map { eos.contains($0) || currentLength + 1 >= maxLength }
 
         // Next running beams: the best candidates that did not stop.
         let runningValue = (0..<candidates.count).map { candidates[$0].value + (hitsStop[$0] ? impossible : 0) }

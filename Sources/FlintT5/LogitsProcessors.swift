@@ -15,16 +15,18 @@ struct LogitsProcessors {
     let minLength: Int
     let minNewTokens: Int
     let suppressTokens: [Int]
-    let eos: Int
+    /// The tokens that end a sequence (min_length / min_new_tokens ban all of them).
+    let eos: [Int]
     /// Decoder tokens before generation starts: the start token and the prefix (`min_new_tokens` counts after them).
     let promptLength: Int
 
     init(options: GenerationOptions, config: T5Config) {
         repetitionPenalty = options.repetitionPenalty == 1 ? nil : Float(options.repetitionPenalty)
         noRepeatNgramSize = options.noRepeatNgramSize
-        eos = config.eosTokenId
-        // NoBadWordsLogitsProcessor drops a bad word that is the eos alone.
-        let badWords = options.badWordsIds.filter { $0 != [config.eosTokenId] }
+        let endTokens = options.endTokens(config)
+        eos = endTokens
+        // NoBadWordsLogitsProcessor drops a bad word that is one eos token alone.
+        let badWords = options.badWordsIds.filter { $0.count != 1 || !endTokens.contains($0[0]) }
         bannedTokens = badWords.filter { $0.count == 1 }.map { $0[0] }
         bannedSequences = badWords.filter { $0.count > 1 }
         minLength = options.minLength
@@ -68,8 +70,7 @@ struct LogitsProcessors {
         for word in bannedSequences where word.count <= length && sequence.suffix(word.count - 1).elementsEqual(word.dropLast()) {
             scores[word[word.count - 1]] = -.infinity
         }
-        if length < minLength { scores[eos] = -.infinity }
-        if length - promptLength < minNewTokens { scores[eos] = -.infinity }
+        if length < minLength || length - promptLength < minNewTokens { for token in eos { scores[token] = -.infinity } }
         for token in suppressTokens { scores[token] = -.infinity }
     }
 }

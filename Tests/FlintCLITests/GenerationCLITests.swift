@@ -59,6 +59,38 @@ private func copyModel(_ name: String, to dir: String) throws -> String {
         #expect((greedy.first?["ids"] as? [Int])?.count ?? 0 <= 3)
     }
 
+    /// A generation_config.json whose decoder_start_token_id and eos_token_id list differ from config.json's:
+    /// transformers generates with them, and so does `flint run`, from the folder and from the converted file (which
+    /// stores them and lists the feature older readers must not ignore).
+    @Test(arguments: ["flan-tiny", "t5-tiny"])
+    func generationConfigSpecialIdsAreFollowed(model: String) throws {
+        let dir = scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let golden = try generationGolden(model)
+        let folder = try copyModel(model, to: dir)
+        let special = try #require(golden["special_ids_config_json"] as? [String: Any])
+        try JSONSerialization.data(withJSONObject: special).write(to: URL(fileURLWithPath: folder + "/generation_config.json"))
+        let out = dir + "/m.flint"
+        let c = try flint("convert", folder, "-o", out, "--quant", "f32", "--no-calibration")
+        #expect(c.status == 0, "\(c.stderr)")
+        #expect(!c.stderr.contains("eos_token_id") && !c.stderr.contains("decoder_start_token_id"), "no longer ignored: \(c.stderr)")
+        let metadata = try flintMetadata(out)
+        let generation = try #require(metadata["generation"] as? [String: Any])
+        #expect(generation["eos_token_id"] as? [Int] == special["eos_token_id"] as? [Int])
+        #expect(generation["decoder_start_token_id"] as? Int == special["decoder_start_token_id"] as? Int)
+        #expect((metadata["required_features"] as? [String])?.contains("generation-special-ids") == true)
+        let cases = try #require(golden["special_ids_config_cases"] as? [[String: Any]])
+        let prompts = cases.compactMap { $0["prompt"] as? String }
+        for source in [out, folder] {
+            let lines = try runLines(["run", source] + prompts + ["--json"])
+            #expect(lines.count == cases.count)
+            for (line, c) in zip(lines, cases) {
+                let expected = try #require(c["ids"] as? [Int])
+                #expect(line["ids"] as? [Int] == Array(expected.dropFirst()), "\(model) \(source == out ? "file" : "folder"): \(c["prompt"] ?? "")")
+            }
+        }
+    }
+
     /// Each flag against transformers' ids for the same setting (t5-tiny and demo, every golden prompt).
     @Test(arguments: ["t5-tiny", "demo"])
     func flagsGiveTransformersIds(model: String) throws {

@@ -38,10 +38,10 @@ import TestSupport
     @Test func theModelsGenerationConfigIsTheDefault() async throws {
         let g = try golden("flan-tiny")
         let config = try JSONSerialization.data(withJSONObject: try #require(g["generation_config_json"]))
-        let defaults = try JSONDecoder().decode(GenerationDefaults.self, from: config)
+        let weights = try HFModelFolder(path: packageRoot + "/Tests/Fixtures/models/flan-tiny")
+        let defaults = try HFGenerationConfig.parse(config, path: "generation_config.json", config: weights.config).defaults
         #expect(defaults.numBeams == 4 && defaults.maxNewTokens == 12)
         let cases = try #require(g["generation_config_cases"] as? [[String: Any]])
-        let weights = try HFModelFolder(path: packageRoot + "/Tests/Fixtures/models/flan-tiny")
         let model = try T5ForConditionalGeneration(weights: weights, pool: nil)
         let tokenizer = try #require(try T5Tokenizer.load(from: weights))
         let served = ServedModel(id: "flan-tiny", engine: .seq2seq(model), tokenizer: tokenizer, generationDefaults: defaults)
@@ -58,5 +58,35 @@ import TestSupport
             let short = try await complete(port, ["prompt": cases[0]["prompt"] as! String, "beams": 1, "max_tokens": 3])
             #expect(((short["usage"] as? [String: Int])?["completion_tokens"] ?? 99) <= 3)
         }
+    }
+
+    /// A generation config with another decoder start token and an eos_token_id list: served completions start
+    /// from that token and stop at any listed eos (finish_reason "stop"), as transformers' generate() does.
+    @Test func theModelsSpecialIdsAreFollowed() async throws {
+        let g = try golden("flan-tiny")
+        let config = try JSONSerialization.data(withJSONObject: try #require(g["special_ids_config_json"]))
+        let weights = try HFModelFolder(path: packageRoot + "/Tests/Fixtures/models/flan-tiny")
+        let defaults = try HFGenerationConfig.parse(config, path: "generation_config.json", config: weights.config).defaults
+        let eos = try #require(defaults.eosTokenIds)
+        #expect(defaults.decoderStartTokenId != nil && eos.count == 2)
+        let cases = try #require(g["special_ids_config_cases"] as? [[String: Any]])
+        let model = try T5ForConditionalGeneration(weights: weights, pool: nil)
+        let tokenizer = try #require(try T5Tokenizer.load(from: weights))
+        let served = ServedModel(id: "flan-tiny", engine: .seq2seq(model), tokenizer: tokenizer, generationDefaults: defaults)
+        var endedOnTheListedToken = 0
+        try await withServer(served: served) { port in
+            for c in cases {
+                let expected = try #require(c["ids"] as? [Int])
+                let r = try await complete(port, ["prompt": c["prompt"] as! String])
+                #expect(choices(r).first?["text"] as? String == tokenizer.decode(Array(expected.dropFirst()), skipSpecialTokens: true),
+                        "\(c["prompt"]!)")
+                #expect((r["usage"] as? [String: Int])?["completion_tokens"] == expected.count - 1)
+                if let last = expected.last, eos.contains(last) {
+                    #expect(choices(r).first?["finish_reason"] as? String == "stop", "\(c["prompt"]!)")
+                    if last != weights.config.eosTokenId { endedOnTheListedToken += 1 }
+                }
+            }
+        }
+        #expect(endedOnTheListedToken > 0, "no case ends on the eos the generation config adds")
     }
 }

@@ -5,8 +5,8 @@ import FlintFormat
 
 // generate() options against transformers 4.57.6 (Tests/Fixtures/generation/<model>.json, written by
 // Tools/make_generation_golden.py): no_repeat_ngram_size, repetition_penalty, min_new_tokens, min_length,
-// bad_words_ids, suppress_tokens, num_return_sequences (n-best with scores), decoder prefix; greedy and beam search,
-// alone and combined. Ids must be identical; scores within `scoreTolerance`.
+// bad_words_ids, suppress_tokens, num_return_sequences (n-best with scores), decoder prefix, eos_token_id lists and
+// another decoder_start_token_id; greedy and beam search, alone and combined. Ids must be identical; scores within `scoreTolerance`.
 
 let generationGoldenDirectory = fixturesDirectory.deletingLastPathComponent().appendingPathComponent("generation")
 
@@ -44,6 +44,8 @@ struct GenerationGolden {
         o.suppressTokens = s["suppress_tokens"] as? [Int] ?? []
         o.numReturnSequences = s["num_return_sequences"] as? Int ?? 1
         o.decoderPrefix = prefix
+        o.eosTokenIds = s["eos_token_id"] as? [Int]
+        o.decoderStartTokenId = s["decoder_start_token_id"] as? Int
         return o
     }
 }
@@ -92,7 +94,8 @@ let generationGoldenModels = ["flan-tiny", "t5-tiny", "demo"]
         let golden = try GenerationGolden("t5-tiny")
         let model = try LoadedModels.shared.model("t5-tiny")
         let inputs = try golden.cases.map { try #require($0["input_ids"] as? [Int]) }
-        for settingName in ["combined_beam4", "combined_greedy", "num_return_3_beam4", "no_repeat_ngram_2"] {
+        for settingName in ["combined_beam4", "combined_greedy", "num_return_3_beam4", "no_repeat_ngram_2", "eos_list_beam4",
+                            "eos_list_greedy", "decoder_start_beam4"] {
             let options = try golden.options(try #require(golden.settings[settingName]), prefix: [])
             let batch = try model.generate(batch: inputs, options: options)
             for (c, result) in zip(golden.cases, batch) {
@@ -116,12 +119,36 @@ let generationGoldenModels = ["flan-tiny", "t5-tiny", "demo"]
         #expect(message { $0.suppressTokens = [99999] }.contains("suppressed tokens: token 99999 is outside the vocabulary"))
         #expect(message { $0.badWordsIds = [[]] }.contains("bad word 0 has no tokens"))
         #expect(message { $0.decoderPrefix = [-1] }.contains("decoder prefix: token -1"))
+        #expect(message { $0.eosTokenIds = [] }.contains("eos token ids: the list is empty"))
+        #expect(message { $0.eosTokenIds = [1, 70000] }.contains("eos token ids: token 70000 is outside the vocabulary"))
+        #expect(message { $0.decoderStartTokenId = 70000 }.contains("decoder start token: token 70000"))
         // Sampling with several returned sequences: independent draws, draw 0 the single-sequence result.
         var sampled = GenerationOptions(maxNewTokens: 8, strategy: .sampling(SamplingOptions(seed: 7)))
         let one = try model.generate(inputIds: [5, 1], options: sampled)
         sampled.numReturnSequences = 3
         let three = try model.generate(inputIds: [5, 1], options: sampled)
         #expect(three.returned.count == 3 && three.returned[0].sequence == one.sequence)
+    }
+}
+
+/// transformers' `_beam_search` keeps `max(2, 1 + number of eos tokens) × num_beams` candidates per step, so that
+/// `num_beams` beams can go on even when the eos tokens take the best places. With eos {1, 2, 3} and 2 beams the
+/// six best first-step candidates are 1, 4, 2, 3, 5, 0: 1 finishes a hypothesis, the running beams are 4 and 5
+/// (with four candidates the second beam would be the eos candidate 1, marked impossible).
+@Suite struct BeamCandidatesRuleTests {
+    @Test func everyEosTokenWidensTheCandidates() {
+        let config = T5Config(dModel: 8, dKV: 4, dFF: 16, numHeads: 2, numEncoderLayers: 1, numDecoderLayers: 1, vocabSize: 6,
+                              activation: .relu, isGatedFFN: false, tieWordEmbeddings: true, scaleDecoderOutputs: true)
+        var options = GenerationOptions(maxNewTokens: 5, strategy: .beamSearch(BeamSearchOptions(numBeams: 2)))
+        options.eosTokenIds = [1, 2, 3]
+        guard case .beamSearch(let beam) = options.strategy else { return }
+        let request = BeamSearchRequest(index: 0, options: options, beam: beam, config: config,
+                                        processors: LogitsProcessors(options: options, config: config))
+        var logits: [Float] = [0, 9, 7, 6, 8, 5,  0, 0, 0, 0, 0, 0]
+        let step = logits.withUnsafeMutableBufferPointer { request.advance($0, onToken: nil) }
+        #expect(!step.finished)
+        #expect(request.nextTokens == [4, 5])
+        #expect(step.sources == [0, 0])
     }
 }
 
