@@ -39,11 +39,14 @@ func measuredFlint(_ args: [String], stdin: String? = nil, timeout: Double = 120
     var usage = rusage()
     let deadline = Date().addingTimeInterval(timeout)
     // Peak memory is the child's own VmHWM, polled: wait4's ru_maxrss would include this test process's peak,
-    // which Linux carries into a vfork-spawned child's exec.
+    // which Linux carries into a vfork-spawned child's exec. Until the exec the child shares this process's memory
+    // (and its /proc status says so, under this process's name), so only the status of the exec'd binary counts.
+    let childName = String(URL(fileURLWithPath: flintBinary()).lastPathComponent.prefix(15))  // comm is 15 bytes
     var peakKB = 0
     var pendingCallback = whileRunning
     while true {
         if let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+           status.split(separator: "\n").first(where: { $0.hasPrefix("Name:") })?.hasSuffix("\t" + childName) == true,
            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
            let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") {
             peakKB = max(peakKB, kb)
