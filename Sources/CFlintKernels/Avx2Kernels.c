@@ -406,16 +406,41 @@ AVX2_TARGET void flint_avx2_int8_weight_only(const flint_int8_matrix *m, int64_t
 // ---------------------------------------------------------------------------------------------------------------
 // Float32 kernels.
 
-/// R x rows × C W rows of `y = x · Wᵀ`, masked loads for the last partial chunk.
-AVX2_TARGET AVX2_INLINE void xwt_tile(const float *x, int64_t ldx, const float *w, int64_t k, const int R,
-                                      const int C, float *y, int64_t ldy) {
+// The weights of `xwt`: float32, or f16 / bf16 bit patterns widened in registers as they are loaded (f16 with
+// vcvtph2ps, bf16 by a zero-extend and a shift: both exact), so the three run the same multiply-adds in the same
+// order and a half matrix gives bit for bit the sums flint_avx2_f32_xwt gives over its widened copy. A half model
+// used in place reads half the bytes per decode step that its widened float32 copy would.
+enum { XWT_F32 = 0, XWT_F16 = 1, XWT_BF16 = 2 };
+#define XWT_TARGET __attribute__((target("avx2,fma,f16c")))
+
+/// 8 weights from element `index` of `w` as float32.
+XWT_TARGET AVX2_INLINE __m256 xwt_load8(const void *w, int64_t index, const int kind) {
+    if (kind == XWT_F32) return _mm256_loadu_ps((const float *)w + index);
+    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + index));
+    if (kind == XWT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/// The `count` < 8 weights from element `index`, 0.0f in the other lanes (what _mm256_maskload_ps gives).
+XWT_TARGET AVX2_INLINE __m256 xwt_load_partial(const void *w, int64_t index, int64_t count, __m256i msk,
+                                               const int kind) {
+    if (kind == XWT_F32) return _mm256_maskload_ps((const float *)w + index, msk);
+    uint16_t tail[8] = {0};  // f16 and bf16 +0 widen to 0.0f
+    memcpy(tail, (const uint16_t *)w + index, (size_t)count * sizeof(uint16_t));
+    return xwt_load8(tail, 0, kind);
+}
+
+/// R x rows × C W rows of `y = x · Wᵀ`, masked loads for the last partial chunk. `w` points at W row 0 of the
+/// tile, elements of `kind`.
+XWT_TARGET AVX2_INLINE void xwt_tile(const float *x, int64_t ldx, const void *w, int64_t k, const int R,
+                                     const int C, float *y, int64_t ldy, const int kind) {
     __m256 acc[4][4];
     for (int a = 0; a < R; a++)
         for (int b = 0; b < C; b++) acc[a][b] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= k; i += 8) {
         __m256 wv[4];
-        for (int b = 0; b < C; b++) wv[b] = _mm256_loadu_ps(w + b * k + i);
+        for (int b = 0; b < C; b++) wv[b] = xwt_load8(w, b * k + i, kind);
         for (int a = 0; a < R; a++) {
             const __m256 xv = _mm256_loadu_ps(x + a * ldx + i);
             for (int b = 0; b < C; b++) acc[a][b] = _mm256_fmadd_ps(xv, wv[b], acc[a][b]);
@@ -424,7 +449,7 @@ AVX2_TARGET AVX2_INLINE void xwt_tile(const float *x, int64_t ldx, const float *
     if (i < k) {
         const __m256i msk = lane_mask(k - i);
         __m256 wv[4];
-        for (int b = 0; b < C; b++) wv[b] = _mm256_maskload_ps(w + b * k + i, msk);
+        for (int b = 0; b < C; b++) wv[b] = xwt_load_partial(w, b * k + i, k - i, msk, kind);
         for (int a = 0; a < R; a++) {
             const __m256 xv = _mm256_maskload_ps(x + a * ldx + i, msk);
             for (int b = 0; b < C; b++) acc[a][b] = _mm256_fmadd_ps(xv, wv[b], acc[a][b]);
@@ -434,23 +459,41 @@ AVX2_TARGET AVX2_INLINE void xwt_tile(const float *x, int64_t ldx, const float *
         for (int b = 0; b < C; b++) y[a * ldy + b] = hsum_ps(acc[a][b]);
 }
 
-AVX2_TARGET void flint_avx2_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k,
-                                    int64_t n_begin, int64_t n_end, float *y, int64_t ldy) {
-    if (!avx2_supported()) return;
+/// W rows [n_begin, n_end) in blocks of 64 that stay in cache while every x row passes over them.
+XWT_TARGET AVX2_INLINE void xwt(const float *x, int64_t rows, int64_t ldx, const void *weights, int64_t k,
+                                int64_t n_begin, int64_t n_end, float *y, int64_t ldy, const int kind) {
+    const size_t element = kind == XWT_F32 ? sizeof(float) : sizeof(uint16_t);
+#define XWT_ROW(j) ((const char *)weights + (size_t)(j) * (size_t)k * element)
     for (int64_t nb = n_begin; nb < n_end; nb += 64) {
         const int64_t ne = nb + 64 < n_end ? nb + 64 : n_end;
         int64_t r = 0;
         for (; r + 4 <= rows; r += 4) {
             int64_t j = nb;
-            for (; j + 3 <= ne; j += 3) xwt_tile(x + r * ldx, ldx, w + j * k, k, 4, 3, y + r * ldy + j, ldy);
-            for (; j < ne; j++) xwt_tile(x + r * ldx, ldx, w + j * k, k, 4, 1, y + r * ldy + j, ldy);
+            for (; j + 3 <= ne; j += 3) xwt_tile(x + r * ldx, ldx, XWT_ROW(j), k, 4, 3, y + r * ldy + j, ldy, kind);
+            for (; j < ne; j++) xwt_tile(x + r * ldx, ldx, XWT_ROW(j), k, 4, 1, y + r * ldy + j, ldy, kind);
         }
         for (; r < rows; r++) {
             int64_t j = nb;
-            for (; j + 4 <= ne; j += 4) xwt_tile(x + r * ldx, ldx, w + j * k, k, 1, 4, y + r * ldy + j, ldy);
-            for (; j < ne; j++) xwt_tile(x + r * ldx, ldx, w + j * k, k, 1, 1, y + r * ldy + j, ldy);
+            for (; j + 4 <= ne; j += 4) xwt_tile(x + r * ldx, ldx, XWT_ROW(j), k, 1, 4, y + r * ldy + j, ldy, kind);
+            for (; j < ne; j++) xwt_tile(x + r * ldx, ldx, XWT_ROW(j), k, 1, 1, y + r * ldy + j, ldy, kind);
         }
     }
+#undef XWT_ROW
+}
+
+XWT_TARGET void flint_avx2_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k,
+                                   int64_t n_begin, int64_t n_end, float *y, int64_t ldy) {
+    if (avx2_supported()) xwt(x, rows, ldx, w, k, n_begin, n_end, y, ldy, XWT_F32);
+}
+
+XWT_TARGET void flint_avx2_f16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k,
+                                   int64_t n_begin, int64_t n_end, float *y, int64_t ldy) {
+    if (avx2_supported()) xwt(x, rows, ldx, w, k, n_begin, n_end, y, ldy, XWT_F16);
+}
+
+XWT_TARGET void flint_avx2_bf16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k,
+                                    int64_t n_begin, int64_t n_end, float *y, int64_t ldy) {
+    if (avx2_supported()) xwt(x, rows, ldx, w, k, n_begin, n_end, y, ldy, XWT_BF16);
 }
 
 /// e^x for 8 lanes: the AVX-512 kernel's reduction (x = n·ln2 + r, degree-7 Taylor polynomial), with 2^n built in
@@ -626,6 +669,14 @@ void flint_avx2_int8_w8a8_plain(const flint_int8_matrix *m, int64_t n_begin, int
 void flint_avx2_int8_weight_only(const flint_int8_matrix *m, int64_t n_begin, int64_t n_end, const float *x,
                                  int64_t ldx, int64_t rows, float *y, int64_t ldy) {
     (void)m; (void)n_begin; (void)n_end; (void)x; (void)ldx; (void)rows; (void)y; (void)ldy;
+}
+void flint_avx2_f16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k, int64_t n_begin,
+                        int64_t n_end, float *y, int64_t ldy) {
+    (void)x; (void)rows; (void)ldx; (void)w; (void)k; (void)n_begin; (void)n_end; (void)y; (void)ldy;
+}
+void flint_avx2_bf16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k, int64_t n_begin,
+                         int64_t n_end, float *y, int64_t ldy) {
+    (void)x; (void)rows; (void)ldx; (void)w; (void)k; (void)n_begin; (void)n_end; (void)y; (void)ldy;
 }
 void flint_avx2_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k, int64_t n_begin,
                         int64_t n_end, float *y, int64_t ldy) {

@@ -328,15 +328,39 @@ void flint_neon_int8_weight_only(const flint_int8_matrix *m, int64_t n_begin, in
 // ---------------------------------------------------------------------------------------------------------------
 // Float32 kernels.
 
-NEON_INLINE void xwt_tile(const float *x, int64_t ldx, const float *w, int64_t k, const int R, const int C,
-                          float *y, int64_t ldy) {
+// The weights of `xwt`: float32, or f16 / bf16 bit patterns widened in registers as they are loaded (fcvtl for
+// f16, a shift into the high half for bf16: both exact), so the three give the same sums in the same order and a
+// half matrix gives bit for bit what flint_neon_f32_xwt gives over its widened copy.
+enum { XWT_F32 = 0, XWT_F16 = 1, XWT_BF16 = 2 };
+
+/// Weight `index` of `w` as float32 (the scalar tail).
+NEON_INLINE float xwt_weight(const void *w, int64_t index, const int kind) {
+    if (kind == XWT_F32) return ((const float *)w)[index];
+    const uint16_t h = ((const uint16_t *)w)[index];
+    if (kind == XWT_F16) return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+    const uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/// 4 weights from element `index` of `w` as float32.
+NEON_INLINE float32x4_t xwt_load4(const void *w, int64_t index, const int kind) {
+    if (kind == XWT_F32) return vld1q_f32((const float *)w + index);
+    const uint16x4_t h = vld1_u16((const uint16_t *)w + index);
+    if (kind == XWT_F16) return vcvt_f32_f16(vreinterpret_f16_u16(h));
+    return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+}
+
+NEON_INLINE void xwt_tile(const float *x, int64_t ldx, const void *w, int64_t k, const int R, const int C,
+                          float *y, int64_t ldy, const int kind) {
     float32x4_t acc[4][4];
     for (int a = 0; a < R; a++)
         for (int b = 0; b < C; b++) acc[a][b] = vdupq_n_f32(0);
     int64_t i = 0;
     for (; i + 4 <= k; i += 4) {
         float32x4_t wv[4];
-        for (int b = 0; b < C; b++) wv[b] = vld1q_f32(w + b * k + i);
+        for (int b = 0; b < C; b++) wv[b] = xwt_load4(w, b * k + i, kind);
         for (int a = 0; a < R; a++) {
             const float32x4_t xv = vld1q_f32(x + a * ldx + i);
             for (int b = 0; b < C; b++) acc[a][b] = vfmaq_f32(acc[a][b], xv, wv[b]);
@@ -345,27 +369,45 @@ NEON_INLINE void xwt_tile(const float *x, int64_t ldx, const float *w, int64_t k
     for (int a = 0; a < R; a++)
         for (int b = 0; b < C; b++) {
             float s = vaddvq_f32(acc[a][b]);
-            for (int64_t j = i; j < k; j++) s += x[a * ldx + j] * w[b * k + j];
+            for (int64_t j = i; j < k; j++) s += x[a * ldx + j] * xwt_weight(w, b * k + j, kind);
             y[a * ldy + b] = s;
         }
 }
 
-void flint_neon_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k, int64_t n_begin,
-                        int64_t n_end, float *y, int64_t ldy) {
+NEON_INLINE void xwt(const float *x, int64_t rows, int64_t ldx, const void *weights, int64_t k, int64_t n_begin,
+                     int64_t n_end, float *y, int64_t ldy, const int kind) {
+    const size_t element = kind == XWT_F32 ? sizeof(float) : sizeof(uint16_t);
+#define XWT_ROW(j) ((const char *)weights + (size_t)(j) * (size_t)k * element)
     for (int64_t nb = n_begin; nb < n_end; nb += 64) {
         const int64_t ne = nb + 64 < n_end ? nb + 64 : n_end;
         int64_t r = 0;
         for (; r + 4 <= rows; r += 4) {
             int64_t j = nb;
-            for (; j + 4 <= ne; j += 4) xwt_tile(x + r * ldx, ldx, w + j * k, k, 4, 4, y + r * ldy + j, ldy);
-            for (; j < ne; j++) xwt_tile(x + r * ldx, ldx, w + j * k, k, 4, 1, y + r * ldy + j, ldy);
+            for (; j + 4 <= ne; j += 4) xwt_tile(x + r * ldx, ldx, XWT_ROW(j), k, 4, 4, y + r * ldy + j, ldy, kind);
+            for (; j < ne; j++) xwt_tile(x + r * ldx, ldx, XWT_ROW(j), k, 4, 1, y + r * ldy + j, ldy, kind);
         }
         for (; r < rows; r++) {
             int64_t j = nb;
-            for (; j + 4 <= ne; j += 4) xwt_tile(x + r * ldx, ldx, w + j * k, k, 1, 4, y + r * ldy + j, ldy);
-            for (; j < ne; j++) xwt_tile(x + r * ldx, ldx, w + j * k, k, 1, 1, y + r * ldy + j, ldy);
+            for (; j + 4 <= ne; j += 4) xwt_tile(x + r * ldx, ldx, XWT_ROW(j), k, 1, 4, y + r * ldy + j, ldy, kind);
+            for (; j < ne; j++) xwt_tile(x + r * ldx, ldx, XWT_ROW(j), k, 1, 1, y + r * ldy + j, ldy, kind);
         }
     }
+#undef XWT_ROW
+}
+
+void flint_neon_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k, int64_t n_begin,
+                        int64_t n_end, float *y, int64_t ldy) {
+    xwt(x, rows, ldx, w, k, n_begin, n_end, y, ldy, XWT_F32);
+}
+
+void flint_neon_f16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k, int64_t n_begin,
+                        int64_t n_end, float *y, int64_t ldy) {
+    xwt(x, rows, ldx, w, k, n_begin, n_end, y, ldy, XWT_F16);
+}
+
+void flint_neon_bf16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k, int64_t n_begin,
+                         int64_t n_end, float *y, int64_t ldy) {
+    xwt(x, rows, ldx, w, k, n_begin, n_end, y, ldy, XWT_BF16);
 }
 
 /// e^x for 4 lanes, the x86 kernels' reduction and polynomial.
@@ -528,6 +570,14 @@ void flint_neon_int8_weight_only(const flint_int8_matrix *m, int64_t n_begin, in
 }
 void flint_neon_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k, int64_t n_begin,
                         int64_t n_end, float *y, int64_t ldy) {
+    (void)x; (void)rows; (void)ldx; (void)w; (void)k; (void)n_begin; (void)n_end; (void)y; (void)ldy;
+}
+void flint_neon_f16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k, int64_t n_begin,
+                        int64_t n_end, float *y, int64_t ldy) {
+    (void)x; (void)rows; (void)ldx; (void)w; (void)k; (void)n_begin; (void)n_end; (void)y; (void)ldy;
+}
+void flint_neon_bf16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k, int64_t n_begin,
+                         int64_t n_end, float *y, int64_t ldy) {
     (void)x; (void)rows; (void)ldx; (void)w; (void)k; (void)n_begin; (void)n_end; (void)y; (void)ldy;
 }
 void flint_neon_f32_gelu_new(float *x, int64_t count) { (void)x; (void)count; }

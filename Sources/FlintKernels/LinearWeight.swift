@@ -116,8 +116,8 @@ public enum LinearFactory {
     ///   - isa: the kernels the layer runs; a FlintError when this machine cannot run them.
     ///   - streamHalfPrecision: f16 / bf16 weights are multiplied from their stored bytes (`StreamedHalfLinear`)
     ///     and their pages handed back after each multiply, for models streamed block by block. Without it they are
-    ///     used in place (pages kept) where `isa` multiplies them in registers, else widened to float32 once at load
-    ///     (`FloatLinear`: on the other paths a step would widen every tile again).
+    ///     used in place (pages kept) where `isa` multiplies them in registers (AVX-512, AVX2, NEON), else widened
+    ///     to float32 once at load (`FloatLinear`: portable Swift would widen every tile again at each step).
     public static func make(_ view: TensorView, expectedShape: [Int], int8Kernels: Int8KernelMode? = nil,
                             int8Scratch: Int8Scratch? = nil, isa: KernelISA = .preferred,
                             streamHalfPrecision: Bool = false) throws -> LinearWeight {

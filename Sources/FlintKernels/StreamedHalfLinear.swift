@@ -1,15 +1,18 @@
 // A half-precision weight multiplied straight from its stored bytes, in two roles:
 //  - the block-streamed float reference (calibration, verify's streamed reference): widening a whole bf16 xxl
 //    decoder block to float32 at load cost 1 GB of fresh memory per block, written once and read once per decode
-//    step, and the 32128 × 4096 output head alone is 526 MB of float32. A few W rows at a time are widened (or, at
-//    decode sizes on AVX-512, multiplied in registers) just before they are used, and the stored pages are handed
-//    back as the pass moves on (`releasesPages`), so resident memory is the tiles plus the pages in use;
-//  - ordinary loads of f16 / bf16 files where the kernels multiply half weights in registers (AVX-512): the
-//    mapped weights are used in place and stay resident, as int8 ones do. Widened to float32 at load instead, a
-//    flan-t5-small f16 or bf16 file (172 MB) loaded in 174-786 ms and peaked at 353-359 MB with a 512-token
-//    prompt (over its 1.15 × file + 64 MB = 261 MB); in place it loads in 42-46 ms, peaks at 250-253 MB, and
-//    decodes 82-86 -> 120-125 tok/s at 1 thread, 151-164 -> 217-235 at 2 (half the bytes per step; Zen 4, 3
-//    alternating rounds), prefill unchanged. Handing the pages back there would make every step fault them in.
+//    step, and the 32128 × 4096 output head alone is 526 MB of float32. A few W rows at a time are widened (or,
+//    at decode sizes on AVX-512, AVX2 and NEON, multiplied in registers) just before they are used, and the
+//    stored pages are handed back as the pass moves on (`releasesPages`), so resident memory is the tiles plus the
+//    pages in use;
+//  - ordinary loads of f16 / bf16 files where the kernels multiply half weights in registers (AVX-512, AVX2 with
+//    F16C, NEON): the mapped weights are used in place and stay resident, as int8 ones do. Widened to float32 at
+//    load instead, a flan-t5-small f16 or bf16 file (172 MB) loaded in 174-786 ms and peaked at 353-359 MB with a
+//    512-token prompt (over its 1.15 × file + 64 MB = 261 MB); in place it loads in 42-46 ms, peaks at 250-253
+//    MB, and decodes 82-86 -> 120-125 tok/s at 1 thread, 151-164 -> 217-235 at 2 (half the bytes per step; AVX-512
+//    on Zen 4, 3 alternating rounds), prefill unchanged. The AVX2 path (FLINT_ISA=avx2, same machine, f16): decode
+//    90-92 -> 114-117 tok/s (1 thread), 157-171 -> 213-219 (2), load 181-191 -> 45-55 ms, peak RSS 356-358 ->
+//    248-251 MB. Handing the pages back there would make every step fault them in.
 internal import CFlintKernels
 import FlintFormat
 import FlintQuant
@@ -49,7 +52,8 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
         tileRows = max(4, min(64, fitting) / 4 * 4)
     }
 
-    /// bf16 and f16 weights multiply in registers (`flint_bf16_xwt`, `flint_f16_xwt`) up to this many x rows:
+    /// bf16 and f16 weights multiply in registers (`flint_bf16_xwt`, `flint_f16_xwt` and the AVX2 / NEON paths'
+    /// kernels of those names) up to this many x rows:
     /// decode steps, where the weights' memory traffic is the cost. More rows are compute-bound, where widening a
     /// tile once and running the float32 kernel over it does fewer operations per multiply-add.
     static let inRegisterRows = 32
@@ -58,7 +62,24 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
     /// Whether layers running `isa` multiply half weights in registers at decode sizes (so that using them in place
     /// costs no widening per step).
     public static func multipliesInRegisters(on isa: KernelISA) -> Bool {
-        isa.runnable == .avx512 && halfInRegisters
+        switch isa.runnable {
+        case .avx512: return halfInRegisters
+        case .avx2, .neon: return true  // the paths' own checks (AVX2 needs F16C) are part of `runnable`
+        case .portable: return false
+        }
+    }
+
+    /// The in-register kernel of `isa` (one where `multipliesInRegisters(on:)`) for this weight's storage.
+    private static func inRegisterKernel(_ storage: StorageType, isa: KernelISA)
+        -> (UnsafePointer<Float>?, Int64, Int64, UnsafePointer<UInt16>?, Int64, Int64, Int64, UnsafeMutablePointer<Float>?, Int64) -> Void {
+        switch (isa, storage == .bf16) {
+        case (.avx2, true): return flint_avx2_bf16_xwt
+        case (.avx2, false): return flint_avx2_f16_xwt
+        case (.neon, true): return flint_neon_bf16_xwt
+        case (.neon, false): return flint_neon_f16_xwt
+        case (_, true): return flint_bf16_xwt
+        case (_, false): return flint_f16_xwt
+        }
     }
 
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
@@ -106,7 +127,7 @@ public final class StreamedHalfLinear: LinearWeight, @unchecked Sendable {
         let rowBytes = k * 2
         let slabRows = max(4, Self.releaseBytes / max(1, rowBytes) / 4 * 4)
         let w = view.data.baseAddress!.assumingMemoryBound(to: UInt16.self)
-        let multiply = view.storage == .bf16 ? flint_bf16_xwt : flint_f16_xwt
+        let multiply = Self.inRegisterKernel(view.storage, isa: isa)
         let minimumColumns = max(4, 65_536 / max(1, rows * k))
         var first = 0
         while first < n {

@@ -142,6 +142,8 @@ typedef void (*attend_sequence_fn)(const float *, const float *, const float *, 
 typedef void (*f16kv_attend_fn)(const float *, int64_t, const uint16_t *, const uint16_t *, int64_t, int64_t,
                                 int64_t, const float *, int64_t, float *, float *);
 typedef void (*to_f16_fn)(const float *, int64_t, uint16_t *);
+typedef void (*half_xwt_fn)(const float *, int64_t, int64_t, const uint16_t *, int64_t, int64_t, int64_t, float *,
+                            int64_t);
 
 typedef void (*packed_w8a8_fn)(const flint_packed_int8 *, int64_t, int64_t, const uint8_t *, int64_t,
                                const float *, int64_t, float *, int64_t);
@@ -165,6 +167,7 @@ typedef struct {
     attend_sequence_fn attend_sequence;
     f16kv_attend_fn f16kv_attend;
     to_f16_fn to_f16;
+    half_xwt_fn f16_xwt, bf16_xwt;
 } path;
 
 static int fits(const path *p, int64_t k, int64_t gsize, int64_t groups, int w8a8) {
@@ -331,6 +334,48 @@ static void check_xwt(const path *p, int64_t rows, int64_t n, int64_t k) {
                 FAIL("%s: xwt rows=%lld n=%lld k=%lld (%lld, %lld) %.9g vs %.9g", p->name, (long long)rows, (long long)n, (long long)k, (long long)r, (long long)j, y[r * ldy + j], ref);
         }
     free(x); free(w); free(y);
+}
+
+/// f16_xwt and bf16_xwt against the path's own f32_xwt over the same weights widened: the same sums in the same
+/// order, so the same bits (halves of every magnitude, subnormal f16 included; column ranges split as the pool does).
+static void check_half_xwt(const path *p, int64_t rows, int64_t n, int64_t k) {
+    const int64_t ldx = k + 3, ldy = n + 5;
+    float *x = malloc(sizeof(float) * (size_t)(rows * ldx)), *wide = malloc(sizeof(float) * (size_t)(n * k));
+    float *y = malloc(sizeof(float) * (size_t)(rows * ldy)), *y_ref = malloc(sizeof(float) * (size_t)(rows * ldy));
+    uint16_t *half = malloc(sizeof(uint16_t) * (size_t)(n * k));
+    for (int64_t i = 0; i < rows * ldx; i++) x[i] = uniform(-1, 1);
+    for (int kind = 0; kind < 2; kind++) {
+        for (int64_t i = 0; i < n * k; i++) {
+            const float v = uniform(-0.1f, 0.1f) * (i % 7 == 0 ? 1e-4f : 1.0f);
+            if (kind == 0) {
+                half[i] = flint_f16_from_f32(v);
+                wide[i] = flint_f32_from_f16(half[i]);
+            } else {
+                uint32_t bits;
+                memcpy(&bits, &v, 4);
+                half[i] = (uint16_t)(bits >> 16);
+                bits = (uint32_t)half[i] << 16;
+                memcpy(&wide[i], &bits, 4);
+            }
+        }
+        for (int64_t i = 0; i < rows * ldy; i++) y[i] = y_ref[i] = 0;
+        const half_xwt_fn f = kind == 0 ? p->f16_xwt : p->bf16_xwt;
+        const int64_t split = n / 2 / 4 * 4;
+        p->xwt(x, rows, ldx, wide, k, 0, n, y_ref, ldy);
+        f(x, rows, ldx, half, k, 0, split, y, ldy);
+        f(x, rows, ldx, half, k, split, n, y, ldy);
+        checks++;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < n; j++)
+                if (memcmp(&y[r * ldy + j], &y_ref[r * ldy + j], sizeof(float)) != 0) {
+                    FAIL("%s: %s_xwt rows=%lld n=%lld k=%lld (%lld, %lld) %.9g, f32_xwt over the widened matrix %.9g",
+                         p->name, kind == 0 ? "f16" : "bf16", (long long)rows, (long long)n, (long long)k, (long long)r,
+                         (long long)j, y[r * ldy + j], y_ref[r * ldy + j]);
+                    r = rows;
+                    break;
+                }
+    }
+    free(x); free(wide); free(y); free(y_ref); free(half);
 }
 
 static void check_elementwise(const path *p, int64_t count) {
@@ -550,8 +595,10 @@ static void run_path(const path *p) {
     }
 #endif
     const int64_t xwt_shapes[][3] = {{1, 40, 512}, {4, 9, 64}, {5, 67, 100}, {9, 13, 7}, {3, 130, 33}, {8, 64, 768}};
-    for (size_t s = 0; s < sizeof xwt_shapes / sizeof xwt_shapes[0]; s++)
+    for (size_t s = 0; s < sizeof xwt_shapes / sizeof xwt_shapes[0]; s++) {
         check_xwt(p, xwt_shapes[s][0], xwt_shapes[s][1], xwt_shapes[s][2]);
+        check_half_xwt(p, xwt_shapes[s][0], xwt_shapes[s][1], xwt_shapes[s][2]);
+    }
     const int64_t counts[] = {1, 7, 8, 15, 16, 17, 64, 1000, 1027};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) check_elementwise(p, counts[i]);
     check_attend(p, 1, 1, 64, 0);
@@ -578,23 +625,28 @@ int main(void) {
         {"avx2 (+avx-vnni)", flint_isa_supported(FLINT_ISA_AVX2), 1, 0, flint_avx2_int8_quantize_activations,
          flint_avx2_int8_w8a8, flint_avx2_int8_weight_only, flint_avx2_f32_xwt, flint_avx2_f32_gelu_new,
          flint_avx2_f32_exp_shifted, flint_avx2_f32_attend, flint_avx2_packed_w8a8, flint_avx2_packed_weight_only,
-         flint_avx2_f32_attend_sequence, flint_avx2_f16kv_attend, flint_avx2_f32_to_f16},
+         flint_avx2_f32_attend_sequence, flint_avx2_f16kv_attend, flint_avx2_f32_to_f16, flint_avx2_f16_xwt,
+         flint_avx2_bf16_xwt},
         {"avx2 w8a8 without vnni", flint_isa_supported(FLINT_ISA_AVX2), 1, 0, flint_avx2_int8_quantize_activations,
          flint_avx2_int8_w8a8_plain, flint_avx2_int8_weight_only, flint_avx2_f32_xwt, flint_avx2_f32_gelu_new,
          flint_avx2_f32_exp_shifted, flint_avx2_f32_attend, flint_avx2_packed_w8a8_plain, flint_avx2_packed_weight_only,
-         flint_avx2_f32_attend_sequence, flint_avx2_f16kv_attend, flint_avx2_f32_to_f16},
+         flint_avx2_f32_attend_sequence, flint_avx2_f16kv_attend, flint_avx2_f32_to_f16, flint_avx2_f16_xwt,
+         flint_avx2_bf16_xwt},
         {"avx512", flint_isa_supported(FLINT_ISA_AVX512), 0, 1, flint_int8_quantize_activations, flint_int8_w8a8,
          flint_int8_weight_only, flint_f32_xwt, flint_f32_gelu_new, flint_f32_exp_shifted, flint_f32_attend,
          flint_avx512_packed_w8a8, flint_avx512_packed_weight_only,
-         flint_avx512_f32_attend_sequence, flint_avx512_f16kv_attend, flint_avx2_f32_to_f16},
+         flint_avx512_f32_attend_sequence, flint_avx512_f16kv_attend, flint_avx2_f32_to_f16, flint_f16_xwt,
+         flint_bf16_xwt},
         {"neon (+sdot)", flint_isa_supported(FLINT_ISA_NEON), 1, 0, flint_neon_int8_quantize_activations,
          flint_neon_int8_w8a8, flint_neon_int8_weight_only, flint_neon_f32_xwt, flint_neon_f32_gelu_new,
          flint_neon_f32_exp_shifted, flint_neon_f32_attend, flint_neon_packed_w8a8, flint_neon_packed_weight_only,
-         flint_neon_f32_attend_sequence, flint_neon_f16kv_attend, flint_neon_f32_to_f16},
+         flint_neon_f32_attend_sequence, flint_neon_f16kv_attend, flint_neon_f32_to_f16, flint_neon_f16_xwt,
+         flint_neon_bf16_xwt},
         {"neon w8a8 without sdot", flint_isa_supported(FLINT_ISA_NEON), 1, 0, flint_neon_int8_quantize_activations,
          flint_neon_int8_w8a8_plain, flint_neon_int8_weight_only, flint_neon_f32_xwt, flint_neon_f32_gelu_new,
          flint_neon_f32_exp_shifted, flint_neon_f32_attend, flint_neon_packed_w8a8_plain, flint_neon_packed_weight_only,
-         flint_neon_f32_attend_sequence, flint_neon_f16kv_attend, flint_neon_f32_to_f16},
+         flint_neon_f32_attend_sequence, flint_neon_f16kv_attend, flint_neon_f32_to_f16, flint_neon_f16_xwt,
+         flint_neon_bf16_xwt},
     };
     printf("CFlintKernels paths on %s (avx2 dot product: %d, neon sdot: %d):\n", flint_cpu_name(),
            flint_isa_has_dot_product(FLINT_ISA_AVX2), flint_isa_has_dot_product(FLINT_ISA_NEON));

@@ -93,15 +93,16 @@ private func mappedOnes(_ storage: StorageType, rows: Int, cols: Int, tag: Strin
         }
     }
 
-    /// A resident model's half-precision linear where AVX-512 multiplies half weights in registers: used in place,
-    /// so making it touches none of the weight and a multiply leaves the pages it read mapped (handing them back,
-    /// as the block streamer's does, would make every decode step of a resident model fault them in again).
-    @Test(.enabled(if: StreamedHalfLinear.multipliesInRegisters(on: .avx512)), arguments: [StorageType.bf16, .f16])
-    func inPlaceHalfLinearKeepsTheMappedPagesItMultiplied(_ storage: StorageType) throws {
+    /// A resident model's half-precision linear where the kernels multiply half weights in registers (AVX-512, AVX2,
+    /// NEON): used in place, so making it touches none of the weight and a multiply leaves the pages it read mapped
+    /// (handing them back, as the block streamer's does, would make every decode step of a resident model fault
+    /// them in again).
+    @Test(arguments: [StorageType.bf16, .f16], KernelISA.allCases.filter { $0.isSupported && StreamedHalfLinear.multipliesInRegisters(on: $0) })
+    func inPlaceHalfLinearKeepsTheMappedPagesItMultiplied(_ storage: StorageType, isa: KernelISA) throws {
         let rows = 2048, cols = 1024  // 4 MiB of 16-bit values
-        let view = try mappedOnes(storage, rows: rows, cols: cols, tag: "inplace")
+        let view = try mappedOnes(storage, rows: rows, cols: cols, tag: "inplace-\(isa)")
         let weight = view.data.baseAddress!
-        let linear = try LinearFactory.make(view, expectedShape: [rows, cols], isa: .avx512)
+        let linear = try LinearFactory.make(view, expectedShape: [rows, cols], isa: isa)
         #expect((linear as? StreamedHalfLinear)?.releasesPages == false)
         let untouched = try residentKB(containing: weight) ?? 0
         #expect(untouched <= 8, "making the layer touched \(untouched) kB of the weight")

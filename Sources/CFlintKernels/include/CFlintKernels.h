@@ -97,6 +97,8 @@ void flint_f32_attend(const float *queries, int64_t query_count, const float *ke
 //  - w8a8 on AVX2/AVX-VNNI/NEON/NEON-sdot: bit-identical to the portable Swift kernel. The Int32 dot product of each
 //    (row, group) is exact, and the float epilogue is the portable one, in the same order and without fused
 //    multiply-add: `sum += float(dot_g) · (scale_w · scale_x)`, `corr += compensation_g · scale_x`, `y = sum − corr`.
+//  - f16_xwt, bf16_xwt (W as IEEE binary16 / bf16 bit patterns, widened in registers, exactly): bit-identical to
+//    the same path's f32_xwt over the widened matrix.
 //  - weight_only, f32_xwt, gelu_new, exp_shifted, attend: float summation order differs from the portable kernels
 //    (and exp/tanh are polynomial): within 1e-5 of Σ|w·x| (matrix products), 2e-6 relative (exp), 2e-6 relative
 //    + 4e-7·|x| (gelu, whose 1 + tanh cancels for x ≪ 0).
@@ -127,6 +129,10 @@ const char *flint_cpu_name(void);
                                    int64_t ldx, int64_t rows, float *y, int64_t ldy); \
     void prefix##_f32_xwt(const float *x, int64_t rows, int64_t ldx, const float *w, int64_t k, int64_t n_begin, \
                           int64_t n_end, float *y, int64_t ldy); \
+    void prefix##_f16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k, int64_t n_begin, \
+                          int64_t n_end, float *y, int64_t ldy); \
+    void prefix##_bf16_xwt(const float *x, int64_t rows, int64_t ldx, const uint16_t *w, int64_t k, \
+                           int64_t n_begin, int64_t n_end, float *y, int64_t ldy); \
     void prefix##_f32_gelu_new(float *x, int64_t count); \
     void prefix##_f32_exp_shifted(float *x, int64_t count, float shift, float *sum); \
     void prefix##_f32_attend(const float *queries, int64_t query_count, const float *keys, const float *values, \
