@@ -27,7 +27,7 @@ public final class FlintModel: Sendable {
     public let int8Kernels: Int8KernelMode?
     /// The threads the matrix kernels run on.
     public let pool: ThreadPool
-    /// The generation settings the weights carry (`generationDefaults(of:)`); generation takes their eos and
+    /// The generation settings the weights carry (`WeightSource.generationDefaults()`); generation takes their eos and
     /// decoder start tokens unless the options name their own.
     public let generationDefaults: GenerationDefaults?
     /// The encoder-decoder engine; nil for an encoder-only checkpoint (T5EncoderModel), which can only embed.
@@ -106,7 +106,7 @@ public final class FlintModel: Sendable {
         self.tokenizer = try tokenizer ?? FlintModel.tokenizer(for: weights)
         int8Kernels = options.kernels.mode(for: weights)
         pool = options.threads.map { ThreadPool(threads: $0) } ?? .shared
-        generationDefaults = try FlintModel.generationDefaults(of: weights)
+        generationDefaults = try weights.generationDefaults()
         if config.isEncoderOnly {
             generator = nil
             encoderOnly = try T5EncoderModel(weights: weights, pool: pool, int8Kernels: int8Kernels, isa: options.isa)

@@ -19,14 +19,6 @@ extension FlintModel {
         return try hub.snapshot(HubReference(parsing: argument), format: format)
     }
 
-    /// The generation settings the weights carry: a .flint file's metadata, a Hugging Face folder's
-    /// generation_config.json; nil for other sources.
-    public static func generationDefaults(of weights: WeightSource) throws -> GenerationDefaults? {
-        if let file = weights as? FlintFile { return file.metadata.generation }
-        if let folder = weights as? HFModelFolder { return try folder.generationConfig()?.defaults }
-        return nil
-    }
-
     /// Opens a .flint file; a .flint.zst is unpacked once to a cache file beside it (`<path>.unpacked.flint`,
     /// every checksum verified before it is used).
     public static func openFlintFile(_ path: String) throws -> FlintFile {

@@ -1,7 +1,6 @@
 // `flint run`: generate text from prompts with the float32 T5 engine (greedy, beam search or sampling).
 import ArgumentParser
 import Foundation
-import Flint
 import FlintCheckpoint
 import FlintFormat
 import FlintKernels
@@ -246,7 +245,7 @@ struct RunCommand: ParsableCommand {
                                                         attentionCache: cacheOptions.choice.precision)
             var generator = SystemRandomNumberGenerator()
             let randomSeed = generator.next()
-            let options = try generationOptions(defaults: try FlintModel.generationDefaults(of: weights), tokenizer: tokenizer,
+            let options = try generationOptions(defaults: try weights.generationDefaults(), tokenizer: tokenizer,
                                                 vocabSize: engine.config.vocabSize, randomSeed: randomSeed)
             var sampledSeed: UInt64? = nil
             if case .sampling(let s) = options.strategy { sampledSeed = s.seed }

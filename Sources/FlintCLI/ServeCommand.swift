@@ -1,7 +1,6 @@
 // `flint serve`: the HTTP API over one model (FlintServe), with continuous batching across requests.
 import ArgumentParser
 import Foundation
-import Flint
 import FlintFormat
 import FlintKernels
 import FlintServe
@@ -144,7 +143,7 @@ struct ServeCommand: ParsableCommand {
             var logger = Logger(label: "flint.serve") { StreamLogHandler.standardError(label: $0) }
             logger.logLevel = Logger.Level(rawValue: logLevel.lowercased()) ?? .info
             let served = ServedModel(id: servedName, engine: engine, tokenizer: tokenizer,
-                                     generationDefaults: try FlintModel.generationDefaults(of: weights))
+                                     generationDefaults: try weights.generationDefaults())
             let server = try FlintServer(model: served,
                                          configuration: serveConfiguration, logger: logger)
             try runBlocking { try await server.run(handleSignals: true) }

@@ -119,6 +119,8 @@ public enum Calibrator {
         let chunks = Self.chunks(inputs.map(\.count), config: weights.config, maxNewTokens: options.maxNewTokens,
                                  maxActivationBytes: budget)
         let config = weights.config
+        // The continuation `flint run` would decode: the generation config's start and eos tokens, if it names them.
+        let special = try weights.generationDefaults()
         let perChunk = options.maxNewTokens * config.numDecoderLayers
         let total = config.numEncoderLayers + chunks.count * perChunk
         // The encoder streams once for every chunk: each block runs over one chunk after another while its
@@ -139,7 +141,8 @@ public enum Calibrator {
             hidden[c] = []
             let base = config.numEncoderLayers + c * perChunk
             let span = chunks.count == 1 ? "" : ", prompts \(chunk.lowerBound + 1)-\(chunk.upperBound) of \(inputs.count)"
-            _ = try streamer.greedy(encoded, maxNewTokens: options.maxNewTokens, linearObserver: observer) { done, count in
+            _ = try streamer.greedy(encoded, maxNewTokens: options.maxNewTokens, startToken: special?.decoderStartTokenId,
+                                    endTokens: special?.eosTokenIds, linearObserver: observer) { done, count in
                 let step = (done - 1) / config.numDecoderLayers + 1, block = (done - 1) % config.numDecoderLayers + 1
                 progress?(base + done, total,
                           "decoder step \(step)/\(options.maxNewTokens) block \(block)/\(config.numDecoderLayers)\(span)")

@@ -122,6 +122,9 @@ extension HFModelFolder {
     public func generationConfig() throws -> HFGenerationConfig? {
         try HFGenerationConfig.read(folder: folder, config: config)
     }
+
+    /// The settings of the folder's generation_config.json that Flint follows.
+    public func generationDefaults() throws -> GenerationDefaults? { try generationConfig()?.defaults }
 }
 
 extension GenerationDefaults {

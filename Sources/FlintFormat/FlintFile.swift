@@ -42,6 +42,8 @@ public final class FlintFile: WeightSource, @unchecked Sendable {
     public var sourceDescription: String { path }
     public var tensorNames: [String] { records.map(\.name) }
     public var holdsQuantizedWeights: Bool { records.contains { !$0.storage.isFloat } }
+    /// The metadata's `generation` (validated at open).
+    public func generationDefaults() throws -> GenerationDefaults? { metadata.generation }
     public var fileSize: Int { file.count }
 
     public var tokenizerInfo: TokenizerInfo? { header.tokenizerSize == 0 ? nil : metadata.tokenizer ?? TokenizerInfo() }

@@ -19,6 +19,9 @@ public protocol WeightSource: AnyObject, Sendable {
     /// Whether any tensor the model reads is stored int8 or int4 (told without materializing a tensor; decides
     /// e.g. the precision of the decoder's attention caches). Float checkpoints: false.
     var holdsQuantizedWeights: Bool { get }
+    /// The generation settings the source carries (a .flint file's `generation`, a folder's generation_config.json);
+    /// nil when it has none. Throws when a folder's file cannot be read.
+    func generationDefaults() throws -> GenerationDefaults?
 }
 
 extension WeightSource {
@@ -29,4 +32,7 @@ extension WeightSource {
 
     /// Checkpoints in Hugging Face's formats hold float tensors only.
     public var holdsQuantizedWeights: Bool { false }
+
+    /// Sources without generation settings.
+    public func generationDefaults() throws -> GenerationDefaults? { nil }
 }

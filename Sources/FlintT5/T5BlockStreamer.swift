@@ -235,9 +235,12 @@ public final class T5BlockStreamer {
     // MARK: Decoder
 
     /// Greedy generation for every encoder output together, at most `maxNewTokens` tokens each (a sequence
-    /// stops at EOS, which is included). Returns the generated ids per input (the start token excluded).
-    /// `progress(done, total)` after each decoder block of each step (total assumes every step runs).
-    public func greedy(_ encoded: [T5EncoderOutput], maxNewTokens: Int, linearObserver: T5LinearInputObserver? = nil,
+    /// stops at an eos, which is included). Returns the generated ids per input (the start token excluded).
+    /// `startToken` and `endTokens` are the generation config's (`GenerationOptions.decoderStartTokenId`,
+    /// `eosTokenIds`); nil: the model config's. `progress(done, total)` after each decoder block of each step (total
+    /// assumes every step runs).
+    public func greedy(_ encoded: [T5EncoderOutput], maxNewTokens: Int, startToken: Int? = nil, endTokens: [Int]? = nil,
+                       linearObserver: T5LinearInputObserver? = nil,
                        progress: ((Int, Int) -> Void)? = nil) throws -> [[Int]] {
         guard maxNewTokens >= 1, !encoded.isEmpty,
               encoded.allSatisfy({ $0.dModel == config.dModel && $0.length > 0 }) else {
@@ -264,7 +267,8 @@ public final class T5BlockStreamer {
         let context = T5ForwardContext(pool: pool, linearObserver: linearObserver)
         var generated = [[Int]](repeating: [], count: encoded.count)
         var active = Array(encoded.indices)  // row r of the state decodes input active[r]
-        var tokens = [Int](repeating: config.decoderStartTokenId, count: encoded.count)
+        var tokens = [Int](repeating: startToken ?? config.decoderStartTokenId, count: encoded.count)
+        let ends = Set(endTokens ?? [config.eosTokenId])
         var done = 0
         let total = maxNewTokens * layers
         for step in 0..<maxNewTokens {
@@ -316,7 +320,7 @@ public final class T5BlockStreamer {
                 for j in 1..<config.vocabSize where row[j] > row[best] { best = j }
                 generated[active[r]].append(best)
                 tokens[r] = best
-                if best == config.eosTokenId { finished.append(r) }
+                if ends.contains(best) { finished.append(r) }
             }
             if !finished.isEmpty {
                 try state.removeRows(finished)

@@ -49,18 +49,21 @@ struct StreamedVerifyPlan {
 }
 
 extension T5BlockStreamer {
-    /// Encodes `inputs`, decodes greedily and — with `script` nil — makes the teacher-forcing script from this
-    /// model's own continuation (start token + all but the last generated token); then the teacher-forced
+    /// Encodes `inputs`, decodes greedily (with the decoder start and eos tokens of `specialIds`, the generation
+    /// settings `flint run` follows, where it names them) and — with `script` nil — makes the teacher-forcing script
+    /// from this model's own continuation (start token + all but the last generated token); then the teacher-forced
     /// logits on the script. `observer` sees every block's output of the encoder pass and of the teacher-forced
     /// decoder pass (all rows), not of the greedy steps.
-    func verifyRun(_ inputs: [[Int]], maxNewTokens: Int, script: [[Int]]?, observer: T5BlockObserver?,
-                   progress: ((Int) -> Void)?) throws -> (run: StreamedRun, script: [[Int]]) {
+    func verifyRun(_ inputs: [[Int]], maxNewTokens: Int, script: [[Int]]?, specialIds: GenerationDefaults?,
+                   observer: T5BlockObserver?, progress: ((Int) -> Void)?) throws -> (run: StreamedRun, script: [[Int]]) {
         var done = 0
         func tick(_ n: Int) { done += n; progress?(done) }
         let encoded = try encode(inputs, observer: observer, progress: { _, _ in tick(1) })
         var last = 0
-        let generated = try greedy(encoded, maxNewTokens: maxNewTokens, progress: { d, _ in tick(d - last); last = d })
-        let decoderInputs = script ?? generated.map { [config.decoderStartTokenId] + $0.dropLast() }
+        let start = specialIds?.decoderStartTokenId ?? config.decoderStartTokenId
+        let generated = try greedy(encoded, maxNewTokens: maxNewTokens, startToken: start, endTokens: specialIds?.eosTokenIds,
+                                   progress: { d, _ in tick(d - last); last = d })
+        let decoderInputs = script ?? generated.map { [start] + $0.dropLast() }
         let logits = try teacherForced(encoded, decoderInputs: decoderInputs, observer: observer, progress: { _, _ in tick(1) })
         return (StreamedRun(encoded: encoded, generated: generated, logits: logits, vocab: config.vocabSize), decoderInputs)
     }

@@ -287,11 +287,16 @@ public enum Verifier {
 
         // The reference: its block outputs are kept (packed, all prompts) for the per-block comparison.
         var recorded = [[Float]](repeating: [], count: layers.count)
-        let (ref, script) = try refStream.verifyRun(ids, maxNewTokens: maxNewTokens, script: nil, observer: { stack, block, hidden, rows in
+        // The candidate's start and eos tokens (a converted file stores its folder's): both models decode as
+        // `flint run` decodes the candidate.
+        let specialIds = try candidate.generationDefaults()
+        let (ref, script) = try refStream.verifyRun(ids, maxNewTokens: maxNewTokens, script: nil, specialIds: specialIds,
+                                                    observer: { stack, block, hidden, rows in
             recorded[layers.index(stack, block)] = Array(hidden)
             peaks.observe(stack, block, hidden, rows: rows)
         }, progress: { progress?($0, totalWork) })
-        let (cand, _) = try candStream.verifyRun(ids, maxNewTokens: maxNewTokens, script: script, observer: { stack, block, hidden, _ in
+        let (cand, _) = try candStream.verifyRun(ids, maxNewTokens: maxNewTokens, script: script, specialIds: specialIds,
+                                                 observer: { stack, block, hidden, _ in
             let i = layers.index(stack, block)
             layers.add(i, reference: recorded[i], candidate: hidden)
         }, progress: { progress?(perModel + $0, totalWork) })

@@ -46,6 +46,35 @@ private func floats(_ value: Any?) -> [Float] {
         }
     }
 
+    /// With a generation config's decoder start token or eos list (what calibration and verify's reference follow
+    /// for such a model): transformers' greedy ids for those settings (Tests/Fixtures/generation, every prompt).
+    @Test(arguments: ["flan-tiny", "t5-tiny"])
+    func streamedGreedyFollowsTheGenerationConfigsSpecialIds(name: String) throws {
+        let url = URL(fileURLWithPath: model(name)).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("generation/\(name).json")
+        let golden = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let settings = try #require(golden["settings"] as? [String: [String: Any]])
+        let cases = try #require(golden["cases"] as? [[String: Any]])
+        let folder = try HFModelFolder(path: model(name))
+        let streamer = try T5BlockStreamer(weights: folder, pool: nil)
+        let encoded = try streamer.encode(cases.map { ints($0["input_ids"]) })
+        var differ = 0
+        for setting in ["decoder_start_greedy", "eos_list_greedy"] {
+            let s = try #require(settings[setting])
+            let start = s["decoder_start_token_id"] as? Int
+            let generated = try streamer.greedy(encoded, maxNewTokens: 20, startToken: start,
+                                                endTokens: s["eos_token_id"] as? [Int])
+            for (i, c) in cases.enumerated() {
+                let results = try #require(c["results"] as? [String: [String: Any]])
+                let expected = try #require((results[setting]?["sequences"] as? [[Int]])?.first)
+                #expect(expected.first == start ?? folder.config.decoderStartTokenId)
+                #expect(generated[i] == Array(expected.dropFirst()), "\(name) \(setting) case \(i)")
+                if expected != (results["plain"]?["sequences"] as? [[Int]])?.first { differ += 1 }
+            }
+        }
+        #expect(differ > 0, "the settings should change some output")
+    }
+
     /// Every linear layer's input, streamed, is what the whole model feeds that layer while it generates
     /// greedily (rows and per-channel maxima) — the output head's input included, which greedy ids alone cannot
     /// check (the tied head's d_model^-0.5 scale does not change an argmax).
