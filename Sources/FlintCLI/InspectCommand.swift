@@ -5,7 +5,7 @@ import FlintFormat
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Show a .flint file's config, tokenizer, provenance and tensor table.",
+        abstract: "Show a .flint file's config, generation settings, tokenizer, provenance and tensor table.",
         discussion: helpDiscussion("""
         The file is validated (header, tensor table, metadata) before anything is shown; --verify also reads
         every tensor and checks its XXH64 checksum.
@@ -18,6 +18,8 @@ struct InspectCommand: ParsableCommand {
           flint inspect model.flint --json | jq '.calibration.smoothing.folds[] \\
               | [.producer, .max_scale]'
 
+        The generation settings are those of the model's generation_config.json that `flint run` follows with no
+        flags (transformers' names); required features are what a reader must implement to use the file.
         A calibrated file also shows its calibration: the prompts, every smoothing fold (producer → consumers,
         scale range, largest input before → after) and, after the tensor table, each linear layer's input
         statistics (rows, abs max, percentile, median channel maximum, top channels).
@@ -63,6 +65,20 @@ struct InspectCommand: ParsableCommand {
               + (c.scaleDecoderOutputs ? " (output × d_model^-0.5)" : "")
               + ", buckets \(c.relativeAttentionNumBuckets)/\(c.relativeAttentionMaxDistance), eps \(c.layerNormEpsilon)")
         print("           pad \(c.padTokenId), eos \(c.eosTokenId), decoder start \(c.decoderStartTokenId)")
+        if let g = m.generation {
+            // What `flint run` follows with no flags, in transformers' names (sorted).
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let settings = try JSONSerialization.jsonObject(with: try encoder.encode(g)) as? [String: Any] ?? [:]
+            let text = settings.keys.sorted().map { key -> String in
+                let value = settings[key]!
+                let shown = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed]))
+                    .map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
+                return "\(key) \(shown)"
+            }
+            print("generation " + text.joined(separator: ", "))
+        }
+        if !m.requiredFeatures.isEmpty { print("features   " + m.requiredFeatures.joined(separator: ", ")) }
         if let t = m.tokenizer {
             print("tokenizer  \(t.type), \(formatBytes(Int64(f.header.tokenizerSize))), \(t.extraIds) sentinels")
         } else {
@@ -253,6 +269,8 @@ struct InspectJSON: Encodable {
     var provenance: Provenance
     var aliases: [String: String]
     var calibration: CalibrationInspectJSON?
+    var generation: GenerationDefaults?
+    var required_features: [String]
     var tensors: [Tensor]
 
     init(_ f: FlintFile, verified: Bool) throws {
@@ -264,6 +282,8 @@ struct InspectJSON: Encodable {
         provenance = f.metadata.provenance
         aliases = f.metadata.aliases
         calibration = try f.calibration().map(CalibrationInspectJSON.init)
+        generation = f.metadata.generation
+        required_features = f.metadata.requiredFeatures
         tensors = f.records.map {
             Tensor(name: $0.name, dtype: $0.storage.name, shape: $0.shape, offset: $0.dataOffset, bytes: $0.dataSize,
                    scheme: $0.scheme.name, layout: $0.layout.name, group_size: $0.scheme.groupSize, scale_offset: $0.scaleOffset,
@@ -281,9 +301,12 @@ struct InspectJSON: Encodable {
         try c.encode(provenance, forKey: .provenance)
         try c.encode(aliases, forKey: .aliases)
         if let calibration { try c.encode(calibration, forKey: .calibration) } else { try c.encodeNil(forKey: .calibration) }
+        if let generation { try c.encode(generation, forKey: .generation) } else { try c.encodeNil(forKey: .generation) }
+        try c.encode(required_features, forKey: .required_features)
         try c.encode(tensors, forKey: .tensors)
     }
     enum CodingKeys: String, CodingKey {
-        case format_version, file_bytes, checksums_verified, config, tokenizer, provenance, aliases, calibration, tensors
+        case format_version, file_bytes, checksums_verified, config, tokenizer, provenance, aliases, calibration, generation,
+             required_features, tensors
     }
 }

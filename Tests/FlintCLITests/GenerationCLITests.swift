@@ -79,6 +79,14 @@ private func copyModel(_ name: String, to dir: String) throws -> String {
         #expect(generation["eos_token_id"] as? [Int] == special["eos_token_id"] as? [Int])
         #expect(generation["decoder_start_token_id"] as? Int == special["decoder_start_token_id"] as? Int)
         #expect((metadata["required_features"] as? [String])?.contains("generation-special-ids") == true)
+        // inspect shows them (text and JSON).
+        let eosList = try #require(special["eos_token_id"] as? [Int])
+        let text = try flint("inspect", out)
+        #expect(text.stdout.contains("eos_token_id [\(eosList.map(String.init).joined(separator: ","))]"), "\(text.stdout.prefix(600))")
+        #expect(text.stdout.contains("features   generation-special-ids"))
+        let inspected = try #require(try JSONSerialization.jsonObject(with: Data(try flint("inspect", out, "--json").stdout.utf8)) as? [String: Any])
+        #expect((inspected["generation"] as? [String: Any])?["eos_token_id"] as? [Int] == eosList)
+        #expect(inspected["required_features"] as? [String] == ["generation-special-ids"])
         let cases = try #require(golden["special_ids_config_cases"] as? [[String: Any]])
         let prompts = cases.compactMap { $0["prompt"] as? String }
         for source in [out, folder] {
