@@ -162,14 +162,19 @@ def golden(name):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / name
         shutil.copytree(model_dir, folder)
-        (folder / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG_JSON, indent=2) + "\n")
-        configured = AutoModelForSeq2SeqLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
-        config_cases = []
-        for prompt in PROMPTS:
-            inputs = tokenizer(prompt, return_tensors="pt")
-            with torch.no_grad():
-                out = configured.generate(**inputs)
-            config_cases.append({"prompt": prompt, "ids": trim(out[0].tolist(), configured.config.eos_token_id)})
+
+        def configured_cases(generation_config, eos):
+            (folder / "generation_config.json").write_text(json.dumps(generation_config, indent=2) + "\n")
+            configured = AutoModelForSeq2SeqLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
+            cases = []
+            for prompt in PROMPTS:
+                inputs = tokenizer(prompt, return_tensors="pt")
+                with torch.no_grad():
+                    out = configured.generate(**inputs)
+                cases.append({"prompt": prompt, "ids": trim(out[0].tolist(), eos)})
+            return cases
+
+        config_cases = configured_cases(GENERATION_CONFIG_JSON, model.config.eos_token_id)
         # Special ids unlike config.json's: another decoder start, and an eos list with a token the model produces
         # early from that start (so the list ends the first prompt's sequence before the config's eos would).
         start = first_greedy[2]
@@ -178,14 +183,7 @@ def golden(name):
         produced = [t for t in probe["sequences"][0][1:] if t != 1]
         special_json = {"decoder_start_token_id": start, "eos_token_id": [1, produced[min(1, len(produced) - 1)]],
                         "pad_token_id": 0, "max_new_tokens": 16, "min_new_tokens": 1}
-        (folder / "generation_config.json").write_text(json.dumps(special_json, indent=2) + "\n")
-        configured = AutoModelForSeq2SeqLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
-        special_cases = []
-        for prompt in PROMPTS:
-            inputs = tokenizer(prompt, return_tensors="pt")
-            with torch.no_grad():
-                out = configured.generate(**inputs)
-            special_cases.append({"prompt": prompt, "ids": trim(out[0].tolist(), special_json["eos_token_id"])})
+        special_cases = configured_cases(special_json, special_json["eos_token_id"])
     return {
         "model": name,
         "common": {k: v for k, v in COMMON.items() if v is not None},

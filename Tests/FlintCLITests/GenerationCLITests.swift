@@ -28,6 +28,32 @@ private func copyModel(_ name: String, to dir: String) throws -> String {
     return folder
 }
 
+/// A copy of `model` in `dir` with `config` as its generation_config.json, and its float32 conversion (convert must
+/// succeed).
+private func folderWithGenerationConfig(_ model: String, _ config: Any, in dir: String) throws -> (folder: String, file: String, convert: CLIResult) {
+    let folder = try copyModel(model, to: dir)
+    try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: folder + "/generation_config.json"))
+    let file = dir + "/m.flint"
+    let c = try flint("convert", folder, "-o", file, "--quant", "f32", "--no-calibration")
+    #expect(c.status == 0, "\(c.stderr)")
+    return (folder, file, c)
+}
+
+/// `flint run` with no flags, from the file and from the folder, gives every case's ids (transformers', the decoder
+/// start token first). Returns the JSON lines of each source.
+private func expectGoldenRuns(_ cases: [[String: Any]], file: String, folder: String, model: String) throws -> [[[String: Any]]] {
+    let prompts = cases.compactMap { $0["prompt"] as? String }
+    return try [file, folder].map { source in
+        let lines = try runLines(["run", source] + prompts + ["--json"])
+        #expect(lines.count == cases.count)
+        for (line, c) in zip(lines, cases) {
+            let expected = try #require(c["ids"] as? [Int])
+            #expect(line["ids"] as? [Int] == Array(expected.dropFirst()), "\(model) \(source == file ? "file" : "folder"): \(c["prompt"] ?? "")")
+        }
+        return lines
+    }
+}
+
 @Suite struct GenerationCLITests {
     /// A folder whose generation_config.json asks for 4 beams, 12 new tokens and no_repeat_ngram_size 2:
     /// `flint run` with no flags gives `model.generate(**inputs)`'s ids, from the folder and from the converted file.
@@ -36,22 +62,11 @@ private func copyModel(_ name: String, to dir: String) throws -> String {
         let dir = scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let golden = try generationGolden(model)
-        let folder = try copyModel(model, to: dir)
-        let config = try JSONSerialization.data(withJSONObject: try #require(golden["generation_config_json"]))
-        try config.write(to: URL(fileURLWithPath: folder + "/generation_config.json"))
-        let out = dir + "/m.flint"
-        let c = try flint("convert", folder, "-o", out, "--quant", "f32", "--no-calibration")
-        #expect(c.status == 0, "\(c.stderr)")
+        let (folder, out, _) = try folderWithGenerationConfig(model, try #require(golden["generation_config_json"]), in: dir)
         let cases = try #require(golden["generation_config_cases"] as? [[String: Any]])
         let prompts = cases.compactMap { $0["prompt"] as? String }
-        for source in [out, folder] {
-            let lines = try runLines(["run", source] + prompts + ["--json"])
-            #expect(lines.count == cases.count)
-            for (line, c) in zip(lines, cases) {
-                let expected = try #require(c["ids"] as? [Int])
-                #expect(line["ids"] as? [Int] == Array(expected.dropFirst()), "\(model) \(source == out ? "file" : "folder"): \(c["prompt"] ?? "")")
-                #expect(line["score"] is Double, "beam search from the generation config reports its score")
-            }
+        for lines in try expectGoldenRuns(cases, file: out, folder: folder, model: model) {
+            #expect(lines.allSatisfy { $0["score"] is Double }, "beam search from the generation config reports its score")
         }
         // A flag overrides its setting: --beams 1 is greedy (no score), --max-tokens 3 stops after 3 tokens.
         let greedy = try runLines(["run", out, prompts[0], "--json", "--beams", "1", "--max-tokens", "3"])
@@ -67,12 +82,8 @@ private func copyModel(_ name: String, to dir: String) throws -> String {
         let dir = scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let golden = try generationGolden(model)
-        let folder = try copyModel(model, to: dir)
         let special = try #require(golden["special_ids_config_json"] as? [String: Any])
-        try JSONSerialization.data(withJSONObject: special).write(to: URL(fileURLWithPath: folder + "/generation_config.json"))
-        let out = dir + "/m.flint"
-        let c = try flint("convert", folder, "-o", out, "--quant", "f32", "--no-calibration")
-        #expect(c.status == 0, "\(c.stderr)")
+        let (folder, out, c) = try folderWithGenerationConfig(model, special, in: dir)
         #expect(!c.stderr.contains("eos_token_id") && !c.stderr.contains("decoder_start_token_id"), "no longer ignored: \(c.stderr)")
         let metadata = try flintMetadata(out)
         let generation = try #require(metadata["generation"] as? [String: Any])
@@ -87,16 +98,8 @@ private func copyModel(_ name: String, to dir: String) throws -> String {
         let inspected = try #require(try JSONSerialization.jsonObject(with: Data(try flint("inspect", out, "--json").stdout.utf8)) as? [String: Any])
         #expect((inspected["generation"] as? [String: Any])?["eos_token_id"] as? [Int] == eosList)
         #expect(inspected["required_features"] as? [String] == ["generation-special-ids"])
-        let cases = try #require(golden["special_ids_config_cases"] as? [[String: Any]])
-        let prompts = cases.compactMap { $0["prompt"] as? String }
-        for source in [out, folder] {
-            let lines = try runLines(["run", source] + prompts + ["--json"])
-            #expect(lines.count == cases.count)
-            for (line, c) in zip(lines, cases) {
-                let expected = try #require(c["ids"] as? [Int])
-                #expect(line["ids"] as? [Int] == Array(expected.dropFirst()), "\(model) \(source == out ? "file" : "folder"): \(c["prompt"] ?? "")")
-            }
-        }
+        _ = try expectGoldenRuns(try #require(golden["special_ids_config_cases"] as? [[String: Any]]), file: out, folder: folder,
+                                 model: model)
     }
 
     /// Each flag against transformers' ids for the same setting (t5-tiny and demo, every golden prompt).

@@ -35,25 +35,46 @@ import TestSupport
         }
     }
 
-    @Test func theModelsGenerationConfigIsTheDefault() async throws {
+    /// flan-tiny served with the golden's `"<key>_json"` as its generation_config.json, and the golden's
+    /// `"<key>_cases"` (transformers' `generate(**inputs)` ids for that file).
+    struct ConfiguredModel {
+        let served: ServedModel
+        let tokenizer: T5Tokenizer
+        let defaults: GenerationDefaults
+        let config: T5Config
+        let cases: [[String: Any]]
+    }
+
+    func configured(_ key: String) throws -> ConfiguredModel {
         let g = try golden("flan-tiny")
-        let config = try JSONSerialization.data(withJSONObject: try #require(g["generation_config_json"]))
+        let json = try JSONSerialization.data(withJSONObject: try #require(g[key + "_json"]))
         let weights = try HFModelFolder(path: packageRoot + "/Tests/Fixtures/models/flan-tiny")
-        let defaults = try HFGenerationConfig.parse(config, path: "generation_config.json", config: weights.config).defaults
-        #expect(defaults.numBeams == 4 && defaults.maxNewTokens == 12)
-        let cases = try #require(g["generation_config_cases"] as? [[String: Any]])
+        let defaults = try HFGenerationConfig.parse(json, path: "generation_config.json", config: weights.config).defaults
         let model = try T5ForConditionalGeneration(weights: weights, pool: nil)
         let tokenizer = try #require(try T5Tokenizer.load(from: weights))
-        let served = ServedModel(id: "flan-tiny", engine: .seq2seq(model), tokenizer: tokenizer, generationDefaults: defaults)
-        try await withServer(served: served) { port in
-            for c in cases {
-                let expected = try #require(c["ids"] as? [Int])
-                // No options: 4 beams, 12 new tokens, no repeated 2-gram, from the config.
-                let r = try await complete(port, ["prompt": c["prompt"] as! String])
-                #expect(choices(r).first?["text"] as? String == tokenizer.decode(Array(expected.dropFirst()), skipSpecialTokens: true),
-                        "\(c["prompt"]!)")
-                #expect((r["usage"] as? [String: Int])?["completion_tokens"] == expected.count - 1)
-            }
+        return ConfiguredModel(served: ServedModel(id: "flan-tiny", engine: .seq2seq(model), tokenizer: tokenizer,
+                                                   generationDefaults: defaults),
+                               tokenizer: tokenizer, defaults: defaults, config: weights.config,
+                               cases: try #require(g[key + "_cases"] as? [[String: Any]]))
+    }
+
+    /// A completion of the case's prompt with no options: transformers' text and token count. Returns the ids.
+    func expectGoldenCompletion(_ port: Int, _ c: [String: Any], _ m: ConfiguredModel) async throws -> (expected: [Int], response: [String: Any]) {
+        let expected = try #require(c["ids"] as? [Int])
+        let r = try await complete(port, ["prompt": c["prompt"] as! String])
+        #expect(choices(r).first?["text"] as? String == m.tokenizer.decode(Array(expected.dropFirst()), skipSpecialTokens: true),
+                "\(c["prompt"]!)")
+        #expect((r["usage"] as? [String: Int])?["completion_tokens"] == expected.count - 1)
+        return (expected, r)
+    }
+
+    @Test func theModelsGenerationConfigIsTheDefault() async throws {
+        let m = try configured("generation_config")
+        #expect(m.defaults.numBeams == 4 && m.defaults.maxNewTokens == 12)
+        let cases = m.cases
+        try await withServer(served: m.served) { port in
+            // No options: 4 beams, 12 new tokens, no repeated 2-gram, from the config.
+            for c in cases { _ = try await expectGoldenCompletion(port, c, m) }
             // A field overrides its setting: beams 1 and max_tokens 3.
             let short = try await complete(port, ["prompt": cases[0]["prompt"] as! String, "beams": 1, "max_tokens": 3])
             #expect(((short["usage"] as? [String: Int])?["completion_tokens"] ?? 99) <= 3)
@@ -63,27 +84,17 @@ import TestSupport
     /// A generation config with another decoder start token and an eos_token_id list: served completions start
     /// from that token and stop at any listed eos (finish_reason "stop"), as transformers' generate() does.
     @Test func theModelsSpecialIdsAreFollowed() async throws {
-        let g = try golden("flan-tiny")
-        let config = try JSONSerialization.data(withJSONObject: try #require(g["special_ids_config_json"]))
-        let weights = try HFModelFolder(path: packageRoot + "/Tests/Fixtures/models/flan-tiny")
-        let defaults = try HFGenerationConfig.parse(config, path: "generation_config.json", config: weights.config).defaults
-        let eos = try #require(defaults.eosTokenIds)
-        #expect(defaults.decoderStartTokenId != nil && eos.count == 2)
-        let cases = try #require(g["special_ids_config_cases"] as? [[String: Any]])
-        let model = try T5ForConditionalGeneration(weights: weights, pool: nil)
-        let tokenizer = try #require(try T5Tokenizer.load(from: weights))
-        let served = ServedModel(id: "flan-tiny", engine: .seq2seq(model), tokenizer: tokenizer, generationDefaults: defaults)
+        let m = try configured("special_ids_config")
+        let eos = try #require(m.defaults.eosTokenIds)
+        #expect(m.defaults.decoderStartTokenId != nil && eos.count == 2)
+        let cases = m.cases
         var endedOnTheListedToken = 0
-        try await withServer(served: served) { port in
+        try await withServer(served: m.served) { port in
             for c in cases {
-                let expected = try #require(c["ids"] as? [Int])
-                let r = try await complete(port, ["prompt": c["prompt"] as! String])
-                #expect(choices(r).first?["text"] as? String == tokenizer.decode(Array(expected.dropFirst()), skipSpecialTokens: true),
-                        "\(c["prompt"]!)")
-                #expect((r["usage"] as? [String: Int])?["completion_tokens"] == expected.count - 1)
+                let (expected, r) = try await expectGoldenCompletion(port, c, m)
                 if let last = expected.last, eos.contains(last) {
                     #expect(choices(r).first?["finish_reason"] as? String == "stop", "\(c["prompt"]!)")
-                    if last != weights.config.eosTokenId { endedOnTheListedToken += 1 }
+                    if last != m.config.eosTokenId { endedOnTheListedToken += 1 }
                 }
             }
         }
