@@ -13,18 +13,6 @@ import TestSupport
         return c
     }
 
-    func write(_ path: String, config: T5Config, requiredFeatures: [String]) throws {
-        let w = try FlintWriter(path: path)
-        let a: [Float] = [1, 2, 3, 4]
-        try a.withUnsafeBytes { try w.addTensor(name: "a", storage: .f32, shape: [4], scheme: .none, data: $0) }
-        let meta = FlintMetadata(
-            config: config, tokenizer: nil,
-            provenance: Provenance(sourceFormat: "safetensors", sourceFiles: [],
-                                   quantization: QuantizationRecipe(scheme: "f32", keep: [], defaultKeep: true)),
-            requiredFeatures: requiredFeatures)
-        try w.finish(metadata: meta, tokenizer: nil)
-    }
-
     @Test func onlyTheNewActivationsNeedTheFeature() {
         for activation in FeedForwardActivation.allCases {
             let needs = config(activation).requiredFeatures.contains(T5Config.extraActivationsFeature)
@@ -37,7 +25,7 @@ import TestSupport
     func fileWithTheFeatureReadsBack(activation: FeedForwardActivation) throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try write(dir + "/m.flint", config: config(activation), requiredFeatures: config(activation).requiredFeatures)
+        try writeOneTensorFile(dir + "/m.flint", config: config(activation), requiredFeatures: config(activation).requiredFeatures)
         let file = try FlintFile(path: dir + "/m.flint")
         #expect(file.config.activation == activation)
         #expect(file.metadata.requiredFeatures == ["feed-forward-activations"])
@@ -46,7 +34,7 @@ import TestSupport
     @Test func newActivationWithoutTheFeatureIsRejected() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try write(dir + "/m.flint", config: config(.silu), requiredFeatures: [])
+        try writeOneTensorFile(dir + "/m.flint", config: config(.silu), requiredFeatures: [])
         expectError(dir + "/m.flint", contains: "the config needs required_features to list \"feed-forward-activations\"")
     }
 
@@ -54,7 +42,7 @@ import TestSupport
     @Test func unknownFeatureIsRejectedByName() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try write(dir + "/m.flint", config: tinyConfig(), requiredFeatures: ["feed-forward-activations-2"])
+        try writeOneTensorFile(dir + "/m.flint", config: tinyConfig(), requiredFeatures: ["feed-forward-activations-2"])
         expectError(dir + "/m.flint", contains: "feed-forward-activations-2")
     }
 }

@@ -34,6 +34,21 @@ func writeSample(_ path: String, aliases: [String: String] = [:], requiredFeatur
     try w.finish(metadata: meta, tokenizer: [1, 2, 3, 4, 5])
 }
 
+/// A file with one f32 tensor `a` [4] and the given config, required features and generation settings (the
+/// metadata rules' tests vary only those).
+func writeOneTensorFile(_ path: String, config: T5Config = tinyConfig(), requiredFeatures: [String] = [],
+                        generation: GenerationDefaults? = nil) throws {
+    let w = try FlintWriter(path: path)
+    let a: [Float] = [1, 2, 3, 4]
+    try a.withUnsafeBytes { try w.addTensor(name: "a", storage: .f32, shape: [4], scheme: .none, data: $0) }
+    let meta = FlintMetadata(
+        config: config, tokenizer: nil,
+        provenance: Provenance(sourceFormat: "safetensors", sourceFiles: [],
+                               quantization: QuantizationRecipe(scheme: "f32", keep: [], defaultKeep: true)),
+        requiredFeatures: requiredFeatures, generation: generation)
+    try w.finish(metadata: meta, tokenizer: nil)
+}
+
 func readBytes(_ path: String) -> [UInt8] { Array(FileManager.default.contents(atPath: path)!) }
 func writeBytes(_ path: String, _ bytes: [UInt8]) { FileManager.default.createFile(atPath: path, contents: Data(bytes)) }
 

@@ -7,32 +7,20 @@ import TestSupport
 /// predates them would ignore the keys and end (or start) sequences on other tokens, so a file storing them lists
 /// `generation-special-ids` and older readers refuse it by that name.
 @Suite struct GenerationFormatTests {
-    func write(_ path: String, generation: GenerationDefaults) throws {
-        let w = try FlintWriter(path: path)
-        let a: [Float] = [1, 2, 3, 4]
-        try a.withUnsafeBytes { try w.addTensor(name: "a", storage: .f32, shape: [4], scheme: .none, data: $0) }
-        let meta = FlintMetadata(
-            config: tinyConfig(), tokenizer: nil,
-            provenance: Provenance(sourceFormat: "safetensors", sourceFiles: [],
-                                   quantization: QuantizationRecipe(scheme: "f32", keep: [], defaultKeep: true)),
-            generation: generation)
-        try w.finish(metadata: meta, tokenizer: nil)
-    }
-
     @Test func theWriterListsTheFeatureAndTheIdsReadBack() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var g = GenerationDefaults()
         g.eosTokenIds = [1, 7]
         g.decoderStartTokenId = 3
-        try write(dir + "/m.flint", generation: g)
+        try writeOneTensorFile(dir + "/m.flint", generation: g)
         let file = try FlintFile(path: dir + "/m.flint")
         #expect(file.metadata.generation?.eosTokenIds == [1, 7] && file.metadata.generation?.decoderStartTokenId == 3)
         #expect(file.metadata.requiredFeatures == ["generation-special-ids"])
         // Other settings alone need no feature.
         var plain = GenerationDefaults()
         plain.numBeams = 4
-        try write(dir + "/plain.flint", generation: plain)
+        try writeOneTensorFile(dir + "/plain.flint", generation: plain)
         #expect(try FlintFile(path: dir + "/plain.flint").metadata.requiredFeatures.isEmpty)
     }
 
@@ -43,7 +31,7 @@ import TestSupport
         let path = dir + "/m.flint"
         var g = GenerationDefaults()
         g.eosTokenIds = [1, 7]
-        try write(path, generation: g)
+        try writeOneTensorFile(path, generation: g)
         var b = readBytes(path)
         let listed = Array(#"["generation-special-ids"]"#.utf8)
         let start = u64(b, 56), end = start + u64(b, 64)

@@ -13,18 +13,6 @@ import TestSupport
         return c
     }
 
-    func write(_ path: String, config: T5Config, requiredFeatures: [String]) throws {
-        let w = try FlintWriter(path: path)
-        let a: [Float] = [1, 2, 3, 4]
-        try a.withUnsafeBytes { try w.addTensor(name: "a", storage: .f32, shape: [4], scheme: .none, data: $0) }
-        let meta = FlintMetadata(
-            config: config, tokenizer: nil,
-            provenance: Provenance(sourceFormat: "safetensors", sourceFiles: [],
-                                   quantization: QuantizationRecipe(scheme: "f32", keep: [], defaultKeep: true)),
-            requiredFeatures: requiredFeatures)
-        try w.finish(metadata: meta, tokenizer: nil)
-    }
-
     @Test func configKeyIsWrittenOnlyWhenSet() throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -42,7 +30,7 @@ import TestSupport
     @Test func fileWithTheFeatureReadsBack() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try write(dir + "/m.flint", config: umt5Config(), requiredFeatures: [T5Config.perLayerRelativeBiasFeature])
+        try writeOneTensorFile(dir + "/m.flint", config: umt5Config(), requiredFeatures: [T5Config.perLayerRelativeBiasFeature])
         let file = try FlintFile(path: dir + "/m.flint")
         #expect(file.config.relativeAttentionBiasPerLayer)
         #expect(file.metadata.requiredFeatures == ["per-layer-relative-attention-bias"])
@@ -51,7 +39,7 @@ import TestSupport
     @Test func flagWithoutTheRequiredFeatureIsRejected() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try write(dir + "/m.flint", config: umt5Config(), requiredFeatures: [])
+        try writeOneTensorFile(dir + "/m.flint", config: umt5Config(), requiredFeatures: [])
         expectError(dir + "/m.flint", contains: "the config needs required_features to list \"per-layer-relative-attention-bias\"")
     }
 }
